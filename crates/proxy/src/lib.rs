@@ -1,1 +1,151 @@
-//! placeholder
+//! The slotgate engine. A client's command flows
+//! `worker` (accept) → `session` (decode, reply queue) → `dispatch` (command table, slot)
+//! → `local` | `op` (one slot) | `split` (per-slot parts) | all-shard fan-out
+//! → `upstream` (multiplexed node connections) → back through the session's ordered queue.
+//! `topology` keeps the slot map current. The binary (`crates/slotgate`) turns YAML and argv
+//! into a [`Config`] and calls [`start`].
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+mod dispatch;
+mod entry;
+pub mod error;
+mod local;
+mod node_client;
+mod op;
+pub mod replies;
+mod session;
+mod split;
+pub mod topology;
+mod upstream;
+mod worker;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+pub use config::{Config, LimitsConfig, UpstreamConfig};
+pub use error::ProxyError;
+pub use topology::Topology;
+
+/// A running proxy.
+pub struct ProxyHandle {
+    local_addr: SocketAddr,
+    topology: Arc<Topology>,
+    shutdown: watch::Sender<bool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl ProxyHandle {
+    /// The address the client listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The live topology.
+    pub fn topology(&self) -> &Arc<Topology> {
+        &self.topology
+    }
+
+    /// Begin a graceful shutdown: stop accepting, let sessions finish what they read.
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Wait until every worker has stopped (after [`ProxyHandle::shutdown`]).
+    pub fn join(mut self) {
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ProxyHandle {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+/// Start the proxy: load the slot map (waiting up to a few seconds for a first answer), bind
+/// the listeners and start the workers and the topology refresher.
+///
+/// # Errors
+/// [`ProxyError::Config`] for an invalid config, [`ProxyError::Bind`] when the listen address
+/// is unusable, [`ProxyError::UpstreamAuth`] when the cluster refuses the credentials.
+pub fn start(config: Config) -> Result<ProxyHandle, ProxyError> {
+    config.validate().map_err(ProxyError::Config)?;
+    let config = Arc::new(config);
+    let topology = Arc::new(Topology::new(config.upstream.clone()));
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+    let refresher_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    match refresher_rt.block_on(initial_refresh(&topology)) {
+        Ok(()) => {}
+        Err(e @ ProxyError::UpstreamAuth { .. }) => return Err(e),
+        Err(e) => tracing::warn!(error = %e, "no slot map yet; will keep trying"),
+    }
+
+    let workers = config.worker_count();
+    let listeners =
+        worker::bind_listeners(config.listen, workers).map_err(|source| ProxyError::Bind {
+            addr: config.listen.to_string(),
+            source,
+        })?;
+    let local_addr = listeners[0].local_addr()?;
+    let shared = Arc::new(worker::Shared::new());
+
+    let mut threads = Vec::with_capacity(workers + 1);
+    {
+        let topology = Arc::clone(&topology);
+        let rx = shutdown_rx.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("slotgate-topology".into())
+                .spawn(move || refresher_rt.block_on(topology.run_refresher(rx)))?,
+        );
+    }
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let (cfg, topo, shared, rx) = (
+            Arc::clone(&config),
+            Arc::clone(&topology),
+            Arc::clone(&shared),
+            shutdown_rx.clone(),
+        );
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("slotgate-worker-{i}"))
+                .spawn(move || {
+                    if let Err(e) = worker::run_worker(cfg, topo, shared, listener, rx) {
+                        tracing::error!(worker = i, error = %e, "worker failed");
+                    }
+                })?,
+        );
+    }
+    tracing::info!(listen = %local_addr, workers, "slotgate listening");
+    Ok(ProxyHandle {
+        local_addr,
+        topology,
+        shutdown: shutdown_tx,
+        threads,
+    })
+}
+
+/// First map load: retry for up to five seconds so a proxy started together with its
+/// cluster comes up serving.
+async fn initial_refresh(topology: &Topology) -> Result<(), ProxyError> {
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match topology.refresh().await {
+            Ok(()) => return Ok(()),
+            Err(e @ ProxyError::UpstreamAuth { .. }) => return Err(e),
+            Err(e) if tokio::time::Instant::now() >= give_up => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}

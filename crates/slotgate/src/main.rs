@@ -1,1 +1,112 @@
-fn main() {}
+//! The `slotgate` binary: command line, YAML configuration, logging and signals around the
+//! engine in `slotgate-proxy`.
+
+mod settings;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+/// slotgate: a Redis Cluster proxy. Clients see one plain Redis server.
+#[derive(Parser, Debug)]
+#[command(name = "slotgate", version, about)]
+struct Cli {
+    /// Configuration file (YAML).
+    #[arg(long, env = "SLOTGATE_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validate a configuration file and print the effective configuration, secrets masked.
+    CheckConfig {
+        /// The file to check.
+        file: PathBuf,
+    },
+    /// Print the hash slot of each key.
+    Keyslot {
+        /// Keys to hash.
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Keyslot { keys }) => {
+            for key in keys {
+                println!("{key} {}", slotgate_cluster::slot(key.as_bytes()));
+            }
+            ExitCode::SUCCESS
+        }
+        Some(Command::CheckConfig { file }) => match settings::load(&file) {
+            Ok(s) => {
+                print!("{}", s.describe());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("slotgate: {file:?}: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        None => {
+            let Some(file) = cli.config else {
+                eprintln!("slotgate: no configuration: pass --config FILE or set SLOTGATE_CONFIG");
+                return ExitCode::from(2);
+            };
+            match run(&file) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("slotgate: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn run(file: &PathBuf) -> anyhow::Result<()> {
+    let settings = settings::load(file).with_context(|| format!("loading {}", file.display()))?;
+    settings::init_logging(&settings.log)?;
+    let grace = settings.proxy.shutdown_grace;
+    let handle = slotgate_proxy::start(settings.proxy).context("starting the proxy")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(wait_for_stop_signal())?;
+    tracing::info!(grace = ?grace, "shutting down");
+    handle.shutdown();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        handle.join();
+        let _ = done_tx.send(());
+    });
+    rt.block_on(async {
+        tokio::select! {
+            _ = tokio::task::spawn_blocking(move || done_rx.recv_timeout(grace + Duration::from_secs(1))) => {}
+            _ = wait_for_stop_signal() => tracing::warn!("second signal: exiting now"),
+        }
+    });
+    Ok(())
+}
+
+/// Resolve on SIGTERM or SIGINT; SIGHUP is logged (reload lands with TLS/ACL support).
+async fn wait_for_stop_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = hup.recv() => tracing::info!("SIGHUP received: nothing to reload in this version"),
+        }
+    }
+}

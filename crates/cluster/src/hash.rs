@@ -1,0 +1,57 @@
+//! Key → slot: CRC16/XMODEM of the key (or of its `{hash tag}`) modulo 16384.
+
+/// Number of hash slots in a Redis Cluster.
+pub const SLOT_COUNT: usize = 16384;
+
+/// CRC16/XMODEM (poly 0x1021, init 0), the checksum Redis Cluster uses.
+pub fn crc16(data: &[u8]) -> u16 {
+    crc16::State::<crc16::XMODEM>::calculate(data)
+}
+
+/// The hash slot of `key`, honouring hash tags: when the key has a `{` followed later by a `}`
+/// with at least one byte between them, only those bytes are hashed.
+pub fn slot(key: &[u8]) -> u16 {
+    crc16(hash_tag(key)) & (SLOT_COUNT as u16 - 1)
+}
+
+/// The part of `key` that is hashed: the bytes between the first `{` and the first `}` after it,
+/// if that is non-empty; otherwise the whole key.
+fn hash_tag(key: &[u8]) -> &[u8] {
+    if let Some(open) = key.iter().position(|&b| b == b'{') {
+        if let Some(len) = key[open + 1..].iter().position(|&b| b == b'}') {
+            if len > 0 {
+                return &key[open + 1..open + 1 + len];
+            }
+        }
+    }
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc16_reference_vector() {
+        assert_eq!(crc16(b"123456789"), 0x31C3);
+    }
+
+    #[test]
+    fn known_slots() {
+        assert_eq!(slot(b"foo"), 12182);
+        assert_eq!(slot(b"{user1000}.following"), 3443);
+        assert_eq!(slot(b"{user1000}.followers"), 3443);
+        assert_eq!(slot(b""), 0);
+    }
+
+    #[test]
+    fn hash_tag_rules() {
+        // empty tag: whole key hashed
+        assert_eq!(slot(b"foo{}{bar}"), crc16(b"foo{}{bar}") % 16384);
+        // first '{' up to first '}' after it
+        assert_eq!(slot(b"foo{{bar}}"), slot(b"{bar"));
+        assert_eq!(slot(b"foo{bar}{zap}"), slot(b"bar"));
+        // no closing brace
+        assert_eq!(slot(b"foo{bar"), crc16(b"foo{bar") % 16384);
+    }
+}

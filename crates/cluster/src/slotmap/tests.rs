@@ -1,0 +1,137 @@
+use super::*;
+
+fn node(host: &str, port: i64, id: &str) -> Value {
+    Value::Array(vec![
+        Value::Bulk(host.into()),
+        Value::Integer(port),
+        Value::Bulk(id.into()),
+    ])
+}
+
+fn range(start: i64, end: i64, nodes: Vec<Value>) -> Value {
+    let mut v = vec![Value::Integer(start), Value::Integer(end)];
+    v.extend(nodes);
+    Value::Array(v)
+}
+
+fn three_shards() -> Value {
+    Value::Array(vec![
+        range(
+            0,
+            5460,
+            vec![node("127.0.0.1", 7000, "a"), node("127.0.0.1", 7003, "d")],
+        ),
+        range(
+            5461,
+            10922,
+            vec![node("127.0.0.1", 7001, "b"), node("127.0.0.1", 7004, "e")],
+        ),
+        range(
+            10923,
+            16383,
+            vec![node("127.0.0.1", 7002, "c"), node("127.0.0.1", 7005, "f")],
+        ),
+    ])
+}
+
+#[test]
+fn builds_from_cluster_slots() {
+    let map = SlotMap::from_cluster_slots(&three_shards(), "127.0.0.1:7000").unwrap();
+    assert_eq!(map.covered(), 16384);
+    assert_eq!(map.shards().len(), 3);
+    assert_eq!(map.primary_for_slot(0).unwrap().as_str(), "127.0.0.1:7000");
+    assert_eq!(
+        map.primary_for_slot(12182).unwrap().as_str(),
+        "127.0.0.1:7002"
+    );
+    assert_eq!(
+        map.shard_for_slot(5461).unwrap().replicas[0].as_str(),
+        "127.0.0.1:7004"
+    );
+    assert_eq!(
+        map.ranges(),
+        vec![(0, 5460, 0), (5461, 10922, 1), (10923, 16383, 2)]
+    );
+}
+
+#[test]
+fn empty_endpoint_is_the_asked_host_and_question_mark_is_skipped() {
+    let reply = Value::Array(vec![
+        range(0, 100, vec![node("", 7000, "a"), node("?", 7003, "d")]),
+        range(101, 200, vec![node("?", 7001, "b")]),
+    ]);
+    let map = SlotMap::from_cluster_slots(&reply, "10.1.2.3:7000").unwrap();
+    assert_eq!(map.primary_for_slot(5).unwrap().as_str(), "10.1.2.3:7000");
+    assert!(map.shard_for_slot(5).unwrap().replicas.is_empty());
+    assert_eq!(map.primary_for_slot(150), None);
+    assert_eq!(map.covered(), 101);
+}
+
+#[test]
+fn split_ranges_of_one_primary_share_a_shard() {
+    let reply = Value::Array(vec![
+        range(0, 10, vec![node("h", 1, "a")]),
+        range(11, 20, vec![node("h", 2, "b")]),
+        range(21, 30, vec![node("h", 1, "a")]),
+    ]);
+    let map = SlotMap::from_cluster_slots(&reply, "h:1").unwrap();
+    assert_eq!(map.shards().len(), 2);
+    assert_eq!(map.shard_index(25), Some(0));
+}
+
+#[test]
+fn ipv6_endpoints_are_bracketed() {
+    let reply = Value::Array(vec![range(0, 16383, vec![node("::1", 7000, "a")])]);
+    let map = SlotMap::from_cluster_slots(&reply, "[::1]:7000").unwrap();
+    assert_eq!(map.primary_for_slot(1).unwrap().as_str(), "[::1]:7000");
+    assert_eq!(map.primary_for_slot(1).unwrap().host(), "::1");
+}
+
+#[test]
+fn malformed_replies_are_errors_not_panics() {
+    let bad = [
+        Value::Integer(1),
+        Value::Array(vec![Value::Integer(1)]),
+        Value::Array(vec![range(5, 1, vec![node("h", 1, "a")])]),
+        Value::Array(vec![range(0, 16384, vec![node("h", 1, "a")])]),
+        Value::Array(vec![range(
+            0,
+            1,
+            vec![Value::Array(vec![
+                Value::Bulk(b"h".to_vec()),
+                Value::Integer(0),
+            ])],
+        )]),
+    ];
+    for b in bad {
+        assert!(SlotMap::from_cluster_slots(&b, "h:1").is_err(), "{b:?}");
+    }
+    let err =
+        SlotMap::from_cluster_slots(&Value::Error(b"CLUSTERDOWN x".to_vec()), "h:1").unwrap_err();
+    assert!(matches!(err, ClusterError::NodeError(_)));
+}
+
+#[test]
+fn moved_patches_one_slot() {
+    let map = SlotMap::from_cluster_slots(&three_shards(), "127.0.0.1:7000").unwrap();
+    assert!(map.with_moved(0, "127.0.0.1:7000").is_none());
+    let next = map.with_moved(0, "127.0.0.1:7001").unwrap();
+    assert_eq!(next.primary_for_slot(0).unwrap().as_str(), "127.0.0.1:7001");
+    assert_eq!(next.primary_for_slot(1).unwrap().as_str(), "127.0.0.1:7000");
+    assert!(!next.same_assignment(&map));
+    let new_node = next.with_moved(1, "127.0.0.1:7009").unwrap();
+    assert_eq!(new_node.shards().len(), 4);
+    assert_eq!(
+        new_node.primary_for_slot(1).unwrap().as_str(),
+        "127.0.0.1:7009"
+    );
+}
+
+#[test]
+fn all_nodes_lists_primaries_then_replicas() {
+    let map = SlotMap::from_cluster_slots(&three_shards(), "127.0.0.1:7000").unwrap();
+    let nodes: Vec<String> = map.all_nodes().iter().map(|n| n.to_string()).collect();
+    assert_eq!(nodes.len(), 6);
+    assert_eq!(nodes[0], "127.0.0.1:7000");
+    assert_eq!(nodes[3], "127.0.0.1:7003");
+}

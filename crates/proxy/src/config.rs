@@ -1,0 +1,142 @@
+//! The engine's runtime configuration: already validated, with units resolved. The binary
+//! builds it from YAML (`crates/slotgate`); tests build it directly. The engine never reads
+//! files or argv itself.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Everything the engine needs to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address the client listener binds (port 0 picks a free port; see `ProxyHandle::local_addr`).
+    pub listen: SocketAddr,
+    /// How to reach the cluster.
+    pub upstream: UpstreamConfig,
+    /// Per-client and global limits.
+    pub limits: LimitsConfig,
+    /// Number of worker threads (event loops); 0 means one per core.
+    pub workers: usize,
+    /// How long SIGTERM waits for in-flight commands before closing connections.
+    pub shutdown_grace: Duration,
+}
+
+/// Upstream (cluster) settings.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// `host:port` of nodes to ask for the slot map at start.
+    pub seeds: Vec<String>,
+    /// ACL user the proxy authenticates as on every upstream connection.
+    pub username: Option<String>,
+    /// Password for `username` (or for `requirepass` when no username is set).
+    pub password: Option<String>,
+    /// How often the slot map is reloaded even when nothing seems to change.
+    pub refresh_interval: Duration,
+    /// Deadline for one TCP connect to a node.
+    pub connect_timeout: Duration,
+    /// Deadline for one command, redirects and retries included.
+    pub op_timeout: Duration,
+    /// Most MOVED/ASK redirects followed for one command.
+    pub max_redirects: u8,
+    /// Multiplexed connections per node per worker.
+    pub connections_per_node: usize,
+}
+
+/// Limits that protect the proxy from clients.
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    /// Most client connections at once; more are refused with Redis's error.
+    pub max_clients: usize,
+    /// Close a client connection idle this long (`None`: never).
+    pub client_idle_timeout: Option<Duration>,
+    /// Largest bulk argument a client may send (like `proto-max-bulk-len`).
+    pub max_request_bytes: usize,
+    /// Commands one client may have in flight before the proxy stops reading from it.
+    pub max_pipeline: usize,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            seeds: Vec::new(),
+            username: None,
+            password: None,
+            refresh_interval: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(1),
+            op_timeout: Duration::from_secs(2),
+            max_redirects: 5,
+            connections_per_node: 1,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_clients: 10_000,
+            client_idle_timeout: None,
+            max_request_bytes: 512 * 1024 * 1024,
+            max_pipeline: 1024,
+        }
+    }
+}
+
+impl Config {
+    /// A configuration with every default, listening on `listen`, seeded with `seeds`.
+    pub fn new(listen: SocketAddr, seeds: Vec<String>) -> Config {
+        Config {
+            listen,
+            upstream: UpstreamConfig {
+                seeds,
+                ..UpstreamConfig::default()
+            },
+            limits: LimitsConfig::default(),
+            workers: 0,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+
+    /// Worker count with 0 resolved to the number of cores.
+    pub fn worker_count(&self) -> usize {
+        if self.workers > 0 {
+            self.workers
+        } else {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        }
+    }
+
+    /// Check invariants the YAML schema cannot express.
+    ///
+    /// # Errors
+    /// A message naming the offending field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.upstream.seeds.is_empty() {
+            return Err("upstream.seeds: at least one seed node is required".into());
+        }
+        for s in &self.upstream.seeds {
+            if !s.contains(':') {
+                return Err(format!("upstream.seeds: {s:?} is not host:port"));
+            }
+        }
+        if self.upstream.connections_per_node == 0 {
+            return Err("upstream.connections_per_node must be at least 1".into());
+        }
+        if self.upstream.op_timeout.is_zero() || self.upstream.connect_timeout.is_zero() {
+            return Err("upstream.op_timeout and upstream.connect_timeout must be above 0".into());
+        }
+        if self.upstream.refresh_interval < Duration::from_millis(100) {
+            return Err("upstream.refresh_interval must be at least 100ms".into());
+        }
+        if self.limits.max_pipeline == 0 || self.limits.max_clients == 0 {
+            return Err("limits.max_pipeline and limits.max_clients must be at least 1".into());
+        }
+        if self.limits.max_request_bytes < 1024 {
+            return Err("limits.max_request_bytes must be at least 1kb".into());
+        }
+        if self.upstream.password.is_none() && self.upstream.username.is_some() {
+            return Err("upstream.username needs upstream.password".into());
+        }
+        Ok(())
+    }
+}

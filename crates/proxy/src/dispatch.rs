@@ -1,0 +1,153 @@
+//! From a decoded request to a reply-queue [`Entry`]: look the command up in the command
+//! table, check arity, find its keys and slot, and hand it to its routing family — answered
+//! locally, sent to one slot's primary, split by slot, or fanned out to every primary.
+
+use bytes::Bytes;
+use slotgate_commands::{self as commands, ArgSource, Command, Family, KeyIndices, MergeKind};
+use slotgate_resp::Request;
+use tokio::time::Instant;
+
+use crate::entry::{Entry, Fanout, Merge};
+use crate::op::{Op, Route};
+use crate::session::ClientState;
+use crate::worker::WorkerCtx;
+use crate::{local, replies, split};
+
+/// A [`Request`] seen through the command table's argument interface.
+pub(crate) struct ReqArgs<'a>(pub &'a Request);
+
+impl ArgSource for ReqArgs<'_> {
+    #[inline]
+    fn argc(&self) -> usize {
+        self.0.argc()
+    }
+    #[inline]
+    fn arg(&self, i: usize) -> &[u8] {
+        self.0.arg(i)
+    }
+}
+
+/// Turn one client request into its reply-queue entry, sending whatever must go upstream.
+pub(crate) fn route_command(
+    ctx: &WorkerCtx,
+    client: &mut ClientState,
+    req: Request,
+    now: Instant,
+) -> Entry {
+    let args = ReqArgs(&req);
+    let Some(cmd) = commands::lookup(&args) else {
+        return Entry::Ready(replies::unknown_command(req.arg(0), req.args().skip(1)));
+    };
+    if !cmd.subcommands.is_empty() {
+        // A container command whose argv[1] named no subcommand.
+        return Entry::Ready(if req.argc() < 2 {
+            replies::wrong_arity(cmd.name)
+        } else {
+            replies::unknown_subcommand(cmd.name, req.arg(1))
+        });
+    }
+    if !cmd.arity_ok(req.argc()) {
+        return Entry::Ready(replies::wrong_arity(cmd.name));
+    }
+    let deadline = now + ctx.cfg.upstream.op_timeout;
+    match cmd.family {
+        Family::Local => local::run(ctx, client, cmd, &req, deadline),
+        Family::Single => route_single(ctx, cmd, &req, deadline),
+        Family::Keyless => Entry::Single(Op::start(
+            ctx,
+            Route::Any,
+            req.wire(),
+            is_readonly(cmd),
+            deadline,
+        )),
+        Family::Split(kind) => split::route(ctx, cmd, kind, &req, deadline),
+        Family::AllShards(kind) => route_all_shards(ctx, cmd, kind, &req, deadline),
+        Family::Transaction | Family::Blocking | Family::PubSub => {
+            Entry::Ready(replies::not_yet(cmd.name))
+        }
+        Family::Unsupported => Entry::Ready(replies::unsupported(cmd.name)),
+    }
+}
+
+pub(crate) fn is_readonly(cmd: &Command) -> bool {
+    cmd.has_flag(commands::flag::READONLY)
+}
+
+/// The one slot all keys of `req` hash to: `Ok(None)` for a keyless call, an error reply for
+/// keys in several slots or malformed key counts.
+pub(crate) fn single_slot(cmd: &Command, req: &Request) -> Result<Option<u16>, Bytes> {
+    let mut keys = KeyIndices::new();
+    if let Err(e) = cmd.key_indices(&ReqArgs(req), &mut keys) {
+        return Err(replies::error(e.to_string().as_bytes()));
+    }
+    let mut slot = None;
+    for i in keys.iter() {
+        let s = slotgate_cluster::slot(req.arg(i as usize));
+        match slot {
+            None => slot = Some(s),
+            Some(prev) if prev != s => return Err(Bytes::from_static(replies::CROSSSLOT)),
+            Some(_) => {}
+        }
+    }
+    Ok(slot)
+}
+
+fn route_single(ctx: &WorkerCtx, cmd: &Command, req: &Request, deadline: Instant) -> Entry {
+    if commands::is_blocking_call(cmd, &ReqArgs(req)) {
+        return Entry::Ready(replies::not_yet(cmd.name));
+    }
+    match single_slot(cmd, req) {
+        Ok(Some(slot)) => Entry::Single(Op::start(
+            ctx,
+            Route::Slot(slot),
+            req.wire(),
+            is_readonly(cmd),
+            deadline,
+        )),
+        Ok(None) => Entry::Single(Op::start(
+            ctx,
+            Route::Any,
+            req.wire(),
+            is_readonly(cmd),
+            deadline,
+        )),
+        Err(reply) => Entry::Ready(reply),
+    }
+}
+
+/// Send `req` to every primary that serves slots and merge the replies.
+fn route_all_shards(
+    ctx: &WorkerCtx,
+    cmd: &Command,
+    kind: MergeKind,
+    req: &Request,
+    deadline: Instant,
+) -> Entry {
+    let merge = match kind {
+        MergeKind::SumInteger => Merge::SumInteger,
+        MergeKind::ConcatArrays => Merge::ConcatArrays,
+        MergeKind::AllOk => Merge::AllOk,
+        MergeKind::First => Merge::First,
+        MergeKind::AnyNonNil => Merge::AnyNonNil,
+        MergeKind::AndArrays => Merge::AndArrays,
+        _ => return Entry::Ready(replies::not_yet(cmd.name)),
+    };
+    let primaries: Vec<_> = ctx
+        .topology
+        .map()
+        .serving_shards()
+        .iter()
+        .map(|s| s.primary.clone())
+        .collect();
+    if primaries.is_empty() {
+        ctx.topology.request_refresh();
+        return Entry::Ready(Bytes::from_static(replies::CLUSTERDOWN_UNCOVERED));
+    }
+    let wire = req.wire();
+    let readonly = is_readonly(cmd);
+    let ops = primaries
+        .into_iter()
+        .map(|node| Op::start(ctx, Route::Node(node), wire.clone(), readonly, deadline))
+        .collect();
+    Entry::Fanout(Box::new(Fanout { ops, merge }))
+}

@@ -1,0 +1,201 @@
+//! The session's reply queue holds one [`Entry`] per client request, in request order. An
+//! entry is a ready reply, one upstream [`Op`], or a fan-out of several ops whose replies are
+//! merged ([`Merge`]) once all are in. The session writes entries' replies strictly in order.
+
+use bytes::{Bytes, BytesMut};
+use slotgate_resp::{aggregate_children, encode, parse_integer};
+use tokio::time::Instant;
+
+use crate::op::{Event, Op};
+use crate::worker::WorkerCtx;
+
+/// How a fan-out's replies become one reply.
+pub(crate) enum Merge {
+    /// MGET split by slot: `positions[i]` are the original key positions op `i` fetched.
+    Mget {
+        total: usize,
+        positions: Vec<Vec<u32>>,
+    },
+    /// Every op must say `+OK`; the first error wins otherwise.
+    AllOk,
+    /// Sum of integer replies (DEL, EXISTS, DBSIZE…).
+    SumInteger,
+    /// Concatenate array replies (KEYS).
+    ConcatArrays,
+    /// The first op's reply, after all succeeded (SCRIPT LOAD).
+    First,
+    /// The first reply that is not nil (RANDOMKEY).
+    AnyNonNil,
+    /// Element-wise AND of integer arrays (SCRIPT EXISTS).
+    AndArrays,
+}
+
+/// Several ops merged into one reply.
+pub(crate) struct Fanout {
+    /// The parts, in the order `merge` expects.
+    pub ops: Vec<Op>,
+    /// How to combine them.
+    pub merge: Merge,
+}
+
+/// One client request's place in the reply queue.
+pub(crate) enum Entry {
+    /// The reply is known.
+    Ready(Bytes),
+    /// The reply comes from one upstream op.
+    Single(Op),
+    /// The reply is merged from several ops.
+    Fanout(Box<Fanout>),
+    /// Write this reply, then close the connection (QUIT, protocol errors).
+    Close(Bytes),
+}
+
+impl Entry {
+    /// Advance with what has already arrived; true when the reply can be written.
+    pub fn poll_sync(&mut self, ctx: &WorkerCtx, now: Instant) -> bool {
+        match self {
+            Entry::Ready(_) | Entry::Close(_) => true,
+            Entry::Single(op) => op.poll_sync(ctx, now),
+            Entry::Fanout(f) => {
+                let mut done = true;
+                for op in &mut f.ops {
+                    done &= op.poll_sync(ctx, now);
+                }
+                done
+            }
+        }
+    }
+
+    /// Wait for the next event of the first unfinished op. Cancel-safe.
+    pub async fn next_event(&mut self) -> (usize, Event) {
+        match self {
+            Entry::Single(op) => (0, op.next_event().await),
+            Entry::Fanout(f) => match f.ops.iter_mut().enumerate().find(|(_, op)| !op.is_done()) {
+                Some((i, op)) => (i, op.next_event().await),
+                None => std::future::pending().await,
+            },
+            Entry::Ready(_) | Entry::Close(_) => std::future::pending().await,
+        }
+    }
+
+    /// Apply an event from [`Entry::next_event`].
+    pub fn on_event(&mut self, ctx: &WorkerCtx, index: usize, event: Event) {
+        match self {
+            Entry::Single(op) => op.on_event(ctx, event),
+            Entry::Fanout(f) => {
+                if let Some(op) = f.ops.get_mut(index) {
+                    op.on_event(ctx, event)
+                }
+            }
+            Entry::Ready(_) | Entry::Close(_) => {}
+        }
+    }
+
+    /// Append the finished reply to `out`; returns true when the connection must close after.
+    pub fn write_reply(self, out: &mut BytesMut) -> bool {
+        match self {
+            Entry::Ready(b) => out.extend_from_slice(&b),
+            Entry::Close(b) => {
+                out.extend_from_slice(&b);
+                return true;
+            }
+            Entry::Single(mut op) => out.extend_from_slice(&op.take_reply()),
+            Entry::Fanout(f) => merge(*f, out),
+        }
+        false
+    }
+}
+
+fn is_error(reply: &[u8]) -> bool {
+    matches!(reply.first(), Some(b'-') | Some(b'!'))
+}
+
+fn is_nil(reply: &[u8]) -> bool {
+    reply == b"$-1\r\n" || reply == b"*-1\r\n" || reply == b"_\r\n"
+}
+
+/// Combine a finished fan-out's replies into `out`. Any error reply (or an unexpected reply
+/// shape) becomes the whole reply, as a single Redis command would fail.
+fn merge(mut f: Fanout, out: &mut BytesMut) {
+    let replies: Vec<Bytes> = f.ops.iter_mut().map(Op::take_reply).collect();
+    if let Some(err) = replies.iter().find(|r| is_error(r)) {
+        out.extend_from_slice(err);
+        return;
+    }
+    let bad_shape =
+        || Bytes::from_static(b"-ERR slotgate: unexpected reply shape from upstream\r\n");
+    match f.merge {
+        Merge::Mget { total, positions } => {
+            let mut slots: Vec<Bytes> = vec![Bytes::new(); total];
+            for (reply, pos) in replies.iter().zip(&positions) {
+                match aggregate_children(reply) {
+                    Some(children) if children.len() == pos.len() => {
+                        for (child, &p) in children.into_iter().zip(pos) {
+                            slots[p as usize] = child;
+                        }
+                    }
+                    _ => return out.extend_from_slice(&bad_shape()),
+                }
+            }
+            encode::array_header(out, total);
+            for s in slots {
+                out.extend_from_slice(&s);
+            }
+        }
+        Merge::AllOk => out.extend_from_slice(crate::replies::OK),
+        Merge::SumInteger => {
+            let mut sum: i64 = 0;
+            for r in &replies {
+                match parse_integer(r) {
+                    Some(n) => sum = sum.saturating_add(n),
+                    None => return out.extend_from_slice(&bad_shape()),
+                }
+            }
+            encode::integer(out, sum);
+        }
+        Merge::ConcatArrays => {
+            let mut all = Vec::new();
+            for r in &replies {
+                match aggregate_children(r) {
+                    Some(children) => all.extend(children),
+                    None => return out.extend_from_slice(&bad_shape()),
+                }
+            }
+            encode::array_header(out, all.len());
+            for c in all {
+                out.extend_from_slice(&c);
+            }
+        }
+        Merge::First => {
+            out.extend_from_slice(replies.first().map(|b| &b[..]).unwrap_or(b"$-1\r\n"))
+        }
+        Merge::AnyNonNil => {
+            let pick = replies.iter().find(|r| !is_nil(r)).or(replies.first());
+            out.extend_from_slice(pick.map(|b| &b[..]).unwrap_or(b"$-1\r\n"));
+        }
+        Merge::AndArrays => {
+            let mut acc: Option<Vec<i64>> = None;
+            for r in &replies {
+                let Some(children) = aggregate_children(r) else {
+                    return out.extend_from_slice(&bad_shape());
+                };
+                let vals: Option<Vec<i64>> = children.iter().map(|c| parse_integer(c)).collect();
+                let Some(vals) = vals else {
+                    return out.extend_from_slice(&bad_shape());
+                };
+                acc = Some(match acc {
+                    None => vals,
+                    Some(a) if a.len() == vals.len() => {
+                        a.iter().zip(&vals).map(|(x, y)| (*x).min(*y)).collect()
+                    }
+                    Some(_) => return out.extend_from_slice(&bad_shape()),
+                });
+            }
+            let acc = acc.unwrap_or_default();
+            encode::array_header(out, acc.len());
+            for v in acc {
+                encode::integer(out, v);
+            }
+        }
+    }
+}

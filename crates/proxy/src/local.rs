@@ -1,0 +1,275 @@
+//! Commands the proxy answers itself, because they concern the client connection (PING,
+//! ECHO, QUIT, SELECT, HELLO, CLIENT …) or because the client must see slotgate as one server
+//! (INFO, CONFIG GET, CLUSTER KEYSLOT/INFO). COMMAND and its subcommands are forwarded to a
+//! primary, whose table is the truth.
+
+use bytes::{Bytes, BytesMut};
+use slotgate_commands::Command;
+use slotgate_resp::{encode, Request};
+use tokio::time::Instant;
+
+use crate::entry::Entry;
+use crate::op::{Op, Route};
+use crate::replies;
+use crate::session::ClientState;
+use crate::worker::WorkerCtx;
+
+/// Answer (or forward) a command of the local family.
+pub(crate) fn run(
+    ctx: &WorkerCtx,
+    client: &mut ClientState,
+    cmd: &Command,
+    req: &Request,
+    deadline: Instant,
+) -> Entry {
+    let reply = match cmd.name {
+        "ping" => match req.argc() {
+            1 => Bytes::from_static(replies::PONG),
+            _ => bulk(req.arg(1)),
+        },
+        "echo" => bulk(req.arg(1)),
+        "quit" => return Entry::Close(Bytes::from_static(replies::OK)),
+        "select" => select(req.arg(1)),
+        "hello" => hello(ctx, client, req),
+        "auth" => auth(req),
+        "readonly" | "readwrite" => Bytes::from_static(replies::OK),
+        "client|setname" => match set_name(client, req.arg(2)) {
+            Ok(()) => Bytes::from_static(replies::OK),
+            Err(e) => e,
+        },
+        "client|getname" => match &client.name {
+            Some(n) => bulk(n),
+            None => Bytes::from_static(replies::NULL_BULK),
+        },
+        "client|id" => integer(client.id as i64),
+        "client|info" => bulk(client.info_line().as_bytes()),
+        "client|setinfo" => client_setinfo(req),
+        "info" => bulk(info(ctx, req).as_bytes()),
+        "config|get" => config_get(req),
+        "cluster|keyslot" => integer(slotgate_cluster::slot(req.arg(2)) as i64),
+        "cluster|info" => bulk(cluster_info(ctx).as_bytes()),
+        name if name == "command" || name.starts_with("command|") => {
+            return Entry::Single(Op::start(ctx, Route::Any, req.wire(), true, deadline))
+        }
+        name => replies::not_yet(name),
+    };
+    Entry::Ready(reply)
+}
+
+fn bulk(data: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(data.len() + 16);
+    encode::bulk(&mut b, data);
+    b.freeze()
+}
+
+fn integer(n: i64) -> Bytes {
+    let mut b = BytesMut::with_capacity(24);
+    encode::integer(&mut b, n);
+    b.freeze()
+}
+
+fn parse_i64(arg: &[u8]) -> Option<i64> {
+    std::str::from_utf8(arg).ok()?.parse().ok()
+}
+
+fn select(db: &[u8]) -> Bytes {
+    match parse_i64(db) {
+        Some(0) => Bytes::from_static(replies::OK),
+        Some(_) => Bytes::from_static(replies::DB_OUT_OF_RANGE),
+        None => Bytes::from_static(replies::NOT_AN_INTEGER),
+    }
+}
+
+/// AUTH without configured users behaves like Redis with the passwordless default user.
+fn auth(req: &Request) -> Bytes {
+    if req.argc() == 2 {
+        return Bytes::from_static(replies::AUTH_NOT_CONFIGURED);
+    }
+    if req.arg(1).eq_ignore_ascii_case(b"default") {
+        Bytes::from_static(replies::OK)
+    } else {
+        Bytes::from_static(replies::WRONGPASS)
+    }
+}
+
+/// `HELLO [protover [AUTH user pass] [SETNAME name]]`; RESP2 only until RESP3 lands.
+fn hello(ctx: &WorkerCtx, client: &mut ClientState, req: &Request) -> Bytes {
+    if req.argc() >= 2 {
+        match parse_i64(req.arg(1)) {
+            Some(2) => {}
+            Some(_) => return Bytes::from_static(replies::NOPROTO),
+            None => {
+                return replies::error(b"ERR Protocol version is not an integer or out of range")
+            }
+        }
+    }
+    let mut i = 2;
+    let mut new_name = None;
+    while i < req.argc() {
+        let opt = req.arg(i);
+        if opt.eq_ignore_ascii_case(b"AUTH") && i + 2 < req.argc() {
+            if !req.arg(i + 1).eq_ignore_ascii_case(b"default") {
+                return Bytes::from_static(replies::WRONGPASS);
+            }
+            i += 3;
+        } else if opt.eq_ignore_ascii_case(b"SETNAME") && i + 1 < req.argc() {
+            new_name = Some(req.arg(i + 1));
+            i += 2;
+        } else {
+            let mut text = b"ERR Syntax error in HELLO option '".to_vec();
+            text.extend_from_slice(opt);
+            text.push(b'\'');
+            return replies::error(&text);
+        }
+    }
+    if let Some(name) = new_name {
+        if let Err(e) = set_name(client, name) {
+            return e;
+        }
+    }
+    let version = ctx.topology.redis_version();
+    let mut b = BytesMut::with_capacity(256);
+    encode::array_header(&mut b, 14);
+    encode::bulk(&mut b, b"server");
+    encode::bulk(&mut b, b"redis");
+    encode::bulk(&mut b, b"version");
+    encode::bulk(&mut b, version.as_bytes());
+    encode::bulk(&mut b, b"proto");
+    encode::integer(&mut b, 2);
+    encode::bulk(&mut b, b"id");
+    encode::integer(&mut b, client.id as i64);
+    encode::bulk(&mut b, b"mode");
+    encode::bulk(&mut b, b"standalone");
+    encode::bulk(&mut b, b"role");
+    encode::bulk(&mut b, b"master");
+    encode::bulk(&mut b, b"modules");
+    encode::array_header(&mut b, 0);
+    b.freeze()
+}
+
+fn set_name(client: &mut ClientState, name: &[u8]) -> Result<(), Bytes> {
+    if name.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
+        return Err(Bytes::from_static(replies::BAD_CLIENT_NAME));
+    }
+    client.name = if name.is_empty() {
+        None
+    } else {
+        Some(Bytes::copy_from_slice(name))
+    };
+    Ok(())
+}
+
+fn client_setinfo(req: &Request) -> Bytes {
+    let attr = req.arg(2);
+    if attr.eq_ignore_ascii_case(b"lib-name") || attr.eq_ignore_ascii_case(b"lib-ver") {
+        Bytes::from_static(replies::OK)
+    } else {
+        let mut text = b"ERR Unrecognized option '".to_vec();
+        text.extend_from_slice(attr);
+        text.push(b'\'');
+        replies::error(&text)
+    }
+}
+
+/// `CONFIG GET` answered harmlessly: the persistence settings tools ask about, nothing else.
+fn config_get(req: &Request) -> Bytes {
+    const KNOWN: [(&str, &str); 2] = [("appendonly", "no"), ("save", "")];
+    let mut found: Vec<(&str, &str)> = Vec::new();
+    for pattern in req.args().skip(2) {
+        for (k, v) in KNOWN {
+            if glob_match(pattern, k.as_bytes()) && !found.iter().any(|(f, _)| *f == k) {
+                found.push((k, v));
+            }
+        }
+    }
+    let mut b = BytesMut::new();
+    encode::array_header(&mut b, found.len() * 2);
+    for (k, v) in found {
+        encode::bulk(&mut b, k.as_bytes());
+        encode::bulk(&mut b, v.as_bytes());
+    }
+    b.freeze()
+}
+
+/// Redis-style glob with `*`, `?` (enough for CONFIG GET patterns), case-insensitive.
+fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => text.is_empty(),
+        Some((b'*', rest)) => (0..=text.len()).any(|i| glob_match(rest, &text[i..])),
+        Some((b'?', rest)) => !text.is_empty() && glob_match(rest, &text[1..]),
+        Some((c, rest)) => {
+            text.first().is_some_and(|t| t.eq_ignore_ascii_case(c)) && glob_match(rest, &text[1..])
+        }
+    }
+}
+
+fn info(ctx: &WorkerCtx, req: &Request) -> String {
+    let wanted: Vec<String> = req
+        .args()
+        .skip(1)
+        .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
+        .collect();
+    let all = wanted.is_empty()
+        || wanted
+            .iter()
+            .any(|w| w == "all" || w == "everything" || w == "default");
+    let want = |s: &str| all || wanted.iter().any(|w| w == s);
+    let map = ctx.topology.map();
+    let mut out = String::new();
+    if want("server") {
+        out.push_str(&format!(
+            "# Server\r\nredis_version:{}\r\nredis_mode:standalone\r\nslotgate_version:{}\r\nos:{}\r\narch_bits:64\r\nprocess_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{}\r\n\r\n",
+            ctx.topology.redis_version(),
+            env!("CARGO_PKG_VERSION"),
+            std::env::consts::OS,
+            std::process::id(),
+            ctx.cfg.listen.port(),
+            ctx.shared.started.elapsed().as_secs(),
+        ));
+    }
+    if want("clients") {
+        out.push_str(&format!(
+            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\n\r\n",
+            ctx.shared.client_count(),
+            ctx.cfg.limits.max_clients
+        ));
+    }
+    if want("slotgate") {
+        out.push_str(&format!(
+            "# Slotgate\r\nslotgate_version:{}\r\nworkers:{}\r\nslots_covered:{}\r\nshards:{}\r\nnodes:{}\r\ntopology_refreshes:{}\r\n\r\n",
+            env!("CARGO_PKG_VERSION"),
+            ctx.cfg.worker_count(),
+            map.covered(),
+            map.serving_shards().len(),
+            map.all_nodes().len(),
+            ctx.topology.refresh_count(),
+        ));
+    }
+    out
+}
+
+fn cluster_info(ctx: &WorkerCtx) -> String {
+    let covered = ctx.topology.map().covered();
+    let state = if covered == slotgate_cluster::SLOT_COUNT {
+        "ok"
+    } else {
+        "fail"
+    };
+    format!(
+        "cluster_enabled:1\r\ncluster_state:{state}\r\ncluster_slots_assigned:{covered}\r\ncluster_slots_ok:{covered}\r\ncluster_slots_pfail:0\r\ncluster_slots_fail:0\r\ncluster_known_nodes:1\r\ncluster_size:1\r\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn glob() {
+        assert!(glob_match(b"*", b"save"));
+        assert!(glob_match(b"SAVE", b"save"));
+        assert!(glob_match(b"app*", b"appendonly"));
+        assert!(glob_match(b"s?ve", b"save"));
+        assert!(!glob_match(b"maxmemory", b"save"));
+    }
+}

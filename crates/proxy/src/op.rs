@@ -1,0 +1,247 @@
+//! One request to the cluster and everything that can happen to it before the client sees a
+//! reply: MOVED (patch the map, resend), ASK (`ASKING` + resend to the target), TRYAGAIN /
+//! CLUSTERDOWN / LOADING and unreachable nodes (retry with backoff inside `op_timeout`), a
+//! connection lost mid-flight (read-only commands are resent once, others get an error),
+//! and the `op_timeout` deadline itself.
+//!
+//! An [`Op`] is a state machine driven by its session: [`Op::poll_sync`] consumes a reply
+//! that is already there, [`Op::next_event`] waits for the next one (cancel-safe), and
+//! [`Op::on_event`] applies it.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use slotgate_cluster::{NodeAddr, Redirect, RedirectKind};
+use slotgate_resp::{ErrorClass, ReplyKind};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use crate::replies;
+use crate::upstream::{Failure, UpReply, UpRequest};
+use crate::worker::WorkerCtx;
+
+/// First retry delay after TRYAGAIN/CLUSTERDOWN/LOADING or an unreachable node.
+const RETRY_MIN: Duration = Duration::from_millis(10);
+/// Longest retry delay.
+const RETRY_MAX: Duration = Duration::from_millis(200);
+
+/// Where an op goes.
+#[derive(Debug, Clone)]
+pub(crate) enum Route {
+    /// The primary owning this slot in the current map.
+    Slot(u16),
+    /// Any primary (keyless commands).
+    Any,
+    /// This node (fan-out to every primary).
+    Node(NodeAddr),
+}
+
+/// What woke a waiting op.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// The node answered (or the connection failed).
+    Reply(UpReply),
+    /// `op_timeout` passed.
+    Timeout,
+    /// A retry backoff ended.
+    Wake,
+}
+
+enum State {
+    Waiting {
+        rx: oneshot::Receiver<UpReply>,
+        node: NodeAddr,
+    },
+    Backoff(Instant),
+    Done(Bytes),
+}
+
+/// One upstream request and its retry state.
+pub(crate) struct Op {
+    wire: Bytes,
+    route: Route,
+    readonly: bool,
+    redirects: u8,
+    io_retried: bool,
+    retries: u32,
+    deadline: Instant,
+    state: State,
+}
+
+impl Op {
+    /// Send `wire` along `route` now.
+    pub fn start(
+        ctx: &WorkerCtx,
+        route: Route,
+        wire: Bytes,
+        readonly: bool,
+        deadline: Instant,
+    ) -> Op {
+        let mut op = Op {
+            wire,
+            route,
+            readonly,
+            redirects: 0,
+            io_retried: false,
+            retries: 0,
+            deadline,
+            state: State::Done(Bytes::new()),
+        };
+        op.send(ctx, None, false);
+        op
+    }
+
+    /// True once the final reply is known.
+    pub fn is_done(&self) -> bool {
+        matches!(self.state, State::Done(_))
+    }
+
+    /// The final reply; empty before [`Op::is_done`].
+    pub fn take_reply(&mut self) -> Bytes {
+        match &mut self.state {
+            State::Done(b) => std::mem::take(b),
+            _ => Bytes::new(),
+        }
+    }
+
+    fn send(&mut self, ctx: &WorkerCtx, target: Option<NodeAddr>, asking: bool) {
+        let node = match target {
+            Some(n) => n,
+            None => match &self.route {
+                Route::Node(n) => n.clone(),
+                Route::Slot(slot) => match ctx.topology.map().primary_for_slot(*slot) {
+                    Some(n) => n.clone(),
+                    None => {
+                        ctx.topology.request_refresh();
+                        return self
+                            .retry_later(Bytes::from_static(replies::CLUSTERDOWN_UNCOVERED));
+                    }
+                },
+                Route::Any => match ctx.any_primary() {
+                    Some(n) => n,
+                    None => {
+                        ctx.topology.request_refresh();
+                        return self
+                            .retry_later(Bytes::from_static(replies::CLUSTERDOWN_UNCOVERED));
+                    }
+                },
+            },
+        };
+        let (tx, rx) = oneshot::channel();
+        ctx.upstreams.get(&node).send(UpRequest {
+            data: self.wire.clone(),
+            asking,
+            reply: tx,
+        });
+        self.state = State::Waiting { rx, node };
+    }
+
+    /// Consume a reply that has already arrived, without waiting. Returns [`Op::is_done`].
+    pub fn poll_sync(&mut self, ctx: &WorkerCtx, now: Instant) -> bool {
+        loop {
+            match &mut self.state {
+                State::Done(_) => return true,
+                State::Backoff(until) => {
+                    if now < *until {
+                        return false;
+                    }
+                    self.on_event(ctx, Event::Wake);
+                }
+                State::Waiting { rx, .. } => match rx.try_recv() {
+                    Ok(reply) => self.on_event(ctx, Event::Reply(reply)),
+                    Err(oneshot::error::TryRecvError::Empty) => return false,
+                    Err(oneshot::error::TryRecvError::Closed) => {
+                        self.on_event(ctx, Event::Reply(UpReply::Failed(Failure::Lost)))
+                    }
+                },
+            }
+        }
+    }
+
+    /// Wait for the next thing that can move this op on. Cancel-safe. Never resolves for a
+    /// finished op.
+    pub async fn next_event(&mut self) -> Event {
+        let deadline = self.deadline;
+        match &mut self.state {
+            State::Waiting { rx, .. } => tokio::select! {
+                r = rx => Event::Reply(r.unwrap_or(UpReply::Failed(Failure::Lost))),
+                _ = tokio::time::sleep_until(deadline) => Event::Timeout,
+            },
+            State::Backoff(until) => {
+                tokio::time::sleep_until(*until).await;
+                Event::Wake
+            }
+            State::Done(_) => std::future::pending().await,
+        }
+    }
+
+    /// Apply `event`.
+    pub fn on_event(&mut self, ctx: &WorkerCtx, event: Event) {
+        let node = match &self.state {
+            State::Waiting { node, .. } => node.clone(),
+            State::Backoff(_) => {
+                if let Event::Wake = event {
+                    self.send(ctx, None, false);
+                }
+                return;
+            }
+            State::Done(_) => return,
+        };
+        match event {
+            Event::Wake => {}
+            Event::Timeout => self.state = State::Done(replies::upstream_timeout(node.as_str())),
+            Event::Reply(UpReply::Frame(reply)) => match reply.kind {
+                ReplyKind::Error(ErrorClass::Moved | ErrorClass::Ask) => {
+                    match Redirect::parse(&reply.raw) {
+                        Some(r) if self.redirects < ctx.cfg.upstream.max_redirects => {
+                            self.redirects += 1;
+                            let target = NodeAddr::new(&r.target(node.as_str()));
+                            let asking = r.kind == RedirectKind::Ask;
+                            if !asking {
+                                ctx.topology.apply_moved(r.slot, target.as_str());
+                            }
+                            self.send(ctx, Some(target), asking);
+                        }
+                        _ => self.state = State::Done(reply.raw),
+                    }
+                }
+                ReplyKind::Error(
+                    ErrorClass::TryAgain | ErrorClass::ClusterDown | ErrorClass::Loading,
+                ) => {
+                    if matches!(reply.kind, ReplyKind::Error(ErrorClass::ClusterDown)) {
+                        ctx.topology.request_refresh();
+                    }
+                    self.retry_later(reply.raw)
+                }
+                _ => self.state = State::Done(reply.raw),
+            },
+            Event::Reply(UpReply::Failed(Failure::Unreachable)) => {
+                self.retry_later(replies::upstream_unreachable(node.as_str()))
+            }
+            Event::Reply(UpReply::Failed(Failure::Lost)) => {
+                if self.readonly && !self.io_retried {
+                    self.io_retried = true;
+                    self.send(ctx, None, false);
+                } else {
+                    self.state = State::Done(replies::upstream_lost(node.as_str()));
+                }
+            }
+            Event::Reply(UpReply::Failed(Failure::Protocol)) => {
+                self.state = State::Done(replies::upstream_protocol(node.as_str()))
+            }
+        }
+    }
+
+    /// Try again after a backoff if that still fits before the deadline; else finish with
+    /// `final_reply`.
+    fn retry_later(&mut self, final_reply: Bytes) {
+        let delay = (RETRY_MIN * 2u32.saturating_pow(self.retries.min(8))).min(RETRY_MAX);
+        let at = Instant::now() + delay;
+        if at < self.deadline {
+            self.retries += 1;
+            self.state = State::Backoff(at);
+        } else {
+            self.state = State::Done(final_reply);
+        }
+    }
+}

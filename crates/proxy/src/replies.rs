@@ -1,0 +1,157 @@
+//! Every reply the proxy makes itself, in one place. Wording copies Redis where Redis has a
+//! reply for the condition; proxy-only conditions start with `-ERR slotgate:`. Tests assert
+//! these bytes exactly.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// `+OK`
+pub const OK: &[u8] = b"+OK\r\n";
+/// `+PONG`
+pub const PONG: &[u8] = b"+PONG\r\n";
+/// Null bulk string (RESP2).
+pub const NULL_BULK: &[u8] = b"$-1\r\n";
+/// Empty array.
+pub const EMPTY_ARRAY: &[u8] = b"*0\r\n";
+/// The client asked for a slot no primary serves.
+pub const CLUSTERDOWN_UNCOVERED: &[u8] = b"-CLUSTERDOWN Hash slot not served\r\n";
+/// Keys of one command hash to different slots.
+pub const CROSSSLOT: &[u8] = b"-CROSSSLOT Keys in request don't hash to the same slot\r\n";
+/// SELECT of a database other than 0 (cluster mode has only db 0).
+pub const DB_OUT_OF_RANGE: &[u8] = b"-ERR DB index is out of range\r\n";
+/// A non-integer where Redis wants an integer.
+pub const NOT_AN_INTEGER: &[u8] = b"-ERR value is not an integer or out of range\r\n";
+/// HELLO with a protocol version this build does not speak.
+pub const NOPROTO: &[u8] = b"-NOPROTO unsupported protocol version\r\n";
+/// Too many clients.
+pub const MAX_CLIENTS: &[u8] = b"-ERR max number of clients reached\r\n";
+/// Syntax error.
+pub const SYNTAX: &[u8] = b"-ERR syntax error\r\n";
+/// AUTH when no user is configured.
+pub const AUTH_NOT_CONFIGURED: &[u8] = b"-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n";
+/// Wrong user or password.
+pub const WRONGPASS: &[u8] = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n";
+/// CLIENT SETNAME with a bad name.
+pub const BAD_CLIENT_NAME: &[u8] =
+    b"-ERR Client names cannot contain spaces, newlines or special characters.\r\n";
+/// The proxy is shutting down and takes no new command.
+pub const SHUTTING_DOWN: &[u8] = b"-ERR slotgate: shutting down\r\n";
+
+/// `-ERR unknown command '<name>', with args beginning with: '<a>' '<b>' ` like Redis 7.0
+/// (name cut at 128 bytes, the argument list at about 128 bytes, CR/LF turned into spaces).
+pub fn unknown_command<'a>(name: &[u8], args: impl Iterator<Item = &'a [u8]>) -> Bytes {
+    let mut list = Vec::new();
+    for arg in args {
+        if list.len() >= 128 {
+            break;
+        }
+        let room = 128 - list.len();
+        list.push(b'\'');
+        list.extend_from_slice(&arg[..arg.len().min(room)]);
+        list.extend_from_slice(b"' ");
+    }
+    let mut text = b"ERR unknown command '".to_vec();
+    text.extend_from_slice(&name[..name.len().min(128)]);
+    text.extend_from_slice(b"', with args beginning with: ");
+    text.extend_from_slice(&list);
+    error(&text)
+}
+
+/// `-ERR unknown subcommand '<sub>'. Try <CMD> HELP.` like Redis 7.0.
+pub fn unknown_subcommand(command: &str, sub: &[u8]) -> Bytes {
+    let mut text = b"ERR unknown subcommand '".to_vec();
+    text.extend_from_slice(&sub[..sub.len().min(128)]);
+    text.extend_from_slice(b"'. Try ");
+    text.extend_from_slice(command.to_ascii_uppercase().as_bytes());
+    text.extend_from_slice(b" HELP.");
+    error(&text)
+}
+
+/// `-ERR wrong number of arguments for '<name>' command` (name as Redis's table spells it,
+/// `client|setname` for subcommands).
+pub fn wrong_arity(name: &str) -> Bytes {
+    error(format!("ERR wrong number of arguments for '{name}' command").as_bytes())
+}
+
+/// `-ERR slotgate: command '<name>' is not supported by the proxy`.
+pub fn unsupported(name: &str) -> Bytes {
+    error(format!("ERR slotgate: command '{name}' is not supported by the proxy").as_bytes())
+}
+
+/// `-ERR slotgate: command '<name>' is not supported yet` for families still to come.
+pub fn not_yet(name: &str) -> Bytes {
+    error(format!("ERR slotgate: command '{name}' is not supported yet").as_bytes())
+}
+
+/// The node serving the command did not answer within `op_timeout`.
+pub fn upstream_timeout(node: &str) -> Bytes {
+    error(format!("TRYAGAIN slotgate: upstream {node} did not answer in time").as_bytes())
+}
+
+/// The node serving the command could not be reached (connect refused or timed out).
+pub fn upstream_unreachable(node: &str) -> Bytes {
+    error(format!("CLUSTERDOWN slotgate: upstream {node} is unreachable").as_bytes())
+}
+
+/// The connection carrying a non-idempotent command broke after the command was written:
+/// the command may or may not have run.
+pub fn upstream_lost(node: &str) -> Bytes {
+    error(
+        format!(
+            "ERR slotgate: connection to upstream {node} lost; the command may have been executed"
+        )
+        .as_bytes(),
+    )
+}
+
+/// The node sent bytes that are not RESP.
+pub fn upstream_protocol(node: &str) -> Bytes {
+    error(format!("ERR slotgate: upstream {node} sent an invalid reply").as_bytes())
+}
+
+/// Build `-<text>\r\n`, with CR and LF inside `text` turned into spaces.
+pub fn error(text: &[u8]) -> Bytes {
+    let mut buf = BytesMut::with_capacity(text.len() + 3);
+    buf.put_u8(b'-');
+    buf.extend(
+        text.iter()
+            .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+    );
+    buf.put_slice(b"\r\n");
+    buf.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_command_matches_redis() {
+        let r = unknown_command(b"foo", [&b"a"[..], b"b"].into_iter());
+        assert_eq!(
+            &r[..],
+            b"-ERR unknown command 'foo', with args beginning with: 'a' 'b' \r\n"
+        );
+        let r = unknown_command(b"foo", std::iter::empty());
+        assert_eq!(
+            &r[..],
+            b"-ERR unknown command 'foo', with args beginning with: \r\n"
+        );
+    }
+
+    #[test]
+    fn arity_and_subcommand_wording() {
+        assert_eq!(
+            &wrong_arity("get")[..],
+            b"-ERR wrong number of arguments for 'get' command\r\n"
+        );
+        assert_eq!(
+            &unknown_subcommand("client", b"bogus")[..],
+            b"-ERR unknown subcommand 'bogus'. Try CLIENT HELP.\r\n"
+        );
+    }
+
+    #[test]
+    fn newlines_never_break_the_frame() {
+        assert_eq!(&error(b"ERR a\r\nb")[..], b"-ERR a  b\r\n");
+    }
+}

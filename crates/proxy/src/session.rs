@@ -1,0 +1,181 @@
+//! One client connection: read bytes, decode requests, route each into the ordered reply
+//! queue, and write finished replies back strictly in request order, as many per write as
+//! are ready. Reading pauses while `max_pipeline` commands are in flight (backpressure); a
+//! protocol error or QUIT stops reading, flushes what is owed, and closes.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use slotgate_resp::{Limits, RequestDecoder};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::dispatch::route_command;
+use crate::entry::Entry;
+use crate::op::Event;
+use crate::worker::WorkerCtx;
+
+/// Read buffer size kept free before each read.
+const READ_RESERVE: usize = 16 * 1024;
+/// Buffers that grew past this (a huge request or reply) are released after use.
+const BUFFER_SHRINK: usize = 1024 * 1024;
+
+/// What the proxy knows about one client connection.
+pub(crate) struct ClientState {
+    /// Unique per process, as CLIENT ID reports it.
+    pub id: u64,
+    /// Set by CLIENT SETNAME / HELLO SETNAME.
+    pub name: Option<Bytes>,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The proxy's address on this connection.
+    pub local: SocketAddr,
+    /// When the connection was accepted.
+    pub created: Instant,
+}
+
+impl ClientState {
+    /// A `CLIENT INFO` line in Redis's format (the fields that mean something here).
+    pub fn info_line(&self) -> String {
+        let name = self
+            .name
+            .as_ref()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .unwrap_or_default();
+        format!(
+            "id={} addr={} laddr={} fd=-1 name={} age={} idle=0 flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 resp=2\n",
+            self.id,
+            self.peer,
+            self.local,
+            name,
+            self.created.elapsed().as_secs()
+        )
+    }
+}
+
+/// Serve one client until it leaves, breaks the protocol, or the proxy shuts down.
+pub(crate) async fn run_session(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr, id: u64) {
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().unwrap_or(peer);
+    let (mut rd, mut wr) = stream.into_split();
+    let mut client = ClientState {
+        id,
+        name: None,
+        peer,
+        local,
+        created: Instant::now(),
+    };
+    let limits = Limits {
+        max_bulk: ctx.cfg.limits.max_request_bytes,
+        ..Limits::default()
+    };
+    let mut decoder = RequestDecoder::new(limits);
+    let mut rbuf = BytesMut::with_capacity(READ_RESERVE);
+    let mut wbuf = BytesMut::with_capacity(READ_RESERVE);
+    let mut queue: VecDeque<Entry> = VecDeque::new();
+    let mut shutdown = ctx.shutdown.clone();
+    let max_pipeline = ctx.cfg.limits.max_pipeline;
+    let idle_timeout = ctx.cfg.limits.client_idle_timeout;
+    let mut reading = !*shutdown.borrow();
+    let mut last_read = Instant::now();
+
+    loop {
+        if reading {
+            let now = Instant::now();
+            while queue.len() < max_pipeline {
+                match decoder.decode(&mut rbuf) {
+                    Ok(Some(req)) => {
+                        let entry = route_command(&ctx, &mut client, req, now);
+                        let closes = matches!(entry, Entry::Close(_));
+                        queue.push_back(entry);
+                        if closes {
+                            reading = false;
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::debug!(client = %peer, error = %e, "protocol error");
+                        queue.push_back(Entry::Close(Bytes::from_static(e.to_reply())));
+                        reading = false;
+                        break;
+                    }
+                }
+            }
+        }
+
+        let now = Instant::now();
+        let mut close = false;
+        while let Some(front) = queue.front_mut() {
+            if !front.poll_sync(&ctx, now) {
+                break;
+            }
+            if let Some(entry) = queue.pop_front() {
+                if entry.write_reply(&mut wbuf) {
+                    close = true;
+                    break;
+                }
+            }
+        }
+        if !wbuf.is_empty() {
+            if wr.write_all(&wbuf).await.is_err() {
+                return;
+            }
+            if wbuf.capacity() > BUFFER_SHRINK {
+                wbuf = BytesMut::with_capacity(READ_RESERVE);
+            } else {
+                wbuf.clear();
+            }
+        }
+        if close || (!reading && queue.is_empty()) {
+            let _ = wr.shutdown().await;
+            return;
+        }
+
+        if rbuf.capacity() - rbuf.len() < READ_RESERVE / 4 {
+            if rbuf.is_empty() && rbuf.capacity() > BUFFER_SHRINK {
+                rbuf = BytesMut::with_capacity(READ_RESERVE);
+            } else {
+                rbuf.reserve(READ_RESERVE);
+            }
+        }
+        let can_read = reading && queue.len() < max_pipeline;
+        let idle_deadline = idle_timeout.map(|t| last_read + t);
+        tokio::select! {
+            biased;
+            (index, event) = front_event(&mut queue) => {
+                if let Some(front) = queue.front_mut() {
+                    front.on_event(&ctx, index, event);
+                }
+            }
+            read = rd.read_buf(&mut rbuf), if can_read => match read {
+                Ok(0) => reading = false, // client half-closed: answer what it sent, then close
+                Ok(_) => last_read = Instant::now(),
+                Err(_) => return,
+            },
+            _ = shutdown.changed(), if reading => reading = false,
+            _ = sleep_until_opt(idle_deadline), if reading && queue.is_empty() && idle_deadline.is_some() => {
+                tracing::debug!(client = %peer, "closing idle client");
+                return;
+            }
+        }
+    }
+}
+
+/// The next event of the front entry; never resolves when the queue is empty.
+async fn front_event(queue: &mut VecDeque<Entry>) -> (usize, Event) {
+    match queue.front_mut() {
+        Some(front) => front.next_event().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

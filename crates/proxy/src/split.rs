@@ -1,0 +1,94 @@
+//! Multi-key commands whose keys may span slots (MGET, MSET, DEL, UNLINK, EXISTS, TOUCH):
+//! group the keys by slot, send one sub-command per slot, and merge the replies in the
+//! client's key order (MGET) or as a sum (DEL…) or an all-OK (MSET). Keys that all share one
+//! slot skip the split and forward the client's own bytes.
+
+use std::collections::HashMap;
+
+use bytes::{Bytes, BytesMut};
+use slotgate_commands::{Command, KeyIndices, SplitKind};
+use slotgate_resp::{encode, Request};
+use tokio::time::Instant;
+
+use crate::dispatch::{is_readonly, ReqArgs};
+use crate::entry::{Entry, Fanout, Merge};
+use crate::op::{Op, Route};
+use crate::replies;
+use crate::worker::WorkerCtx;
+
+/// Route a splittable command.
+pub(crate) fn route(
+    ctx: &WorkerCtx,
+    cmd: &Command,
+    kind: SplitKind,
+    req: &Request,
+    deadline: Instant,
+) -> Entry {
+    let mut keys = KeyIndices::new();
+    if let Err(e) = cmd.key_indices(&ReqArgs(req), &mut keys) {
+        return Entry::Ready(replies::error(e.to_string().as_bytes()));
+    }
+    let groups = group_by_slot(req, keys.as_slice());
+    let readonly = is_readonly(cmd);
+    if groups.len() == 1 {
+        let slot = groups[0].0;
+        return Entry::Single(Op::start(
+            ctx,
+            Route::Slot(slot),
+            req.wire(),
+            readonly,
+            deadline,
+        ));
+    }
+    let mut ops = Vec::with_capacity(groups.len());
+    let mut positions = Vec::with_capacity(groups.len());
+    for (slot, members) in groups {
+        let wire = sub_command(req, kind, &members);
+        ops.push(Op::start(ctx, Route::Slot(slot), wire, readonly, deadline));
+        positions.push(members.iter().map(|&(pos, _)| pos).collect());
+    }
+    let merge = match kind {
+        SplitKind::Mget => Merge::Mget {
+            total: keys.len(),
+            positions,
+        },
+        SplitKind::Mset => Merge::AllOk,
+        SplitKind::SumInteger => Merge::SumInteger,
+    };
+    Entry::Fanout(Box::new(Fanout { ops, merge }))
+}
+
+/// Keys grouped by slot, in order of first appearance: `(slot, [(key position, arg index)])`.
+fn group_by_slot(req: &Request, keys: &[u32]) -> Vec<(u16, Vec<(u32, u32)>)> {
+    let mut groups: Vec<(u16, Vec<(u32, u32)>)> = Vec::new();
+    let mut index: HashMap<u16, usize> = HashMap::new();
+    for (pos, &arg) in keys.iter().enumerate() {
+        let slot = slotgate_cluster::slot(req.arg(arg as usize));
+        let g = *index.entry(slot).or_insert_with(|| {
+            groups.push((slot, Vec::new()));
+            groups.len() - 1
+        });
+        groups[g].1.push((pos as u32, arg));
+    }
+    groups
+}
+
+/// The command for one slot's share of the keys, named as the client named it.
+fn sub_command(req: &Request, kind: SplitKind, members: &[(u32, u32)]) -> Bytes {
+    let per_key = if matches!(kind, SplitKind::Mset) {
+        2
+    } else {
+        1
+    };
+    let mut args: Vec<&[u8]> = Vec::with_capacity(1 + members.len() * per_key);
+    args.push(req.arg(0));
+    for &(_, arg) in members {
+        args.push(req.arg(arg as usize));
+        if per_key == 2 {
+            args.push(req.arg(arg as usize + 1));
+        }
+    }
+    let mut buf = BytesMut::new();
+    encode::command(&mut buf, &args);
+    buf.freeze()
+}

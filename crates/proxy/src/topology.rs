@@ -1,0 +1,239 @@
+//! The live view of the cluster: the current [`SlotMap`] snapshot, shared read-only by every
+//! worker, and the refresher that replaces it (every `refresh_interval`, and on demand after
+//! a MOVED or an upstream failure). A snapshot is never modified; it is replaced whole.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::{ArcSwap, Guard};
+use bytes::BytesMut;
+use slotgate_cluster::SlotMap;
+use slotgate_resp::value::Value;
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+
+use crate::config::UpstreamConfig;
+use crate::error::ProxyError;
+use crate::node_client;
+
+/// Shortest gap between two on-demand refreshes (a burst of MOVED costs one refresh).
+const REFRESH_DEBOUNCE: Duration = Duration::from_millis(100);
+/// How many nodes a refresh asks before choosing the majority view.
+const REFRESH_QUORUM: usize = 3;
+
+/// The shared topology: slot map snapshot plus refresh bookkeeping.
+///
+/// # Concurrency
+/// Readers call [`Topology::map`] on every command (a wait-free `ArcSwap` load); writers are
+/// the refresher and [`Topology::apply_moved`].
+pub struct Topology {
+    map: ArcSwap<SlotMap>,
+    cfg: UpstreamConfig,
+    wake: Notify,
+    redis_version: Mutex<String>,
+    refreshes: AtomicU64,
+    last_refresh_unix_ms: AtomicU64,
+}
+
+impl Topology {
+    /// An empty topology; call [`Topology::refresh`] to load it.
+    pub fn new(cfg: UpstreamConfig) -> Topology {
+        Topology {
+            map: ArcSwap::from_pointee(SlotMap::empty()),
+            cfg,
+            wake: Notify::new(),
+            redis_version: Mutex::new(String::new()),
+            refreshes: AtomicU64::new(0),
+            last_refresh_unix_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// The current snapshot.
+    #[inline]
+    pub fn map(&self) -> Guard<Arc<SlotMap>> {
+        self.map.load()
+    }
+
+    /// The `redis_version` the cluster reported at the last refresh.
+    pub fn redis_version(&self) -> String {
+        self.redis_version
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default()
+    }
+
+    /// Completed refreshes since start.
+    pub fn refresh_count(&self) -> u64 {
+        self.refreshes.load(Ordering::Relaxed)
+    }
+
+    /// Unix time in milliseconds of the last successful refresh (0: never).
+    pub fn last_refresh_unix_ms(&self) -> u64 {
+        self.last_refresh_unix_ms.load(Ordering::Relaxed)
+    }
+
+    /// Ask the refresher to reload the map soon (debounced).
+    pub fn request_refresh(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Record what a `-MOVED slot addr` said: swap in a map with that slot patched, and
+    /// schedule a full refresh.
+    pub fn apply_moved(&self, slot: u16, addr: &str) {
+        self.map.rcu(|cur| match cur.with_moved(slot, addr) {
+            Some(next) => Arc::new(next),
+            None => Arc::clone(cur),
+        });
+        self.request_refresh();
+    }
+
+    /// Reload the slot map: ask up to three nodes (known primaries first, then seeds) for
+    /// `CLUSTER SLOTS` and keep the view most of them agree on.
+    ///
+    /// # Errors
+    /// The last node error when no node answered with a usable map.
+    pub async fn refresh(&self) -> Result<(), ProxyError> {
+        let current = self.map.load_full();
+        let mut candidates: Vec<String> =
+            current.all_nodes().iter().map(|n| n.to_string()).collect();
+        for seed in &self.cfg.seeds {
+            if !candidates.contains(seed) {
+                candidates.push(seed.clone());
+            }
+        }
+        let mut views: Vec<SlotMap> = Vec::new();
+        let mut last_err = None;
+        for addr in &candidates {
+            if views.len() >= REFRESH_QUORUM {
+                break;
+            }
+            match self.fetch_view(addr, views.is_empty()).await {
+                Ok(map) if map.covered() > 0 => views.push(map),
+                Ok(_) => {
+                    last_err = Some(ProxyError::Upstream {
+                        addr: addr.clone(),
+                        reason: "node serves no slot".into(),
+                    })
+                }
+                Err(e) => last_err = Some(e),
+            }
+        }
+        let Some(chosen) = choose_view(views) else {
+            return Err(last_err.unwrap_or(ProxyError::Upstream {
+                addr: "(none)".into(),
+                reason: "no seed or known node".into(),
+            }));
+        };
+        if !chosen.same_assignment(&current) {
+            tracing::info!(
+                covered = chosen.covered(),
+                shards = chosen.serving_shards().len(),
+                "slot map updated"
+            );
+        }
+        self.map.store(Arc::new(chosen));
+        self.refreshes.fetch_add(1, Ordering::Relaxed);
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        self.last_refresh_unix_ms.store(now_ms, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// One node's view; also records the server version from the first node asked.
+    async fn fetch_view(&self, addr: &str, want_version: bool) -> Result<SlotMap, ProxyError> {
+        let mut stream = node_client::connect(addr, &self.cfg).await?;
+        let mut buf = BytesMut::new();
+        let reply = node_client::query(
+            &mut stream,
+            &mut buf,
+            &[b"CLUSTER", b"SLOTS"],
+            self.cfg.op_timeout,
+        )
+        .await?;
+        let map = SlotMap::from_cluster_slots(&reply, addr).map_err(|e| ProxyError::Upstream {
+            addr: addr.to_string(),
+            reason: e.to_string(),
+        })?;
+        if want_version {
+            if let Ok(Value::Bulk(info)) = node_client::query(
+                &mut stream,
+                &mut buf,
+                &[b"INFO", b"server"],
+                self.cfg.op_timeout,
+            )
+            .await
+            {
+                if let Some(v) = info_field(&info, "redis_version") {
+                    if let Ok(mut slot) = self.redis_version.lock() {
+                        *slot = v;
+                    }
+                }
+            }
+        }
+        Ok(map)
+    }
+
+    /// The refresher loop: periodic, plus on demand; ends when `shutdown` turns true.
+    pub async fn run_refresher(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut last = Instant::now();
+        let mut failing = self.map.load().covered() == 0;
+        loop {
+            // While refreshes fail, retry every second rather than every refresh_interval.
+            let every = if failing {
+                self.cfg.refresh_interval.min(Duration::from_secs(1))
+            } else {
+                self.cfg.refresh_interval
+            };
+            let periodic = tokio::time::sleep_until(last + every);
+            tokio::select! {
+                _ = periodic => {}
+                _ = self.wake.notified() => {
+                    let earliest = last + REFRESH_DEBOUNCE;
+                    if Instant::now() < earliest {
+                        tokio::time::sleep_until(earliest).await;
+                    }
+                }
+                _ = shutdown.changed() => return,
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            failing = match self.refresh().await {
+                Ok(()) => false,
+                Err(e) => {
+                    tracing::warn!(error = %e, "topology refresh failed");
+                    true
+                }
+            };
+            last = Instant::now();
+        }
+    }
+}
+
+/// The view most answers agree with; ties go to the view covering more slots.
+fn choose_view(views: Vec<SlotMap>) -> Option<SlotMap> {
+    let scores: Vec<(usize, usize)> = views
+        .iter()
+        .map(|v| {
+            (
+                views.iter().filter(|o| o.same_assignment(v)).count(),
+                v.covered(),
+            )
+        })
+        .collect();
+    let best = (0..views.len()).max_by_key(|&i| scores[i])?;
+    views.into_iter().nth(best)
+}
+
+/// `field:value` from an INFO text.
+pub(crate) fn info_field(info: &[u8], field: &str) -> Option<String> {
+    let text = std::str::from_utf8(info).ok()?;
+    text.lines().find_map(|l| {
+        l.strip_prefix(field)?
+            .strip_prefix(':')
+            .map(|v| v.trim().to_string())
+    })
+}

@@ -1,0 +1,310 @@
+//! Multiplexed, pipelined connections to one node. Each worker owns one [`Upstream`] per node
+//! it talks to, with `connections_per_node` connection tasks behind it. A task's writer takes
+//! every queued request and sends them in one write; its reader scans replies and completes
+//! the waiting requests in FIFO order. A broken connection fails what it had in flight and is
+//! re-established with exponential backoff and jitter.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use slotgate_cluster::NodeAddr;
+use slotgate_resp::{Reply, ReplyKind, ReplyScanner};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::config::UpstreamConfig;
+use crate::node_client;
+use crate::topology::Topology;
+
+/// `ASKING` as sent before a command redirected by `-ASK`.
+const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
+/// Most requests taken from the queue for one write.
+const BATCH: usize = 256;
+/// First reconnect delay; doubles up to [`BACKOFF_MAX`].
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+/// Longest reconnect delay.
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// One request for a node.
+pub(crate) struct UpRequest {
+    /// The command's bytes, exactly as they go on the wire.
+    pub data: Bytes,
+    /// Send `ASKING` first (the command follows an `-ASK` redirect).
+    pub asking: bool,
+    /// Where the reply goes.
+    pub reply: oneshot::Sender<UpReply>,
+}
+
+/// What came back for an [`UpRequest`].
+#[derive(Debug)]
+pub(crate) enum UpReply {
+    /// The node's reply frame.
+    Frame(Reply),
+    /// No reply: see [`Failure`].
+    Failed(Failure),
+}
+
+/// Why a request got no reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// The request was never written: the node could not be reached. Safe to retry.
+    Unreachable,
+    /// The connection broke after the request may have been written.
+    Lost,
+    /// The node sent bytes that are not RESP; the connection was dropped.
+    Protocol,
+}
+
+/// The worker's handle to one node.
+pub(crate) struct Upstream {
+    conns: Vec<mpsc::UnboundedSender<UpRequest>>,
+    next: Cell<usize>,
+}
+
+impl Upstream {
+    /// Start `connections_per_node` connection tasks for `addr` on the current `LocalSet`.
+    /// Connections are made lazily, on the first request.
+    pub fn spawn(addr: NodeAddr, cfg: Arc<UpstreamConfig>, topology: Arc<Topology>) -> Upstream {
+        let conns = (0..cfg.connections_per_node)
+            .map(|_| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                tokio::task::spawn_local(run_connection(
+                    addr.clone(),
+                    rx,
+                    Arc::clone(&cfg),
+                    Arc::clone(&topology),
+                ));
+                tx
+            })
+            .collect();
+        Upstream {
+            conns,
+            next: Cell::new(0),
+        }
+    }
+
+    /// Queue `req` on one of the node's connections (round robin).
+    pub fn send(&self, req: UpRequest) {
+        let i = self.next.get();
+        self.next.set((i + 1) % self.conns.len());
+        if let Err(mpsc::error::SendError(req)) = self.conns[i].send(req) {
+            let _ = req.reply.send(UpReply::Failed(Failure::Unreachable));
+        }
+    }
+}
+
+/// What waits for a reply on a connection, in the order requests were written.
+enum Waiter {
+    Client(oneshot::Sender<UpReply>),
+    /// The `+OK` of an `ASKING` sent before a redirected command.
+    Asking,
+}
+
+/// One connection's life: connect on demand, serve until it breaks, back off, repeat. Ends
+/// when the worker drops the [`Upstream`].
+async fn run_connection(
+    addr: NodeAddr,
+    mut rx: mpsc::UnboundedReceiver<UpRequest>,
+    cfg: Arc<UpstreamConfig>,
+    topology: Arc<Topology>,
+) {
+    let mut backoff = BACKOFF_MIN;
+    let mut first: Option<UpRequest> = None;
+    loop {
+        if first.is_none() {
+            match rx.recv().await {
+                Some(req) => first = Some(req),
+                None => return,
+            }
+        }
+        match node_client::connect(addr.as_str(), &cfg).await {
+            Ok(stream) => {
+                backoff = BACKOFF_MIN;
+                match serve(stream, &mut rx, first.take()).await {
+                    Ended::Closed => return,
+                    Ended::Broken(reason) => {
+                        tracing::warn!(node = %addr, %reason, "upstream connection lost");
+                        topology.request_refresh();
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(node = %addr, error = %e, "cannot connect upstream");
+                topology.request_refresh();
+                if let Some(req) = first.take() {
+                    let _ = req.reply.send(UpReply::Failed(Failure::Unreachable));
+                }
+                // Until the backoff ends, fail requests at once rather than queue them.
+                let until = Instant::now() + jitter(backoff);
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(until) => break,
+                        req = rx.recv() => match req {
+                            Some(req) => { let _ = req.reply.send(UpReply::Failed(Failure::Unreachable)); }
+                            None => return,
+                        },
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `d` scaled by a pseudo-random factor in [0.5, 1.0).
+fn jitter(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.subsec_nanos() as u64)
+        .unwrap_or(0);
+    let seed = nanos.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54; // 0..1024
+    d / 2 + d * (seed as u32) / 2048
+}
+
+enum Ended {
+    /// The worker dropped the queue: stop for good.
+    Closed,
+    /// The connection failed; reconnect.
+    Broken(String),
+}
+
+/// Pump requests out and replies back on one established connection.
+async fn serve(
+    mut stream: TcpStream,
+    rx: &mut mpsc::UnboundedReceiver<UpRequest>,
+    first: Option<UpRequest>,
+) -> Ended {
+    let (mut rd, mut wr) = stream.split();
+    let waiters: RefCell<VecDeque<Waiter>> = RefCell::new(VecDeque::new());
+
+    let writer = async {
+        let mut batch: Vec<UpRequest> = Vec::with_capacity(BATCH);
+        batch.extend(first);
+        let mut out = BytesMut::with_capacity(16 * 1024);
+        loop {
+            if batch.is_empty() && rx.recv_many(&mut batch, BATCH).await == 0 {
+                return Ended::Closed;
+            }
+            {
+                let mut w = waiters.borrow_mut();
+                for req in batch.drain(..) {
+                    if req.reply.is_closed() {
+                        continue; // the client gave up (timeout, disconnect) before we sent it
+                    }
+                    if req.asking {
+                        out.extend_from_slice(ASKING);
+                        w.push_back(Waiter::Asking);
+                    }
+                    out.extend_from_slice(&req.data);
+                    w.push_back(Waiter::Client(req.reply));
+                }
+            }
+            if out.is_empty() {
+                continue;
+            }
+            if let Err(e) = wr.write_all(&out).await {
+                return Ended::Broken(format!("write: {e}"));
+            }
+            if out.capacity() > 1024 * 1024 {
+                out = BytesMut::with_capacity(16 * 1024);
+            } else {
+                out.clear();
+            }
+        }
+    };
+
+    let reader = async {
+        let mut buf = BytesMut::with_capacity(16 * 1024);
+        let mut scanner = ReplyScanner::new();
+        loop {
+            if buf.capacity() - buf.len() < 4096 {
+                buf.reserve(16 * 1024);
+            }
+            match rd.read_buf(&mut buf).await {
+                Ok(0) => return Ended::Broken("closed by the node".into()),
+                Ok(_) => {}
+                Err(e) => return Ended::Broken(format!("read: {e}")),
+            }
+            loop {
+                let reply = match scanner.scan(&mut buf) {
+                    Ok(Some(reply)) => reply,
+                    Ok(None) => break,
+                    Err(e) => {
+                        fail_all(&waiters, Failure::Protocol);
+                        return Ended::Broken(format!("invalid reply: {e}"));
+                    }
+                };
+                if reply.kind == ReplyKind::Push {
+                    continue; // out-of-band (RESP3 push); nothing waits for it
+                }
+                match waiters.borrow_mut().pop_front() {
+                    Some(Waiter::Client(tx)) => {
+                        let _ = tx.send(UpReply::Frame(reply));
+                    }
+                    Some(Waiter::Asking) => {}
+                    None => return Ended::Broken("reply without a request".into()),
+                }
+            }
+        }
+    };
+
+    let ended = tokio::select! {
+        e = writer => e,
+        e = reader => e,
+    };
+    fail_all(&waiters, Failure::Lost);
+    ended
+}
+
+fn fail_all(waiters: &RefCell<VecDeque<Waiter>>, failure: Failure) {
+    for w in waiters.borrow_mut().drain(..) {
+        if let Waiter::Client(tx) = w {
+            let _ = tx.send(UpReply::Failed(failure));
+        }
+    }
+}
+
+/// Per-worker map of node → [`Upstream`].
+pub(crate) struct UpstreamSet {
+    cfg: Arc<UpstreamConfig>,
+    topology: Arc<Topology>,
+    nodes: RefCell<std::collections::HashMap<NodeAddr, Rc<Upstream>>>,
+}
+
+impl UpstreamSet {
+    /// An empty set.
+    pub fn new(cfg: Arc<UpstreamConfig>, topology: Arc<Topology>) -> UpstreamSet {
+        UpstreamSet {
+            cfg,
+            topology,
+            nodes: RefCell::new(Default::default()),
+        }
+    }
+
+    /// The worker's upstream for `addr`, started on first use.
+    pub fn get(&self, addr: &NodeAddr) -> Rc<Upstream> {
+        if let Some(u) = self.nodes.borrow().get(addr) {
+            return Rc::clone(u);
+        }
+        let up = Rc::new(Upstream::spawn(
+            addr.clone(),
+            Arc::clone(&self.cfg),
+            Arc::clone(&self.topology),
+        ));
+        self.nodes.borrow_mut().insert(addr.clone(), Rc::clone(&up));
+        up
+    }
+
+    /// Drop upstreams for nodes the slot map no longer names (their tasks then end).
+    pub fn retain_known(&self, known: &[NodeAddr]) {
+        self.nodes
+            .borrow_mut()
+            .retain(|addr, _| known.contains(addr));
+    }
+}

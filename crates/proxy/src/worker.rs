@@ -1,0 +1,203 @@
+//! Shared-nothing workers: each is one thread running a single-threaded tokio runtime that
+//! owns its listener socket (SO_REUSEPORT: the kernel spreads connections), its client
+//! sessions and its upstream connections. Workers share only the read-only config, the
+//! topology snapshot and a few counters.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use slotgate_cluster::{NodeAddr, SLOT_COUNT};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::replies;
+use crate::session::run_session;
+use crate::topology::Topology;
+use crate::upstream::UpstreamSet;
+
+/// Counters shared by all workers.
+pub(crate) struct Shared {
+    /// Process start.
+    pub started: std::time::Instant,
+    clients: AtomicUsize,
+    next_client_id: AtomicU64,
+}
+
+impl Shared {
+    pub fn new() -> Shared {
+        Shared {
+            started: std::time::Instant::now(),
+            clients: AtomicUsize::new(0),
+            next_client_id: AtomicU64::new(1),
+        }
+    }
+
+    /// Connected clients across all workers.
+    pub fn client_count(&self) -> usize {
+        self.clients.load(Ordering::Relaxed)
+    }
+}
+
+/// Everything a session needs from its worker.
+pub(crate) struct WorkerCtx {
+    pub cfg: Arc<Config>,
+    pub topology: Arc<Topology>,
+    pub upstreams: UpstreamSet,
+    pub shared: Arc<Shared>,
+    pub shutdown: watch::Receiver<bool>,
+    any_cursor: Cell<usize>,
+    sessions: Cell<usize>,
+}
+
+impl WorkerCtx {
+    /// A primary for a keyless command, rotating over the slot space so keyless load spreads
+    /// over shards.
+    pub fn any_primary(&self) -> Option<NodeAddr> {
+        let map = self.topology.map();
+        let start = self.any_cursor.get();
+        self.any_cursor.set(start.wrapping_add(1));
+        // Probe slots spread over the space; the first covered one decides.
+        (0..16)
+            .map(|i| ((start.wrapping_mul(5_471) + i * 1_031) % SLOT_COUNT) as u16)
+            .find_map(|slot| map.primary_for_slot(slot).cloned())
+    }
+}
+
+/// Decrements the client count when a session ends, however it ends.
+struct ClientSlot<'a> {
+    shared: &'a Shared,
+    sessions: &'a Cell<usize>,
+}
+
+impl Drop for ClientSlot<'_> {
+    fn drop(&mut self) {
+        self.shared.clients.fetch_sub(1, Ordering::Relaxed);
+        self.sessions.set(self.sessions.get() - 1);
+    }
+}
+
+/// Run one worker on the current thread until shutdown; returns when its sessions are done
+/// or `shutdown_grace` has passed.
+pub(crate) fn run_worker(
+    cfg: Arc<Config>,
+    topology: Arc<Topology>,
+    shared: Arc<Shared>,
+    listener: std::net::TcpListener,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let listener = TcpListener::from_std(listener)?;
+        let ctx = Rc::new(WorkerCtx {
+            upstreams: UpstreamSet::new(Arc::new(cfg.upstream.clone()), Arc::clone(&topology)),
+            cfg,
+            topology,
+            shared,
+            shutdown: shutdown.clone(),
+            any_cursor: Cell::new(0),
+            sessions: Cell::new(0),
+        });
+        tokio::task::spawn_local(prune_upstreams(Rc::clone(&ctx)));
+        accept_loop(&ctx, &listener, shutdown).await;
+        drop(listener);
+        let grace_end = Instant::now() + ctx.cfg.shutdown_grace;
+        while ctx.sessions.get() > 0 && Instant::now() < grace_end {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    })
+}
+
+async fn accept_loop(
+    ctx: &Rc<WorkerCtx>,
+    listener: &TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => return,
+        };
+        let (mut stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let count = ctx.shared.clients.fetch_add(1, Ordering::Relaxed) + 1;
+        if count > ctx.cfg.limits.max_clients {
+            ctx.shared.clients.fetch_sub(1, Ordering::Relaxed);
+            tokio::task::spawn_local(async move {
+                let _ = stream.write_all(replies::MAX_CLIENTS).await;
+            });
+            continue;
+        }
+        ctx.sessions.set(ctx.sessions.get() + 1);
+        let id = ctx.shared.next_client_id.fetch_add(1, Ordering::Relaxed);
+        let ctx = Rc::clone(ctx);
+        tokio::task::spawn_local(async move {
+            let _slot = ClientSlot {
+                shared: &ctx.shared,
+                sessions: &ctx.sessions,
+            };
+            run_session(Rc::clone(&ctx), stream, peer, id).await;
+        });
+    }
+}
+
+/// Close upstream connections to nodes that left the slot map.
+async fn prune_upstreams(ctx: Rc<WorkerCtx>) {
+    let mut seen = ctx.topology.refresh_count();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = ctx.topology.refresh_count();
+        if now != seen {
+            seen = now;
+            ctx.upstreams.retain_known(&ctx.topology.map().all_nodes());
+        }
+    }
+}
+
+/// Bind `count` listeners on `addr` with SO_REUSEPORT (all on the same port, even when
+/// `addr` asks for port 0).
+pub(crate) fn bind_listeners(
+    addr: SocketAddr,
+    count: usize,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let mut out = Vec::with_capacity(count);
+    let mut addr = addr;
+    for _ in 0..count {
+        let domain = if addr.is_ipv6() {
+            socket2::Domain::IPV6
+        } else {
+            socket2::Domain::IPV4
+        };
+        let sock =
+            socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+        sock.set_reuse_address(true)?;
+        sock.set_reuse_port(true)?;
+        sock.set_nonblocking(true)?;
+        sock.bind(&addr.into())?;
+        sock.listen(1024)?;
+        let listener: std::net::TcpListener = sock.into();
+        addr = listener.local_addr()?;
+        out.push(listener);
+    }
+    Ok(out)
+}

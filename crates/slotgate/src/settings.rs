@@ -1,0 +1,348 @@
+//! The YAML configuration file (DESIGN §4): parsed strictly (unknown keys are errors),
+//! `${VAR}` expanded, units resolved, validated, and turned into the engine's [`Config`].
+
+use std::fmt::Write as _;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use serde::Deserialize;
+use slotgate_proxy::{Config, LimitsConfig, UpstreamConfig};
+
+/// The file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: String,
+    upstream: FileUpstream,
+    #[serde(default)]
+    limits: FileLimits,
+    #[serde(default)]
+    workers: usize,
+    #[serde(default)]
+    shutdown_grace: Option<String>,
+    #[serde(default)]
+    log: LogSettings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileUpstream {
+    #[serde(default)]
+    mode: Option<String>,
+    seeds: Vec<String>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    password_file: Option<String>,
+    #[serde(default)]
+    refresh_interval: Option<String>,
+    #[serde(default)]
+    connect_timeout: Option<String>,
+    #[serde(default)]
+    op_timeout: Option<String>,
+    #[serde(default)]
+    max_redirects: Option<u8>,
+    #[serde(default)]
+    connections_per_node: Option<usize>,
+    #[serde(default)]
+    read_from: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    #[serde(default)]
+    max_clients: Option<usize>,
+    #[serde(default)]
+    client_idle_timeout: Option<String>,
+    #[serde(default)]
+    max_request_bytes: Option<String>,
+    #[serde(default)]
+    max_pipeline: Option<usize>,
+}
+
+/// `log:` — level and format of the process's log lines (stderr).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// `error`, `warn`, `info`, `debug` or `trace`.
+    #[serde(default = "default_level")]
+    pub level: String,
+    /// `text` or `json`.
+    #[serde(default = "default_format")]
+    pub format: String,
+}
+
+fn default_level() -> String {
+    "info".into()
+}
+fn default_format() -> String {
+    "text".into()
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            level: default_level(),
+            format: default_format(),
+        }
+    }
+}
+
+/// A loaded, validated configuration.
+#[derive(Debug)]
+pub struct Settings {
+    /// What the engine runs with.
+    pub proxy: Config,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+impl Settings {
+    /// The effective configuration as YAML-ish text, secrets masked.
+    pub fn describe(&self) -> String {
+        let p = &self.proxy;
+        let u = &p.upstream;
+        let mut s = String::new();
+        let _ = writeln!(s, "listen: \"{}\"", p.listen);
+        let _ = writeln!(s, "upstream:\n  mode: cluster\n  seeds: {:?}", u.seeds);
+        if let Some(user) = &u.username {
+            let _ = writeln!(s, "  username: {user}");
+        }
+        if u.password.is_some() {
+            let _ = writeln!(s, "  password: \"********\"");
+        }
+        let _ = writeln!(
+            s,
+            "  refresh_interval: {:?}\n  connect_timeout: {:?}\n  op_timeout: {:?}\n  max_redirects: {}\n  connections_per_node: {}\n  read_from: primary",
+            u.refresh_interval, u.connect_timeout, u.op_timeout, u.max_redirects, u.connections_per_node
+        );
+        let l = &p.limits;
+        let _ = writeln!(
+            s,
+            "limits:\n  max_clients: {}\n  client_idle_timeout: {}\n  max_request_bytes: {}\n  max_pipeline: {}",
+            l.max_clients,
+            l.client_idle_timeout.map(|d| format!("{d:?}")).unwrap_or_else(|| "0s".into()),
+            l.max_request_bytes,
+            l.max_pipeline
+        );
+        let _ = writeln!(s, "workers: {} # effective {}", p.workers, p.worker_count());
+        let _ = writeln!(s, "shutdown_grace: {:?}", p.shutdown_grace);
+        let _ = writeln!(
+            s,
+            "log: {{ level: {}, format: {} }}",
+            self.log.level, self.log.format
+        );
+        s
+    }
+}
+
+/// Read, parse and validate a configuration file.
+///
+/// # Errors
+/// Unreadable file, YAML errors (with line), unknown keys, bad units or values.
+pub fn load(path: &Path) -> anyhow::Result<Settings> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    parse(&text)
+}
+
+/// Parse and validate configuration text.
+pub fn parse(text: &str) -> anyhow::Result<Settings> {
+    let file: FileConfig = serde_saphyr::from_str(text).map_err(|e| anyhow!("{e}"))?;
+    let listen = resolve_addr(&file.listen).context("listen")?;
+    let up = file.upstream;
+    if let Some(mode) = &up.mode {
+        if mode != "cluster" {
+            bail!("upstream.mode: only \"cluster\" is supported in this version, not {mode:?}");
+        }
+    }
+    if let Some(rf) = &up.read_from {
+        if rf != "primary" {
+            bail!("upstream.read_from: only \"primary\" is supported in this version, not {rf:?}");
+        }
+    }
+    let password = match (up.password, up.password_file) {
+        (Some(_), Some(_)) => bail!("upstream: give password or password_file, not both"),
+        (Some(p), None) => Some(expand_env(&p).context("upstream.password")?),
+        (None, Some(f)) => Some(
+            std::fs::read_to_string(&f)
+                .with_context(|| format!("upstream.password_file: cannot read {f}"))?
+                .trim_end_matches(['\r', '\n'])
+                .to_string(),
+        ),
+        (None, None) => None,
+    };
+    let defaults = UpstreamConfig::default();
+    let upstream = UpstreamConfig {
+        seeds: up
+            .seeds
+            .iter()
+            .map(|s| expand_env(s))
+            .collect::<Result<_, _>>()
+            .context("upstream.seeds")?,
+        username: up
+            .username
+            .map(|u| expand_env(&u))
+            .transpose()
+            .context("upstream.username")?,
+        password,
+        refresh_interval: opt_duration(
+            up.refresh_interval,
+            defaults.refresh_interval,
+            "upstream.refresh_interval",
+        )?,
+        connect_timeout: opt_duration(
+            up.connect_timeout,
+            defaults.connect_timeout,
+            "upstream.connect_timeout",
+        )?,
+        op_timeout: opt_duration(up.op_timeout, defaults.op_timeout, "upstream.op_timeout")?,
+        max_redirects: up.max_redirects.unwrap_or(defaults.max_redirects),
+        connections_per_node: up
+            .connections_per_node
+            .unwrap_or(defaults.connections_per_node),
+    };
+    let ld = LimitsConfig::default();
+    let idle = opt_duration(
+        file.limits.client_idle_timeout,
+        Duration::ZERO,
+        "limits.client_idle_timeout",
+    )?;
+    let limits = LimitsConfig {
+        max_clients: file.limits.max_clients.unwrap_or(ld.max_clients),
+        client_idle_timeout: (!idle.is_zero()).then_some(idle),
+        max_request_bytes: match file.limits.max_request_bytes {
+            Some(s) => parse_size(&s).context("limits.max_request_bytes")?,
+            None => ld.max_request_bytes,
+        },
+        max_pipeline: file.limits.max_pipeline.unwrap_or(ld.max_pipeline),
+    };
+    let proxy = Config {
+        listen,
+        upstream,
+        limits,
+        workers: file.workers,
+        shutdown_grace: opt_duration(
+            file.shutdown_grace,
+            Duration::from_secs(10),
+            "shutdown_grace",
+        )?,
+    };
+    proxy.validate().map_err(|e| anyhow!(e))?;
+    if !["error", "warn", "info", "debug", "trace"].contains(&file.log.level.as_str()) {
+        bail!(
+            "log.level: expected error|warn|info|debug|trace, got {:?}",
+            file.log.level
+        );
+    }
+    if !["text", "json"].contains(&file.log.format.as_str()) {
+        bail!("log.format: expected text|json, got {:?}", file.log.format);
+    }
+    Ok(Settings {
+        proxy,
+        log: file.log,
+    })
+}
+
+fn resolve_addr(s: &str) -> anyhow::Result<SocketAddr> {
+    s.to_socket_addrs()
+        .with_context(|| format!("{s:?} is not host:port"))?
+        .next()
+        .ok_or_else(|| anyhow!("{s:?} resolves to no address"))
+}
+
+fn opt_duration(v: Option<String>, default: Duration, field: &str) -> anyhow::Result<Duration> {
+    match v {
+        Some(s) => parse_duration(&s).with_context(|| field.to_string()),
+        None => Ok(default),
+    }
+}
+
+/// `"10s"`, `"500ms"`, `"2m"`, `"1h"`, `"0s"`: a number and a unit (required).
+pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .ok_or_else(|| anyhow!("{s:?} needs a unit (ms, s, m, h)"))?;
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| anyhow!("{s:?} is not a duration"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => bail!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)"),
+    };
+    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+        bail!("{s:?} is out of range");
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Redis-style sizes: `"512mb"`, `"64kb"`, `"1gb"`, `"1000"`, `"10k"` (k/m/g = 1000ⁿ, kb/mb/gb = 1024ⁿ).
+pub fn parse_size(s: &str) -> anyhow::Result<usize> {
+    let lower = s.trim().to_ascii_lowercase();
+    let split = lower
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(lower.len());
+    let (num, unit) = lower.split_at(split);
+    let n: u64 = num.parse().map_err(|_| anyhow!("{s:?} is not a size"))?;
+    let mult: u64 = match unit {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1024,
+        "m" => 1_000_000,
+        "mb" => 1024 * 1024,
+        "g" => 1_000_000_000,
+        "gb" => 1024 * 1024 * 1024,
+        _ => bail!("{s:?}: unknown unit {unit:?} (use b, kb, mb, gb)"),
+    };
+    n.checked_mul(mult)
+        .and_then(|v| usize::try_from(v).ok())
+        .ok_or_else(|| anyhow!("{s:?} is too large"))
+}
+
+/// Expand `${VAR}` from the environment; an unset variable is an error.
+pub fn expand_env(s: &str) -> anyhow::Result<String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| anyhow!("unclosed ${{ in {s:?}"))?;
+        let name = &after[..end];
+        let value =
+            std::env::var(name).map_err(|_| anyhow!("environment variable {name} is not set"))?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Install the tracing subscriber for `log`.
+pub fn init_logging(log: &LogSettings) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = if log.format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+    result.map_err(|e| anyhow!("cannot install logger: {e}"))
+}
+
+#[cfg(test)]
+mod tests;

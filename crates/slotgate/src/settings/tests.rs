@@ -1,0 +1,85 @@
+use super::*;
+
+const MINIMAL: &str = "listen: \"127.0.0.1:6380\"\nupstream:\n  seeds: [\"127.0.0.1:7000\"]\n";
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let s = parse(MINIMAL).unwrap();
+    assert_eq!(s.proxy.listen.port(), 6380);
+    assert_eq!(s.proxy.upstream.refresh_interval, Duration::from_secs(10));
+    assert_eq!(s.proxy.upstream.op_timeout, Duration::from_secs(2));
+    assert_eq!(s.proxy.upstream.max_redirects, 5);
+    assert_eq!(s.proxy.limits.max_pipeline, 1024);
+    assert_eq!(s.proxy.limits.max_request_bytes, 512 * 1024 * 1024);
+    assert_eq!(s.proxy.limits.client_idle_timeout, None);
+    assert_eq!(s.log.level, "info");
+}
+
+#[test]
+fn unknown_keys_are_errors() {
+    let err = parse(&format!("{MINIMAL}bogus: 1\n")).unwrap_err();
+    assert!(format!("{err:#}").contains("bogus"), "{err:#}");
+    let err =
+        parse("listen: \"127.0.0.1:1\"\nupstream:\n  seeds: [\"a:1\"]\n  sedes: []\n").unwrap_err();
+    assert!(format!("{err:#}").contains("sedes"), "{err:#}");
+}
+
+#[test]
+fn units_and_env() {
+    std::env::set_var("SLOTGATE_TEST_PW", "s3cret");
+    let s = parse(
+        "listen: \"127.0.0.1:6380\"\nupstream:\n  seeds: [\"127.0.0.1:7000\"]\n  password: \"${SLOTGATE_TEST_PW}\"\n  op_timeout: 500ms\n  refresh_interval: 1m\nlimits:\n  max_request_bytes: 64kb\n  client_idle_timeout: 30s\nshutdown_grace: 2s\n",
+    )
+    .unwrap();
+    assert_eq!(s.proxy.upstream.password.as_deref(), Some("s3cret"));
+    assert_eq!(s.proxy.upstream.op_timeout, Duration::from_millis(500));
+    assert_eq!(s.proxy.upstream.refresh_interval, Duration::from_secs(60));
+    assert_eq!(s.proxy.limits.max_request_bytes, 65536);
+    assert_eq!(
+        s.proxy.limits.client_idle_timeout,
+        Some(Duration::from_secs(30))
+    );
+    assert!(!s.describe().contains("s3cret"));
+    assert!(s.describe().contains("********"));
+}
+
+#[test]
+fn bad_values_are_errors() {
+    for bad in [
+        "listen: \"127.0.0.1:6380\"\nupstream:\n  seeds: []\n",
+        "listen: \"nope\"\nupstream:\n  seeds: [\"a:1\"]\n",
+        "listen: \"127.0.0.1:6380\"\nupstream:\n  seeds: [\"a:1\"]\n  op_timeout: 10\n",
+        "listen: \"127.0.0.1:6380\"\nupstream:\n  seeds: [\"a:1\"]\n  mode: sentinel\n",
+        "listen: \"127.0.0.1:6380\"\nupstream:\n  seeds: [\"a:1\"]\n  password: \"${SLOTGATE_SURELY_UNSET_VAR}\"\n",
+        "listen: \"127.0.0.1:6380\"\nupstream:\n  seeds: [\"a:1\"]\nlimits:\n  max_request_bytes: 12xb\n",
+        "listen: \"127.0.0.1:6380\"\nupstream:\n  seeds: [\"a:1\"]\nlog:\n  level: loud\n",
+    ] {
+        assert!(parse(bad).is_err(), "accepted: {bad}");
+    }
+}
+
+#[test]
+fn sizes_and_durations() {
+    assert_eq!(parse_size("512mb").unwrap(), 512 * 1024 * 1024);
+    assert_eq!(parse_size("10k").unwrap(), 10_000);
+    assert_eq!(parse_size("7").unwrap(), 7);
+    assert!(parse_size("99999999999999gb").is_err());
+    assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+    assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+    assert!(parse_duration("5").is_err());
+    assert!(parse_duration("5 parsecs").is_err());
+}
+
+#[test]
+fn example_configs_parse() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            load(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+            seen += 1;
+        }
+    }
+    assert!(seen > 0, "no example config found in {dir}");
+}
