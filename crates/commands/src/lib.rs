@@ -1,1 +1,87 @@
-//! placeholder
+//! The static Redis 7.0 command table and slotgate's routing families.
+//!
+//! In the path of a command (DESIGN.md §1) this crate sits between the request decoder
+//! and the session: the session calls [`lookup`] on the decoded arguments, checks
+//! [`Command::arity_ok`] and ACL categories, asks [`Command::key_indices`] where the keys
+//! are, and dispatches on [`Command::family`].
+//!
+//! The table (`src/table_data.rs`) is generated from a real redis-server 7.0.15 by
+//! `gen/gen_table.py`; families come from `gen/families.tsv`. See the crate README.
+//!
+//! ```
+//! use slotgate_commands::{lookup, Family, KeyIndices, SplitKind};
+//!
+//! let args: &[&[u8]] = &[b"MSET", b"a", b"1", b"b", b"2"];
+//! let cmd = lookup(args).unwrap();
+//! assert_eq!(cmd.family, Family::Split(SplitKind::Mset));
+//! let mut keys = KeyIndices::new();
+//! cmd.key_indices(args, &mut keys).unwrap();
+//! assert_eq!(keys.as_slice(), &[1, 3]);
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod command;
+mod error;
+mod family;
+mod keys;
+mod lookup;
+#[rustfmt::skip]
+mod table_data;
+
+pub use command::{flag, key_flag, BeginSearch, Category, Command, FindKeys, KeySpec};
+pub use error::KeyError;
+pub use family::{Family, MergeKind, SplitKind};
+pub use keys::KeyIndices;
+pub use lookup::{all, by_index, is_blocking_call, lookup, lookup_name};
+pub use table_data::COMMAND_COUNT;
+
+/// Read access to a command line's arguments without copying them.
+///
+/// Implemented for every slice of byte-like values (`[&[u8]]`, `[Vec<u8>]`, `[Bytes]`,
+/// `[&str]`, ...), arrays of them and `Vec`s of them. Index 0 is the command name.
+pub trait ArgSource {
+    /// Number of arguments, the command name included.
+    fn argc(&self) -> usize;
+    /// Argument `i`.
+    ///
+    /// # Panics
+    /// When `i >= self.argc()`.
+    fn arg(&self, i: usize) -> &[u8];
+}
+
+impl<T: AsRef<[u8]>> ArgSource for [T] {
+    #[inline]
+    fn argc(&self) -> usize {
+        self.len()
+    }
+
+    #[inline]
+    fn arg(&self, i: usize) -> &[u8] {
+        self[i].as_ref()
+    }
+}
+
+impl<T: AsRef<[u8]>, const N: usize> ArgSource for [T; N] {
+    #[inline]
+    fn argc(&self) -> usize {
+        N
+    }
+
+    #[inline]
+    fn arg(&self, i: usize) -> &[u8] {
+        self[i].as_ref()
+    }
+}
+
+impl<T: AsRef<[u8]>> ArgSource for Vec<T> {
+    #[inline]
+    fn argc(&self) -> usize {
+        self.len()
+    }
+
+    #[inline]
+    fn arg(&self, i: usize) -> &[u8] {
+        self[i].as_ref()
+    }
+}

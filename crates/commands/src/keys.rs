@@ -1,0 +1,202 @@
+//! Key extraction: which arguments of a command line are keys, following the Redis 7.0
+//! key specs exactly as `COMMAND GETKEYS` does (including its fallbacks for SORT and
+//! MIGRATE). The session uses the result to pick a slot and to check ACL key patterns.
+
+use crate::{key_flag, ArgSource, BeginSearch, Command, FindKeys, KeyError, KeySpec};
+
+mod fallback;
+mod indices;
+#[cfg(test)]
+mod tests;
+
+pub use indices::KeyIndices;
+
+// === impl Command ===
+
+impl Command {
+    /// Clears `out` and fills it with the index (into `args`, name at 0) of every key,
+    /// in key-spec order, per the Redis 7.0 key specs; specs flagged `NOT_KEY` (shard
+    /// channels) are skipped. Matches `COMMAND GETKEYS` for well-formed lines.
+    ///
+    /// `args` must be the whole line, including the command name (and subcommand).
+    ///
+    /// # Errors
+    /// [`KeyError::InvalidNumKeys`] when a numkeys argument or another key spec does not
+    /// fit the arguments (see [`KeyError`] for what Redis answers). `out` is then empty.
+    pub fn key_indices<A: ArgSource + ?Sized>(
+        &self,
+        args: &A,
+        out: &mut KeyIndices,
+    ) -> Result<(), KeyError> {
+        self.extract(args, out, false)
+    }
+
+    /// Like [`Command::key_indices`], but also includes `NOT_KEY` specs: the arguments whose
+    /// slot decides the target node. Differs only for SPUBLISH, SSUBSCRIBE and
+    /// SUNSUBSCRIBE, whose shard channels route like keys but are not keys for ACLs.
+    ///
+    /// # Errors
+    /// As [`Command::key_indices`].
+    pub fn routing_indices<A: ArgSource + ?Sized>(
+        &self,
+        args: &A,
+        out: &mut KeyIndices,
+    ) -> Result<(), KeyError> {
+        self.extract(args, out, true)
+    }
+
+    fn extract<A: ArgSource + ?Sized>(
+        &self,
+        args: &A,
+        out: &mut KeyIndices,
+        include_not_key: bool,
+    ) -> Result<(), KeyError> {
+        out.clear();
+        let result = self.extract_by_specs(args, out, include_not_key);
+        if result.is_err() {
+            out.clear();
+            if let Some(find) = fallback::finder(self.name) {
+                find(args, out);
+                if !out.is_empty() {
+                    return Ok(());
+                }
+            }
+        }
+        result
+    }
+
+    /// Redis's `getKeysUsingKeySpecs`: `Err` where Redis gives up on the specs.
+    fn extract_by_specs<A: ArgSource + ?Sized>(
+        &self,
+        args: &A,
+        out: &mut KeyIndices,
+        include_not_key: bool,
+    ) -> Result<(), KeyError> {
+        let argc = args.argc() as i64;
+        for spec in self.key_specs {
+            if spec.flags & key_flag::NOT_KEY != 0 && !include_not_key {
+                continue;
+            }
+            let Some(first) = begin_index(spec, args, argc)? else {
+                continue; // keyword not present: this spec contributes nothing
+            };
+            let (first, last, step) = match spec.find {
+                FindKeys::Range {
+                    last_key,
+                    step,
+                    limit,
+                } => (first, range_last(first, argc, last_key, limit), step),
+                FindKeys::KeyNum {
+                    keynum_idx,
+                    first_key,
+                    step,
+                } => {
+                    let Some(numkeys) = keynum(args, argc, first, keynum_idx) else {
+                        return Err(KeyError::InvalidNumKeys);
+                    };
+                    if numkeys == 0 && self.has_flag(crate::flag::NO_MANDATORY_KEYS) {
+                        continue; // EVAL "..." 0: no keys, legitimately
+                    }
+                    let first = first + first_key as i64;
+                    (first, first + numkeys - 1, step)
+                }
+                FindKeys::Unknown => return Err(KeyError::InvalidNumKeys),
+            };
+            if last >= argc || last < first || first >= argc || step <= 0 {
+                return Err(KeyError::InvalidNumKeys);
+            }
+            let mut i = first;
+            while i <= last {
+                out.push(i as u32);
+                i += step as i64;
+            }
+            if spec.flags & key_flag::INCOMPLETE != 0 {
+                return Err(KeyError::InvalidNumKeys); // Redis uses the fallback finder
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Index of the first key of `spec`, `Ok(None)` when its keyword is absent.
+fn begin_index<A: ArgSource + ?Sized>(
+    spec: &KeySpec,
+    args: &A,
+    argc: i64,
+) -> Result<Option<i64>, KeyError> {
+    match spec.begin {
+        BeginSearch::Index(i) => Ok(Some(i as i64)),
+        BeginSearch::Keyword {
+            keyword,
+            start_from,
+        } => Ok(find_keyword(args, argc, keyword, start_from as i64)),
+        BeginSearch::Unknown => Err(KeyError::InvalidNumKeys),
+    }
+}
+
+/// The argument after `keyword`, searched like Redis 7.0: forwards from `start_from` up to
+/// (not including) the last argument, or backwards from `argc + start_from` down to (not
+/// including) argument 1. (`MIGRATE keys ...` does not find the `KEYS` at index 1.)
+fn find_keyword<A: ArgSource + ?Sized>(
+    args: &A,
+    argc: i64,
+    keyword: &str,
+    start_from: i64,
+) -> Option<i64> {
+    let (start, end) = if start_from > 0 {
+        (start_from, argc - 1)
+    } else {
+        (argc + start_from, 1)
+    };
+    let mut i = start;
+    while i != end {
+        if i >= argc || i < 1 {
+            break;
+        }
+        if args
+            .arg(i as usize)
+            .eq_ignore_ascii_case(keyword.as_bytes())
+        {
+            return Some(i + 1);
+        }
+        i = if start <= end { i + 1 } else { i - 1 };
+    }
+    None
+}
+
+/// Last key index of a range spec.
+fn range_last(first: i64, argc: i64, last_key: i16, limit: i16) -> i64 {
+    let last_key = last_key as i64;
+    if last_key >= 0 {
+        first + last_key
+    } else if limit == 0 {
+        argc + last_key
+    } else {
+        first + ((argc - first) / limit as i64 + last_key)
+    }
+}
+
+/// The key count of a keynum spec: `None` unless a canonical integer in `0..=argc`.
+fn keynum<A: ArgSource + ?Sized>(args: &A, argc: i64, first: i64, idx: i16) -> Option<i64> {
+    let at = first + idx as i64;
+    if idx as i64 >= argc - first || at < 0 {
+        return None;
+    }
+    parse_count(args.arg(at as usize)).filter(|&n| n <= argc)
+}
+
+/// Parses a non-negative integer the way Redis's `string2ll` accepts it: ASCII digits,
+/// no sign, no leading zero (except `0` itself), no spaces.
+pub(crate) fn parse_count(s: &[u8]) -> Option<i64> {
+    if s.is_empty() || s.len() > 18 || (s[0] == b'0' && s.len() > 1) {
+        return None;
+    }
+    let mut n: i64 = 0;
+    for &b in s {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + (b - b'0') as i64;
+    }
+    Some(n)
+}

@@ -1,0 +1,172 @@
+//! A real redis-server for the tests, and a tiny RESP2 client to talk to it.
+//! Nothing here is a fake: a missing redis-server fails the test with a clear message.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A redis-server child process on a free loopback port, killed on drop.
+pub struct RedisServer {
+    child: Child,
+    port: u16,
+}
+
+impl RedisServer {
+    /// Starts `redis-server` (no persistence) and waits until it answers PING.
+    ///
+    /// # Panics
+    /// When redis-server is not installed or does not come up within 10 s.
+    pub fn start() -> RedisServer {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("bind a free port")
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start redis-server ({e}): these tests need a real redis-server 7.0 \
+                     on PATH (Debian/Ubuntu: apt-get install redis-server)"
+                )
+            });
+        let mut server = RedisServer { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(mut c) = server.try_connect() {
+                if matches!(c.call(&[b"PING"]), Reply::Simple(ref s) if s == "PONG") {
+                    return server;
+                }
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!(
+                    "redis-server exited early ({status}) on port {}",
+                    server.port
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not answer PING in 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn try_connect(&self) -> std::io::Result<Client> {
+        let stream = TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        Ok(Client {
+            reader: BufReader::new(stream.try_clone()?),
+            writer: stream,
+        })
+    }
+
+    /// A new connection.
+    pub fn connect(&self) -> Client {
+        self.try_connect().expect("connect to redis-server")
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A RESP2 reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Simple(String),
+    Error(String),
+    Int(i64),
+    Bulk(Option<Vec<u8>>),
+    Array(Option<Vec<Reply>>),
+}
+
+impl Reply {
+    pub fn array(self) -> Vec<Reply> {
+        match self {
+            Reply::Array(Some(a)) => a,
+            other => panic!("expected an array, got {other:?}"),
+        }
+    }
+
+    pub fn string(&self) -> String {
+        match self {
+            Reply::Simple(s) => s.clone(),
+            Reply::Bulk(Some(b)) => String::from_utf8_lossy(b).into_owned(),
+            other => panic!("expected a string, got {other:?}"),
+        }
+    }
+
+    pub fn int(&self) -> i64 {
+        match self {
+            Reply::Int(i) => *i,
+            other => panic!("expected an integer, got {other:?}"),
+        }
+    }
+}
+
+/// A blocking RESP2 connection.
+pub struct Client {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Client {
+    /// Sends one command and reads its reply.
+    pub fn call<T: AsRef<[u8]>>(&mut self, args: &[T]) -> Reply {
+        let mut buf = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            let a = a.as_ref();
+            buf.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            buf.extend_from_slice(a);
+            buf.extend_from_slice(b"\r\n");
+        }
+        self.writer.write_all(&buf).expect("write to redis-server");
+        self.read()
+    }
+
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.reader
+            .read_line(&mut line)
+            .expect("read from redis-server");
+        assert!(line.ends_with("\r\n"), "truncated reply line {line:?}");
+        line.truncate(line.len() - 2);
+        line
+    }
+
+    fn read(&mut self) -> Reply {
+        let line = self.line();
+        let (kind, rest) = line.split_at(1);
+        match kind {
+            "+" => Reply::Simple(rest.to_string()),
+            "-" => Reply::Error(rest.to_string()),
+            ":" => Reply::Int(rest.parse().expect("integer reply")),
+            "$" => {
+                let n: i64 = rest.parse().expect("bulk length");
+                if n < 0 {
+                    return Reply::Bulk(None);
+                }
+                let mut data = vec![0; n as usize + 2];
+                std::io::Read::read_exact(&mut self.reader, &mut data).expect("bulk body");
+                data.truncate(n as usize);
+                Reply::Bulk(Some(data))
+            }
+            "*" => {
+                let n: i64 = rest.parse().expect("array length");
+                if n < 0 {
+                    return Reply::Array(None);
+                }
+                Reply::Array(Some((0..n).map(|_| self.read()).collect()))
+            }
+            _ => panic!("unexpected RESP2 line {line:?}"),
+        }
+    }
+}
