@@ -73,12 +73,13 @@ pub(crate) fn is_readonly(cmd: &Command) -> bool {
     cmd.has_flag(commands::flag::READONLY)
 }
 
-/// The one slot all keys of `req` hash to: `Ok(None)` for a keyless call, an error reply for
-/// keys in several slots or malformed key counts.
+/// The one slot all keys of `req` hash to (sharded channels count as keys here): `Ok(None)`
+/// for a keyless call, or a malformed key count (the node then answers with Redis's exact
+/// error for that command), `Err(CROSSSLOT)` for keys in several slots.
 pub(crate) fn single_slot(cmd: &Command, req: &Request) -> Result<Option<u16>, Bytes> {
     let mut keys = KeyIndices::new();
-    if let Err(e) = cmd.key_indices(&ReqArgs(req), &mut keys) {
-        return Err(replies::error(e.to_string().as_bytes()));
+    if cmd.routing_indices(&ReqArgs(req), &mut keys).is_err() {
+        return Ok(None);
     }
     let mut slot = None;
     for i in keys.iter() {

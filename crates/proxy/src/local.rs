@@ -32,7 +32,14 @@ pub(crate) fn run(
         "select" => select(req.arg(1)),
         "hello" => hello(ctx, client, req),
         "auth" => auth(req),
-        "readonly" | "readwrite" => Bytes::from_static(replies::OK),
+        "readonly" | "readwrite" | "client|no-evict" | "client|no-touch" => {
+            Bytes::from_static(replies::OK)
+        }
+        "reset" => {
+            client.name = None;
+            Bytes::from_static(b"+RESET\r\n")
+        }
+        "acl|whoami" => bulk(b"default"),
         "client|setname" => match set_name(client, req.arg(2)) {
             Ok(()) => Bytes::from_static(replies::OK),
             Err(e) => e,
@@ -48,6 +55,21 @@ pub(crate) fn run(
         "config|get" => config_get(req),
         "cluster|keyslot" => integer(slotgate_cluster::slot(req.arg(2)) as i64),
         "cluster|info" => bulk(cluster_info(ctx).as_bytes()),
+        "cluster|myid" => bulk(node_id(client).as_bytes()),
+        "cluster|nodes" => bulk(cluster_nodes(client).as_bytes()),
+        "cluster|slots" => cluster_slots(client),
+        "cluster|countkeysinslot" => match parse_i64(req.arg(2)) {
+            Some(slot) if (0..slotgate_cluster::SLOT_COUNT as i64).contains(&slot) => {
+                return Entry::Single(Op::start(
+                    ctx,
+                    Route::Slot(slot as u16),
+                    req.wire(),
+                    true,
+                    deadline,
+                ))
+            }
+            _ => replies::error(b"ERR Invalid slot"),
+        },
         name if name == "command" || name.starts_with("command|") => {
             return Entry::Single(Op::start(ctx, Route::Any, req.wire(), true, deadline))
         }
@@ -246,6 +268,50 @@ fn info(ctx: &WorkerCtx, req: &Request) -> String {
         ));
     }
     out
+}
+
+/// The node id slotgate reports for itself: stable per listen address.
+fn node_id(client: &ClientState) -> String {
+    let seed = slotgate_cluster::crc16(client.local.to_string().as_bytes()) as u64;
+    let mut id = String::with_capacity(40);
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    while id.len() < 40 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        id.push_str(&format!("{:016x}", x));
+    }
+    id.truncate(40);
+    id
+}
+
+/// `CLUSTER NODES` as a one-node cluster: slotgate, at the address the client used, owns
+/// every slot, so cluster-aware clients keep all traffic on slotgate.
+fn cluster_nodes(client: &ClientState) -> String {
+    let addr = client.local;
+    format!(
+        "{} {}:{}@{} myself,master - 0 0 1 connected 0-16383\n",
+        node_id(client),
+        addr.ip(),
+        addr.port(),
+        addr.port()
+    )
+}
+
+/// `CLUSTER SLOTS` as a one-node cluster (see [`cluster_nodes`]).
+fn cluster_slots(client: &ClientState) -> Bytes {
+    let addr = client.local;
+    let mut b = BytesMut::with_capacity(128);
+    encode::array_header(&mut b, 1);
+    encode::array_header(&mut b, 3);
+    encode::integer(&mut b, 0);
+    encode::integer(&mut b, slotgate_cluster::SLOT_COUNT as i64 - 1);
+    encode::array_header(&mut b, 4);
+    encode::bulk(&mut b, addr.ip().to_string().as_bytes());
+    encode::integer(&mut b, addr.port() as i64);
+    encode::bulk(&mut b, node_id(client).as_bytes());
+    encode::array_header(&mut b, 0);
+    b.freeze()
 }
 
 fn cluster_info(ctx: &WorkerCtx) -> String {

@@ -13,7 +13,6 @@ use tokio::time::Instant;
 use crate::dispatch::{is_readonly, ReqArgs};
 use crate::entry::{Entry, Fanout, Merge};
 use crate::op::{Op, Route};
-use crate::replies;
 use crate::worker::WorkerCtx;
 
 /// Route a splittable command.
@@ -25,11 +24,12 @@ pub(crate) fn route(
     deadline: Instant,
 ) -> Entry {
     let mut keys = KeyIndices::new();
-    if let Err(e) = cmd.key_indices(&ReqArgs(req), &mut keys) {
-        return Entry::Ready(replies::error(e.to_string().as_bytes()));
+    let readonly = is_readonly(cmd);
+    if cmd.key_indices(&ReqArgs(req), &mut keys).is_err() || keys.is_empty() {
+        // Cannot happen with the table's split commands; let a node give Redis's answer.
+        return Entry::Single(Op::start(ctx, Route::Any, req.wire(), readonly, deadline));
     }
     let groups = group_by_slot(req, keys.as_slice());
-    let readonly = is_readonly(cmd);
     if groups.len() == 1 {
         let slot = groups[0].0;
         return Entry::Single(Op::start(

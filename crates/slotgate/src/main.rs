@@ -71,7 +71,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(file: &PathBuf) -> anyhow::Result<()> {
+fn run(file: &std::path::Path) -> anyhow::Result<()> {
     let settings = settings::load(file).with_context(|| format!("loading {}", file.display()))?;
     settings::init_logging(&settings.log)?;
     let grace = settings.proxy.shutdown_grace;
