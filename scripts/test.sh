@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace: builds the binaries first (the end-to-end suites in
+# tests/ run the real `slotgate` binary from target/<profile>/), then `cargo test`.
+# Needs redis-server, redis-cli and redis-benchmark on PATH (.ci/run installs them).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+for tool in redis-server redis-cli redis-benchmark; do
+  command -v "$tool" >/dev/null || {
+    echo "$tool not found: apt-get install redis-server redis-tools" >&2
+    exit 1
+  }
+done
+
+# The end-to-end suites drive the real binary under redis-benchmark load: give them the
+# optimised build (the debug build is used only by tests that ask for it).
+step "cargo build --release -p slotgate"
+cargo build --release -p slotgate
+export SLOTGATE_BIN="$PWD/target/release/slotgate"
+
+step "cargo build --workspace --bins"
+cargo build --workspace --bins
+
+step "cargo test --workspace"
+cargo test --workspace
+
+step "all tests passed"

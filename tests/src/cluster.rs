@@ -1,0 +1,635 @@
+//! Real Redis Clusters on loopback for end-to-end tests.
+//!
+//! [`RedisCluster::start`] launches `redis-server` processes on OS-given ports in a temporary
+//! directory, joins them with `redis-cli --cluster create` and waits until every node agrees
+//! on all 16384 slots and every replica is in sync. Fault helpers (kill, stop, restart,
+//! reshard, failover) drive the same tools an operator would. All methods take `&self`, so a
+//! cluster can be shared between the tests of one binary ([`shared_cluster`]).
+
+mod topology;
+
+pub use topology::{parse_cluster_nodes, NodeEntry, SlotOwners, SLOT_COUNT};
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::ports::free_cluster_port;
+use crate::probe::{self, Reply};
+use crate::process::{find_binary, run_captured, send_signal, tail_file, DirGuard, GuardedChild};
+
+/// Timeout for one probe of a node.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// Pause between two polls of a condition.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// How long a started or restarted node may take to answer `PING`.
+const NODE_START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a fresh cluster may take to converge.
+const CONVERGE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one `redis-cli` invocation may run.
+const CLI_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Shape of a cluster to start.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// Number of primaries (at least 3: `redis-cli --cluster create` requires it).
+    pub primaries: usize,
+    /// Replicas per primary.
+    pub replicas_per_primary: usize,
+    /// `cluster-node-timeout` in milliseconds: how fast a dead primary is replaced.
+    pub node_timeout_ms: u64,
+    /// Further `redis-server` arguments, e.g. `["--requirepass", "secret"]`.
+    pub extra_args: Vec<String>,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        Self {
+            primaries: 3,
+            replicas_per_primary: 1,
+            node_timeout_ms: 2000,
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+/// Whether a node's process is meant to be serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NodeState {
+    Running,
+    Stopped,
+    Killed,
+}
+
+/// One `redis-server` of the cluster.
+#[derive(Debug)]
+struct Node {
+    port: u16,
+    dir: PathBuf,
+    process: Option<GuardedChild>,
+    state: NodeState,
+}
+
+/// A running Redis Cluster of real `redis-server` processes on 127.0.0.1.
+///
+/// Dropping it kills every node and removes its directory. If the test process exits without
+/// dropping it, watchdogs kill the nodes and remove the directory.
+#[derive(Debug)]
+pub struct RedisCluster {
+    options: ClusterOptions,
+    nodes: Mutex<Vec<Node>>,
+    redis_server: PathBuf,
+    redis_cli: PathBuf,
+    _dir_guard: DirGuard,
+    dir: TempDir,
+}
+
+/// The cluster shared by all tests of one test binary (started on first use, default options).
+///
+/// Only for tests that do not change topology; isolate data with a key prefix
+/// ([`crate::unique_key_prefix`]).
+pub fn shared_cluster() -> &'static RedisCluster {
+    static SHARED: OnceLock<RedisCluster> = OnceLock::new();
+    SHARED.get_or_init(|| RedisCluster::start(ClusterOptions::default()))
+}
+
+/// Path of a required tool, or a panic telling how to install it.
+fn require_binary(name: &str) -> PathBuf {
+    find_binary(name)
+        .unwrap_or_else(|| panic!("{name} not found: apt-get install redis-server redis-tools"))
+}
+
+/// Polls `check` until it returns `Ok` or `timeout` passes; returns the last error.
+fn poll<T>(timeout: Duration, mut check: impl FnMut() -> Result<T, String>) -> Result<T, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check() {
+            Ok(value) => return Ok(value),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => thread::sleep(POLL_INTERVAL),
+        }
+    }
+}
+
+/// The value of `field:` in `INFO`-style text.
+fn info_field(info: &str, field: &str) -> Option<String> {
+    info.lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .map(|v| v.trim().to_string())
+}
+
+/// What one healthy node says about the cluster.
+#[derive(Debug, PartialEq, Eq)]
+struct NodeView {
+    /// Slot ranges and their owners.
+    slots: SlotOwners,
+    /// Running replica port → primary port.
+    replicas: BTreeMap<u16, u16>,
+}
+
+/// Checks one running node's own health and returns its view of the cluster (see
+/// [`RedisCluster::health`]).
+fn node_view(port: u16, running: &[u16], total: usize) -> Result<NodeView, String> {
+    let info = probe::query_text(port, &["CLUSTER", "INFO"], PROBE_TIMEOUT)?;
+    if info_field(&info, "cluster_state").as_deref() != Some("ok") {
+        return Err(format!("node {port}: cluster_state is not ok"));
+    }
+    if info_field(&info, "cluster_known_nodes") != Some(total.to_string()) {
+        return Err(format!("node {port}: does not know all {total} nodes yet"));
+    }
+    let nodes = probe::query_text(port, &["CLUSTER", "NODES"], PROBE_TIMEOUT)?;
+    let entries = parse_cluster_nodes(&nodes);
+    let troubled =
+        |e: &&NodeEntry| running.contains(&e.port) && (e.is_failing() || e.is_unsettled());
+    if let Some(bad) = entries.iter().find(troubled) {
+        return Err(format!(
+            "node {port} sees node {} as {:?}",
+            bad.port, bad.flags
+        ));
+    }
+    if entries.iter().any(|e| e.migrating) {
+        return Err(format!("node {port}: a slot is migrating"));
+    }
+    let slots = topology::slot_map(&entries);
+    if !topology::covers_all_slots(&slots) {
+        return Err(format!("node {port}: slots not all covered: {slots:?}"));
+    }
+    if let Some(&(_, _, owner)) = slots.iter().find(|(_, _, owner)| !running.contains(owner)) {
+        return Err(format!(
+            "node {port}: slots owned by non-running node {owner}"
+        ));
+    }
+    let mut replicas = topology::replica_map(&entries);
+    replicas.retain(|r, _| running.contains(r));
+    let repl = probe::query_text(port, &["INFO", "replication"], PROBE_TIMEOUT)?;
+    if info_field(&repl, "role").as_deref() == Some("slave")
+        && info_field(&repl, "master_link_status").as_deref() != Some("up")
+    {
+        return Err(format!("replica {port}: master link is not up"));
+    }
+    Ok(NodeView { slots, replicas })
+}
+
+// === impl RedisCluster ===
+
+impl RedisCluster {
+    /// Starts `primaries × (1 + replicas_per_primary)` nodes and waits until the cluster has
+    /// converged (see [`RedisCluster::health`]).
+    ///
+    /// # Panics
+    /// If `redis-server` or `redis-cli` is missing, if a node does not start, or if the
+    /// cluster does not converge within 30 s. Node logs are included in the message.
+    pub fn start(options: ClusterOptions) -> RedisCluster {
+        assert!(
+            options.primaries >= 3,
+            "redis-cli --cluster create needs at least 3 primaries"
+        );
+        let redis_server = require_binary("redis-server");
+        let redis_cli = require_binary("redis-cli");
+        let dir = tempfile::Builder::new()
+            .prefix("slotgate-cluster-")
+            .tempdir()
+            .expect("tempdir");
+        let dir_guard = DirGuard::arm(dir.path()).expect("start bash (directory guard)");
+        let count = options.primaries * (1 + options.replicas_per_primary);
+        let nodes = (0..count)
+            .map(|_| {
+                let port = free_cluster_port();
+                let dir = dir.path().join(format!("node-{port}"));
+                fs::create_dir_all(&dir).expect("create node dir");
+                Node {
+                    port,
+                    dir,
+                    process: None,
+                    state: NodeState::Killed,
+                }
+            })
+            .collect();
+        let cluster = RedisCluster {
+            options,
+            nodes: Mutex::new(nodes),
+            redis_server,
+            redis_cli,
+            _dir_guard: dir_guard,
+            dir,
+        };
+        let ports = cluster.nodes();
+        for &port in &ports {
+            cluster.spawn_node(port);
+        }
+        for &port in &ports {
+            cluster.wait_node_answers(port);
+        }
+        cluster.create();
+        cluster.wait_healthy(CONVERGE_TIMEOUT);
+        cluster
+    }
+
+    /// `redis-cli --cluster create … --cluster-replicas R --cluster-yes`.
+    fn create(&self) {
+        let mut cmd = Command::new(&self.redis_cli);
+        cmd.arg("--cluster").arg("create");
+        cmd.args(self.seeds());
+        cmd.arg("--cluster-replicas")
+            .arg(self.options.replicas_per_primary.to_string());
+        cmd.arg("--cluster-yes");
+        let out = run_captured(&mut cmd, CLI_TIMEOUT).expect("run redis-cli");
+        if !out.success() || out.stdout.contains("[ERR]") {
+            panic!(
+                "redis-cli --cluster create failed ({:?}):\n{}\n{}\n{}",
+                out.status,
+                out.stdout,
+                out.stderr,
+                self.logs()
+            );
+        }
+    }
+
+    /// Starts the `redis-server` for `port` in its directory (keeping `nodes.conf`).
+    fn spawn_node(&self, port: u16) {
+        let mut nodes = self.lock();
+        let node = nodes
+            .iter_mut()
+            .find(|n| n.port == port)
+            .expect("known port");
+        let dir = node.dir.display().to_string();
+        let mut cmd = Command::new(&self.redis_server);
+        cmd.args(["--port", &port.to_string()])
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--protected-mode",
+                "no",
+                "--daemonize",
+                "no",
+            ])
+            .args([
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+            ])
+            .args([
+                "--cluster-node-timeout",
+                &self.options.node_timeout_ms.to_string(),
+            ])
+            .args(["--save", "", "--appendonly", "no", "--dir", &dir])
+            .args(["--pidfile", &format!("{dir}/redis.pid")])
+            .args(["--logfile", &format!("{dir}/redis.log")])
+            // Replicas sync at once instead of after the 5 s diskless default delay.
+            .args(["--repl-diskless-sync-delay", "0"])
+            .args(["--enable-debug-command", "local"])
+            .args(&self.options.extra_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = GuardedChild::spawn(&mut cmd)
+            .unwrap_or_else(|e| panic!("start {}: {e}", self.redis_server.display()));
+        node.process = Some(child);
+        node.state = NodeState::Running;
+    }
+
+    /// Waits until the node on `port` answers `PING` (`LOADING` counts as not yet).
+    fn wait_node_answers(&self, port: u16) {
+        let result = poll(NODE_START_TIMEOUT, || {
+            if let Some(status) = self.with_node(port, |n| n.process.as_mut()?.try_wait()) {
+                return Err(format!("redis-server on port {port} exited: {status}"));
+            }
+            match probe::query(port, &["PING"], PROBE_TIMEOUT)? {
+                Reply::Status(s) if s == "PONG" => Ok(()),
+                other => Err(format!("PING on port {port}: {other:?}")),
+            }
+        });
+        if let Err(e) = result {
+            panic!(
+                "{e}\nlog of node {port}:\n{}",
+                tail_file(&self.log_path(port), 40)
+            );
+        }
+    }
+
+    /// Locks the node table, surviving a panic in another test.
+    fn lock(&self) -> MutexGuard<'_, Vec<Node>> {
+        self.nodes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on the node for `port`.
+    ///
+    /// # Panics
+    /// If `port` is not a node of this cluster.
+    fn with_node<T>(&self, port: u16, f: impl FnOnce(&mut Node) -> T) -> T {
+        let mut nodes = self.lock();
+        let node = nodes
+            .iter_mut()
+            .find(|n| n.port == port)
+            .unwrap_or_else(|| panic!("port {port} is not a node of this cluster"));
+        f(node)
+    }
+
+    /// Ports of nodes whose process is running (not killed, not stopped).
+    fn running(&self) -> Vec<u16> {
+        self.lock()
+            .iter()
+            .filter(|n| n.state == NodeState::Running)
+            .map(|n| n.port)
+            .collect()
+    }
+
+    /// The temporary directory holding every node's directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Path of the log file of the node on `port`.
+    pub fn log_path(&self, port: u16) -> PathBuf {
+        self.with_node(port, |n| n.dir.join("redis.log"))
+    }
+
+    /// The last lines of every node's log, for panic messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for port in self.nodes() {
+            let _ = writeln!(
+                out,
+                "--- node {port} ---\n{}",
+                tail_file(&self.log_path(port), 15)
+            );
+        }
+        out
+    }
+
+    /// `"127.0.0.1:port"` of every node, in creation order.
+    pub fn seeds(&self) -> Vec<String> {
+        self.nodes()
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect()
+    }
+
+    /// Ports of every node, in creation order, whatever their state.
+    pub fn nodes(&self) -> Vec<u16> {
+        self.lock().iter().map(|n| n.port).collect()
+    }
+
+    /// Ports of running nodes that report `role:master` right now.
+    pub fn primaries(&self) -> Vec<u16> {
+        self.nodes_with_role("master")
+    }
+
+    /// Ports of running nodes that report `role:slave` right now.
+    pub fn replicas(&self) -> Vec<u16> {
+        self.nodes_with_role("slave")
+    }
+
+    fn nodes_with_role(&self, role: &str) -> Vec<u16> {
+        self.running()
+            .into_iter()
+            .filter(|&port| {
+                probe::query_text(port, &["INFO", "replication"], PROBE_TIMEOUT)
+                    .is_ok_and(|info| info_field(&info, "role").as_deref() == Some(role))
+            })
+            .collect()
+    }
+
+    /// The real pid of the `redis-server` on `port` (`None` if killed).
+    pub fn pid(&self, port: u16) -> Option<u32> {
+        self.with_node(port, |n| {
+            (n.state != NodeState::Killed).then(|| n.process.as_ref().map(GuardedChild::pid))?
+        })
+    }
+
+    /// The node id of the node on `port` (`CLUSTER MYID`).
+    ///
+    /// # Panics
+    /// If the node does not answer.
+    pub fn node_id(&self, port: u16) -> String {
+        probe::query_text(port, &["CLUSTER", "MYID"], PROBE_TIMEOUT)
+            .unwrap_or_else(|e| panic!("CLUSTER MYID: {e}"))
+    }
+
+    /// Port of the primary serving `slot`, as the first running node answering sees it.
+    ///
+    /// # Panics
+    /// If no running node answers or none knows an owner for the slot.
+    pub fn node_for_slot(&self, slot: u16) -> u16 {
+        for port in self.running() {
+            let Ok(text) = probe::query_text(port, &["CLUSTER", "NODES"], PROBE_TIMEOUT) else {
+                continue;
+            };
+            let map = topology::slot_map(&parse_cluster_nodes(&text));
+            if let Some(owner) = topology::port_for_slot(&map, slot) {
+                return owner;
+            }
+        }
+        panic!("no running node knows the owner of slot {slot}");
+    }
+
+    /// Sends one command to the node on `port` with the kit's own small client.
+    ///
+    /// # Errors
+    /// If the node cannot be reached or does not answer within 500 ms (an error reply is
+    /// `Ok(Reply::Error(..))`).
+    pub fn query(&self, port: u16, args: &[&str]) -> Result<Reply, String> {
+        probe::query(port, args, PROBE_TIMEOUT)
+    }
+
+    /// Runs `redis-cli -p PORT ARGS…` and returns its stdout without the final newline.
+    ///
+    /// Pass `-c` first in `args` to follow redirects. Error replies come back as text
+    /// (redis-cli prints e.g. `ERR …` and still exits 0 when stdout is not a terminal).
+    ///
+    /// # Panics
+    /// If redis-cli cannot run, exits non-zero or runs longer than 60 s.
+    pub fn cli(&self, port: u16, args: &[&str]) -> String {
+        let mut cmd = Command::new(&self.redis_cli);
+        cmd.arg("-p").arg(port.to_string()).args(args);
+        let out = run_captured(&mut cmd, CLI_TIMEOUT).expect("run redis-cli");
+        if !out.success() {
+            panic!(
+                "redis-cli -p {port} {args:?} failed ({:?}): {}{}",
+                out.status, out.stdout, out.stderr
+            );
+        }
+        let mut stdout = out.stdout;
+        if stdout.ends_with('\n') {
+            stdout.pop();
+        }
+        stdout
+    }
+
+    /// Why the cluster is not healthy, or `Ok` if it is.
+    ///
+    /// Healthy means, looking only at running nodes: each reports `cluster_state:ok` and
+    /// knows every node; none sees a running node as failing or still in handshake; no slot
+    /// is migrating; all agree on the owner of all 16384 slots (each a running primary) and on
+    /// who replicates whom; each replica reports `master_link_status:up`.
+    ///
+    /// # Errors
+    /// A description of the first problem found.
+    pub fn health(&self) -> Result<(), String> {
+        let running = self.running();
+        let total = self.lock().len();
+        let mut first: Option<(u16, NodeView)> = None;
+        for &port in &running {
+            let view = node_view(port, &running, total)?;
+            match &first {
+                Some((first_port, seen)) if seen.slots != view.slots => {
+                    return Err(format!("nodes {first_port} and {port} disagree on slots"));
+                }
+                Some((first_port, seen)) if seen.replicas != view.replicas => {
+                    return Err(format!(
+                        "nodes {first_port} and {port} disagree on replicas"
+                    ));
+                }
+                Some(_) => {}
+                None => first = Some((port, view)),
+            }
+        }
+        match first {
+            Some(_) => Ok(()),
+            None => Err("no node is running".to_string()),
+        }
+    }
+
+    /// Waits until [`RedisCluster::health`] is `Ok`.
+    ///
+    /// # Panics
+    /// At `timeout`, with the last problem and the node logs.
+    pub fn wait_healthy(&self, timeout: Duration) {
+        if let Err(e) = poll(timeout, || self.health()) {
+            panic!(
+                "cluster not healthy after {timeout:?}: {e}\n{}",
+                self.logs()
+            );
+        }
+    }
+
+    /// Moves `nslots` slots from the primary on `from_port` to the primary on `to_port` with
+    /// `redis-cli --cluster reshard`, then waits until the cluster is healthy again.
+    ///
+    /// # Panics
+    /// If the cluster is not healthy first, redis-cli fails, or the cluster does not settle.
+    pub fn reshard(&self, from_port: u16, to_port: u16, nslots: u32) {
+        self.wait_healthy(CONVERGE_TIMEOUT);
+        let (from, to) = (self.node_id(from_port), self.node_id(to_port));
+        let mut cmd = Command::new(&self.redis_cli);
+        cmd.args(["--cluster", "reshard", &format!("127.0.0.1:{from_port}")])
+            .args(["--cluster-from", &from, "--cluster-to", &to])
+            .args(["--cluster-slots", &nslots.to_string(), "--cluster-yes"]);
+        let out = run_captured(&mut cmd, CLI_TIMEOUT).expect("run redis-cli");
+        if !out.success() || out.stdout.contains("[ERR]") {
+            panic!(
+                "redis-cli --cluster reshard failed ({:?}):\n{}\n{}",
+                out.status, out.stdout, out.stderr
+            );
+        }
+        self.wait_healthy(CONVERGE_TIMEOUT);
+    }
+
+    /// `SIGKILL`s the node on `port` (no-op if already killed). Its directory is kept.
+    pub fn kill_node(&self, port: u16) {
+        self.with_node(port, |n| {
+            if let Some(process) = n.process.as_mut() {
+                process.kill();
+            }
+            n.process = None;
+            n.state = NodeState::Killed;
+        });
+    }
+
+    /// `SIGSTOP`s the node on `port`: it keeps its sockets but answers nothing.
+    ///
+    /// # Panics
+    /// If the node is not running.
+    pub fn stop_node(&self, port: u16) {
+        self.signal_node(port, "STOP", NodeState::Running, NodeState::Stopped);
+    }
+
+    /// `SIGCONT`s a node stopped with [`RedisCluster::stop_node`].
+    ///
+    /// # Panics
+    /// If the node is not stopped.
+    pub fn cont_node(&self, port: u16) {
+        self.signal_node(port, "CONT", NodeState::Stopped, NodeState::Running);
+    }
+
+    fn signal_node(&self, port: u16, signal: &str, from: NodeState, to: NodeState) {
+        self.with_node(port, |n| {
+            assert_eq!(
+                n.state, from,
+                "node {port} must be {from:?} to send SIG{signal}"
+            );
+            let pid = n.process.as_ref().map(GuardedChild::pid).expect("process");
+            assert!(send_signal(pid, signal), "kill -{signal} {pid} failed");
+            n.state = to;
+        });
+    }
+
+    /// Kills the node on `port` if it is running or stopped, starts it again with the same
+    /// directory and `nodes.conf`, and waits until it answers `PING`.
+    ///
+    /// Call [`RedisCluster::wait_healthy`] to wait until it has rejoined.
+    pub fn restart_node(&self, port: u16) {
+        self.kill_node(port);
+        self.spawn_node(port);
+        self.wait_node_answers(port);
+    }
+
+    /// Runs `CLUSTER FAILOVER` on the replica on `replica_port`, waits until it is a primary
+    /// and its old primary a replica, then until the cluster is healthy.
+    ///
+    /// # Panics
+    /// If the node is not a replica, refuses, or the switch does not happen in time.
+    pub fn failover(&self, replica_port: u16) {
+        let info = probe::query_text(replica_port, &["INFO", "replication"], PROBE_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            info_field(&info, "role").as_deref(),
+            Some("slave"),
+            "{replica_port} is not a replica"
+        );
+        let old_primary: u16 = info_field(&info, "master_port")
+            .and_then(|p| p.parse().ok())
+            .expect("master_port in INFO replication");
+        match probe::query(replica_port, &["CLUSTER", "FAILOVER"], PROBE_TIMEOUT) {
+            Ok(Reply::Status(s)) if s == "OK" => {}
+            other => panic!("CLUSTER FAILOVER on {replica_port}: {other:?}"),
+        }
+        let timeout = Duration::from_millis(self.options.node_timeout_ms * 2) + CONVERGE_TIMEOUT;
+        let switched = poll(timeout, || {
+            let role = |port| {
+                probe::query_text(port, &["INFO", "replication"], PROBE_TIMEOUT)
+                    .map(|info| info_field(&info, "role").unwrap_or_default())
+            };
+            let old_running = self.running().contains(&old_primary);
+            if role(replica_port)? == "master" && (!old_running || role(old_primary)? == "slave") {
+                Ok(())
+            } else {
+                Err(format!(
+                    "failover of {old_primary} to {replica_port} not done"
+                ))
+            }
+        });
+        if let Err(e) = switched {
+            panic!("{e}\n{}", self.logs());
+        }
+        self.wait_healthy(CONVERGE_TIMEOUT);
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for node in self.lock().iter_mut() {
+            if let Some(process) = node.process.as_mut() {
+                process.kill();
+            }
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! A raw TCP client for byte-exact assertions: send exactly these bytes, expect exactly
+//! those bytes back. Real clients (redis-rs, redis-cli) hide the wire; the proxy's error
+//! replies and protocol-error handling are contracts on the wire itself.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+/// A connection that speaks bytes.
+pub struct RawConn {
+    stream: TcpStream,
+}
+
+// === impl RawConn ===
+
+impl RawConn {
+    /// Connect to `127.0.0.1:port`.
+    ///
+    /// # Panics
+    /// If the connection cannot be made within 5 s.
+    pub fn connect(port: u16) -> RawConn {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        stream.set_nodelay(true).ok();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        RawConn { stream }
+    }
+
+    /// Write `bytes`; false if the peer already closed the connection.
+    pub fn send(&mut self, bytes: &[u8]) -> bool {
+        self.stream.write_all(bytes).is_ok()
+    }
+
+    /// Send a command as a multibulk array.
+    pub fn send_command(&mut self, args: &[&[u8]]) -> bool {
+        let mut out = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            out.extend_from_slice(a);
+            out.extend_from_slice(b"\r\n");
+        }
+        self.send(&out)
+    }
+
+    /// Read exactly `expected.len()` bytes and assert they equal `expected`.
+    ///
+    /// # Panics
+    /// On a mismatch, a timeout (10 s) or a closed connection.
+    pub fn expect(&mut self, expected: &[u8]) {
+        let mut got = vec![0u8; expected.len()];
+        let mut filled = 0;
+        while filled < got.len() {
+            match self.stream.read(&mut got[filled..]) {
+                Ok(0) => panic!(
+                    "connection closed after {:?}; expected {:?}",
+                    String::from_utf8_lossy(&got[..filled]),
+                    String::from_utf8_lossy(expected)
+                ),
+                Ok(n) => filled += n,
+                Err(e) => panic!(
+                    "read failed ({e}) after {:?}; expected {:?}",
+                    String::from_utf8_lossy(&got[..filled]),
+                    String::from_utf8_lossy(expected)
+                ),
+            }
+        }
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(expected),
+            "unexpected reply bytes"
+        );
+    }
+
+    /// Send a command and assert the exact reply.
+    pub fn roundtrip(&mut self, args: &[&[u8]], expected: &[u8]) {
+        assert!(self.send_command(args), "send failed");
+        self.expect(expected);
+    }
+
+    /// True if the peer closes the connection within `timeout` (after any pending bytes,
+    /// which are discarded).
+    pub fn closed_within(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut buf = [0u8; 4096];
+        self.stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .ok();
+        while Instant::now() < deadline {
+            match self.stream.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => return true, // reset by peer
+            }
+        }
+        false
+    }
+}

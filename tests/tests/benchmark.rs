@@ -1,0 +1,56 @@
+//! redis-benchmark's whole default test list through slotgate must run clean: it stops at
+//! the first error reply, so one wrong reply anywhere fails the run.
+
+use std::sync::OnceLock;
+
+use slotgate_tests::{free_port, redis_benchmark, shared_cluster, slotgate_config, Slotgate};
+
+fn proxy() -> &'static Slotgate {
+    static PROXY: OnceLock<Slotgate> = OnceLock::new();
+    PROXY.get_or_init(|| Slotgate::spawn(&slotgate_config(&shared_cluster().seeds(), free_port())))
+}
+
+/// Every test of the default list reported a rate and nothing else was printed as an error.
+fn assert_full_run(args: &[&str]) {
+    let outcome = redis_benchmark(proxy().port(), args);
+    outcome.assert_clean();
+    for test in [
+        "PING_INLINE",
+        "PING_MBULK",
+        "SET",
+        "GET",
+        "INCR",
+        "LPUSH",
+        "RPUSH",
+        "LPOP",
+        "RPOP",
+        "SADD",
+        "HSET",
+        "SPOP",
+        "ZADD",
+        "ZPOPMIN",
+        "LRANGE_100 (first 100 elements)",
+        "LRANGE_600 (first 600 elements)",
+        "MSET (10 keys)",
+    ] {
+        let rps = outcome
+            .rps(test)
+            .unwrap_or_else(|| panic!("{test} missing from {args:?}: {outcome:?}"));
+        assert!(rps > 0.0, "{test}: {rps}");
+    }
+}
+
+#[test]
+fn default_suite() {
+    assert_full_run(&["-q", "-n", "100000", "-r", "100000"]);
+}
+
+#[test]
+fn default_suite_pipelined() {
+    assert_full_run(&["-q", "-n", "100000", "-r", "100000", "-P", "16"]);
+}
+
+#[test]
+fn default_suite_500_clients() {
+    assert_full_run(&["-q", "-n", "100000", "-r", "100000", "-c", "500"]);
+}

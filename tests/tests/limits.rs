@@ -1,0 +1,108 @@
+//! Decoder limits (DESIGN §6): a huge declared bulk, a 10 MB inline line and a 2^31 array
+//! header each get Redis's protocol error and close only that connection, and the proxy's
+//! memory stays flat while it is attacked.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use slotgate_tests::raw::RawConn;
+use slotgate_tests::{free_port, shared_cluster, slotgate_config, Slotgate};
+
+fn proxy() -> &'static Slotgate {
+    static PROXY: OnceLock<Slotgate> = OnceLock::new();
+    PROXY.get_or_init(|| Slotgate::spawn(&slotgate_config(&shared_cluster().seeds(), free_port())))
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Send `attack`, expect `reply` and a close, while a bystander connection keeps working.
+fn attack(bytes: &[u8], reply: &[u8]) {
+    let mut bystander = RawConn::connect(proxy().port());
+    bystander.roundtrip(&[b"PING"], b"+PONG\r\n");
+    let mut conn = RawConn::connect(proxy().port());
+    conn.send(bytes); // may fail part-way once the proxy has closed: that is the point
+    conn.expect(reply);
+    assert!(
+        conn.closed_within(Duration::from_secs(5)),
+        "the offending connection must close"
+    );
+    bystander.roundtrip(&[b"ECHO", b"still here"], b"$10\r\nstill here\r\n");
+}
+
+#[test]
+fn huge_bulk_header() {
+    attack(
+        b"*2\r\n$3\r\nGET\r\n$2147483647\r\n",
+        b"-ERR Protocol error: invalid bulk length\r\n",
+    );
+}
+
+#[test]
+fn huge_array_header() {
+    attack(
+        b"*2147483648\r\n",
+        b"-ERR Protocol error: invalid multibulk length\r\n",
+    );
+}
+
+#[test]
+fn ten_megabyte_inline_line() {
+    let line = vec![b'a'; 10 * 1024 * 1024];
+    attack(&line, b"-ERR Protocol error: too big inline request\r\n");
+}
+
+#[test]
+fn memory_stays_flat_under_repeated_attacks() {
+    let pid = proxy().pid();
+    // Warm up allocator pools once, then measure.
+    let line = vec![b'x'; 10 * 1024 * 1024];
+    attack(&line, b"-ERR Protocol error: too big inline request\r\n");
+    let before = rss_kib(pid);
+    for _ in 0..10 {
+        attack(&line, b"-ERR Protocol error: too big inline request\r\n");
+        attack(
+            b"*1\r\n$2147483647\r\n",
+            b"-ERR Protocol error: invalid bulk length\r\n",
+        );
+        attack(
+            b"*2147483648\r\n",
+            b"-ERR Protocol error: invalid multibulk length\r\n",
+        );
+    }
+    let after = rss_kib(pid);
+    assert!(
+        after < before + 16 * 1024,
+        "RSS grew from {before} KiB to {after} KiB"
+    );
+}
+
+#[test]
+fn pipeline_deeper_than_max_pipeline_keeps_order() {
+    // Far more pipelined upstream commands than max_pipeline (1024): reading pauses and
+    // resumes, and every reply comes back in order.
+    let mut conn = RawConn::connect(proxy().port());
+    let mut batch = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..6000 {
+        let key = format!("limits:pipeline:{}", i % 50);
+        batch.extend_from_slice(
+            format!("*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len()).as_bytes(),
+        );
+        expected.extend_from_slice(b"$-1\r\n");
+        if i % 100 == 0 {
+            batch.extend_from_slice(
+                format!("*2\r\n$4\r\nECHO\r\n${}\r\n{i}\r\n", i.to_string().len()).as_bytes(),
+            );
+            expected.extend_from_slice(format!("${}\r\n{i}\r\n", i.to_string().len()).as_bytes());
+        }
+    }
+    assert!(conn.send(&batch));
+    conn.expect(&expected);
+}
