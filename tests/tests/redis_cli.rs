@@ -59,6 +59,7 @@ fn typed_commands() {
             "2",
             "3",
             "ERR unknown command 'nosuchcmd', with args beginning with: 'x' ",
+            "", // redis-cli prints a blank line after an error, as it does against Redis
             "two words"
         ],
         "stdout: {out}\nstderr: {err}"
