@@ -85,3 +85,60 @@ impl<T: AsRef<[u8]>> ArgSource for Vec<T> {
         self[i].as_ref()
     }
 }
+
+#[doc(hidden)]
+pub mod fuzzing {
+    //! Entry point for the `classify` fuzz target in `fuzz/`.
+
+    /// Treat `data` as a command line whose arguments are separated by NUL bytes and run every
+    /// classification step on it; must never panic, and key indices must be in range.
+    pub fn classify(data: &[u8]) {
+        let args: Vec<&[u8]> = data.split(|&b| b == 0).collect();
+        let Some(cmd) = crate::lookup(&args[..]) else {
+            return;
+        };
+        let _ = cmd.arity_ok(args.len());
+        let _ = crate::is_blocking_call(cmd, &args[..]);
+        let mut keys = crate::KeyIndices::new();
+        for routing in [false, true] {
+            keys.clear();
+            let result = if routing {
+                cmd.routing_indices(&args[..], &mut keys)
+            } else {
+                cmd.key_indices(&args[..], &mut keys)
+            };
+            if result.is_ok() {
+                for i in keys.iter() {
+                    assert!(
+                        (i as usize) < args.len(),
+                        "key index {i} out of range for {}",
+                        cmd.name
+                    );
+                }
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn classify_survives_odd_lines() {
+            for line in [
+                &b""[..],
+                b"\0",
+                b"GET",
+                b"get\0k",
+                b"EVAL\0s\0-5\0a",
+                b"EVAL\0s\099999999999999999999\0a",
+                b"XREAD\0STREAMS",
+                b"XREAD\0BLOCK\00\0STREAMS\0a\0b\0c",
+                b"MIGRATE\0h\0p\0\0\00\01\0KEYS\0a\0b",
+                b"ZUNIONSTORE\0d\03\0a",
+                b"client\0setname",
+                b"OBJECT\0encoding",
+            ] {
+                super::classify(line);
+            }
+        }
+    }
+}

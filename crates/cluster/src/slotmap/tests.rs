@@ -135,3 +135,23 @@ fn all_nodes_lists_primaries_then_replicas() {
     assert_eq!(nodes[0], "127.0.0.1:7000");
     assert_eq!(nodes[3], "127.0.0.1:7003");
 }
+
+#[test]
+fn fuzz_entry_point_takes_a_real_reply_and_garbage() {
+    let real = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fuzz/corpus/cluster_slots/three_shards"
+    ))
+    .unwrap();
+    let (value, _) = slotgate_resp::value::parse_value(&real).unwrap().unwrap();
+    assert_eq!(
+        SlotMap::from_cluster_slots(&value, "127.0.0.1:7101")
+            .unwrap()
+            .covered(),
+        16384
+    );
+    for cut in 0..real.len() {
+        crate::fuzzing::cluster_slots(&real[..cut]);
+    }
+    crate::fuzzing::cluster_slots(b"*1\r\n*3\r\n:5\r\n:1\r\n*2\r\n$1\r\nh\r\n:1\r\n");
+}
