@@ -4,6 +4,7 @@
 pub const SLOT_COUNT: usize = 16384;
 
 /// CRC16/XMODEM (poly 0x1021, init 0), the checksum Redis Cluster uses.
+#[inline]
 pub fn crc16(data: &[u8]) -> u16 {
     crc16::State::<crc16::XMODEM>::calculate(data)
 }
@@ -34,6 +35,28 @@ mod tests {
     #[test]
     fn crc16_reference_vector() {
         assert_eq!(crc16(b"123456789"), 0x31C3);
+    }
+
+    #[test]
+    fn table_crc_matches_bitwise_crc() {
+        fn bitwise(data: &[u8]) -> u16 {
+            let mut crc = 0u16;
+            for &b in data {
+                crc ^= (b as u16) << 8;
+                for _ in 0..8 {
+                    crc = if crc & 0x8000 != 0 {
+                        (crc << 1) ^ 0x1021
+                    } else {
+                        crc << 1
+                    };
+                }
+            }
+            crc
+        }
+        let data: Vec<u8> = (0..=255u8).chain(0..=255u8).collect();
+        for len in 0..data.len() {
+            assert_eq!(crc16(&data[..len]), bitwise(&data[..len]), "len {len}");
+        }
     }
 
     #[test]

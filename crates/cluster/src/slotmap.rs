@@ -2,6 +2,7 @@
 //! immutable snapshot; a change (refresh, MOVED) builds a new one that is swapped in whole.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use slotgate_resp::value::Value;
@@ -68,11 +69,26 @@ pub struct Shard {
 /// An immutable slot → shard table.
 ///
 /// Invariant: every entry of `slots` is either [`UNCOVERED`] or a valid index into `shards`,
-/// and shards are unique by primary address.
-#[derive(Clone, PartialEq, Eq)]
+/// and shards are unique by primary address. Every map built or patched gets a new
+/// [`SlotMap::id`], so caches keyed by it (per-shard connection tables) never go stale.
+#[derive(Clone)]
 pub struct SlotMap {
+    id: u64,
     slots: Box<[u16]>,
     shards: Vec<Shard>,
+}
+
+impl PartialEq for SlotMap {
+    fn eq(&self, other: &SlotMap) -> bool {
+        self.slots == other.slots && self.shards == other.shards
+    }
+}
+
+impl Eq for SlotMap {}
+
+fn next_map_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 impl fmt::Debug for SlotMap {
@@ -94,9 +110,15 @@ impl SlotMap {
     /// A map that covers no slot.
     pub fn empty() -> SlotMap {
         SlotMap {
+            id: next_map_id(),
             slots: vec![UNCOVERED; SLOT_COUNT].into_boxed_slice(),
             shards: Vec::new(),
         }
+    }
+
+    /// Unique per map value in this process: two maps with the same id are the same snapshot.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// Build a map from a `CLUSTER SLOTS` reply. `asked` is the address of the node that
@@ -244,6 +266,7 @@ impl SlotMap {
             return None;
         }
         let mut next = self.clone();
+        next.id = next_map_id();
         let index = next.shard_index_for(NodeAddr::new(addr), None, Vec::new());
         next.slots[slot as usize] = index;
         Some(next)

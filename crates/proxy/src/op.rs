@@ -105,35 +105,26 @@ impl Op {
     }
 
     fn send(&mut self, ctx: &WorkerCtx, target: Option<NodeAddr>, asking: bool) {
-        let node = match target {
-            Some(n) => n,
-            None => match &self.route {
-                Route::Node(n) => n.clone(),
-                Route::Slot(slot) => match ctx.topology.map().primary_for_slot(*slot) {
-                    Some(n) => n.clone(),
-                    None => {
-                        ctx.topology.request_refresh();
-                        return self
-                            .retry_later(Bytes::from_static(replies::CLUSTERDOWN_UNCOVERED));
-                    }
-                },
-                Route::Any => match ctx.any_primary() {
-                    Some(n) => n,
-                    None => {
-                        ctx.topology.request_refresh();
-                        return self
-                            .retry_later(Bytes::from_static(replies::CLUSTERDOWN_UNCOVERED));
-                    }
-                },
-            },
+        let upstream = match (target, &self.route) {
+            (Some(node), _) => Some(ctx.upstreams.get(&node)),
+            (None, Route::Node(node)) => Some(ctx.upstreams.get(node)),
+            (None, Route::Slot(slot)) => ctx.upstream_for_slot(*slot),
+            (None, Route::Any) => ctx.any_primary().map(|node| ctx.upstreams.get(&node)),
+        };
+        let Some(upstream) = upstream else {
+            ctx.topology.request_refresh();
+            return self.retry_later(Bytes::from_static(replies::CLUSTERDOWN_UNCOVERED));
         };
         let (tx, rx) = oneshot::channel();
-        ctx.upstreams.get(&node).send(UpRequest {
+        upstream.send(UpRequest {
             data: self.wire.clone(),
             asking,
             reply: tx,
         });
-        self.state = State::Waiting { rx, node };
+        self.state = State::Waiting {
+            rx,
+            node: upstream.addr.clone(),
+        };
     }
 
     /// Consume a reply that has already arrived, without waiting. Returns [`Op::is_done`].

@@ -63,6 +63,8 @@ pub(crate) enum Failure {
 
 /// The worker's handle to one node.
 pub(crate) struct Upstream {
+    /// The node.
+    pub addr: NodeAddr,
     conns: Vec<mpsc::UnboundedSender<UpRequest>>,
     next: Cell<usize>,
 }
@@ -84,6 +86,7 @@ impl Upstream {
             })
             .collect();
         Upstream {
+            addr,
             conns,
             next: Cell::new(0),
         }

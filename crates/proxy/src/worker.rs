@@ -3,7 +3,7 @@
 //! sessions and its upstream connections. Workers share only the read-only config, the
 //! topology snapshot and a few counters.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::replies;
 use crate::session::run_session;
 use crate::topology::Topology;
-use crate::upstream::UpstreamSet;
+use crate::upstream::{Upstream, UpstreamSet};
 
 /// Counters shared by all workers.
 pub(crate) struct Shared {
@@ -54,9 +54,34 @@ pub(crate) struct WorkerCtx {
     pub shutdown: watch::Receiver<bool>,
     any_cursor: Cell<usize>,
     sessions: Cell<usize>,
+    by_shard: RefCell<ShardUpstreams>,
+}
+
+/// The worker's upstream for each shard index of one slot-map snapshot, so routing a command
+/// costs an index instead of a hash lookup by address.
+#[derive(Default)]
+struct ShardUpstreams {
+    map_id: u64,
+    upstreams: Vec<Option<Rc<Upstream>>>,
 }
 
 impl WorkerCtx {
+    /// The upstream of the primary serving `slot` in the current map, or `None` when the
+    /// slot is uncovered.
+    pub fn upstream_for_slot(&self, slot: u16) -> Option<Rc<Upstream>> {
+        let map = self.topology.map();
+        let shard = map.shard_index(slot)?;
+        let mut cache = self.by_shard.borrow_mut();
+        if cache.map_id != map.id() {
+            cache.map_id = map.id();
+            cache.upstreams.clear();
+            cache.upstreams.resize(map.shards().len(), None);
+        }
+        Some(Rc::clone(cache.upstreams[shard].get_or_insert_with(|| {
+            self.upstreams.get(&map.shards()[shard].primary)
+        })))
+    }
+
     /// A primary for a keyless command, rotating over the slot space so keyless load spreads
     /// over shards.
     pub fn any_primary(&self) -> Option<NodeAddr> {
@@ -106,6 +131,7 @@ pub(crate) fn run_worker(
             shutdown: shutdown.clone(),
             any_cursor: Cell::new(0),
             sessions: Cell::new(0),
+            by_shard: RefCell::new(ShardUpstreams::default()),
         });
         tokio::task::spawn_local(prune_upstreams(Rc::clone(&ctx)));
         accept_loop(&ctx, &listener, shutdown).await;
@@ -170,6 +196,7 @@ async fn prune_upstreams(ctx: Rc<WorkerCtx>) {
         if now != seen {
             seen = now;
             ctx.upstreams.retain_known(&ctx.topology.map().all_nodes());
+            *ctx.by_shard.borrow_mut() = ShardUpstreams::default();
         }
     }
 }

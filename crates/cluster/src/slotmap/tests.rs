@@ -155,3 +155,13 @@ fn fuzz_entry_point_takes_a_real_reply_and_garbage() {
     }
     crate::fuzzing::cluster_slots(b"*1\r\n*3\r\n:5\r\n:1\r\n*2\r\n$1\r\nh\r\n:1\r\n");
 }
+
+#[test]
+fn every_map_gets_its_own_id() {
+    let a = SlotMap::from_cluster_slots(&three_shards(), "127.0.0.1:7000").unwrap();
+    let b = SlotMap::from_cluster_slots(&three_shards(), "127.0.0.1:7000").unwrap();
+    assert_ne!(a.id(), b.id());
+    assert_eq!(a, b, "equality ignores the id");
+    let c = a.with_moved(0, "127.0.0.1:7001").unwrap();
+    assert_ne!(c.id(), a.id());
+}
