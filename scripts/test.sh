@@ -24,7 +24,7 @@ export SLOTGATE_BIN="$PWD/target/release/slotgate"
 step "cargo build --workspace --bins"
 cargo build --workspace --bins
 
-step "cargo test --workspace"
-cargo test --workspace
+step "cargo test --workspace --no-fail-fast"
+cargo test --workspace --no-fail-fast
 
 step "all tests passed"

@@ -1,0 +1,99 @@
+//! The binary's command line (DESIGN §4): `keyslot`, `check-config`, `--version`, a missing
+//! config, and a clean exit on SIGTERM with a client mid-pipeline.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use slotgate_tests::raw::RawConn;
+use slotgate_tests::{free_port, shared_cluster, slotgate_bin, slotgate_config, Slotgate};
+
+fn run(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(slotgate_bin())
+        .args(args)
+        .output()
+        .expect("run slotgate");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn keyslot_prints_slots() {
+    let (ok, out, _) = run(&["keyslot", "foo", "{user1000}.following", "123456789"]);
+    assert!(ok);
+    assert_eq!(
+        out,
+        "foo 12182\n{user1000}.following 3443\n123456789 12739\n"
+    );
+}
+
+#[test]
+fn check_config_validates_and_masks_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.yaml");
+    std::fs::write(&good, "listen: \"127.0.0.1:6380\"\nupstream:\n  seeds: [\"127.0.0.1:7000\"]\n  password: hunter2\n").unwrap();
+    let (ok, out, err) = run(&["check-config", good.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("listen: \"127.0.0.1:6380\""), "{out}");
+    assert!(!out.contains("hunter2"), "secret printed: {out}");
+
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "listen: \"127.0.0.1:6380\"\nupstream:\n  seeds: [\"127.0.0.1:7000\"]\nlimits:\n  max_pipelin: 5\n").unwrap();
+    let (ok, _, err) = run(&["check-config", bad.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("max_pipelin"), "{err}");
+
+    let dev = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/dev.yaml");
+    let (ok, _, err) = run(&["check-config", dev]);
+    assert!(ok, "config/dev.yaml: {err}");
+}
+
+#[test]
+fn version_and_missing_config() {
+    let (ok, out, _) = run(&["--version"]);
+    assert!(ok);
+    assert!(out.starts_with("slotgate "), "{out}");
+    let out = Command::new(slotgate_bin())
+        .env_remove("SLOTGATE_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--config"));
+}
+
+#[test]
+fn sigterm_exits_cleanly_after_answering_in_flight_commands() {
+    let mut proxy = Slotgate::spawn(&slotgate_config(&shared_cluster().seeds(), free_port()));
+    let mut conn = RawConn::connect(proxy.port());
+    conn.roundtrip(&[b"SET", b"cli:sigterm", b"1"], b"+OK\r\n");
+    // A pipeline in flight when the signal arrives is answered in full.
+    let mut batch = Vec::new();
+    let mut expected = Vec::new();
+    for _ in 0..200 {
+        batch.extend_from_slice(b"*2\r\n$3\r\nGET\r\n$11\r\ncli:sigterm\r\n");
+        expected.extend_from_slice(b"$1\r\n1\r\n");
+    }
+    assert!(conn.send(&batch));
+    conn.expect(&expected);
+    let started = Instant::now();
+    assert!(proxy.sigterm());
+    let status = proxy
+        .wait_exit(Duration::from_secs(15))
+        .expect("slotgate did not exit after SIGTERM");
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        proxy.log()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        conn.closed_within(Duration::from_secs(2)),
+        "idle client connection left open"
+    );
+}
