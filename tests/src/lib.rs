@@ -17,6 +17,7 @@
 
 pub mod bench;
 pub mod cluster;
+pub mod load;
 pub mod ports;
 pub mod probe;
 pub mod process;
@@ -25,6 +26,7 @@ pub mod slotgate;
 
 pub use bench::{redis_benchmark, redis_benchmark_with_timeout, BenchOutcome};
 pub use cluster::{shared_cluster, ClusterOptions, RedisCluster};
+pub use load::{Load, LoadReport};
 pub use ports::{free_cluster_port, free_port};
 pub use probe::Reply;
 pub use slotgate::{slotgate_bin, slotgate_config, Slotgate, SlotgateBuilder};

@@ -1,9 +1,12 @@
 //! redis-benchmark's whole default test list through slotgate must run clean: it stops at
 //! the first error reply, so one wrong reply anywhere fails the run.
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
-use slotgate_tests::{free_port, redis_benchmark, shared_cluster, slotgate_config, Slotgate};
+use slotgate_tests::{
+    free_port, redis_benchmark_with_timeout, shared_cluster, slotgate_config, Slotgate,
+};
 
 fn proxy() -> &'static Slotgate {
     static PROXY: OnceLock<Slotgate> = OnceLock::new();
@@ -11,8 +14,13 @@ fn proxy() -> &'static Slotgate {
 }
 
 /// Every test of the default list reported a rate and nothing else was printed as an error.
+/// Runs one at a time: three full suites at once on two cores would only measure contention.
 fn assert_full_run(args: &[&str]) {
-    let outcome = redis_benchmark(proxy().port(), args);
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let outcome = redis_benchmark_with_timeout(proxy().port(), args, Duration::from_secs(600));
     outcome.assert_clean();
     for test in [
         "PING_INLINE",
