@@ -207,6 +207,9 @@ impl Op {
                 _ => self.state = State::Done(reply.raw),
             },
             Event::Reply(UpReply::Failed(Failure::Unreachable)) => {
+                // The node may have been replaced (failover): look again, debounced by the
+                // refresher, while this command waits to retry.
+                ctx.topology.request_refresh();
                 self.retry_later(replies::upstream_unreachable(node.as_str()))
             }
             Event::Reply(UpReply::Failed(Failure::Lost)) => {

@@ -119,12 +119,19 @@ impl Topology {
                 Err(e) => last_err = Some(e),
             }
         }
+        let views_len = views.len();
         let Some(chosen) = choose_view(views) else {
             return Err(last_err.unwrap_or(ProxyError::Upstream {
                 addr: "(none)".into(),
                 reason: "no seed or known node".into(),
             }));
         };
+        tracing::debug!(
+            views = views_len,
+            covered = chosen.covered(),
+            changed = !chosen.same_assignment(&current),
+            "topology refreshed"
+        );
         if !chosen.same_assignment(&current) {
             tracing::info!(
                 covered = chosen.covered(),
