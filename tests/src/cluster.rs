@@ -414,6 +414,28 @@ impl RedisCluster {
             .unwrap_or_else(|e| panic!("CLUSTER MYID: {e}"))
     }
 
+    /// The primary port owning each of the 16384 slots (index = slot), from one
+    /// `CLUSTER NODES` of the first running node that knows all of them. Use this rather than
+    /// [`RedisCluster::node_for_slot`] in loops: each of those calls asks the cluster again.
+    ///
+    /// # Panics
+    /// When no running node knows an owner for every slot.
+    pub fn slot_owners(&self) -> Vec<u16> {
+        for port in self.running() {
+            let Ok(text) = probe::query_text(port, &["CLUSTER", "NODES"], PROBE_TIMEOUT) else {
+                continue;
+            };
+            let map = topology::slot_map(&parse_cluster_nodes(&text));
+            let owners: Option<Vec<u16>> = (0..SLOT_COUNT as u16)
+                .map(|slot| topology::port_for_slot(&map, slot))
+                .collect();
+            if let Some(owners) = owners {
+                return owners;
+            }
+        }
+        panic!("no running node knows the owner of every slot");
+    }
+
     /// Port of the primary serving `slot`, as the first running node answering sees it.
     ///
     /// # Panics

@@ -57,8 +57,9 @@ fn killed_primary_only_affects_its_slots_for_a_bounded_window() {
     assert_eventually!(load.acked_count() > 200, Duration::from_secs(10));
 
     let victim = cluster.primaries()[1];
+    let owners = cluster.slot_owners();
     let victim_slots: Vec<u16> = (0..16384u16)
-        .filter(|&s| cluster.node_for_slot(s) == victim)
+        .filter(|&s| owners[s as usize] == victim)
         .collect();
     cluster.kill_node(victim);
     let killed_at = Instant::now();

@@ -1,0 +1,109 @@
+//! `docs/compatibility.md` is generated from the command table and the routing rules here,
+//! so it cannot drift: this test fails when the committed file differs from what the table
+//! says. Regenerate with `SLOTGATE_UPDATE_DOCS=1 cargo test -p slotgate-proxy --test compatibility_doc`.
+
+use slotgate_commands::{all, Command, Family, MergeKind, SplitKind};
+
+const NOT_YET: &str = "not supported yet (`-ERR slotgate: command '…' is not supported yet`)";
+
+/// What happens to `cmd` when a client sends it through slotgate.
+fn behaviour(cmd: &Command) -> String {
+    let name = cmd.name;
+    match cmd.family {
+        Family::Local => match name {
+            n if n == "command" || n.starts_with("command|") => "forwarded to one primary (its own command table)".into(),
+            n if n.starts_with("cluster|countkeysinslot") => "forwarded to the primary owning the slot".into(),
+            n if n.starts_with("cluster|") => "emulated: slotgate appears as a one-node cluster that owns every slot".into(),
+            "config|get" => "answered harmlessly: `save` (empty) and `appendonly` (`no`) only".into(),
+            "hello" => "answered by slotgate; protocol 2 only for now (`HELLO 3`: `-NOPROTO`)".into(),
+            "auth" => "no users configured yet: behaves like Redis's passwordless `default` user".into(),
+            "info" => "synthesised: server (with the cluster's `redis_version`), clients and slotgate sections".into(),
+            "select" => "`SELECT 0` accepted; other databases: `-ERR DB index is out of range`".into(),
+            "client|reply" => NOT_YET.into(),
+            _ => "answered by slotgate for this client connection".into(),
+        },
+        Family::Single if cmd.key_specs.is_empty() => "sent to one primary".into(),
+        Family::Single => {
+            let mut text = String::from("routed to the primary of its keys' slot; keys in several slots get `-CROSSSLOT`");
+            if name == "xread" || name == "xreadgroup" {
+                text.push_str("; with `BLOCK`: not supported yet");
+            }
+            text
+        }
+        Family::Keyless => "sent to one primary (rotating)".into(),
+        Family::Split(kind) => format!(
+            "split by slot (one sub-command per slot, sent in parallel), merged: {}",
+            match kind {
+                SplitKind::Mget => "values in the client's key order",
+                SplitKind::Mset => "`OK` when every part is",
+                SplitKind::SumInteger => "counts summed",
+            }
+        ),
+        Family::AllShards(kind) => match kind {
+            MergeKind::SumInteger => "sent to every primary, integers summed".into(),
+            MergeKind::ConcatArrays => "sent to every primary, arrays concatenated".into(),
+            MergeKind::AllOk => "sent to every primary, `OK` when every primary says so".into(),
+            MergeKind::First => "sent to every primary, the first reply when all succeed".into(),
+            MergeKind::AnyNonNil => "sent to every primary, the first non-nil reply".into(),
+            MergeKind::AndArrays => "sent to every primary, element-wise AND of the replies".into(),
+            MergeKind::Scan | MergeKind::SumPairs => NOT_YET.into(),
+        },
+        Family::Transaction | Family::Blocking | Family::PubSub => NOT_YET.into(),
+        Family::Unsupported => "refused: `-ERR slotgate: command '…' is not supported by the proxy`".into(),
+    }
+}
+
+fn family(cmd: &Command) -> String {
+    match cmd.family {
+        Family::Split(_) => "split".into(),
+        Family::AllShards(_) => "all-shard".into(),
+        f => format!("{f:?}").to_lowercase(),
+    }
+}
+
+fn render() -> String {
+    let mut out = String::from(
+        "# Redis 7.0 command compatibility\n\n\
+         Every command of Redis 7.0 (and the two 7.2 `CLIENT` subcommands clients send on connect),\n\
+         with its routing family and what a client sees through slotgate. Generated from the command\n\
+         table (`crates/commands`) by `crates/proxy/tests/compatibility_doc.rs`; a test fails when\n\
+         this file is out of date. Regenerate with\n\
+         `SLOTGATE_UPDATE_DOCS=1 cargo test -p slotgate-proxy --test compatibility_doc`.\n\n\
+         Families: **local** (answered by slotgate), **single** (one slot), **keyless** (one primary),\n\
+         **split** (per-slot parts merged), **all-shard** (every primary, merged), **transaction**,\n\
+         **blocking**, **pubsub** (pinned connections: coming with issue 6), **unsupported**.\n\n\
+         | command | family | through slotgate |\n|---|---|---|\n",
+    );
+    let mut rows: Vec<&Command> = Vec::new();
+    for cmd in all() {
+        if cmd.subcommands.is_empty() {
+            rows.push(cmd);
+        } else {
+            rows.extend(cmd.subcommands.iter());
+        }
+    }
+    rows.sort_by_key(|c| c.name);
+    for cmd in rows {
+        out.push_str(&format!(
+            "| `{}` | {} | {} |\n",
+            cmd.name.replace('|', " ").to_uppercase(),
+            family(cmd),
+            behaviour(cmd)
+        ));
+    }
+    out
+}
+
+#[test]
+fn compatibility_doc_is_current() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/compatibility.md");
+    let expected = render();
+    if std::env::var_os("SLOTGATE_UPDATE_DOCS").is_some() {
+        std::fs::write(path, &expected).unwrap();
+    }
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        committed == expected,
+        "docs/compatibility.md is out of date: run SLOTGATE_UPDATE_DOCS=1 cargo test -p slotgate-proxy --test compatibility_doc"
+    );
+}
