@@ -6,6 +6,16 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+/// At most the last 300 bytes of `bytes`, lossily, for assertion messages.
+fn tail(bytes: &[u8]) -> String {
+    let start = bytes.len().saturating_sub(300);
+    format!(
+        "[{} bytes] …{}",
+        bytes.len(),
+        String::from_utf8_lossy(&bytes[start..])
+    )
+}
+
 /// A connection that speaks bytes.
 pub struct RawConn {
     stream: TcpStream,
@@ -54,22 +64,30 @@ impl RawConn {
             match self.stream.read(&mut got[filled..]) {
                 Ok(0) => panic!(
                     "connection closed after {:?}; expected {:?}",
-                    String::from_utf8_lossy(&got[..filled]),
-                    String::from_utf8_lossy(expected)
+                    tail(&got[..filled]),
+                    tail(expected)
                 ),
                 Ok(n) => filled += n,
                 Err(e) => panic!(
                     "read failed ({e}) after {:?}; expected {:?}",
-                    String::from_utf8_lossy(&got[..filled]),
-                    String::from_utf8_lossy(expected)
+                    tail(&got[..filled]),
+                    tail(expected)
                 ),
             }
         }
-        assert_eq!(
-            String::from_utf8_lossy(&got),
-            String::from_utf8_lossy(expected),
-            "unexpected reply bytes"
-        );
+        if got != expected {
+            let at = got
+                .iter()
+                .zip(expected)
+                .position(|(a, b)| a != b)
+                .unwrap_or(0);
+            let from = at.saturating_sub(40);
+            panic!(
+                "unexpected reply bytes at offset {at}: got {:?}, expected {:?}",
+                String::from_utf8_lossy(&got[from..(at + 80).min(got.len())]),
+                String::from_utf8_lossy(&expected[from..(at + 80).min(expected.len())])
+            );
+        }
     }
 
     /// Send a command and assert the exact reply.

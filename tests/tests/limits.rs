@@ -106,3 +106,47 @@ fn pipeline_deeper_than_max_pipeline_keeps_order() {
     assert!(conn.send(&batch));
     conn.expect(&expected);
 }
+
+#[test]
+fn tiny_max_pipeline_is_exceeded_without_stalling() {
+    // With max_pipeline 4, a pipeline of 3,000 commands (local ones answered at once and
+    // upstream ones) must be answered completely and in order: reading pauses at 4 in
+    // flight and resumes, including when every buffered command was already read.
+    let seeds: Vec<String> = shared_cluster()
+        .seeds()
+        .iter()
+        .map(|s| format!("\"{s}\""))
+        .collect();
+    let config = format!(
+        "listen: \"127.0.0.1:{}\"\nupstream:\n  seeds: [{}]\nlimits:\n  max_pipeline: 4\nlog: {{ level: warn }}\n",
+        free_port(),
+        seeds.join(", ")
+    );
+    let tiny = Slotgate::spawn(&config);
+    let mut conn = RawConn::connect(tiny.port());
+    let mut batch = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..3000 {
+        let s = i.to_string();
+        if i % 3 == 0 {
+            batch.extend_from_slice(b"*2\r\n$3\r\nGET\r\n$20\r\nlimits:tiny:missing0\r\n");
+            expected.extend_from_slice(b"$-1\r\n");
+        } else {
+            batch.extend_from_slice(
+                format!("*2\r\n$4\r\nECHO\r\n${}\r\n{s}\r\n", s.len()).as_bytes(),
+            );
+            expected.extend_from_slice(format!("${}\r\n{s}\r\n", s.len()).as_bytes());
+        }
+    }
+    assert!(conn.send(&batch));
+    conn.expect(&expected);
+    // Only local commands: every entry is ready the moment it is decoded.
+    let mut batch = Vec::new();
+    let mut expected = Vec::new();
+    for _ in 0..2000 {
+        batch.extend_from_slice(b"*1\r\n$4\r\nPING\r\n");
+        expected.extend_from_slice(b"+PONG\r\n");
+    }
+    assert!(conn.send(&batch));
+    conn.expect(&expected);
+}

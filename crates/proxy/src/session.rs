@@ -83,6 +83,9 @@ pub(crate) async fn run_session(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: Soc
     let mut last_read = Instant::now();
 
     loop {
+        // True when decoding stopped because the pipeline was full: complete requests may
+        // still sit in `rbuf`, and the client may send nothing more until they are answered.
+        let mut backlog = false;
         if reading {
             let now = Instant::now();
             while queue.len() < max_pipeline {
@@ -105,6 +108,7 @@ pub(crate) async fn run_session(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: Soc
                     }
                 }
             }
+            backlog = reading && queue.len() >= max_pipeline;
         }
 
         let mut close = drain_ready(&ctx, &mut queue, &mut wbuf);
@@ -136,6 +140,9 @@ pub(crate) async fn run_session(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: Soc
             } else {
                 rbuf.reserve(READ_RESERVE);
             }
+        }
+        if backlog && queue.len() < max_pipeline {
+            continue; // room again: decode what is already buffered before waiting for more
         }
         let can_read = reading && queue.len() < max_pipeline;
         let idle_deadline = idle_timeout.map(|t| last_read + t);
