@@ -150,3 +150,69 @@ fn tiny_max_pipeline_is_exceeded_without_stalling() {
     assert!(conn.send(&batch));
     conn.expect(&expected);
 }
+
+/// A slotgate with `limits:` lines of its own.
+fn proxy_with_limits(limits: &str) -> Slotgate {
+    let seeds: Vec<String> = shared_cluster()
+        .seeds()
+        .iter()
+        .map(|s| format!("\"{s}\""))
+        .collect();
+    Slotgate::spawn(&format!(
+        "listen: \"127.0.0.1:{}\"\nupstream:\n  seeds: [{}]\nlimits:\n{limits}log: {{ level: warn }}\n",
+        free_port(),
+        seeds.join(", ")
+    ))
+}
+
+#[test]
+fn max_clients_refuses_the_next_connection() {
+    let limited = proxy_with_limits("  max_clients: 3\n");
+    let mut held: Vec<RawConn> = (0..3).map(|_| RawConn::connect(limited.port())).collect();
+    for c in &mut held {
+        c.roundtrip(&[b"PING"], b"+PONG\r\n");
+    }
+    let mut extra = RawConn::connect(limited.port());
+    extra.expect(b"-ERR max number of clients reached\r\n");
+    assert!(extra.closed_within(Duration::from_secs(5)));
+    // Room again once one leaves.
+    drop(held.pop());
+    slotgate_tests::assert_eventually!(
+        {
+            let mut c = RawConn::connect(limited.port());
+            c.send_command(&[b"PING"]) && !c.closed_within(Duration::from_millis(200))
+        },
+        Duration::from_secs(5)
+    );
+}
+
+#[test]
+fn client_idle_timeout_closes_idle_connections_only() {
+    let limited = proxy_with_limits("  client_idle_timeout: 300ms\n");
+    let mut idle = RawConn::connect(limited.port());
+    idle.roundtrip(&[b"PING"], b"+PONG\r\n");
+    let mut busy = RawConn::connect(limited.port());
+    for _ in 0..10 {
+        busy.roundtrip(&[b"PING"], b"+PONG\r\n");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        idle.closed_within(Duration::from_secs(2)),
+        "idle client was not closed"
+    );
+    busy.roundtrip(&[b"PING"], b"+PONG\r\n");
+}
+
+#[test]
+fn max_request_bytes_rejects_a_larger_bulk() {
+    let limited = proxy_with_limits("  max_request_bytes: 1kb\n");
+    let mut ok = RawConn::connect(limited.port());
+    let fits = vec![b'v'; 1024];
+    ok.roundtrip(&[b"SET", b"limits:mrb", &fits], b"+OK\r\n");
+    let mut conn = RawConn::connect(limited.port());
+    let too_big = vec![b'v'; 1025];
+    conn.send_command(&[b"SET", b"limits:mrb", &too_big]);
+    conn.expect(b"-ERR Protocol error: invalid bulk length\r\n");
+    assert!(conn.closed_within(Duration::from_secs(5)));
+    ok.roundtrip(&[b"STRLEN", b"limits:mrb"], b":1024\r\n");
+}
