@@ -26,7 +26,7 @@ pub mod slotgate;
 
 pub use bench::{redis_benchmark, redis_benchmark_with_timeout, BenchOutcome};
 pub use cluster::{shared_cluster, ClusterOptions, RedisCluster};
-pub use load::{Load, LoadReport};
+pub use load::{cluster_under_load, Load, LoadReport};
 pub use ports::{free_cluster_port, free_port};
 pub use probe::Reply;
 pub use slotgate::{slotgate_bin, slotgate_config, Slotgate, SlotgateBuilder};

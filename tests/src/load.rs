@@ -203,3 +203,26 @@ impl LoadReport {
             .join("\n")
     }
 }
+
+/// The usual fault-test set-up: a fresh cluster, slotgate in front of it, and a [`Load`]
+/// (keys under `prefix`) that has already had 200 writes acknowledged.
+///
+/// # Panics
+/// When any of them fails to start or the load makes no progress within 10 s.
+pub fn cluster_under_load(
+    options: crate::ClusterOptions,
+    prefix: &str,
+) -> (crate::RedisCluster, crate::Slotgate, Load) {
+    let cluster = crate::RedisCluster::start(options);
+    let proxy = crate::Slotgate::spawn(&crate::slotgate_config(
+        &cluster.seeds(),
+        crate::free_port(),
+    ));
+    let load = Load::start(&proxy.url(), prefix);
+    crate::assert_eventually!(
+        load.acked_count() > 200,
+        Duration::from_secs(10),
+        "no writes acknowledged through slotgate"
+    );
+    (cluster, proxy, load)
+}

@@ -90,6 +90,20 @@ impl RawConn {
         }
     }
 
+    /// Read one line (up to and including CRLF); `None` if the connection closes or nothing
+    /// complete arrives within 10 s.
+    pub fn read_line(&mut self) -> Option<Vec<u8>> {
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while !line.ends_with(b"\r\n") {
+            match self.stream.read(&mut byte) {
+                Ok(1) => line.push(byte[0]),
+                _ => return None,
+            }
+        }
+        Some(line)
+    }
+
     /// Send a command and assert the exact reply.
     pub fn roundtrip(&mut self, args: &[&[u8]], expected: &[u8]) {
         assert!(self.send_command(args), "send failed");

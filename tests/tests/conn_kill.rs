@@ -5,16 +5,11 @@
 
 use std::time::Duration;
 
-use slotgate_tests::{
-    assert_eventually, free_port, slotgate_config, ClusterOptions, Load, RedisCluster, Slotgate,
-};
+use slotgate_tests::{assert_eventually, cluster_under_load, ClusterOptions};
 
 #[test]
 fn killed_upstream_connections_cost_reads_nothing() {
-    let cluster = RedisCluster::start(ClusterOptions::default());
-    let proxy = Slotgate::spawn(&slotgate_config(&cluster.seeds(), free_port()));
-    let load = Load::start(&proxy.url(), "ck:");
-    assert_eventually!(load.acked_count() > 200, Duration::from_secs(10));
+    let (cluster, proxy, load) = cluster_under_load(ClusterOptions::default(), "ck:");
 
     for round in 0..20 {
         for port in cluster.primaries() {

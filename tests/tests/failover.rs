@@ -5,15 +5,13 @@
 use std::time::{Duration, Instant};
 
 use slotgate_tests::{
-    assert_eventually, free_port, slotgate_config, ClusterOptions, Load, RedisCluster, Slotgate,
+    assert_eventually, cluster_under_load, free_port, slotgate_config, ClusterOptions, Load,
+    RedisCluster, Slotgate,
 };
 
 #[test]
 fn manual_failover_under_load_is_invisible() {
-    let cluster = RedisCluster::start(ClusterOptions::default());
-    let proxy = Slotgate::spawn(&slotgate_config(&cluster.seeds(), free_port()));
-    let load = Load::start(&proxy.url(), "fo:");
-    assert_eventually!(load.acked_count() > 200, Duration::from_secs(10));
+    let (cluster, proxy, load) = cluster_under_load(ClusterOptions::default(), "fo:");
 
     let replica = cluster.replicas()[0];
     cluster.failover(replica);

@@ -168,10 +168,19 @@ fn proxy_with_limits(limits: &str) -> Slotgate {
 #[test]
 fn max_clients_refuses_the_next_connection() {
     let limited = proxy_with_limits("  max_clients: 3\n");
-    let mut held: Vec<RawConn> = (0..3).map(|_| RawConn::connect(limited.port())).collect();
-    for c in &mut held {
-        c.roundtrip(&[b"PING"], b"+PONG\r\n");
-    }
+    // The start-up readiness probe may still hold a slot for a moment: fill the three slots
+    // with connections that got PONG.
+    let mut held: Vec<RawConn> = Vec::new();
+    slotgate_tests::assert_eventually!(
+        {
+            let mut c = RawConn::connect(limited.port());
+            if c.send_command(&[b"PING"]) && c.read_line().as_deref() == Some(&b"+PONG\r\n"[..]) {
+                held.push(c);
+            }
+            held.len() == 3
+        },
+        Duration::from_secs(5)
+    );
     let mut extra = RawConn::connect(limited.port());
     extra.expect(b"-ERR max number of clients reached\r\n");
     assert!(extra.closed_within(Duration::from_secs(5)));

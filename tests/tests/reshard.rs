@@ -1,18 +1,11 @@
 //! Resharding slots while a writer and a reader run through slotgate: no client sees an
 //! error and every acknowledged write reads back.
 
-use std::time::Duration;
-
-use slotgate_tests::{
-    assert_eventually, free_port, slotgate_config, ClusterOptions, Load, RedisCluster, Slotgate,
-};
+use slotgate_tests::{cluster_under_load, ClusterOptions};
 
 #[test]
 fn reshard_under_load_is_invisible() {
-    let cluster = RedisCluster::start(ClusterOptions::default());
-    let proxy = Slotgate::spawn(&slotgate_config(&cluster.seeds(), free_port()));
-    let load = Load::start(&proxy.url(), "rs:");
-    assert_eventually!(load.acked_count() > 200, Duration::from_secs(10));
+    let (cluster, proxy, load) = cluster_under_load(ClusterOptions::default(), "rs:");
 
     let primaries = cluster.primaries();
     cluster.reshard(primaries[0], primaries[1], 1000);

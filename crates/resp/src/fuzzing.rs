@@ -42,40 +42,30 @@ fn chunks<'a>(input: &'a [u8], sizes: &'a [usize]) -> impl Iterator<Item = &'a [
 /// more after each chunk.
 pub fn decode_in_chunks(limits: Limits, input: &[u8], sizes: &[usize]) -> Outcome<Request> {
     let mut decoder = RequestDecoder::new(limits);
-    let mut buf = BytesMut::new();
-    let mut frames = Vec::new();
-    for chunk in chunks(input, sizes) {
-        buf.extend_from_slice(chunk);
-        loop {
-            match decoder.decode(&mut buf) {
-                Ok(Some(request)) => frames.push(request),
-                Ok(None) => break,
-                Err(e) => {
-                    return Outcome {
-                        frames,
-                        end: Err(e),
-                    }
-                }
-            }
-        }
-    }
-    Outcome {
-        frames,
-        end: Ok(buf.len()),
-    }
+    feed_in_chunks(input, sizes, |buf| decoder.decode(buf))
 }
 
 /// Scan `input` appended to the buffer in chunks of `sizes`, calling `scan` until it needs
 /// more after each chunk.
 pub fn scan_in_chunks(input: &[u8], sizes: &[usize]) -> Outcome<Reply> {
     let mut scanner = ReplyScanner::new();
+    feed_in_chunks(input, sizes, |buf| scanner.scan(buf))
+}
+
+/// Append `input` to a buffer in chunks of `sizes`, running `step` after each chunk until it
+/// needs more, collecting the frames it yields; stops at the first error.
+fn feed_in_chunks<T>(
+    input: &[u8],
+    sizes: &[usize],
+    mut step: impl FnMut(&mut BytesMut) -> Result<Option<T>, ProtocolError>,
+) -> Outcome<T> {
     let mut buf = BytesMut::new();
     let mut frames = Vec::new();
     for chunk in chunks(input, sizes) {
         buf.extend_from_slice(chunk);
         loop {
-            match scanner.scan(&mut buf) {
-                Ok(Some(reply)) => frames.push(reply),
+            match step(&mut buf) {
+                Ok(Some(frame)) => frames.push(frame),
                 Ok(None) => break,
                 Err(e) => {
                     return Outcome {

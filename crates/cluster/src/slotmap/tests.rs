@@ -140,7 +140,7 @@ fn all_nodes_lists_primaries_then_replicas() {
 fn fuzz_entry_point_takes_a_real_reply_and_garbage() {
     let real = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../fuzz/corpus/cluster_slots/three_shards"
+        "/../../fuzz/corpus/cluster_slots/seed-three_shards"
     ))
     .unwrap();
     let (value, _) = slotgate_resp::value::parse_value(&real).unwrap().unwrap();
