@@ -193,6 +193,33 @@ impl LoadReport {
         lost
     }
 
+    /// Assert that every acknowledged write reads back with its value through `url`.
+    ///
+    /// # Panics
+    /// Naming the first lost writes.
+    pub fn assert_no_lost_writes(&self, url: &str) {
+        let lost = self.lost_writes(url);
+        assert!(
+            lost.is_empty(),
+            "{} acknowledged writes lost: {:?}",
+            lost.len(),
+            &lost[..lost.len().min(5)]
+        );
+    }
+
+    /// Assert that the client saw no error at all.
+    ///
+    /// # Panics
+    /// Naming the first errors.
+    pub fn assert_no_errors(&self) {
+        assert!(
+            self.errors.is_empty(),
+            "{} client-visible errors:\n{}",
+            self.errors.len(),
+            self.first_errors(5)
+        );
+    }
+
     /// A short description of the first errors, for assertion messages.
     pub fn first_errors(&self, n: usize) -> String {
         self.errors

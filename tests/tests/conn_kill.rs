@@ -41,13 +41,7 @@ fn killed_upstream_connections_cost_reads_nothing() {
             "unexpected write error: {e:?}"
         );
     }
-    let lost = report.lost_writes(&proxy.url());
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged writes lost: {:?}",
-        lost.len(),
-        &lost[..lost.len().min(5)]
-    );
+    report.assert_no_lost_writes(&proxy.url());
     eprintln!(
         "connection kills: 60 kills, {} write errors (in flight), 0 read errors over {} reads, {} writes",
         report.errors.len(),

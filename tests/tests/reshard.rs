@@ -12,12 +12,7 @@ fn reshard_under_load_is_invisible() {
     cluster.reshard(primaries[2], primaries[0], 500);
     let report = load.stop();
 
-    assert!(
-        report.errors.is_empty(),
-        "{} client-visible errors:\n{}",
-        report.errors.len(),
-        report.first_errors(5)
-    );
+    report.assert_no_errors();
     assert!(
         report.acked.len() > 1000,
         "too little load: {} writes",
@@ -28,11 +23,5 @@ fn reshard_under_load_is_invisible() {
         "too little load: {} reads",
         report.reads
     );
-    let lost = report.lost_writes(&proxy.url());
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged writes lost: {:?}",
-        lost.len(),
-        &lost[..lost.len().min(5)]
-    );
+    report.assert_no_lost_writes(&proxy.url());
 }
