@@ -15,6 +15,7 @@
 
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod bench;
 pub mod cluster;
 pub mod load;

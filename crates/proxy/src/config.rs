@@ -18,6 +18,9 @@ pub struct Config {
     pub workers: usize,
     /// How long SIGTERM waits for in-flight commands before closing connections.
     pub shutdown_grace: Duration,
+    /// Count per-command and per-request metrics (`admin.metrics`; connection, topology and
+    /// process metrics are always kept).
+    pub metrics: bool,
 }
 
 /// Upstream (cluster) settings.
@@ -92,6 +95,7 @@ impl Config {
             limits: LimitsConfig::default(),
             workers: 0,
             shutdown_grace: Duration::from_secs(10),
+            metrics: true,
         }
     }
 

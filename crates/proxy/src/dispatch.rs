@@ -8,6 +8,7 @@ use slotgate_resp::Request;
 use tokio::time::Instant;
 
 use crate::entry::{Entry, Fanout, Merge};
+use crate::metrics::UNKNOWN_COMMAND;
 use crate::op::{Op, Route};
 use crate::session::ClientState;
 use crate::worker::WorkerCtx;
@@ -28,16 +29,30 @@ impl ArgSource for ReqArgs<'_> {
 }
 
 /// Turn one client request into its reply-queue entry, sending whatever must go upstream.
+/// Also returns the command's table index (or [`UNKNOWN_COMMAND`]) for its metrics.
 pub(crate) fn route_command(
     ctx: &WorkerCtx,
     client: &mut ClientState,
     req: Request,
     now: Instant,
-) -> Entry {
+) -> (Entry, u16) {
     let args = ReqArgs(&req);
     let Some(cmd) = commands::lookup(&args) else {
-        return Entry::Ready(replies::unknown_command(req.arg(0), req.args().skip(1)));
+        return (
+            Entry::Ready(replies::unknown_command(req.arg(0), req.args().skip(1))),
+            UNKNOWN_COMMAND,
+        );
     };
+    (route_known(ctx, client, cmd, &req, now), cmd.index)
+}
+
+fn route_known(
+    ctx: &WorkerCtx,
+    client: &mut ClientState,
+    cmd: &'static Command,
+    req: &Request,
+    now: Instant,
+) -> Entry {
     if !cmd.subcommands.is_empty() {
         // A container command whose argv[1] named no subcommand.
         return Entry::Ready(if req.argc() < 2 {
@@ -51,8 +66,8 @@ pub(crate) fn route_command(
     }
     let deadline = now + ctx.cfg.upstream.op_timeout;
     match cmd.family {
-        Family::Local => local::run(ctx, client, cmd, &req, deadline),
-        Family::Single => route_single(ctx, cmd, &req, deadline),
+        Family::Local => local::run(ctx, client, cmd, req, deadline),
+        Family::Single => route_single(ctx, cmd, req, deadline),
         Family::Keyless => Entry::Single(Op::start(
             ctx,
             Route::Any,
@@ -60,8 +75,8 @@ pub(crate) fn route_command(
             is_readonly(cmd),
             deadline,
         )),
-        Family::Split(kind) => split::route(ctx, cmd, kind, &req, deadline),
-        Family::AllShards(kind) => route_all_shards(ctx, cmd, kind, &req, deadline),
+        Family::Split(kind) => split::route(ctx, cmd, kind, req, deadline),
+        Family::AllShards(kind) => route_all_shards(ctx, cmd, kind, req, deadline),
         Family::Transaction | Family::Blocking | Family::PubSub => {
             Entry::Ready(replies::not_yet(cmd.name))
         }
@@ -141,7 +156,8 @@ fn route_all_shards(
         .map(|s| s.primary.clone())
         .collect();
     if primaries.is_empty() {
-        ctx.topology.request_refresh();
+        ctx.topology
+            .request_refresh(crate::metrics::RefreshTrigger::Error);
         return Entry::Ready(Bytes::from_static(replies::CLUSTERDOWN_UNCOVERED));
     }
     let wire = req.wire();

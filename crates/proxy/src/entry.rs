@@ -6,6 +6,7 @@ use bytes::{Bytes, BytesMut};
 use slotgate_resp::{aggregate_children, encode, parse_integer};
 use tokio::time::Instant;
 
+use crate::metrics::CmdResult;
 use crate::op::{Event, Op};
 use crate::worker::WorkerCtx;
 
@@ -91,18 +92,42 @@ impl Entry {
         }
     }
 
-    /// Append the finished reply to `out`; returns true when the connection must close after.
-    pub fn write_reply(self, out: &mut BytesMut) -> bool {
-        match self {
-            Entry::Ready(b) => out.extend_from_slice(&b),
+    /// Append the finished reply to `out`. Returns how the command ended and whether the
+    /// connection must close after this reply.
+    pub fn write_reply(self, out: &mut BytesMut) -> (CmdResult, bool) {
+        let start = out.len();
+        let (outcome, close) = match self {
+            Entry::Ready(b) => {
+                out.extend_from_slice(&b);
+                (None, false)
+            }
             Entry::Close(b) => {
                 out.extend_from_slice(&b);
-                return true;
+                (None, true)
             }
-            Entry::Single(mut op) => out.extend_from_slice(&op.take_reply()),
-            Entry::Fanout(f) => merge(*f, out),
-        }
-        false
+            Entry::Single(mut op) => {
+                let outcome = op.outcome();
+                out.extend_from_slice(&op.take_reply());
+                (Some(outcome), false)
+            }
+            Entry::Fanout(f) => {
+                let outcome = f.ops.iter().map(Op::outcome).max_by_key(|o| match o {
+                    CmdResult::Ok => 0,
+                    CmdResult::Redirected => 1,
+                    CmdResult::Error => 2,
+                    CmdResult::Timeout => 3,
+                });
+                merge(*f, out);
+                (outcome, false)
+            }
+        };
+        let result = match outcome {
+            Some(CmdResult::Timeout) => CmdResult::Timeout,
+            _ if is_error(&out[start..]) => CmdResult::Error,
+            Some(o) => o,
+            None => CmdResult::Ok,
+        };
+        (result, close)
     }
 }
 

@@ -12,11 +12,14 @@ mod dispatch;
 mod entry;
 pub mod error;
 mod local;
+mod logs;
+pub mod metrics;
 mod node_client;
 mod op;
 pub mod replies;
 mod session;
 mod split;
+pub mod status;
 pub mod topology;
 mod upstream;
 mod worker;
@@ -30,12 +33,15 @@ use tokio::sync::watch;
 
 pub use config::{Config, LimitsConfig, UpstreamConfig};
 pub use error::ProxyError;
+pub use metrics::Metrics;
+pub use status::Status;
 pub use topology::Topology;
 
 /// A running proxy.
 pub struct ProxyHandle {
     local_addr: SocketAddr,
     topology: Arc<Topology>,
+    status: Arc<Status>,
     shutdown: watch::Sender<bool>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -49,6 +55,17 @@ impl ProxyHandle {
     /// The live topology.
     pub fn topology(&self) -> &Arc<Topology> {
         &self.topology
+    }
+
+    /// The admin view (metrics, readiness, topology report).
+    pub fn status(&self) -> &Arc<Status> {
+        &self.status
+    }
+
+    /// Reload the slot map now (SIGHUP), counted as a `manual` refresh.
+    pub fn refresh_topology(&self) {
+        self.topology
+            .request_refresh(metrics::RefreshTrigger::Manual);
     }
 
     /// Begin a graceful shutdown: stop accepting, let sessions finish what they read.
@@ -79,7 +96,8 @@ impl Drop for ProxyHandle {
 pub fn start(config: Config) -> Result<ProxyHandle, ProxyError> {
     config.validate().map_err(ProxyError::Config)?;
     let config = Arc::new(config);
-    let topology = Arc::new(Topology::new(config.upstream.clone()));
+    let metrics = Arc::new(Metrics::new(config.metrics));
+    let topology = Arc::new(Topology::new(config.upstream.clone(), Arc::clone(&metrics)));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
     let refresher_rt = tokio::runtime::Builder::new_current_thread()
@@ -98,7 +116,14 @@ pub fn start(config: Config) -> Result<ProxyHandle, ProxyError> {
             source,
         })?;
     let local_addr = listeners[0].local_addr()?;
-    let shared = Arc::new(worker::Shared::new());
+    let shared = Arc::new(worker::Shared::new(Arc::clone(&metrics)));
+    let status = Arc::new(Status {
+        metrics: Arc::clone(&metrics),
+        topology: Arc::clone(&topology),
+        shared: Arc::clone(&shared),
+        max_clients: config.limits.max_clients,
+        shutdown: shutdown_rx.clone(),
+    });
 
     let mut threads = Vec::with_capacity(workers + 1);
     {
@@ -131,6 +156,7 @@ pub fn start(config: Config) -> Result<ProxyHandle, ProxyError> {
     Ok(ProxyHandle {
         local_addr,
         topology,
+        status,
         shutdown: shutdown_tx,
         threads,
     })

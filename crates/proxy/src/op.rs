@@ -16,6 +16,7 @@ use slotgate_resp::{ErrorClass, ReplyKind};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use crate::metrics::{CmdResult, RefreshTrigger, Retry, UpstreamError};
 use crate::replies;
 use crate::upstream::{Failure, UpReply, UpRequest};
 use crate::worker::WorkerCtx;
@@ -64,6 +65,7 @@ pub(crate) struct Op {
     redirects: u8,
     io_retried: bool,
     retries: u32,
+    timed_out: bool,
     deadline: Instant,
     state: State,
 }
@@ -84,6 +86,7 @@ impl Op {
             redirects: 0,
             io_retried: false,
             retries: 0,
+            timed_out: false,
             deadline,
             state: State::Done(Bytes::new()),
         };
@@ -94,6 +97,17 @@ impl Op {
     /// True once the final reply is known.
     pub fn is_done(&self) -> bool {
         matches!(self.state, State::Done(_))
+    }
+
+    /// How the op ended, for `slotgate_commands_total{result}`; call before
+    /// [`Op::take_reply`].
+    pub fn outcome(&self) -> CmdResult {
+        match &self.state {
+            _ if self.timed_out => CmdResult::Timeout,
+            State::Done(reply) if matches!(reply.first(), Some(b'-' | b'!')) => CmdResult::Error,
+            _ if self.redirects > 0 => CmdResult::Redirected,
+            _ => CmdResult::Ok,
+        }
     }
 
     /// The final reply; empty before [`Op::is_done`].
@@ -112,8 +126,9 @@ impl Op {
             (None, Route::Any) => ctx.any_primary().map(|node| ctx.upstreams.get(&node)),
         };
         let Some(upstream) = upstream else {
-            ctx.topology.request_refresh();
-            return self.retry_later(Bytes::from_static(replies::CLUSTERDOWN_UNCOVERED));
+            ctx.topology.request_refresh(RefreshTrigger::Error);
+            self.retry_later(Bytes::from_static(replies::CLUSTERDOWN_UNCOVERED));
+            return;
         };
         let (tx, rx) = oneshot::channel();
         upstream.send(UpRequest {
@@ -180,7 +195,13 @@ impl Op {
         };
         match event {
             Event::Wake => {}
-            Event::Timeout => self.state = State::Done(replies::upstream_timeout(node.as_str())),
+            Event::Timeout => {
+                ctx.metrics
+                    .shared()
+                    .upstream_error(&node, UpstreamError::Timeout);
+                self.timed_out = true;
+                self.state = State::Done(replies::upstream_timeout(node.as_str()))
+            }
             Event::Reply(UpReply::Frame(reply)) => match reply.kind {
                 ReplyKind::Error(ErrorClass::Moved | ErrorClass::Ask) => {
                     match Redirect::parse(&reply.raw) {
@@ -188,6 +209,7 @@ impl Op {
                             self.redirects += 1;
                             let target = NodeAddr::new(&r.target(node.as_str()));
                             let asking = r.kind == RedirectKind::Ask;
+                            ctx.metrics.shared().redirect(asking);
                             if !asking {
                                 ctx.topology.apply_moved(r.slot, target.as_str());
                             }
@@ -197,24 +219,34 @@ impl Op {
                     }
                 }
                 ReplyKind::Error(
-                    ErrorClass::TryAgain | ErrorClass::ClusterDown | ErrorClass::Loading,
+                    class @ (ErrorClass::TryAgain | ErrorClass::ClusterDown | ErrorClass::Loading),
                 ) => {
-                    if matches!(reply.kind, ReplyKind::Error(ErrorClass::ClusterDown)) {
-                        ctx.topology.request_refresh();
+                    let reason = match class {
+                        ErrorClass::TryAgain => Retry::TryAgain,
+                        ErrorClass::Loading => Retry::Loading,
+                        _ => {
+                            ctx.topology.request_refresh(RefreshTrigger::Error);
+                            Retry::ClusterDown
+                        }
+                    };
+                    if self.retry_later(reply.raw) {
+                        ctx.metrics.shared().retry(reason);
                     }
-                    self.retry_later(reply.raw)
                 }
                 _ => self.state = State::Done(reply.raw),
             },
             Event::Reply(UpReply::Failed(Failure::Unreachable)) => {
                 // The node may have been replaced (failover): look again, debounced by the
                 // refresher, while this command waits to retry.
-                ctx.topology.request_refresh();
-                self.retry_later(replies::upstream_unreachable(node.as_str()))
+                ctx.topology.request_refresh(RefreshTrigger::Error);
+                if self.retry_later(replies::upstream_unreachable(node.as_str())) {
+                    ctx.metrics.shared().retry(Retry::Unreachable);
+                }
             }
             Event::Reply(UpReply::Failed(Failure::Lost)) => {
                 if self.readonly && !self.io_retried {
                     self.io_retried = true;
+                    ctx.metrics.shared().retry(Retry::ReadonlyIo);
                     self.send(ctx, None, false);
                 } else {
                     self.state = State::Done(replies::upstream_lost(node.as_str()));
@@ -226,16 +258,18 @@ impl Op {
         }
     }
 
-    /// Try again after a backoff if that still fits before the deadline; else finish with
-    /// `final_reply`.
-    fn retry_later(&mut self, final_reply: Bytes) {
+    /// Try again after a backoff if that still fits before the deadline (returns true);
+    /// else finish with `final_reply`.
+    fn retry_later(&mut self, final_reply: Bytes) -> bool {
         let delay = (RETRY_MIN * 2u32.saturating_pow(self.retries.min(8))).min(RETRY_MAX);
         let at = Instant::now() + delay;
         if at < self.deadline {
             self.retries += 1;
             self.state = State::Backoff(at);
+            true
         } else {
             self.state = State::Done(final_reply);
+            false
         }
     }
 }

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::dispatch::route_command;
 use crate::entry::Entry;
+use crate::logs;
 use crate::op::Event;
 use crate::worker::WorkerCtx;
 
@@ -22,6 +23,15 @@ use crate::worker::WorkerCtx;
 const READ_RESERVE: usize = 16 * 1024;
 /// Buffers that grew past this (a huge request or reply) are released after use.
 const BUFFER_SHRINK: usize = 1024 * 1024;
+
+/// One request's place in the reply queue, with what its metrics need.
+struct Pending {
+    entry: Entry,
+    /// Command table index, or `UNKNOWN_COMMAND`.
+    cmd: u16,
+    /// When the request was decoded.
+    start: Instant,
+}
 
 /// What the proxy knows about one client connection.
 pub(crate) struct ClientState {
@@ -75,7 +85,7 @@ pub(crate) async fn run_session(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: Soc
     let mut decoder = RequestDecoder::new(limits);
     let mut rbuf = BytesMut::with_capacity(READ_RESERVE);
     let mut wbuf = BytesMut::with_capacity(READ_RESERVE);
-    let mut queue: VecDeque<Entry> = VecDeque::new();
+    let mut queue: VecDeque<Pending> = VecDeque::new();
     let mut shutdown = ctx.shutdown.clone();
     let max_pipeline = ctx.cfg.limits.max_pipeline;
     let idle_timeout = ctx.cfg.limits.client_idle_timeout;
@@ -91,9 +101,13 @@ pub(crate) async fn run_session(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: Soc
             while queue.len() < max_pipeline {
                 match decoder.decode(&mut rbuf) {
                     Ok(Some(req)) => {
-                        let entry = route_command(&ctx, &mut client, req, now);
+                        let (entry, cmd) = route_command(&ctx, &mut client, req, now);
                         let closes = matches!(entry, Entry::Close(_));
-                        queue.push_back(entry);
+                        queue.push_back(Pending {
+                            entry,
+                            cmd,
+                            start: now,
+                        });
                         if closes {
                             reading = false;
                             break;
@@ -101,8 +115,15 @@ pub(crate) async fn run_session(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: Soc
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        tracing::debug!(client = %peer, error = %e, "protocol error");
-                        queue.push_back(Entry::Close(Bytes::from_static(e.to_reply())));
+                        logs::limited(
+                            logs::Class::ProtocolError,
+                            |suppressed| tracing::warn!(client = %peer, error = %e, suppressed, "client protocol error; closing"),
+                        );
+                        queue.push_back(Pending {
+                            entry: Entry::Close(Bytes::from_static(e.to_reply())),
+                            cmd: crate::metrics::UNKNOWN_COMMAND,
+                            start: now,
+                        });
                         reading = false;
                         break;
                     }
@@ -150,7 +171,7 @@ pub(crate) async fn run_session(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: Soc
             biased;
             (index, event) = front_event(&mut queue) => {
                 if let Some(front) = queue.front_mut() {
-                    front.on_event(&ctx, index, event);
+                    front.entry.on_event(&ctx, index, event);
                 }
             }
             read = rd.read_buf(&mut rbuf), if can_read => match read {
@@ -169,14 +190,17 @@ pub(crate) async fn run_session(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: Soc
 
 /// Move every finished entry at the front of `queue` into `wbuf`, in order. Returns true when
 /// one of them closes the connection (everything after it is dropped).
-fn drain_ready(ctx: &WorkerCtx, queue: &mut VecDeque<Entry>, wbuf: &mut BytesMut) -> bool {
+fn drain_ready(ctx: &WorkerCtx, queue: &mut VecDeque<Pending>, wbuf: &mut BytesMut) -> bool {
     let now = Instant::now();
     while let Some(front) = queue.front_mut() {
-        if !front.poll_sync(ctx, now) {
+        if !front.entry.poll_sync(ctx, now) {
             return false;
         }
-        if let Some(entry) = queue.pop_front() {
-            if entry.write_reply(wbuf) {
+        if let Some(p) = queue.pop_front() {
+            let (result, close) = p.entry.write_reply(wbuf);
+            ctx.metrics
+                .command(p.cmd, result, now.saturating_duration_since(p.start));
+            if close {
                 return true;
             }
         }
@@ -185,9 +209,9 @@ fn drain_ready(ctx: &WorkerCtx, queue: &mut VecDeque<Entry>, wbuf: &mut BytesMut
 }
 
 /// The next event of the front entry; never resolves when the queue is empty.
-async fn front_event(queue: &mut VecDeque<Entry>) -> (usize, Event) {
+async fn front_event(queue: &mut VecDeque<Pending>) -> (usize, Event) {
     match queue.front_mut() {
-        Some(front) => front.next_event().await,
+        Some(front) => front.entry.next_event().await,
         None => std::future::pending().await,
     }
 }

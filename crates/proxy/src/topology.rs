@@ -2,7 +2,7 @@
 //! worker, and the refresher that replaces it (every `refresh_interval`, and on demand after
 //! a MOVED or an upstream failure). A snapshot is never modified; it is replaced whole.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::config::UpstreamConfig;
 use crate::error::ProxyError;
+use crate::metrics::{Metrics, RefreshResult, RefreshTrigger};
 use crate::node_client;
 
 /// Shortest gap between two on-demand refreshes (a burst of MOVED costs one refresh).
@@ -34,11 +35,14 @@ pub struct Topology {
     redis_version: Mutex<String>,
     refreshes: AtomicU64,
     last_refresh_unix_ms: AtomicU64,
+    /// Bits (1 << [`RefreshTrigger`]) of the on-demand triggers since the last refresh.
+    pending: AtomicU8,
+    metrics: Arc<Metrics>,
 }
 
 impl Topology {
     /// An empty topology; call [`Topology::refresh`] to load it.
-    pub fn new(cfg: UpstreamConfig) -> Topology {
+    pub fn new(cfg: UpstreamConfig, metrics: Arc<Metrics>) -> Topology {
         Topology {
             map: ArcSwap::from_pointee(SlotMap::empty()),
             cfg,
@@ -46,6 +50,8 @@ impl Topology {
             redis_version: Mutex::new(String::new()),
             refreshes: AtomicU64::new(0),
             last_refresh_unix_ms: AtomicU64::new(0),
+            pending: AtomicU8::new(0),
+            metrics,
         }
     }
 
@@ -73,9 +79,24 @@ impl Topology {
         self.last_refresh_unix_ms.load(Ordering::Relaxed)
     }
 
-    /// Ask the refresher to reload the map soon (debounced).
-    pub fn request_refresh(&self) {
+    /// Ask the refresher to reload the map soon (debounced); `trigger` says why, for
+    /// `slotgate_topology_refreshes_total`.
+    pub fn request_refresh(&self, trigger: RefreshTrigger) {
+        self.pending.fetch_or(1 << trigger as u8, Ordering::Relaxed);
         self.wake.notify_one();
+    }
+
+    /// The trigger to report for an on-demand refresh: MOVED before errors before manual.
+    fn take_trigger(&self) -> RefreshTrigger {
+        let bits = self.pending.swap(0, Ordering::Relaxed);
+        [
+            RefreshTrigger::Moved,
+            RefreshTrigger::Error,
+            RefreshTrigger::Manual,
+        ]
+        .into_iter()
+        .find(|t| bits & (1 << *t as u8) != 0)
+        .unwrap_or(RefreshTrigger::Periodic)
     }
 
     /// Record what a `-MOVED slot addr` said: swap in a map with that slot patched, and
@@ -85,7 +106,7 @@ impl Topology {
             Some(next) => Arc::new(next),
             None => Arc::clone(cur),
         });
-        self.request_refresh();
+        self.request_refresh(RefreshTrigger::Moved);
     }
 
     /// Reload the slot map: ask up to three nodes (known primaries first, then seeds) for
@@ -195,9 +216,11 @@ impl Topology {
                 self.cfg.refresh_interval
             };
             let periodic = tokio::time::sleep_until(last + every);
+            let mut trigger = RefreshTrigger::Periodic;
             tokio::select! {
                 _ = periodic => {}
                 _ = self.wake.notified() => {
+                    trigger = RefreshTrigger::Error;
                     let earliest = last + REFRESH_DEBOUNCE;
                     if Instant::now() < earliest {
                         tokio::time::sleep_until(earliest).await;
@@ -208,10 +231,20 @@ impl Topology {
             if *shutdown.borrow() {
                 return;
             }
+            if trigger != RefreshTrigger::Periodic {
+                trigger = self.take_trigger();
+            }
             failing = match self.refresh().await {
-                Ok(()) => false,
+                Ok(()) => {
+                    self.metrics.refresh(trigger, RefreshResult::Ok);
+                    false
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "topology refresh failed");
+                    self.metrics.refresh(trigger, RefreshResult::Error);
+                    crate::logs::limited(
+                        crate::logs::Class::RefreshFailed,
+                        |suppressed| tracing::warn!(error = %e, suppressed, "topology refresh failed"),
+                    );
                     true
                 }
             };

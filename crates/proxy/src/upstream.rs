@@ -19,6 +19,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::config::UpstreamConfig;
+use crate::logs;
+use crate::metrics::RefreshTrigger;
+use crate::metrics::{Metrics, NodeMetrics, UpstreamError, WorkerMetrics};
 use crate::node_client;
 use crate::topology::Topology;
 
@@ -30,6 +33,9 @@ const BATCH: usize = 256;
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 /// Longest reconnect delay.
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// A connection that broke sooner than this after it was made does not reset the backoff,
+/// so a node that accepts and then drops connections is retried at most a few times a second.
+const STABLE_AFTER: Duration = Duration::from_secs(1);
 
 /// One request for a node.
 pub(crate) struct UpRequest {
@@ -71,8 +77,14 @@ pub(crate) struct Upstream {
 
 impl Upstream {
     /// Start `connections_per_node` connection tasks for `addr` on the current `LocalSet`.
-    /// Connections are made lazily, on the first request.
-    pub fn spawn(addr: NodeAddr, cfg: Arc<UpstreamConfig>, topology: Arc<Topology>) -> Upstream {
+    /// They connect at once and stay connected (reconnecting with backoff) until the worker
+    /// drops this handle.
+    pub fn spawn(
+        addr: NodeAddr,
+        cfg: Arc<UpstreamConfig>,
+        topology: Arc<Topology>,
+        metrics: &WorkerMetrics,
+    ) -> Upstream {
         let conns = (0..cfg.connections_per_node)
             .map(|_| {
                 let (tx, rx) = mpsc::unbounded_channel();
@@ -81,6 +93,10 @@ impl Upstream {
                     rx,
                     Arc::clone(&cfg),
                     Arc::clone(&topology),
+                    Link {
+                        shared: Arc::clone(metrics.shared_arc()),
+                        node: metrics.node(&addr),
+                    },
                 ));
                 tx
             })
@@ -104,57 +120,69 @@ impl Upstream {
 
 /// What waits for a reply on a connection, in the order requests were written.
 enum Waiter {
-    Client(oneshot::Sender<UpReply>),
+    /// A client request written at `sent`.
+    Client(oneshot::Sender<UpReply>, Instant),
     /// The `+OK` of an `ASKING` sent before a redirected command.
     Asking,
 }
 
-/// One connection's life: connect on demand, serve until it breaks, back off, repeat. Ends
-/// when the worker drops the [`Upstream`].
+/// A connection task's instruments.
+struct Link {
+    shared: Arc<Metrics>,
+    node: Option<Rc<NodeMetrics>>,
+}
+
+/// One connection's life: connect, serve until it breaks, back off, repeat. Ends when the
+/// worker drops the [`Upstream`].
 async fn run_connection(
     addr: NodeAddr,
     mut rx: mpsc::UnboundedReceiver<UpRequest>,
     cfg: Arc<UpstreamConfig>,
     topology: Arc<Topology>,
+    link: Link,
 ) {
     let mut backoff = BACKOFF_MIN;
-    let mut first: Option<UpRequest> = None;
     loop {
-        if first.is_none() {
-            match rx.recv().await {
-                Some(req) => first = Some(req),
-                None => return,
-            }
-        }
         match node_client::connect(addr.as_str(), &cfg).await {
             Ok(stream) => {
-                backoff = BACKOFF_MIN;
-                match serve(stream, &mut rx, first.take()).await {
+                let connected = Instant::now();
+                link.shared.upstream_connection(&addr, 1);
+                let ended = serve(stream, &mut rx, link.node.as_deref()).await;
+                link.shared.upstream_connection(&addr, -1);
+                let (reason, kind) = match ended {
                     Ended::Closed => return,
-                    Ended::Broken(reason) => {
-                        tracing::warn!(node = %addr, %reason, "upstream connection lost");
-                        topology.request_refresh();
-                    }
+                    Ended::Broken(reason, kind) => (reason, kind),
+                };
+                link.shared.upstream_error(&addr, kind);
+                logs::limited(
+                    logs::Class::UpstreamLost,
+                    |suppressed| tracing::warn!(node = %addr, %reason, suppressed, "upstream connection lost"),
+                );
+                topology.request_refresh(RefreshTrigger::Error);
+                if connected.elapsed() >= STABLE_AFTER {
+                    backoff = BACKOFF_MIN;
+                    continue; // reconnect at once: a healthy connection was lost
                 }
             }
             Err(e) => {
-                tracing::warn!(node = %addr, error = %e, "cannot connect upstream");
-                topology.request_refresh();
-                if let Some(req) = first.take() {
-                    let _ = req.reply.send(UpReply::Failed(Failure::Unreachable));
-                }
-                // Until the backoff ends, fail requests at once rather than queue them.
-                let until = Instant::now() + jitter(backoff);
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-                loop {
-                    tokio::select! {
-                        _ = tokio::time::sleep_until(until) => break,
-                        req = rx.recv() => match req {
-                            Some(req) => { let _ = req.reply.send(UpReply::Failed(Failure::Unreachable)); }
-                            None => return,
-                        },
-                    }
-                }
+                link.shared.upstream_error(&addr, UpstreamError::Connect);
+                logs::limited(
+                    logs::Class::UpstreamConnect,
+                    |suppressed| tracing::warn!(node = %addr, error = %e, suppressed, "cannot connect upstream"),
+                );
+                topology.request_refresh(RefreshTrigger::Error);
+            }
+        }
+        // Until the backoff ends, fail requests at once rather than queue them.
+        let until = Instant::now() + jitter(backoff);
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => break,
+                req = rx.recv() => match req {
+                    Some(req) => { let _ = req.reply.send(UpReply::Failed(Failure::Unreachable)); }
+                    None => return,
+                },
             }
         }
     }
@@ -174,28 +202,29 @@ enum Ended {
     /// The worker dropped the queue: stop for good.
     Closed,
     /// The connection failed; reconnect.
-    Broken(String),
+    Broken(String, UpstreamError),
 }
 
 /// Pump requests out and replies back on one established connection.
 async fn serve(
     mut stream: TcpStream,
     rx: &mut mpsc::UnboundedReceiver<UpRequest>,
-    first: Option<UpRequest>,
+    metrics: Option<&NodeMetrics>,
 ) -> Ended {
     let (mut rd, mut wr) = stream.split();
     let waiters: RefCell<VecDeque<Waiter>> = RefCell::new(VecDeque::new());
 
     let writer = async {
         let mut batch: Vec<UpRequest> = Vec::with_capacity(BATCH);
-        batch.extend(first);
         let mut out = BytesMut::with_capacity(16 * 1024);
         loop {
             if batch.is_empty() && rx.recv_many(&mut batch, BATCH).await == 0 {
                 return Ended::Closed;
             }
             {
+                let sent = Instant::now();
                 let mut w = waiters.borrow_mut();
+                let queued = w.len();
                 for req in batch.drain(..) {
                     if req.reply.is_closed() {
                         continue; // the client gave up (timeout, disconnect) before we sent it
@@ -205,14 +234,17 @@ async fn serve(
                         w.push_back(Waiter::Asking);
                     }
                     out.extend_from_slice(&req.data);
-                    w.push_back(Waiter::Client(req.reply));
+                    w.push_back(Waiter::Client(req.reply, sent));
+                }
+                if let Some(m) = metrics {
+                    m.requests((w.len() - queued) as u64);
                 }
             }
             if out.is_empty() {
                 continue;
             }
             if let Err(e) = wr.write_all(&out).await {
-                return Ended::Broken(format!("write: {e}"));
+                return Ended::Broken(format!("write: {e}"), UpstreamError::Io);
             }
             if out.capacity() > 1024 * 1024 {
                 out = BytesMut::with_capacity(16 * 1024);
@@ -230,28 +262,40 @@ async fn serve(
                 buf.reserve(16 * 1024);
             }
             match rd.read_buf(&mut buf).await {
-                Ok(0) => return Ended::Broken("closed by the node".into()),
+                Ok(0) => return Ended::Broken("closed by the node".into(), UpstreamError::Io),
                 Ok(_) => {}
-                Err(e) => return Ended::Broken(format!("read: {e}")),
+                Err(e) => return Ended::Broken(format!("read: {e}"), UpstreamError::Io),
             }
+            let now = Instant::now();
             loop {
                 let reply = match scanner.scan(&mut buf) {
                     Ok(Some(reply)) => reply,
                     Ok(None) => break,
                     Err(e) => {
                         fail_all(&waiters, Failure::Protocol);
-                        return Ended::Broken(format!("invalid reply: {e}"));
+                        return Ended::Broken(
+                            format!("invalid reply: {e}"),
+                            UpstreamError::Protocol,
+                        );
                     }
                 };
                 if reply.kind == ReplyKind::Push {
                     continue; // out-of-band (RESP3 push); nothing waits for it
                 }
                 match waiters.borrow_mut().pop_front() {
-                    Some(Waiter::Client(tx)) => {
+                    Some(Waiter::Client(tx, sent)) => {
+                        if let Some(m) = metrics {
+                            m.observe((now - sent).as_secs_f64());
+                        }
                         let _ = tx.send(UpReply::Frame(reply));
                     }
                     Some(Waiter::Asking) => {}
-                    None => return Ended::Broken("reply without a request".into()),
+                    None => {
+                        return Ended::Broken(
+                            "reply without a request".into(),
+                            UpstreamError::Protocol,
+                        )
+                    }
                 }
             }
         }
@@ -267,7 +311,7 @@ async fn serve(
 
 fn fail_all(waiters: &RefCell<VecDeque<Waiter>>, failure: Failure) {
     for w in waiters.borrow_mut().drain(..) {
-        if let Waiter::Client(tx) = w {
+        if let Waiter::Client(tx, _) = w {
             let _ = tx.send(UpReply::Failed(failure));
         }
     }
@@ -277,15 +321,21 @@ fn fail_all(waiters: &RefCell<VecDeque<Waiter>>, failure: Failure) {
 pub(crate) struct UpstreamSet {
     cfg: Arc<UpstreamConfig>,
     topology: Arc<Topology>,
+    metrics: Rc<WorkerMetrics>,
     nodes: RefCell<std::collections::HashMap<NodeAddr, Rc<Upstream>>>,
 }
 
 impl UpstreamSet {
     /// An empty set.
-    pub fn new(cfg: Arc<UpstreamConfig>, topology: Arc<Topology>) -> UpstreamSet {
+    pub fn new(
+        cfg: Arc<UpstreamConfig>,
+        topology: Arc<Topology>,
+        metrics: Rc<WorkerMetrics>,
+    ) -> UpstreamSet {
         UpstreamSet {
             cfg,
             topology,
+            metrics,
             nodes: RefCell::new(Default::default()),
         }
     }
@@ -299,6 +349,7 @@ impl UpstreamSet {
             addr.clone(),
             Arc::clone(&self.cfg),
             Arc::clone(&self.topology),
+            &self.metrics,
         ));
         self.nodes.borrow_mut().insert(addr.clone(), Rc::clone(&up));
         up

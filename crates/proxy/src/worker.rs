@@ -17,6 +17,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::Config;
+use crate::logs;
+use crate::metrics::{Metrics, WorkerMetrics};
 use crate::replies;
 use crate::session::run_session;
 use crate::topology::Topology;
@@ -26,14 +28,17 @@ use crate::upstream::{Upstream, UpstreamSet};
 pub(crate) struct Shared {
     /// Process start.
     pub started: std::time::Instant,
+    /// The process-wide metrics registry.
+    pub metrics: Arc<Metrics>,
     clients: AtomicUsize,
     next_client_id: AtomicU64,
 }
 
 impl Shared {
-    pub fn new() -> Shared {
+    pub fn new(metrics: Arc<Metrics>) -> Shared {
         Shared {
             started: std::time::Instant::now(),
+            metrics,
             clients: AtomicUsize::new(0),
             next_client_id: AtomicU64::new(1),
         }
@@ -52,6 +57,8 @@ pub(crate) struct WorkerCtx {
     pub upstreams: UpstreamSet,
     pub shared: Arc<Shared>,
     pub shutdown: watch::Receiver<bool>,
+    /// This worker's thread-local instruments.
+    pub metrics: Rc<WorkerMetrics>,
     any_cursor: Cell<usize>,
     sessions: Cell<usize>,
     by_shard: RefCell<ShardUpstreams>,
@@ -123,17 +130,24 @@ pub(crate) fn run_worker(
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
         let listener = TcpListener::from_std(listener)?;
+        let metrics = Rc::new(WorkerMetrics::new(Arc::clone(&shared.metrics)));
         let ctx = Rc::new(WorkerCtx {
-            upstreams: UpstreamSet::new(Arc::new(cfg.upstream.clone()), Arc::clone(&topology)),
+            upstreams: UpstreamSet::new(
+                Arc::new(cfg.upstream.clone()),
+                Arc::clone(&topology),
+                Rc::clone(&metrics),
+            ),
             cfg,
             topology,
             shared,
             shutdown: shutdown.clone(),
+            metrics,
             any_cursor: Cell::new(0),
             sessions: Cell::new(0),
             by_shard: RefCell::new(ShardUpstreams::default()),
         });
-        tokio::task::spawn_local(prune_upstreams(Rc::clone(&ctx)));
+        tokio::task::spawn_local(maintain_upstreams(Rc::clone(&ctx)));
+        tokio::task::spawn_local(flush_metrics(Rc::clone(&ctx.metrics)));
         accept_loop(&ctx, &listener, shutdown).await;
         drop(listener);
         let grace_end = Instant::now() + ctx.cfg.shutdown_grace;
@@ -161,7 +175,10 @@ async fn accept_loop(
             Ok(a) => a,
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
+                logs::limited(
+                    logs::Class::AcceptFailed,
+                    |suppressed| tracing::warn!(error = %e, suppressed, "accept failed"),
+                );
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -169,11 +186,21 @@ async fn accept_loop(
         let count = ctx.shared.clients.fetch_add(1, Ordering::Relaxed) + 1;
         if count > ctx.cfg.limits.max_clients {
             ctx.shared.clients.fetch_sub(1, Ordering::Relaxed);
+            ctx.shared.metrics.connections_rejected_limit.inc();
+            logs::limited(logs::Class::MaxClients, |suppressed| {
+                tracing::warn!(
+                    client = %peer,
+                    max_clients = ctx.cfg.limits.max_clients,
+                    suppressed,
+                    "client refused: max_clients reached"
+                )
+            });
             tokio::task::spawn_local(async move {
                 let _ = stream.write_all(replies::MAX_CLIENTS).await;
             });
             continue;
         }
+        ctx.shared.metrics.connections_accepted.inc();
         ctx.sessions.set(ctx.sessions.get() + 1);
         let id = ctx.shared.next_client_id.fetch_add(1, Ordering::Relaxed);
         let ctx = Rc::clone(ctx);
@@ -187,17 +214,37 @@ async fn accept_loop(
     }
 }
 
-/// Close upstream connections to nodes that left the slot map.
-async fn prune_upstreams(ctx: Rc<WorkerCtx>) {
-    let mut seen = ctx.topology.refresh_count();
+/// Keep the worker's upstreams in line with the slot map: connect to every primary as soon
+/// as the map names it (so the first command finds a warm connection and `/readyz` can tell
+/// a primary is reachable), and close connections to nodes that left the map.
+async fn maintain_upstreams(ctx: Rc<WorkerCtx>) {
+    let mut seen = None;
     loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
         let now = ctx.topology.refresh_count();
-        if now != seen {
-            seen = now;
-            ctx.upstreams.retain_known(&ctx.topology.map().all_nodes());
+        if seen != Some(now) {
+            seen = Some(now);
+            let map = ctx.topology.map();
+            ctx.upstreams.retain_known(&map.all_nodes());
             *ctx.by_shard.borrow_mut() = ShardUpstreams::default();
+            for shard in map.serving_shards() {
+                ctx.upstreams.get(&shard.primary);
+            }
         }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Flush the worker's thread-local metrics once a second and whenever a scrape asks.
+async fn flush_metrics(metrics: Rc<WorkerMetrics>) {
+    let (mut asked, ack) = metrics.shared().register_worker();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            changed = asked.changed() => if changed.is_err() { return },
+        }
+        let epoch = *asked.borrow_and_update();
+        metrics.flush();
+        ack.store(epoch, Ordering::Release);
     }
 }
 

@@ -1,6 +1,7 @@
 //! The `slotgate` binary: command line, YAML configuration, logging and signals around the
 //! engine in `slotgate-proxy`.
 
+mod admin;
 mod settings;
 
 use std::path::PathBuf;
@@ -76,10 +77,16 @@ fn run(file: &std::path::Path) -> anyhow::Result<()> {
     settings::init_logging(&settings.log)?;
     let grace = settings.proxy.shutdown_grace;
     let handle = slotgate_proxy::start(settings.proxy).context("starting the proxy")?;
+    if let Some(a) = &settings.admin {
+        admin::spawn(a.listen, std::sync::Arc::clone(handle.status()))?;
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(wait_for_stop_signal())?;
+    rt.block_on(wait_for_stop_signal(|| {
+        tracing::info!("SIGHUP: reloading the slot map");
+        handle.refresh_topology();
+    }))?;
     tracing::info!(grace = ?grace, "shutting down");
     handle.shutdown();
     let (done_tx, done_rx) = std::sync::mpsc::channel();
@@ -90,14 +97,14 @@ fn run(file: &std::path::Path) -> anyhow::Result<()> {
     rt.block_on(async {
         tokio::select! {
             _ = tokio::task::spawn_blocking(move || done_rx.recv_timeout(grace + Duration::from_secs(1))) => {}
-            _ = wait_for_stop_signal() => tracing::warn!("second signal: exiting now"),
+            _ = wait_for_stop_signal(|| {}) => tracing::warn!("second signal: exiting now"),
         }
     });
     Ok(())
 }
 
-/// Resolve on SIGTERM or SIGINT; SIGHUP is logged (reload lands with TLS/ACL support).
-async fn wait_for_stop_signal() -> anyhow::Result<()> {
+/// Resolve on SIGTERM or SIGINT; call `on_hup` for every SIGHUP meanwhile.
+async fn wait_for_stop_signal(on_hup: impl Fn()) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -106,7 +113,7 @@ async fn wait_for_stop_signal() -> anyhow::Result<()> {
         tokio::select! {
             _ = term.recv() => return Ok(()),
             _ = int.recv() => return Ok(()),
-            _ = hup.recv() => tracing::info!("SIGHUP received: nothing to reload in this version"),
+            _ = hup.recv() => on_hup(),
         }
     }
 }

@@ -15,6 +15,8 @@ use slotgate_proxy::{Config, LimitsConfig, UpstreamConfig};
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     listen: String,
+    #[serde(default)]
+    admin: Option<FileAdmin>,
     upstream: FileUpstream,
     #[serde(default)]
     limits: FileLimits,
@@ -24,6 +26,14 @@ struct FileConfig {
     shutdown_grace: Option<String>,
     #[serde(default)]
     log: LogSettings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAdmin {
+    listen: String,
+    #[serde(default)]
+    metrics: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -93,11 +103,20 @@ impl Default for LogSettings {
     }
 }
 
+/// `admin:` — the HTTP port for /metrics, /healthz, /readyz and /topology.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    /// Where the admin server listens.
+    pub listen: SocketAddr,
+}
+
 /// A loaded, validated configuration.
 #[derive(Debug)]
 pub struct Settings {
     /// What the engine runs with.
     pub proxy: Config,
+    /// The admin server (`None`: no admin port).
+    pub admin: Option<AdminSettings>,
     /// Logging.
     pub log: LogSettings,
 }
@@ -109,6 +128,13 @@ impl Settings {
         let u = &p.upstream;
         let mut s = String::new();
         let _ = writeln!(s, "listen: \"{}\"", p.listen);
+        if let Some(a) = &self.admin {
+            let _ = writeln!(
+                s,
+                "admin:\n  listen: \"{}\"\n  metrics: {}",
+                a.listen, p.metrics
+            );
+        }
         let _ = writeln!(s, "upstream:\n  mode: cluster\n  seeds: {:?}", u.seeds);
         if let Some(user) = &u.username {
             let _ = writeln!(s, "  username: {user}");
@@ -155,6 +181,23 @@ pub fn load(path: &Path) -> anyhow::Result<Settings> {
 pub fn parse(text: &str) -> anyhow::Result<Settings> {
     let file: FileConfig = serde_saphyr::from_str(text).map_err(|e| anyhow!("{e}"))?;
     let listen = resolve_addr(&file.listen).context("listen")?;
+    let admin = file
+        .admin
+        .as_ref()
+        .map(|a| -> anyhow::Result<AdminSettings> {
+            Ok(AdminSettings {
+                listen: resolve_addr(&a.listen).context("admin.listen")?,
+            })
+        })
+        .transpose()?;
+    if let Some(a) = &admin {
+        if a.listen == listen && listen.port() != 0 {
+            bail!(
+                "admin.listen: {} is also the client listen address",
+                a.listen
+            );
+        }
+    }
     let up = file.upstream;
     if let Some(mode) = &up.mode {
         if mode != "cluster" {
@@ -232,6 +275,11 @@ pub fn parse(text: &str) -> anyhow::Result<Settings> {
             Duration::from_secs(10),
             "shutdown_grace",
         )?,
+        // Per-command metrics only mean something when someone can scrape them.
+        metrics: file
+            .admin
+            .as_ref()
+            .is_some_and(|a| a.metrics.unwrap_or(true)),
     };
     proxy.validate().map_err(|e| anyhow!(e))?;
     if !["error", "warn", "info", "debug", "trace"].contains(&file.log.level.as_str()) {
@@ -245,6 +293,7 @@ pub fn parse(text: &str) -> anyhow::Result<Settings> {
     }
     Ok(Settings {
         proxy,
+        admin,
         log: file.log,
     })
 }
