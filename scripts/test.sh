@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace: builds the binaries first (the end-to-end suites in
 # tests/ run the real `slotgate` binary from target/<profile>/), then `cargo test`.
-# Needs redis-server, redis-cli and redis-benchmark on PATH (.ci/run installs them).
+# Needs redis-server, redis-cli, redis-benchmark and promtool on PATH (.ci/run installs them).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -14,6 +14,10 @@ for tool in redis-server redis-cli redis-benchmark; do
     exit 1
   }
 done
+command -v promtool >/dev/null || {
+  echo "promtool not found: apt-get install --no-install-recommends prometheus" >&2
+  exit 1
+}
 
 # The end-to-end suites drive the real binary under redis-benchmark load: give them the
 # optimised build (the debug build is used only by tests that ask for it).

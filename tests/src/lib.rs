@@ -22,6 +22,7 @@ pub mod load;
 pub mod ports;
 pub mod probe;
 pub mod process;
+pub mod promtool;
 pub mod raw;
 pub mod slotgate;
 
