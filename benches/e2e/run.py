@@ -2,13 +2,15 @@
 """End-to-end benchmark: Redis Cluster direct vs. through slotgate.
 
 Starts its own 6-node cluster (3 primaries + 3 replicas) on free loopback
-ports, starts slotgate in front of it, and runs redis-benchmark against both
-in interleaved rounds. Prints Markdown tables (median ops/s, p50/p99, CPU per
-request) and optionally writes every raw number to a JSON file.
+ports, starts one slotgate per slotgate mode in front of it (see MODES), and
+runs redis-benchmark against every mode in interleaved rounds. Prints Markdown
+tables (median ops/s, p50/p99, CPU per request, ratios to direct) and
+optionally writes every raw number to a JSON file.
 
 Python 3 standard library only. See docs/benchmarks.md.
 
     cargo build --release -p slotgate && python3 benches/e2e/run.py
+    python3 benches/e2e/run.py --modes direct,slotgate,slotgate-nometrics
 """
 
 import argparse
@@ -29,6 +31,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 HOST = "127.0.0.1"
@@ -46,6 +50,49 @@ BENIGN_PREFIXES = (
     # CONFIG GET save/appendonly refused: redis-benchmark only warns.
     "WARNING: Could not fetch server CONFIG",
 )
+
+
+# --------------------------------------------------------------------------
+# Modes
+# --------------------------------------------------------------------------
+#
+# One entry per mode that --modes can name. A mode with "slotgate": True gets
+# its own slotgate process, started once before the rounds, with its own
+# listen port, admin port, config file and log file.
+#
+#   config_extra  YAML appended to the generated slotgate config. Placeholders:
+#                 {admin} = "127.0.0.1:<free port>" for this mode, {dir} = the
+#                 mode's own directory (for files such as certificates).
+#   bench_args    extra redis-benchmark arguments (same placeholders).
+#   admin         the config has an admin port: wait for /readyz at start-up.
+#   check_metrics scrape /metrics after the rounds and compare the total of
+#                 slotgate_commands_total with the requests the harness sent.
+#   setup         None, or a function(mode_dir) run before the config is
+#                 written (e.g. to generate a certificate).
+#
+# Client TLS would be one more entry, e.g.
+#   "slotgate-tls": {"slotgate": True, "admin": True, "check_metrics": False,
+#                    "setup": make_test_cert,
+#                    "config_extra": ADMIN + 'tls:\n  cert: "{dir}/cert.pem"\n'
+#                                    '  key: "{dir}/key.pem"\n',
+#                    "bench_args": ["--tls", "--cacert", "{dir}/ca.pem"]},
+# (not there yet: slotgate does not accept `tls:` yet).
+
+ADMIN = 'admin:\n  listen: "{admin}"\n'
+
+MODES = {
+    # redis-benchmark --cluster straight at the cluster; no slotgate involved.
+    "direct": {"slotgate": False, "admin": False, "check_metrics": False, "setup": None,
+               "config_extra": "", "bench_args": []},
+    # Production-like: admin port on, metrics on (the default).
+    "slotgate": {"slotgate": True, "admin": True, "check_metrics": True, "setup": None,
+                 "config_extra": ADMIN, "bench_args": []},
+    # Same, with the per-command / per-upstream-request metrics switched off.
+    "slotgate-nometrics": {"slotgate": True, "admin": True, "check_metrics": False,
+                           "setup": None,
+                           "config_extra": ADMIN + "  metrics: false\n", "bench_args": []},
+}
+DEFAULT_MODES = ["direct", "slotgate"]
 
 
 class HarnessError(Exception):
@@ -289,21 +336,101 @@ def start_cluster(procs, tmp, args):
     return nodes
 
 
-def start_slotgate(procs, tmp, args, nodes):
-    port = free_ports(1, need_bus=False)[0]
+def http_get(url, timeout=5):
+    """(status, body) of a GET; HTTP error statuses are returned, not raised."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode("utf-8", "replace")
+
+
+def readyz(admin_port):
+    try:
+        status, body = http_get(f"http://{HOST}:{admin_port}/readyz", timeout=2)
+    except (urllib.error.URLError, OSError) as e:
+        return False, str(e)
+    return status == 200, f"{status} {body.strip()}"
+
+
+def start_slotgates(procs, tmp, args, nodes, modes):
+    """One slotgate per slotgate mode, all with the same --workers; returns
+    {mode: {"port", "admin", "proc", "log", "config", "dir"}}."""
+    sg_modes = [m for m in modes if MODES[m]["slotgate"]]
+    # All ports in one call: they are held together, so they are all distinct.
+    ports = free_ports(2 * len(sg_modes), need_bus=False)
     primaries = [n["port"] for n in nodes if n["role"] == "primary"]
-    cfg = os.path.join(tmp, "slotgate.yaml")
-    with open(cfg, "w") as f:
-        f.write(f'listen: "{HOST}:{port}"\n'
-                f'upstream:\n'
-                f'  seeds: ["{HOST}:{primaries[0]}", "{HOST}:{primaries[1]}"]\n'
-                f'workers: {args.workers}\n'
-                f'log: {{ level: warn }}\n')
-    logpath = os.path.join(tmp, "slotgate.log")
-    p = procs.start("slotgate", [args.slotgate, "--config", cfg], logpath, cwd=tmp)
-    wait_for(f"slotgate on :{port} to answer PING", lambda: pinged(port), 30,
-             [("slotgate", p, logpath)])
-    return {"port": port, "proc": p, "log": logpath, "config": cfg}
+    sgs = {}
+    for i, mode in enumerate(sg_modes):
+        spec = MODES[mode]
+        port, admin_port = ports[2 * i], ports[2 * i + 1]
+        d = os.path.join(tmp, mode)
+        os.mkdir(d)
+        subst = {"admin": f"{HOST}:{admin_port}", "dir": d}
+        if spec["setup"]:
+            spec["setup"](d)
+        cfg = os.path.join(tmp, f"{mode}.yaml")
+        with open(cfg, "w") as f:
+            f.write(f'listen: "{HOST}:{port}"\n'
+                    f'upstream:\n'
+                    f'  seeds: ["{HOST}:{primaries[0]}", "{HOST}:{primaries[1]}"]\n'
+                    f'workers: {args.workers}\n'
+                    f'log: {{ level: warn }}\n'
+                    + spec["config_extra"].format(**subst))
+        logpath = os.path.join(tmp, f"{mode}.log")
+        p = procs.start(mode, [args.slotgate, "--config", cfg], logpath, cwd=d)
+        sgs[mode] = {"port": port, "admin": admin_port if spec["admin"] else None,
+                     "proc": p, "log": logpath, "config": cfg, "dir": d,
+                     "bench_args": [a.format(**subst) for a in spec["bench_args"]]}
+    watch = [(m, sg["proc"], sg["log"]) for m, sg in sgs.items()]
+    for mode, sg in sgs.items():
+        wait_for(f"{mode} on :{sg['port']} to answer PING",
+                 lambda sg=sg: pinged(sg["port"]), 30, watch)
+        if sg["admin"]:
+            wait_for(f"{mode} admin :{sg['admin']}/readyz to answer 200",
+                     lambda sg=sg: readyz(sg["admin"]), 30, watch)
+    return sgs
+
+
+def scrape_commands_total(admin_port):
+    """Sum over all series of slotgate_commands_total, and the sum per command."""
+    status, body = http_get(f"http://{HOST}:{admin_port}/metrics", timeout=10)
+    if status != 200:
+        raise HarnessError(f"/metrics answered {status}")
+    total, by_cmd, series = 0.0, {}, 0
+    pat = re.compile(r'slotgate_commands_total(\{[^}]*\})?\s+(\S+)(\s+\d+)?')
+    for line in body.splitlines():
+        m = pat.fullmatch(line.strip())
+        if not m:
+            continue
+        v = float(m.group(2))
+        series += 1
+        total += v
+        cm = re.search(r'command="([^"]*)"', m.group(1) or "")
+        cmd = cm.group(1) if cm else "?"
+        by_cmd[cmd] = by_cmd.get(cmd, 0.0) + v
+    if series == 0:
+        raise HarnessError("no slotgate_commands_total series in /metrics")
+    return total, by_cmd
+
+
+def metrics_checks(runs, sgs, modes):
+    """For every mode with check_metrics: scrape once, compare with the requests
+    the harness sent through it. Never fails the run."""
+    out = {}
+    for mode in modes:
+        if not MODES[mode]["check_metrics"]:
+            continue
+        sent = sum(r["total_requests"] for r in runs if r["mode"] == mode)
+        entry = {"mode": mode, "requests_sent": sent, "runs": sum(
+            1 for r in runs if r["mode"] == mode)}
+        try:
+            total, by_cmd = scrape_commands_total(sgs[mode]["admin"])
+            entry.update(commands_total=total, by_command=by_cmd, difference=total - sent)
+        except (HarnessError, urllib.error.URLError, OSError, ValueError) as e:
+            entry["error"] = str(e)
+        out[mode] = entry
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -361,19 +488,23 @@ def parse_benchmark(out, err, rc, argv):
     return rows, warnings
 
 
-def run_one(mode, test, pipeline, n, args, nodes, sg):
-    if mode == "direct":
-        target = ["--cluster", "-h", HOST, "-p", str(nodes[0]["port"])]
+def run_one(mode, test, pipeline, n, args, nodes, sgs):
+    sg = sgs.get(mode)
+    if sg is None:
+        target = ["--cluster", "-h", HOST, "-p", str(nodes[0]["port"]),
+                  *MODES[mode]["bench_args"]]
     else:
-        target = ["-h", HOST, "-p", str(sg["port"])]
+        target = ["-h", HOST, "-p", str(sg["port"]), *sg["bench_args"]]
     argv = [args.redis_benchmark, *target, "--threads", "1", "-t", test,
             "-c", str(args.clients), "-d", str(args.data_size), "-r", "100000",
             "-P", str(pipeline), "-n", str(n), "--csv", "-q"]
     redis_pids = [nd["proc"].pid for nd in nodes]
-    sg_pid = sg["proc"].pid
+    # Every slotgate is measured: the one under test, and the idle ones (they
+    # share the 2 cores, so their background work is recorded too).
+    sg_pids = {m: s["proc"].pid for m, s in sgs.items()}
 
     r0 = {p: cpu_ticks(p) for p in redis_pids}
-    s0 = cpu_ticks(sg_pid)
+    s0 = {m: cpu_ticks(p) for m, p in sg_pids.items()}
     c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     try:
@@ -386,7 +517,7 @@ def run_one(mode, test, pipeline, n, args, nodes, sg):
                            f"`{' '.join(argv)}`; output so far:\n{partial}")
     wall = time.monotonic() - t0
     c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    s1 = cpu_ticks(sg_pid)
+    s1 = {m: cpu_ticks(p) for m, p in sg_pids.items()}
     r1 = {p: cpu_ticks(p) for p in redis_pids}
 
     rows, warnings = parse_benchmark(res.stdout.decode("utf-8", "replace"),
@@ -396,15 +527,19 @@ def run_one(mode, test, pipeline, n, args, nodes, sg):
         if nd["proc"].poll() is not None:
             raise HarnessError(f"redis-server :{nd['port']} died during the run; log:\n"
                                f"{tail(nd['log'])}")
-    if sg["proc"].poll() is not None:
-        raise HarnessError(f"slotgate died during the run; log:\n{tail(sg['log'])}")
+    for m, s in sgs.items():
+        if s["proc"].poll() is not None:
+            raise HarnessError(f"slotgate ({m}) died during the {mode} run; log:\n"
+                               f"{tail(s['log'])}")
 
     total_requests = n * len(rows)
     return {
         "mode": mode, "test": test, "pipeline": pipeline, "requests": n,
         "total_requests": total_requests, "argv": argv, "wall_s": wall,
         "rows": rows, "warnings": warnings,
-        "slotgate_cpu_s": (s1 - s0) / CLK_TCK,
+        # CPU of this mode's slotgate; None for modes without one.
+        "slotgate_cpu_s": (s1[mode] - s0[mode]) / CLK_TCK if mode in sgs else None,
+        "idle_slotgates_cpu_s": {m: (s1[m] - s0[m]) / CLK_TCK for m in sgs if m != mode},
         "redis_cpu_s": sum(r1[p] - r0[p] for p in redis_pids) / CLK_TCK,
         "redis_cpu_s_by_port": {str(nd["port"]): (r1[nd["proc"].pid] - r0[nd["proc"].pid]) / CLK_TCK
                                 for nd in nodes},
@@ -428,39 +563,63 @@ def fmt_ops(x):
     return f"{x:,.0f}"
 
 
-def summarize(runs, test_name, pipeline):
+def fmt_num(x, spec):
+    return "–" if x is None or x != x else format(x, spec)
+
+
+def ratio(a, b):
+    return a / b if a == a and b == b and b else float("nan")
+
+
+def summarize(runs, test_name, pipeline, modes):
     """Per-mode medians for one CSV test name at one pipeline depth."""
-    out = {}
-    for mode in ("direct", "slotgate"):
+    out = {"modes": {}}
+    for mode in modes:
         rs = [r for r in runs if r["mode"] == mode and r["pipeline"] == pipeline
               and any(row["test"] == test_name for row in r["rows"])]
         rows = [next(row for row in r["rows"] if row["test"] == test_name) for r in rs]
-        out[mode] = {
+        out["modes"][mode] = {
             "rounds": len(rs),
             "ops": med([row["rps"] for row in rows]),
             "p50": med([row["p50_ms"] for row in rows]),
             "p99": med([row["p99_ms"] for row in rows]),
-            "sg_us": med([us_per_req(r["slotgate_cpu_s"], r["total_requests"]) for r in rs]),
+            "sg_us": med([us_per_req(r["slotgate_cpu_s"], r["total_requests"]) for r in rs
+                          if r["slotgate_cpu_s"] is not None]),
             "redis_us": med([us_per_req(r["redis_cpu_s"], r["total_requests"]) for r in rs]),
             "client_us": med([us_per_req(r["client_cpu_s"], r["total_requests"]) for r in rs]),
             "wall": med([r["wall_s"] for r in rs]),
             "per_round": [(r["round"], row, r) for r, row in zip(rs, rows)],
         }
-    d, s = out["direct"], out["slotgate"]
-    out["ratio"] = s["ops"] / d["ops"] if d["ops"] else float("nan")
-    # Paired ratios: same round, back to back -> less sensitive to machine drift.
-    by_round_d = {rnd: row["rps"] for rnd, row, _ in d["per_round"]}
-    out["paired"] = [row["rps"] / by_round_d[rnd] for rnd, row, _ in s["per_round"]
-                     if rnd in by_round_d]
+
+    def paired(num, den):
+        # Same round, seconds apart -> less sensitive to machine drift.
+        by_round = {rnd: row["rps"] for rnd, row, _ in out["modes"][den]["per_round"]}
+        return [(rnd, row["rps"] / by_round[rnd])
+                for rnd, row, _ in out["modes"][num]["per_round"] if rnd in by_round]
+
+    d = out["modes"].get("direct")
+    for mode, m in out["modes"].items():
+        m["ratio_vs_direct"] = ratio(m["ops"], d["ops"]) if d else float("nan")
+        m["paired_vs_direct"] = paired(mode, "direct") if d and mode != "direct" else []
+    out["metrics_overhead"] = None
+    if "slotgate" in out["modes"] and "slotgate-nometrics" in out["modes"]:
+        on, off = out["modes"]["slotgate"], out["modes"]["slotgate-nometrics"]
+        pr = paired("slotgate", "slotgate-nometrics")
+        out["metrics_overhead"] = {
+            "ops_ratio": ratio(on["ops"], off["ops"]),
+            "paired": pr, "paired_median": med([x for _, x in pr]),
+            "cpu_us_ratio": ratio(on["sg_us"], off["sg_us"]),
+        }
     return out
 
 
-def print_report(runs, meta):
+def print_report(runs, meta, modes, checks):
     print()
     print(f"## slotgate end-to-end benchmark")
     print()
     print(f"{meta['when']} · {meta['cpus']} CPUs · {meta['redis_version']} · "
           f"{meta['slotgate_version']} (workers: {meta['args']['workers']}) · "
+          f"modes: {', '.join(modes)} · "
           f"rounds: {meta['args']['rounds']} · -c {meta['args']['clients']} "
           f"-d {meta['args']['data_size']} -r 100000 --threads 1 · "
           f"load avg before: {meta['loadavg_before']}")
@@ -472,53 +631,90 @@ def print_report(runs, meta):
             if key not in seen:
                 seen.append(key)
     for test_name, pipeline in seen:
-        s = summarize(runs, test_name, pipeline)
-        d, g = s["direct"], s["slotgate"]
+        s = summarize(runs, test_name, pipeline, modes)
         print()
         print(f"### {test_name}, -P {pipeline}")
         print()
         print("| mode | ops/s (median) | vs direct | p50 ms | p99 ms | slotgate CPU µs/req "
               "| redis CPU µs/req | client CPU µs/req | wall s |")
         print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for name, m in (("direct", d), ("slotgate", g)):
-            ratio = 1.0 if name == "direct" else s["ratio"]
-            sg_col = "–" if name == "direct" else f"{m['sg_us']:.2f}"
-            print(f"| {name} | {fmt_ops(m['ops'])} | {ratio:.2f} | {m['p50']:.3f} | "
-                  f"{m['p99']:.3f} | {sg_col} | {m['redis_us']:.2f} | {m['client_us']:.2f} | "
-                  f"{m['wall']:.2f} |")
-        paired = " ".join(f"{x:.2f}" for x in s["paired"])
+        for name, m in s["modes"].items():
+            print(f"| {name} | {fmt_ops(m['ops'])} | {fmt_num(m['ratio_vs_direct'], '.2f')} | "
+                  f"{m['p50']:.3f} | {m['p99']:.3f} | {fmt_num(m['sg_us'], '.2f')} | "
+                  f"{m['redis_us']:.2f} | {m['client_us']:.2f} | {m['wall']:.2f} |")
         print()
-        print(f"Per-round slotgate/direct: {paired} (median {med(s['paired']):.2f})")
+        for name, m in s["modes"].items():
+            if name == "direct" or "direct" not in s["modes"]:
+                continue
+            xs = [x for _, x in m["paired_vs_direct"]]
+            print(f"Per-round {name}/direct: {' '.join(f'{x:.2f}' for x in xs)} "
+                  f"(median {fmt_num(med(xs), '.2f')})  ")
+        mo = s["metrics_overhead"]
+        if mo:
+            print(f"metrics overhead: ops/s slotgate ÷ slotgate-nometrics = "
+                  f"{fmt_num(mo['ops_ratio'], '.3f')} (paired per round: "
+                  f"{' '.join(f'{x:.3f}' for _, x in mo['paired'])}, median "
+                  f"{fmt_num(mo['paired_median'], '.3f')}); CPU µs/req ratio = "
+                  f"{fmt_num(mo['cpu_us_ratio'], '.3f')}")
         print()
-        print("| round | mode | ops/s | p50 ms | p99 ms | slotgate CPU s | redis CPU s "
+        print("| round | # | mode | ops/s | p50 ms | p99 ms | slotgate CPU s | redis CPU s "
               "| client CPU s | wall s |")
-        print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
-        per = sorted([(rnd, r["order"], "direct", row, r) for rnd, row, r in d["per_round"]] +
-                     [(rnd, r["order"], "slotgate", row, r) for rnd, row, r in g["per_round"]],
+        print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+        per = sorted([(rnd, r["order"], mode, row, r)
+                      for mode, m in s["modes"].items() for rnd, row, r in m["per_round"]],
                      key=lambda x: (x[0], x[1]))
-        for rnd, _, mode, row, r in per:
-            print(f"| {rnd} | {mode} | {fmt_ops(row['rps'])} | {row['p50_ms']:.3f} | "
-                  f"{row['p99_ms']:.3f} | {r['slotgate_cpu_s']:.2f} | {r['redis_cpu_s']:.2f} | "
+        for rnd, order, mode, row, r in per:
+            print(f"| {rnd} | {order + 1} | {mode} | {fmt_ops(row['rps'])} | "
+                  f"{row['p50_ms']:.3f} | {row['p99_ms']:.3f} | "
+                  f"{fmt_num(r['slotgate_cpu_s'], '.2f')} | {r['redis_cpu_s']:.2f} | "
                   f"{r['client_cpu_s']:.2f} | {r['wall_s']:.2f} |")
         summary_rows.append((test_name, pipeline, s))
     print()
     print("### Summary")
     print()
-    print("| test | -P | direct ops/s | slotgate ops/s | ratio | p50 ms d/s | p99 ms d/s "
-          "| slotgate µs/req | redis µs/req d/s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| test | -P | mode | ops/s | vs direct | paired vs direct | p50 ms | p99 ms "
+          "| slotgate µs/req | redis µs/req | client µs/req |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for test_name, pipeline, s in summary_rows:
-        d, g = s["direct"], s["slotgate"]
-        print(f"| {test_name} | {pipeline} | {fmt_ops(d['ops'])} | {fmt_ops(g['ops'])} | "
-              f"{s['ratio']:.2f} | {d['p50']:.3f} / {g['p50']:.3f} | "
-              f"{d['p99']:.3f} / {g['p99']:.3f} | {g['sg_us']:.2f} | "
-              f"{d['redis_us']:.2f} / {g['redis_us']:.2f} |")
+        for name, m in s["modes"].items():
+            pm = med([x for _, x in m["paired_vs_direct"]]) if m["paired_vs_direct"] \
+                else float("nan")
+            print(f"| {test_name} | {pipeline} | {name} | {fmt_ops(m['ops'])} | "
+                  f"{fmt_num(m['ratio_vs_direct'], '.2f')} | {fmt_num(pm, '.2f')} | "
+                  f"{m['p50']:.3f} | {m['p99']:.3f} | {fmt_num(m['sg_us'], '.2f')} | "
+                  f"{m['redis_us']:.2f} | {m['client_us']:.2f} |")
+    if checks:
+        print()
+        print("### Metrics check")
+        print()
+        for mode, c in checks.items():
+            if "error" in c:
+                print(f"- {mode}: could not read slotgate_commands_total: {c['error']} "
+                      f"(requests sent by the harness: {c['requests_sent']:,})")
+                continue
+            by = ", ".join(f"{k} {v:,.0f}" for k, v in
+                           sorted(c["by_command"].items(), key=lambda kv: -kv[1]))
+            print(f"- {mode}: sum of slotgate_commands_total = {c['commands_total']:,.0f}; "
+                  f"requests sent by the harness = {c['requests_sent']:,} in {c['runs']} "
+                  f"runs; difference {c['difference']:+,.0f} (redis-benchmark's own "
+                  f"CONFIG GET etc., the start-up PING). By command: {by}")
     print(flush=True)
-    return [{"test": t, "pipeline": p,
-             "direct": {k: v for k, v in s["direct"].items() if k != "per_round"},
-             "slotgate": {k: v for k, v in s["slotgate"].items() if k != "per_round"},
-             "ratio_of_medians": s["ratio"], "paired_ratios": s["paired"]}
-            for t, p, s in summary_rows]
+
+    def plain(m):
+        return {k: v for k, v in m.items() if k not in ("per_round",)}
+
+    summary = []
+    for t, p, s in summary_rows:
+        entry = {"test": t, "pipeline": p, "modes": list(s["modes"]),
+                 "metrics_overhead": s["metrics_overhead"]}
+        for name, m in s["modes"].items():
+            entry[name] = plain(m)
+        if "direct" in s["modes"] and "slotgate" in s["modes"]:
+            # The two-mode keys of earlier versions of this file.
+            entry["ratio_of_medians"] = s["modes"]["slotgate"]["ratio_vs_direct"]
+            entry["paired_ratios"] = [x for _, x in s["modes"]["slotgate"]["paired_vs_direct"]]
+        summary.append(entry)
+    return summary
 
 
 # --------------------------------------------------------------------------
@@ -539,6 +735,19 @@ def int_list(s):
     return out
 
 
+def mode_list(s):
+    out = csv_list(s)
+    unknown = [m for m in out if m not in MODES]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown mode(s) {', '.join(unknown)}; known: {', '.join(MODES)}")
+    if not out:
+        raise argparse.ArgumentTypeError("no modes given")
+    if len(set(out)) != len(out):
+        raise argparse.ArgumentTypeError(f"a mode is listed twice: {s!r}")
+    return out
+
+
 def positive(s):
     v = int(s)
     if v < 1:
@@ -549,11 +758,16 @@ def positive(s):
 def parse_args(argv):
     ap = argparse.ArgumentParser(
         description="Compare redis-benchmark against a Redis Cluster directly and "
-                    "through slotgate, in interleaved rounds.")
+                    "through slotgate (in one or more configurations), in interleaved "
+                    "rounds.")
     ap.add_argument("--slotgate", default="target/release/slotgate",
                     help="slotgate binary (default: %(default)s)")
+    ap.add_argument("--modes", type=mode_list, default=list(DEFAULT_MODES),
+                    help="modes to compare, comma-separated, from: " + ", ".join(MODES)
+                         + " (default: " + ",".join(DEFAULT_MODES) + "). Each slotgate "
+                         "mode runs its own slotgate process")
     ap.add_argument("--workers", type=positive, default=1,
-                    help="slotgate worker threads (default: %(default)s)")
+                    help="slotgate worker threads, all slotgate modes (default: %(default)s)")
     ap.add_argument("--tests", type=csv_list, default=["get", "set"],
                     help="redis-benchmark -t tests, comma-separated (default: get,set)")
     ap.add_argument("--pipelines", type=int_list, default=[1, 16],
@@ -647,33 +861,46 @@ def main(argv):
             ", ".join(str(n["port"]) for n in nodes if n["role"] == "replica"))
         # redis-benchmark --cluster: point it at a primary.
         nodes.sort(key=lambda n: n["role"] != "primary")
-        sg = start_slotgate(procs, tmp, args, nodes)
-        log(f"slotgate up on :{sg['port']} (workers: {args.workers})")
+        modes = args.modes
+        sgs = start_slotgates(procs, tmp, args, nodes, modes)
+        for mode, sg in sgs.items():
+            log(f"{mode} up on :{sg['port']} (admin: {sg['admin'] or 'none'}, "
+                f"workers: {args.workers})")
         meta["ports"] = {"redis": {str(n["port"]): n["role"] for n in nodes},
-                         "slotgate": sg["port"]}
+                         "slotgate": {m: {"port": sg["port"], "admin": sg["admin"]}
+                                      for m, sg in sgs.items()}}
+        meta["modes"] = {m: {"config_extra": MODES[m]["config_extra"],
+                             "bench_args": MODES[m]["bench_args"]} for m in modes}
+        width = max(len(m) for m in modes)
 
         runs = []
         for test in args.tests:
             for pipeline in args.pipelines:
                 n = args.requests_p1 if pipeline == 1 else args.requests_pipelined
                 for rnd in range(1, args.rounds + 1):
-                    order = ("direct", "slotgate") if rnd % 2 == 1 else ("slotgate", "direct")
+                    # Rotate: round 1 starts with the first mode, round 2 with the
+                    # second, ... so no mode always runs first (or last).
+                    start = (rnd - 1) % len(modes)
+                    order = modes[start:] + modes[:start]
                     for i, mode in enumerate(order):
-                        r = run_one(mode, test, pipeline, n, args, nodes, sg)
+                        r = run_one(mode, test, pipeline, n, args, nodes, sgs)
                         r["round"], r["order"] = rnd, i
                         runs.append(r)
                         for w in r["warnings"]:
                             log(f"note ({mode}): {w}")
-                        log(f"{test} -P {pipeline} round {rnd}/{args.rounds} {mode:8s}: "
+                        log(f"{test} -P {pipeline} round {rnd}/{args.rounds} "
+                            f"{mode:{width}s}: "
                             + ", ".join(f"{row['test']} {fmt_ops(row['rps'])} ops/s "
                                         f"p50 {row['p50_ms']:.3f} p99 {row['p99_ms']:.3f}"
                                         for row in r["rows"])
                             + f" (wall {r['wall_s']:.2f}s)")
         meta["loadavg_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
-        summary = print_report(runs, meta)
+        checks = metrics_checks(runs, sgs, modes)
+        summary = print_report(runs, meta, modes, checks)
         if args.json:
             with open(args.json, "w") as f:
-                json.dump({"meta": meta, "summary": summary, "runs": runs}, f, indent=2)
+                json.dump({"meta": meta, "summary": summary, "runs": runs,
+                           "metrics_checks": checks}, f, indent=2)
             log(f"raw data written to {args.json}")
         return 0
     except HarnessError as e:
