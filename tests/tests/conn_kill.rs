@@ -49,3 +49,61 @@ fn killed_upstream_connections_cost_reads_nothing() {
         report.acked.len()
     );
 }
+
+/// `total_connections_received` of the node on `port`.
+fn connections_received(cluster: &slotgate_tests::RedisCluster, port: u16) -> u64 {
+    let info = cluster.cli(port, &["INFO", "stats"]);
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_connections_received:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("total_connections_received in INFO stats")
+}
+
+#[test]
+fn a_node_that_drops_every_connection_gets_a_capped_reconnect_rate() {
+    let cluster = slotgate_tests::RedisCluster::start(ClusterOptions::default());
+    let config = slotgate_tests::slotgate_config(&cluster.seeds(), slotgate_tests::free_port());
+    let proxy = slotgate_tests::Slotgate::spawn(&format!("{config}workers: 2\n"));
+    let victim = cluster.primaries()[0];
+    let client = redis::Client::open(format!("redis://127.0.0.1:{victim}/")).unwrap();
+    let mut killer = client.get_connection().unwrap();
+
+    let window = Duration::from_secs(3);
+    let before = connections_received(&cluster, victim);
+    let start = std::time::Instant::now();
+    let mut kills = 0u64;
+    while start.elapsed() < window {
+        // SKIPME yes (the default): the killer's own connection survives.
+        let n: u64 = redis::cmd("CLIENT")
+            .arg(&["KILL", "TYPE", "normal"])
+            .query(&mut killer)
+            .unwrap();
+        kills += n;
+    }
+    let made = connections_received(&cluster, victim) - before;
+    // 2 workers × 1 connection × at most 10 attempts a second, plus the topology refresher's
+    // short-lived connections (at most 10 a second, debounced) and slack for timer jitter.
+    let cap = 2 * 10 * 3 + 10 * 3 + 20;
+    assert!(
+        made <= cap,
+        "{made} connections in {window:?} ({kills} killed): reconnects are not rate-capped"
+    );
+    assert!(
+        kills >= 20,
+        "only {kills} connections were killed: the cap was not exercised"
+    );
+
+    // Once the node behaves again, commands through slotgate work.
+    let url = proxy.url();
+    let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
+    assert_eventually!(
+        (0..50).all(|i| redis::cmd("SET")
+            .arg(format!("ck-cap:{i}"))
+            .arg(i)
+            .query::<()>(&mut con)
+            .is_ok()),
+        Duration::from_secs(5),
+        "slotgate did not recover after the kills stopped"
+    );
+    eprintln!("reconnect cap: {kills} kills, {made} connections in {window:?}");
+}

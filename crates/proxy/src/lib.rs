@@ -168,7 +168,9 @@ pub fn start(config: Config) -> Result<ProxyHandle, ProxyError> {
 async fn initial_refresh(topology: &Topology) -> Result<(), ProxyError> {
     let give_up = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
-        match topology.refresh().await {
+        let result = topology.refresh().await;
+        topology.count_refresh(metrics::RefreshTrigger::Periodic, result.is_ok());
+        match result {
             Ok(()) => return Ok(()),
             Err(e @ ProxyError::UpstreamAuth { .. }) => return Err(e),
             Err(e) if tokio::time::Instant::now() >= give_up => return Err(e),

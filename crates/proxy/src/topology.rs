@@ -86,6 +86,16 @@ impl Topology {
         self.wake.notify_one();
     }
 
+    /// Count a refresh in `slotgate_topology_refreshes_total`.
+    pub(crate) fn count_refresh(&self, trigger: RefreshTrigger, ok: bool) {
+        let result = if ok {
+            RefreshResult::Ok
+        } else {
+            RefreshResult::Error
+        };
+        self.metrics.refresh(trigger, result);
+    }
+
     /// The trigger to report for an on-demand refresh: MOVED before errors before manual.
     fn take_trigger(&self) -> RefreshTrigger {
         let bits = self.pending.swap(0, Ordering::Relaxed);
@@ -234,13 +244,11 @@ impl Topology {
             if trigger != RefreshTrigger::Periodic {
                 trigger = self.take_trigger();
             }
-            failing = match self.refresh().await {
-                Ok(()) => {
-                    self.metrics.refresh(trigger, RefreshResult::Ok);
-                    false
-                }
+            let result = self.refresh().await;
+            self.count_refresh(trigger, result.is_ok());
+            failing = match result {
+                Ok(()) => false,
                 Err(e) => {
-                    self.metrics.refresh(trigger, RefreshResult::Error);
                     crate::logs::limited(
                         crate::logs::Class::RefreshFailed,
                         |suppressed| tracing::warn!(error = %e, suppressed, "topology refresh failed"),

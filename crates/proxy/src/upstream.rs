@@ -33,9 +33,10 @@ const BATCH: usize = 256;
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 /// Longest reconnect delay.
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
-/// A connection that broke sooner than this after it was made does not reset the backoff,
-/// so a node that accepts and then drops connections is retried at most a few times a second.
-const STABLE_AFTER: Duration = Duration::from_secs(1);
+/// Shortest gap between two connection attempts of one connection task: a node that accepts
+/// and then drops every connection gets at most ten attempts a second from it, while a
+/// healthy connection that was killed once is replaced at once.
+const MIN_ATTEMPT_GAP: Duration = Duration::from_millis(100);
 
 /// One request for a node.
 pub(crate) struct UpRequest {
@@ -132,25 +133,26 @@ struct Link {
     node: Option<Rc<NodeMetrics>>,
 }
 
-/// One connection's life: connect, serve until it breaks, back off, repeat. Ends when the
-/// worker drops the [`Upstream`].
+/// One connection's life: connect, serve until it breaks, back off, repeat. Ends (`None`)
+/// when the worker drops the [`Upstream`].
 async fn run_connection(
     addr: NodeAddr,
     mut rx: mpsc::UnboundedReceiver<UpRequest>,
     cfg: Arc<UpstreamConfig>,
     topology: Arc<Topology>,
     link: Link,
-) {
+) -> Option<()> {
     let mut backoff = BACKOFF_MIN;
     loop {
+        let attempt = Instant::now();
         match node_client::connect(addr.as_str(), &cfg).await {
             Ok(stream) => {
-                let connected = Instant::now();
+                backoff = BACKOFF_MIN;
                 link.shared.upstream_connection(&addr, 1);
                 let ended = serve(stream, &mut rx, link.node.as_deref()).await;
                 link.shared.upstream_connection(&addr, -1);
                 let (reason, kind) = match ended {
-                    Ended::Closed => return,
+                    Ended::Closed => return None,
                     Ended::Broken(reason, kind) => (reason, kind),
                 };
                 link.shared.upstream_error(&addr, kind);
@@ -159,10 +161,9 @@ async fn run_connection(
                     |suppressed| tracing::warn!(node = %addr, %reason, suppressed, "upstream connection lost"),
                 );
                 topology.request_refresh(RefreshTrigger::Error);
-                if connected.elapsed() >= STABLE_AFTER {
-                    backoff = BACKOFF_MIN;
-                    continue; // reconnect at once: a healthy connection was lost
-                }
+                // Reconnect at once, but never sooner than MIN_ATTEMPT_GAP after the last try.
+                fail_until(&mut rx, attempt + MIN_ATTEMPT_GAP).await?;
+                continue;
             }
             Err(e) => {
                 link.shared.upstream_error(&addr, UpstreamError::Connect);
@@ -173,17 +174,22 @@ async fn run_connection(
                 topology.request_refresh(RefreshTrigger::Error);
             }
         }
-        // Until the backoff ends, fail requests at once rather than queue them.
         let until = Instant::now() + jitter(backoff);
         backoff = (backoff * 2).min(BACKOFF_MAX);
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep_until(until) => break,
-                req = rx.recv() => match req {
-                    Some(req) => { let _ = req.reply.send(UpReply::Failed(Failure::Unreachable)); }
-                    None => return,
-                },
-            }
+        fail_until(&mut rx, until).await?;
+    }
+}
+
+/// Until `until`, fail requests at once (they are retried elsewhere or later) rather than
+/// queue them. `None` when the worker dropped the queue.
+async fn fail_until(rx: &mut mpsc::UnboundedReceiver<UpRequest>, until: Instant) -> Option<()> {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(until) => return Some(()),
+            req = rx.recv() => match req {
+                Some(req) => { let _ = req.reply.send(UpReply::Failed(Failure::Unreachable)); }
+                None => return None,
+            },
         }
     }
 }
