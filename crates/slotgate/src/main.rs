@@ -83,10 +83,7 @@ fn run(file: &std::path::Path) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(wait_for_stop_signal(|| {
-        tracing::info!("SIGHUP: reloading the slot map");
-        handle.refresh_topology();
-    }))?;
+    rt.block_on(wait_for_stop_signal(|| reload(file, &handle)))?;
     tracing::info!(grace = ?grace, "shutting down");
     handle.shutdown();
     let (done_tx, done_rx) = std::sync::mpsc::channel();
@@ -101,6 +98,24 @@ fn run(file: &std::path::Path) -> anyhow::Result<()> {
         }
     });
     Ok(())
+}
+
+/// SIGHUP: re-read the config file and apply what can change at run time (users, TLS
+/// certificates), and reload the slot map. A broken file is logged and the old settings kept.
+fn reload(file: &std::path::Path, handle: &slotgate_proxy::ProxyHandle) {
+    match settings::load(file) {
+        Ok(new) => match handle.reload(&new.proxy) {
+            Ok(()) => tracing::info!(config = %file.display(), "SIGHUP: configuration reloaded"),
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: reload refused; keeping the old settings")
+            }
+        },
+        Err(e) => tracing::error!(
+            config = %file.display(),
+            error = format!("{e:#}"),
+            "SIGHUP: cannot load the configuration; keeping the old settings"
+        ),
+    }
 }
 
 /// Resolve on SIGTERM or SIGINT; call `on_hup` for every SIGHUP meanwhile.
