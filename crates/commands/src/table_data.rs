@@ -3148,7 +3148,7 @@ static SUB_ACL: [Command; 13] = [
         last_key: 0,
         key_step: 0,
         key_specs: &[],
-        family: Family::Keyless,
+        family: Family::Local,
         subcommands: &[],
     },
     Command {
@@ -3161,7 +3161,7 @@ static SUB_ACL: [Command; 13] = [
         last_key: 0,
         key_step: 0,
         key_specs: &[],
-        family: Family::Unsupported,
+        family: Family::Local,
         subcommands: &[],
     },
     Command {
@@ -3174,7 +3174,7 @@ static SUB_ACL: [Command; 13] = [
         last_key: 0,
         key_step: 0,
         key_specs: &[],
-        family: Family::Unsupported,
+        family: Family::Local,
         subcommands: &[],
     },
     Command {
@@ -3187,7 +3187,7 @@ static SUB_ACL: [Command; 13] = [
         last_key: 0,
         key_step: 0,
         key_specs: &[],
-        family: Family::Keyless,
+        family: Family::Local,
         subcommands: &[],
     },
     Command {
@@ -3200,7 +3200,7 @@ static SUB_ACL: [Command; 13] = [
         last_key: 0,
         key_step: 0,
         key_specs: &[],
-        family: Family::Unsupported,
+        family: Family::Local,
         subcommands: &[],
     },
     Command {
@@ -3213,7 +3213,7 @@ static SUB_ACL: [Command; 13] = [
         last_key: 0,
         key_step: 0,
         key_specs: &[],
-        family: Family::Keyless,
+        family: Family::Local,
         subcommands: &[],
     },
     Command {
@@ -3226,7 +3226,7 @@ static SUB_ACL: [Command; 13] = [
         last_key: 0,
         key_step: 0,
         key_specs: &[],
-        family: Family::Unsupported,
+        family: Family::Local,
         subcommands: &[],
     },
     Command {
@@ -3239,7 +3239,7 @@ static SUB_ACL: [Command; 13] = [
         last_key: 0,
         key_step: 0,
         key_specs: &[],
-        family: Family::Unsupported,
+        family: Family::Local,
         subcommands: &[],
     },
     Command {
@@ -3252,7 +3252,7 @@ static SUB_ACL: [Command; 13] = [
         last_key: 0,
         key_step: 0,
         key_specs: &[],
-        family: Family::Unsupported,
+        family: Family::Local,
         subcommands: &[],
     },
     Command {
@@ -3265,7 +3265,7 @@ static SUB_ACL: [Command; 13] = [
         last_key: 0,
         key_step: 0,
         key_specs: &[],
-        family: Family::Unsupported,
+        family: Family::Local,
         subcommands: &[],
     },
     Command {
@@ -3278,7 +3278,7 @@ static SUB_ACL: [Command; 13] = [
         last_key: 0,
         key_step: 0,
         key_specs: &[],
-        family: Family::Unsupported,
+        family: Family::Local,
         subcommands: &[],
     },
     Command {
@@ -3291,7 +3291,7 @@ static SUB_ACL: [Command; 13] = [
         last_key: 0,
         key_step: 0,
         key_specs: &[],
-        family: Family::Unsupported,
+        family: Family::Local,
         subcommands: &[],
     },
     Command {

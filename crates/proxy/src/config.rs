@@ -5,6 +5,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::auth::UserSpec;
+
 /// Everything the engine needs to run.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -21,6 +23,9 @@ pub struct Config {
     /// Count per-command and per-request metrics (`admin.metrics`; connection, topology and
     /// process metrics are always kept).
     pub metrics: bool,
+    /// Downstream users (`users:`): empty means clients need not authenticate. Reloadable
+    /// (`ProxyHandle::reload`), except that turning authentication on or off needs a restart.
+    pub users: Vec<UserSpec>,
 }
 
 /// Upstream (cluster) settings.
@@ -55,6 +60,9 @@ pub struct LimitsConfig {
     pub max_request_bytes: usize,
     /// Commands one client may have in flight before the proxy stops reading from it.
     pub max_pipeline: usize,
+    /// After 3 consecutive failed AUTHs on a connection, each further AUTH reply waits this
+    /// long (zero: never).
+    pub auth_failure_delay: Duration,
 }
 
 impl Default for UpstreamConfig {
@@ -79,6 +87,7 @@ impl Default for LimitsConfig {
             client_idle_timeout: None,
             max_request_bytes: 512 * 1024 * 1024,
             max_pipeline: 1024,
+            auth_failure_delay: Duration::from_secs(1),
         }
     }
 }
@@ -96,6 +105,7 @@ impl Config {
             workers: 0,
             shutdown_grace: Duration::from_secs(10),
             metrics: true,
+            users: Vec::new(),
         }
     }
 
@@ -135,6 +145,7 @@ impl Config {
         if self.limits.max_pipeline == 0 || self.limits.max_clients == 0 {
             return Err("limits.max_pipeline and limits.max_clients must be at least 1".into());
         }
+        crate::auth::validate_users(&self.users)?;
         if self.limits.max_request_bytes < 1024 {
             return Err("limits.max_request_bytes must be at least 1kb".into());
         }

@@ -1,6 +1,7 @@
 //! From a decoded request to a reply-queue [`Entry`]: look the command up in the command
-//! table, check arity, find its keys and slot, and hand it to its routing family — answered
-//! locally, sent to one slot's primary, split by slot, or fanned out to every primary.
+//! table, check arity, pass the auth gate (when users are configured), find its keys and
+//! slot, and hand it to its routing family — answered locally, sent to one slot's primary,
+//! split by slot, or fanned out to every primary.
 
 use bytes::Bytes;
 use slotgate_commands::{self as commands, ArgSource, Command, Family, KeyIndices, MergeKind};
@@ -12,7 +13,7 @@ use crate::metrics::UNKNOWN_COMMAND;
 use crate::op::{Op, Route};
 use crate::session::ClientState;
 use crate::worker::WorkerCtx;
-use crate::{local, replies, split};
+use crate::{auth, local, replies, split};
 
 /// A [`Request`] seen through the command table's argument interface.
 pub(crate) struct ReqArgs<'a>(pub &'a Request);
@@ -63,6 +64,12 @@ fn route_known(
     }
     if !cmd.arity_ok(req.argc()) {
         return Entry::Ready(replies::wrong_arity(cmd.name));
+    }
+    // Like Redis: unknown commands and bad arity are answered before the auth check.
+    if client.auth.is_some() {
+        if let Some(refusal) = auth::gate(ctx, client, cmd, &ReqArgs(req)) {
+            return refusal;
+        }
     }
     let deadline = now + ctx.cfg.upstream.op_timeout;
     match cmd.family {

@@ -49,13 +49,26 @@ pub(crate) enum Entry {
     Fanout(Box<Fanout>),
     /// Write this reply, then close the connection (QUIT, protocol errors).
     Close(Bytes),
+    /// The reply is known but must not leave before this instant (an AUTH reply after
+    /// repeated failures). Waiting is a timer in the session's select; the worker never
+    /// blocks.
+    Delayed(Bytes, Instant),
 }
 
 impl Entry {
+    /// `reply` now, or not before `hold` when given.
+    pub fn after(reply: Bytes, hold: Option<Instant>) -> Entry {
+        match hold {
+            Some(at) => Entry::Delayed(reply, at),
+            None => Entry::Ready(reply),
+        }
+    }
+
     /// Advance with what has already arrived; true when the reply can be written.
     pub fn poll_sync(&mut self, ctx: &WorkerCtx, now: Instant) -> bool {
         match self {
             Entry::Ready(_) | Entry::Close(_) => true,
+            Entry::Delayed(_, at) => now >= *at,
             Entry::Single(op) => op.poll_sync(ctx, now),
             Entry::Fanout(f) => {
                 let mut done = true;
@@ -75,6 +88,10 @@ impl Entry {
                 Some((i, op)) => (i, op.next_event().await),
                 None => std::future::pending().await,
             },
+            Entry::Delayed(_, at) => {
+                tokio::time::sleep_until(*at).await;
+                (0, Event::Wake)
+            }
             Entry::Ready(_) | Entry::Close(_) => std::future::pending().await,
         }
     }
@@ -88,7 +105,7 @@ impl Entry {
                     op.on_event(ctx, event)
                 }
             }
-            Entry::Ready(_) | Entry::Close(_) => {}
+            Entry::Ready(_) | Entry::Close(_) | Entry::Delayed(..) => {}
         }
     }
 
@@ -97,7 +114,7 @@ impl Entry {
     pub fn write_reply(self, out: &mut BytesMut) -> (CmdResult, bool) {
         let start = out.len();
         let (outcome, close) = match self {
-            Entry::Ready(b) => {
+            Entry::Ready(b) | Entry::Delayed(b, _) => {
                 out.extend_from_slice(&b);
                 (None, false)
             }

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod acl;
+pub mod auth;
 pub mod config;
 mod dispatch;
 mod entry;
@@ -32,6 +33,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+pub use auth::{PasswordCheck, UserSpec};
 pub use config::{Config, LimitsConfig, UpstreamConfig};
 pub use error::ProxyError;
 pub use metrics::Metrics;
@@ -76,7 +78,11 @@ impl ProxyHandle {
     /// # Errors
     /// When a new part cannot be used (the old one is kept).
     pub fn reload(&self, config: &Config) -> Result<(), ProxyError> {
-        let _ = config;
+        self.status
+            .shared
+            .users
+            .reload(&config.users)
+            .map_err(ProxyError::Config)?;
         self.refresh_topology();
         Ok(())
     }
@@ -130,6 +136,7 @@ pub fn start(config: Config) -> Result<ProxyHandle, ProxyError> {
         })?;
     let local_addr = listeners[0].local_addr()?;
     let shared = Arc::new(worker::Shared::new(Arc::clone(&metrics)));
+    shared.users.install(&config.users);
     let status = Arc::new(Status {
         metrics: Arc::clone(&metrics),
         topology: Arc::clone(&topology),

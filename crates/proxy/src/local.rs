@@ -8,6 +8,7 @@ use slotgate_commands::Command;
 use slotgate_resp::{encode, Request};
 use tokio::time::Instant;
 
+use crate::auth;
 use crate::entry::Entry;
 use crate::op::{Op, Route};
 use crate::replies;
@@ -30,16 +31,20 @@ pub(crate) fn run(
         "echo" => bulk(req.arg(1)),
         "quit" => return Entry::Close(Bytes::from_static(replies::OK)),
         "select" => select(req.arg(1)),
-        "hello" => hello(ctx, client, req),
-        "auth" => auth(req),
+        "hello" => return hello(ctx, client, req),
+        "auth" => return auth(ctx, client, req),
         "readonly" | "readwrite" | "client|no-evict" | "client|no-touch" => {
             Bytes::from_static(replies::OK)
         }
         "reset" => {
             client.name = None;
+            if let Some(auth) = &mut client.auth {
+                auth.log_out(); // as Redis: back to `default`, which needs a password here
+            }
             Bytes::from_static(b"+RESET\r\n")
         }
-        "acl|whoami" => bulk(b"default"),
+        "acl|whoami" => bulk(client.user_name().as_bytes()),
+        name if name.starts_with("acl|") => replies::acl_not_available(name),
         "client|setname" => match set_name(client, req.arg(2)) {
             Ok(()) => Bytes::from_static(replies::OK),
             Err(e) => e,
@@ -102,37 +107,55 @@ fn select(db: &[u8]) -> Bytes {
     }
 }
 
-/// AUTH without configured users behaves like Redis with the passwordless default user.
-fn auth(req: &Request) -> Bytes {
-    if req.argc() == 2 {
-        return Bytes::from_static(replies::AUTH_NOT_CONFIGURED);
+/// `AUTH [user] password`. With users configured: authenticate (see [`auth::attempt`];
+/// one argument means user `default`). Without: behave like Redis with the passwordless
+/// `default` user.
+fn auth(ctx: &WorkerCtx, client: &mut ClientState, req: &Request) -> Entry {
+    if req.argc() > 3 {
+        return Entry::Ready(Bytes::from_static(replies::SYNTAX));
     }
-    if req.arg(1).eq_ignore_ascii_case(b"default") {
-        Bytes::from_static(replies::OK)
+    let (user, password) = match req.argc() {
+        2 => (auth::DEFAULT_USER.as_bytes(), req.arg(1)),
+        _ => (req.arg(1), req.arg(2)),
+    };
+    if client.auth.is_some() {
+        let (ok, hold) = auth::attempt(ctx, client, user, password);
+        let reply = if ok { replies::OK } else { replies::WRONGPASS };
+        return Entry::after(Bytes::from_static(reply), hold);
+    }
+    Entry::Ready(Bytes::from_static(if req.argc() == 2 {
+        replies::AUTH_NOT_CONFIGURED
+    } else if user.eq_ignore_ascii_case(b"default") {
+        replies::OK
     } else {
-        Bytes::from_static(replies::WRONGPASS)
-    }
+        ctx.shared.metrics.auth_failure("wrongpass");
+        replies::WRONGPASS
+    }))
 }
 
-/// `HELLO [protover [AUTH user pass] [SETNAME name]]`; RESP2 only until RESP3 lands.
-fn hello(ctx: &WorkerCtx, client: &mut ClientState, req: &Request) -> Bytes {
+/// `HELLO [protover [AUTH user pass] [SETNAME name]]`; RESP2 only until RESP3 lands. In
+/// Redis 7.0's order: protocol version, options, authentication, then the NOAUTH check and
+/// the client name (a bad name after a good AUTH leaves the client authenticated).
+fn hello(ctx: &WorkerCtx, client: &mut ClientState, req: &Request) -> Entry {
+    let ready = |b: Bytes| Entry::Ready(b);
     if req.argc() >= 2 {
         match parse_i64(req.arg(1)) {
             Some(2) => {}
-            Some(_) => return Bytes::from_static(replies::NOPROTO),
+            Some(_) => return ready(Bytes::from_static(replies::NOPROTO)),
             None => {
-                return replies::error(b"ERR Protocol version is not an integer or out of range")
+                return ready(replies::error(
+                    b"ERR Protocol version is not an integer or out of range",
+                ))
             }
         }
     }
     let mut i = 2;
     let mut new_name = None;
+    let mut credentials = None;
     while i < req.argc() {
         let opt = req.arg(i);
         if opt.eq_ignore_ascii_case(b"AUTH") && i + 2 < req.argc() {
-            if !req.arg(i + 1).eq_ignore_ascii_case(b"default") {
-                return Bytes::from_static(replies::WRONGPASS);
-            }
+            credentials = Some((req.arg(i + 1), req.arg(i + 2)));
             i += 3;
         } else if opt.eq_ignore_ascii_case(b"SETNAME") && i + 1 < req.argc() {
             new_name = Some(req.arg(i + 1));
@@ -141,14 +164,39 @@ fn hello(ctx: &WorkerCtx, client: &mut ClientState, req: &Request) -> Bytes {
             let mut text = b"ERR Syntax error in HELLO option '".to_vec();
             text.extend_from_slice(opt);
             text.push(b'\'');
-            return replies::error(&text);
+            return ready(replies::error(&text));
         }
+    }
+    let mut hold = None;
+    if let Some((user, password)) = credentials {
+        let ok = if client.auth.is_some() {
+            let (ok, at) = auth::attempt(ctx, client, user, password);
+            hold = at;
+            ok
+        } else {
+            user.eq_ignore_ascii_case(b"default")
+        };
+        if !ok {
+            if client.auth.is_none() {
+                ctx.shared.metrics.auth_failure("wrongpass");
+            }
+            return Entry::after(Bytes::from_static(replies::WRONGPASS), hold);
+        }
+    }
+    if !client.is_authenticated() {
+        ctx.shared.metrics.auth_failure("noauth");
+        return ready(Bytes::from_static(replies::HELLO_NOAUTH));
     }
     if let Some(name) = new_name {
         if let Err(e) = set_name(client, name) {
-            return e;
+            return Entry::after(e, hold);
         }
     }
+    Entry::after(hello_reply(ctx, client), hold)
+}
+
+/// The HELLO map (RESP2: a flat array) describing slotgate as a standalone Redis.
+fn hello_reply(ctx: &WorkerCtx, client: &ClientState) -> Bytes {
     let version = ctx.topology.redis_version();
     let mut b = BytesMut::with_capacity(256);
     encode::array_header(&mut b, 14);

@@ -20,9 +20,11 @@ pub(crate) enum Class {
     UpstreamLost = 4,
     /// A slot map refresh failed.
     RefreshFailed = 5,
+    /// A client's AUTH (or HELLO AUTH) failed.
+    AuthFailed = 7,
 }
 
-const CLASSES: usize = 6;
+const CLASSES: usize = 8;
 
 struct Limiter {
     last_second: AtomicU64,

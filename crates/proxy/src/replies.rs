@@ -30,6 +30,14 @@ pub const SYNTAX: &[u8] = b"-ERR syntax error\r\n";
 pub const AUTH_NOT_CONFIGURED: &[u8] = b"-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n";
 /// Wrong user or password.
 pub const WRONGPASS: &[u8] = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n";
+/// A command before authenticating, when users are configured (Redis 7.0's text).
+pub const NOAUTH: &[u8] = b"-NOAUTH Authentication required.\r\n";
+/// HELLO without AUTH before authenticating, when users are configured (Redis 7.0.15's text,
+/// which names the option `HELLO AUTH <user> <pass>`).
+pub const HELLO_NOAUTH: &[u8] = b"-NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time\r\n";
+/// The connection's user was removed or turned `off` by a reload: this reply, then close.
+pub const USER_REVOKED: &[u8] =
+    b"-ERR slotgate: this connection's user was removed or disabled; closing the connection\r\n";
 /// CLIENT SETNAME with a bad name.
 pub const BAD_CLIENT_NAME: &[u8] =
     b"-ERR Client names cannot contain spaces, newlines or special characters.\r\n";
@@ -80,6 +88,21 @@ pub fn unsupported(name: &str) -> Bytes {
 /// `-ERR slotgate: command '<name>' is not supported yet` for families still to come.
 pub fn not_yet(name: &str) -> Bytes {
     error(format!("ERR slotgate: command '{name}' is not supported yet").as_bytes())
+}
+
+/// `-ERR slotgate: ACL <SUB> is not available through the proxy; users are configured in
+/// slotgate's config file` for every ACL subcommand but WHOAMI (`name` is `acl|<sub>`).
+pub fn acl_not_available(name: &str) -> Bytes {
+    let sub = name
+        .strip_prefix("acl|")
+        .unwrap_or(name)
+        .to_ascii_uppercase();
+    error(
+        format!(
+            "ERR slotgate: ACL {sub} is not available through the proxy; users are configured in slotgate's config file"
+        )
+        .as_bytes(),
+    )
 }
 
 /// The node serving the command did not answer within `op_timeout`.
@@ -147,6 +170,14 @@ mod tests {
         assert_eq!(
             &unknown_subcommand("client", b"bogus")[..],
             b"-ERR unknown subcommand 'bogus'. Try CLIENT HELP.\r\n"
+        );
+    }
+
+    #[test]
+    fn acl_refusal_names_the_subcommand() {
+        assert_eq!(
+            &acl_not_available("acl|setuser")[..],
+            &b"-ERR slotgate: ACL SETUSER is not available through the proxy; users are configured in slotgate's config file\r\n"[..]
         );
     }
 

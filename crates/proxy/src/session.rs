@@ -13,6 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::auth::{self, ClientAuth};
 use crate::dispatch::route_command;
 use crate::entry::Entry;
 use crate::logs;
@@ -45,9 +46,25 @@ pub(crate) struct ClientState {
     pub local: SocketAddr,
     /// When the connection was accepted.
     pub created: Instant,
+    /// Who the client authenticated as; `None` when no users are configured (then the auth
+    /// gate is one branch).
+    pub auth: Option<ClientAuth>,
 }
 
 impl ClientState {
+    /// Whether commands may run: no users configured, or AUTH succeeded.
+    pub fn is_authenticated(&self) -> bool {
+        self.auth.as_ref().is_none_or(|a| a.user().is_some())
+    }
+
+    /// The user name `ACL WHOAMI` and `CLIENT INFO` report (`default` without users).
+    pub fn user_name(&self) -> &str {
+        self.auth
+            .as_ref()
+            .and_then(|a| a.user())
+            .map_or(crate::auth::DEFAULT_USER, |u| u.name.as_str())
+    }
+
     /// A `CLIENT INFO` line in Redis's format (the fields that mean something here).
     pub fn info_line(&self) -> String {
         let name = self
@@ -56,12 +73,13 @@ impl ClientState {
             .map(|n| String::from_utf8_lossy(n).into_owned())
             .unwrap_or_default();
         format!(
-            "id={} addr={} laddr={} fd=-1 name={} age={} idle=0 flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 resp=2\n",
+            "id={} addr={} laddr={} fd=-1 name={} age={} idle=0 flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 user={} redir=-1 resp=2\n",
             self.id,
             self.peer,
             self.local,
             name,
-            self.created.elapsed().as_secs()
+            self.created.elapsed().as_secs(),
+            self.user_name()
         )
     }
 }
@@ -77,6 +95,7 @@ pub(crate) async fn run_session(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: Soc
         peer,
         local,
         created: Instant::now(),
+        auth: ClientAuth::for_new_connection(&ctx.shared.users),
     };
     let limits = Limits {
         max_bulk: ctx.cfg.limits.max_request_bytes,
@@ -91,6 +110,8 @@ pub(crate) async fn run_session(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: Soc
     let idle_timeout = ctx.cfg.limits.client_idle_timeout;
     let mut reading = !*shutdown.borrow();
     let mut last_read = Instant::now();
+    // Wakes on a users reload, to close a removed user's connection while it is idle.
+    let mut users_changed = ctx.shared.users.subscribe();
 
     loop {
         // True when decoding stopped because the pipeline was full: complete requests may
@@ -180,6 +201,9 @@ pub(crate) async fn run_session(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: Soc
                 Err(_) => return,
             },
             _ = shutdown.changed(), if reading => reading = false,
+            _ = auth::users_changed(&mut users_changed), if reading && client.auth.is_some() => {
+                reading = auth::still_allowed(&ctx, &mut client);
+            }
             _ = sleep_until_opt(idle_deadline), if reading && queue.is_empty() && idle_deadline.is_some() => {
                 tracing::debug!(client = %peer, "closing idle client");
                 return;

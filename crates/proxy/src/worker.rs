@@ -30,6 +30,8 @@ pub(crate) struct Shared {
     pub started: std::time::Instant,
     /// The process-wide metrics registry.
     pub metrics: Arc<Metrics>,
+    /// Downstream users (`users:`), replaced whole on reload.
+    pub users: crate::auth::Users,
     clients: AtomicUsize,
     next_client_id: AtomicU64,
 }
@@ -39,6 +41,7 @@ impl Shared {
         Shared {
             started: std::time::Instant::now(),
             metrics,
+            users: crate::auth::Users::new(),
             clients: AtomicUsize::new(0),
             next_client_id: AtomicU64::new(1),
         }

@@ -26,6 +26,8 @@ struct FileConfig {
     shutdown_grace: Option<String>,
     #[serde(default)]
     log: LogSettings,
+    #[serde(default)]
+    users: Vec<users::FileUser>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -73,6 +75,8 @@ struct FileLimits {
     max_request_bytes: Option<String>,
     #[serde(default)]
     max_pipeline: Option<usize>,
+    #[serde(default)]
+    auth_failure_delay: Option<String>,
 }
 
 /// `log:` — level and format of the process's log lines (stderr).
@@ -156,6 +160,8 @@ impl Settings {
             l.max_request_bytes,
             l.max_pipeline
         );
+        let _ = writeln!(s, "  auth_failure_delay: {:?}", l.auth_failure_delay);
+        users::describe(&mut s, &p.users);
         let _ = writeln!(s, "workers: {} # effective {}", p.workers, p.worker_count());
         let _ = writeln!(s, "shutdown_grace: {:?}", p.shutdown_grace);
         let _ = writeln!(
@@ -264,6 +270,11 @@ pub fn parse(text: &str) -> anyhow::Result<Settings> {
             None => ld.max_request_bytes,
         },
         max_pipeline: file.limits.max_pipeline.unwrap_or(ld.max_pipeline),
+        auth_failure_delay: opt_duration(
+            file.limits.auth_failure_delay,
+            ld.auth_failure_delay,
+            "limits.auth_failure_delay",
+        )?,
     };
     let proxy = Config {
         listen,
@@ -280,6 +291,7 @@ pub fn parse(text: &str) -> anyhow::Result<Settings> {
             .admin
             .as_ref()
             .is_some_and(|a| a.metrics.unwrap_or(true)),
+        users: users::resolve(file.users)?,
     };
     proxy.validate().map_err(|e| anyhow!(e))?;
     if !["error", "warn", "info", "debug", "trace"].contains(&file.log.level.as_str()) {
@@ -392,6 +404,8 @@ pub fn init_logging(log: &LogSettings) -> anyhow::Result<()> {
     };
     result.map_err(|e| anyhow!("cannot install logger: {e}"))
 }
+
+mod users;
 
 #[cfg(test)]
 mod tests;

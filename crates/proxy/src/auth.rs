@@ -1,0 +1,434 @@
+//! Downstream authentication: the configured users (`users:`, DESIGN.md §4), the password
+//! check, and the gate every command passes before it is routed.
+//!
+//! In the path of a command this sits between the arity check and the routing family
+//! (`dispatch`): when users are configured, a connection starts unauthenticated and every
+//! command but AUTH, HELLO, QUIT and RESET is answered `-NOAUTH` until AUTH (or HELLO AUTH)
+//! succeeds; after that every command line is checked against the user's [`AclRules`], split
+//! commands once as the whole line, and a refusal is answered with Redis's `-NOPERM` text.
+//! With no users configured, a session carries no [`ClientAuth`] and the gate costs one branch.
+//!
+//! Passwords are kept only as SHA-256 digests and compared in constant time. The user table
+//! is replaced whole on reload ([`Users::reload`]); sessions notice through a generation
+//! counter read on every command (one atomic load) and a watch channel that closes the
+//! connection of a removed or disabled user while it is idle.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use slotgate_commands::{flag, ArgSource, Command};
+use subtle::ConstantTimeEq;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::acl::{AclRules, RuleError};
+use crate::entry::Entry;
+use crate::logs;
+use crate::replies;
+use crate::session::ClientState;
+use crate::worker::WorkerCtx;
+
+/// Consecutive failed authentications on one connection after which every further AUTH
+/// reply waits `limits.auth_failure_delay`.
+pub const FAILURES_BEFORE_DELAY: u32 = 3;
+
+/// The name AUTH with one argument (`AUTH <password>`) authenticates as.
+pub const DEFAULT_USER: &str = "default";
+
+/// A password as slotgate keeps it: only its SHA-256 digest. Compared in constant time;
+/// never printed (`Debug` shows `********`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordCheck {
+    digest: [u8; 32],
+}
+
+/// A configured downstream user: name, password digest and ACL rules.
+#[derive(Debug, Clone)]
+pub struct UserSpec {
+    /// What clients send as the AUTH user name (`default` for one-argument AUTH).
+    pub name: String,
+    /// The password check.
+    pub password: PasswordCheck,
+    /// What the user may do once authenticated; users whose rules say `off` cannot log in.
+    pub rules: AclRules,
+    /// The rules as written in the config, for `check-config` and log lines.
+    pub rules_text: String,
+}
+
+/// A `password_sha256` value that is not 64 hexadecimal digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("password_sha256 must be 64 hexadecimal digits (the SHA-256 of the password)")]
+pub struct BadDigest;
+
+// === impl PasswordCheck ===
+
+impl PasswordCheck {
+    /// The check for `password` (hashed now; the clear text is not kept).
+    pub fn from_password(password: &[u8]) -> PasswordCheck {
+        PasswordCheck {
+            digest: Sha256::digest(password).into(),
+        }
+    }
+
+    /// The check for a digest written as 64 hex digits (either case), as
+    /// `printf %s 'secret' | sha256sum` prints it.
+    ///
+    /// # Errors
+    /// [`BadDigest`] unless `hex` is exactly 64 hex digits.
+    pub fn from_sha256_hex(hex: &str) -> Result<PasswordCheck, BadDigest> {
+        let hex = hex.as_bytes();
+        if hex.len() != 64 {
+            return Err(BadDigest);
+        }
+        let mut digest = [0u8; 32];
+        for (byte, pair) in digest.iter_mut().zip(hex.chunks_exact(2)) {
+            *byte = (hex_value(pair[0]).ok_or(BadDigest)? << 4)
+                | hex_value(pair[1]).ok_or(BadDigest)?;
+        }
+        Ok(PasswordCheck { digest })
+    }
+
+    /// Whether `password` is this password: hashes it and compares the digests in constant
+    /// time.
+    pub fn matches(&self, password: &[u8]) -> bool {
+        let candidate: [u8; 32] = Sha256::digest(password).into();
+        self.matches_digest(&candidate)
+    }
+
+    /// Constant-time comparison of two digests.
+    fn matches_digest(&self, candidate: &[u8; 32]) -> bool {
+        self.digest.ct_eq(candidate).into()
+    }
+}
+
+impl fmt::Debug for PasswordCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PasswordCheck(********)")
+    }
+}
+
+fn hex_value(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+// === impl UserSpec ===
+
+impl UserSpec {
+    /// A user with rules parsed from `rules` ([`AclRules::parse`]).
+    ///
+    /// # Errors
+    /// The first rule [`AclRules::parse`] refuses.
+    pub fn new(name: &str, password: PasswordCheck, rules: &str) -> Result<UserSpec, RuleError> {
+        Ok(UserSpec {
+            name: name.to_string(),
+            password,
+            rules: AclRules::parse(rules)?,
+            rules_text: rules.to_string(),
+        })
+    }
+}
+
+/// Check a user list the way the engine needs it: unique, well-formed names.
+///
+/// # Errors
+/// A message naming the offending user.
+pub fn validate_users(users: &[UserSpec]) -> Result<(), String> {
+    for (i, u) in users.iter().enumerate() {
+        if u.name.is_empty() || u.name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!(
+                "users[{i}].name: {:?} must be non-empty, without spaces or control characters",
+                u.name
+            ));
+        }
+        if users[..i].iter().any(|o| o.name == u.name) {
+            return Err(format!("users: user {:?} is defined twice", u.name));
+        }
+    }
+    Ok(())
+}
+
+/// The process's user table, shared by every worker. Replaced whole on reload.
+///
+/// # Concurrency
+/// [`Users::reload`] stores the new table, then bumps the generation (release); a session
+/// that reads the new generation (acquire) then finds the new table.
+pub(crate) struct Users {
+    /// Whether clients must authenticate (users were configured at start). Fixed after
+    /// [`Users::install`]: turning authentication on or off needs a restart.
+    required: AtomicBool,
+    table: ArcSwap<Vec<Arc<UserSpec>>>,
+    generation: AtomicU64,
+    changed: watch::Sender<u64>,
+}
+
+// === impl Users ===
+
+impl Users {
+    /// No users: authentication not required.
+    pub fn new() -> Users {
+        Users {
+            required: AtomicBool::new(false),
+            table: ArcSwap::from_pointee(Vec::new()),
+            generation: AtomicU64::new(0),
+            changed: watch::channel(0).0,
+        }
+    }
+
+    /// Set the users the proxy starts with (before any worker runs); a non-empty list makes
+    /// authentication required for the life of the process.
+    pub fn install(&self, users: &[UserSpec]) {
+        self.required.store(!users.is_empty(), Ordering::Release);
+        self.table
+            .store(Arc::new(users.iter().cloned().map(Arc::new).collect()));
+    }
+
+    /// Replace the table (SIGHUP). Connections keep their authentication; from their next
+    /// command they run with their user's new rules, and a connection whose user is gone or
+    /// `off` is closed. New passwords apply to new AUTHs only.
+    ///
+    /// # Errors
+    /// When the change would turn authentication on or off (needs a restart), or the list is
+    /// invalid; the old table stays.
+    pub fn reload(&self, users: &[UserSpec]) -> Result<(), String> {
+        validate_users(users)?;
+        let required = self.required.load(Ordering::Acquire);
+        if required && users.is_empty() {
+            return Err(
+                "users: removing every user would turn authentication off, which needs a restart"
+                    .into(),
+            );
+        }
+        if !required && !users.is_empty() {
+            return Err(
+                "users: turning authentication on needs a restart (slotgate started without users)"
+                    .into(),
+            );
+        }
+        if !required {
+            return Ok(());
+        }
+        self.table
+            .store(Arc::new(users.iter().cloned().map(Arc::new).collect()));
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        self.changed.send_replace(generation);
+        tracing::info!(users = users.len(), "users reloaded");
+        Ok(())
+    }
+
+    /// Whether clients must authenticate.
+    pub fn required(&self) -> bool {
+        self.required.load(Ordering::Relaxed)
+    }
+
+    /// Bumped by every reload.
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// A receiver that wakes on every reload, when authentication is required.
+    pub fn subscribe(&self) -> Option<watch::Receiver<u64>> {
+        self.required().then(|| self.changed.subscribe())
+    }
+
+    /// The user called `name`, if configured.
+    pub fn find(&self, name: &[u8]) -> Option<Arc<UserSpec>> {
+        self.table
+            .load()
+            .iter()
+            .find(|u| u.name.as_bytes() == name)
+            .cloned()
+    }
+
+    /// The user `name` when `password` is its password and it is enabled. Hashes the
+    /// password even for an unknown user, so the answer takes about as long either way.
+    pub fn authenticate(&self, name: &[u8], password: &[u8]) -> Option<Arc<UserSpec>> {
+        let candidate: [u8; 32] = Sha256::digest(password).into();
+        let user = self.find(name)?;
+        (user.password.matches_digest(&candidate) && user.rules.is_enabled()).then_some(user)
+    }
+}
+
+/// A connection's authentication, present when users are configured.
+pub(crate) struct ClientAuth {
+    /// `None`: not authenticated.
+    user: Option<Arc<UserSpec>>,
+    /// The [`Users::generation`] `user` was looked up in.
+    generation: u64,
+    /// Failed AUTH attempts since the last success.
+    failures: u32,
+    /// The latest time a delayed AUTH reply was held until (delays queue up behind it).
+    held_until: Option<Instant>,
+}
+
+// === impl ClientAuth ===
+
+impl ClientAuth {
+    /// The state of a new connection: `None` when no users are configured, else
+    /// unauthenticated.
+    pub fn for_new_connection(users: &Users) -> Option<ClientAuth> {
+        users.required().then(|| ClientAuth {
+            user: None,
+            generation: users.generation(),
+            failures: 0,
+            held_until: None,
+        })
+    }
+
+    /// The authenticated user.
+    pub fn user(&self) -> Option<&UserSpec> {
+        self.user.as_deref()
+    }
+
+    /// Forget the user (RESET): the connection must authenticate again.
+    pub fn log_out(&mut self) {
+        self.user = None;
+    }
+
+    /// Pick up a reload: the user's new rules, or `false` when the user was removed or
+    /// turned `off` (the connection must close). Free when nothing was reloaded.
+    #[inline]
+    pub fn refresh(&mut self, users: &Users) -> bool {
+        let generation = users.generation();
+        if generation == self.generation {
+            return true;
+        }
+        self.generation = generation;
+        let Some(current) = &self.user else {
+            return true;
+        };
+        match users.find(current.name.as_bytes()) {
+            Some(new) if new.rules.is_enabled() => {
+                self.user = Some(new);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The auth gate for one command of a connection with users configured: `None` lets it
+/// through; otherwise the entry to answer instead (`-NOAUTH`, `-NOPERM`, or a close when the
+/// user was removed by a reload). Counts refusals in `slotgate_auth_failures_total`. Never
+/// allocates unless it refuses.
+pub(crate) fn gate<A: ArgSource + ?Sized>(
+    ctx: &WorkerCtx,
+    client: &mut ClientState,
+    cmd: &Command,
+    args: &A,
+) -> Option<Entry> {
+    let auth = client.auth.as_mut()?;
+    if !auth.refresh(&ctx.shared.users) {
+        return Some(revoked(client));
+    }
+    let Some(user) = &auth.user else {
+        if cmd.has_flag(flag::NO_AUTH) {
+            return None;
+        }
+        ctx.shared.metrics.auth_failure("noauth");
+        return Some(Entry::Ready(Bytes::from_static(replies::NOAUTH)));
+    };
+    match user.rules.check(cmd, args) {
+        Ok(()) => None,
+        Err(denied) => {
+            ctx.shared.metrics.auth_failure("noperm");
+            Some(Entry::Ready(denied.reply()))
+        }
+    }
+}
+
+/// After a reload, while the connection waits: `false` when its user was removed or turned
+/// `off` (the session stops reading and closes once its replies are written).
+pub(crate) fn still_allowed(ctx: &WorkerCtx, client: &mut ClientState) -> bool {
+    let allowed = match client.auth.as_mut() {
+        Some(auth) => auth.refresh(&ctx.shared.users),
+        None => true,
+    };
+    if !allowed {
+        log_revoked(client);
+    }
+    allowed
+}
+
+fn revoked(client: &ClientState) -> Entry {
+    log_revoked(client);
+    Entry::Close(Bytes::from_static(replies::USER_REVOKED))
+}
+
+fn log_revoked(client: &ClientState) {
+    let user = client
+        .auth
+        .as_ref()
+        .and_then(|a| a.user())
+        .map(|u| u.name.as_str())
+        .unwrap_or("?");
+    tracing::info!(client = %client.peer, user, "user removed or disabled by a reload; closing its connection");
+}
+
+/// Resolves on the next users reload; never when `rx` is `None` or the table is gone.
+pub(crate) async fn users_changed(rx: &mut Option<watch::Receiver<u64>>) {
+    let alive = match rx {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => false,
+    };
+    if !alive {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// One authentication attempt (AUTH, HELLO AUTH) on a connection with users configured.
+/// Returns whether it succeeded and, after [`FAILURES_BEFORE_DELAY`] consecutive failures on
+/// this connection, the instant before which its reply must not be sent (successive delayed
+/// replies queue up, so a pipeline of guesses gets one answer per delay). A failure keeps
+/// the previous authentication, like Redis; it is counted (`wrongpass`) and logged, rate
+/// limited, with the client's address and the user name only when it is a configured one.
+pub(crate) fn attempt(
+    ctx: &WorkerCtx,
+    client: &mut ClientState,
+    name: &[u8],
+    password: &[u8],
+) -> (bool, Option<Instant>) {
+    let peer = client.peer;
+    let Some(auth) = client.auth.as_mut() else {
+        return (false, None);
+    };
+    let delay = ctx.cfg.limits.auth_failure_delay;
+    let hold = (auth.failures >= FAILURES_BEFORE_DELAY && !delay.is_zero()).then(|| {
+        let now = Instant::now();
+        let at = auth.held_until.map_or(now, |h| h.max(now)) + delay;
+        auth.held_until = Some(at);
+        at
+    });
+    let users = &ctx.shared.users;
+    let generation = users.generation();
+    if let Some(user) = users.authenticate(name, password) {
+        auth.user = Some(user);
+        auth.generation = generation;
+        auth.failures = 0;
+        return (true, hold);
+    }
+    auth.failures = auth.failures.saturating_add(1);
+    let failures = auth.failures;
+    ctx.shared.metrics.auth_failure("wrongpass");
+    // Only a configured name is logged: a client that swapped user and password must not
+    // put its password in the log.
+    let known = users.find(name).map(|u| u.name.clone());
+    let user = known.as_deref().unwrap_or("<not a configured user>");
+    logs::limited(
+        logs::Class::AuthFailed,
+        |suppressed| tracing::warn!(client = %peer, user, failures, suppressed, "client authentication failed"),
+    );
+    (false, hold)
+}
+
+#[cfg(test)]
+mod tests;
