@@ -104,6 +104,30 @@ impl RawConn {
         Some(line)
     }
 
+    /// Read one whole RESP2 reply (nested arrays included) as raw bytes; `None` if the
+    /// connection closes or stalls first (10 s per read).
+    pub fn read_reply(&mut self) -> Option<Vec<u8>> {
+        let mut out = self.read_line()?;
+        let len: i64 = std::str::from_utf8(&out[1..out.len() - 2])
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(-1);
+        match out[0] {
+            b'$' if len >= 0 => {
+                let mut body = vec![0u8; len as usize + 2];
+                self.stream.read_exact(&mut body).ok()?;
+                out.extend_from_slice(&body);
+            }
+            b'*' => {
+                for _ in 0..len.max(0) {
+                    out.extend_from_slice(&self.read_reply()?);
+                }
+            }
+            _ => {}
+        }
+        Some(out)
+    }
+
     /// Send a command and assert the exact reply.
     pub fn roundtrip(&mut self, args: &[&[u8]], expected: &[u8]) {
         assert!(self.send_command(args), "send failed");

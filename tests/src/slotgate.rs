@@ -2,9 +2,10 @@
 //!
 //! [`Slotgate::spawn`] writes a YAML config to a temporary file, runs `slotgate --config FILE`
 //! with stdout and stderr going to a log file, and returns once the listen address answers
-//! `PING` with `+PONG`. The binary is `$SLOTGATE_BIN` if set, else `slotgate` next to the test
-//! binary's `deps/` directory (`target/<profile>/slotgate`), so `cargo build --workspace
-//! --bins` must run before `cargo test` (scripts/test.sh does).
+//! `PING` with `+PONG` (or `-NOAUTH` when the config has `users:`). The binary is
+//! `$SLOTGATE_BIN` if set, else `slotgate` next to the test binary's `deps/` directory
+//! (`target/<profile>/slotgate`), so `cargo build --workspace --bins` must run before
+//! `cargo test` (scripts/test.sh does).
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -319,7 +320,8 @@ impl Slotgate {
     }
 }
 
-/// One `PING` on a fresh connection; `Ok` on `+PONG`.
+/// One `PING` on a fresh connection; `Ok` on `+PONG`, or on `-NOAUTH` when the config has
+/// `users:` (the proxy is up; it wants AUTH first).
 fn ping(addr: SocketAddr) -> Result<(), String> {
     let timeout = Duration::from_millis(500);
     let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
@@ -333,7 +335,7 @@ fn ping(addr: SocketAddr) -> Result<(), String> {
     BufReader::new(stream)
         .read_line(&mut reply)
         .map_err(|e| e.to_string())?;
-    if reply == "+PONG\r\n" {
+    if reply == "+PONG\r\n" || reply == "-NOAUTH Authentication required.\r\n" {
         Ok(())
     } else {
         Err(format!("PING answered {reply:?}"))
