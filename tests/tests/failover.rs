@@ -13,12 +13,12 @@ use slotgate_tests::{
 fn manual_failover_under_load_is_invisible() {
     let (cluster, proxy, load) = cluster_under_load(ClusterOptions::default(), "fo:");
 
-    let before = proxy.scrape();
+    let scrape_before = proxy.scrape();
     let replica = cluster.replicas()[0];
     cluster.failover(replica);
-    let before = load.acked_count();
+    let acked_before = load.acked_count();
     assert_eventually!(
-        load.acked_count() > before + 500,
+        load.acked_count() > acked_before + 500,
         Duration::from_secs(10),
         "writes stalled after failover"
     );
@@ -31,7 +31,7 @@ fn manual_failover_under_load_is_invisible() {
     let moved =
         |s: &slotgate_tests::admin::Scrape| s.get(r#"slotgate_redirects_total{kind="moved"}"#);
     assert!(
-        moved(&after) > moved(&before),
+        moved(&after) > moved(&scrape_before),
         "no MOVED counted across a failover"
     );
 }
