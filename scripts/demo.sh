@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Local demo: a 6-node Redis Cluster (3 primaries + 3 replicas) on 127.0.0.1:7001-7006 and
-# slotgate in front of it on 127.0.0.1:6380 (config/dev.yaml). Runs in the foreground until
-# Ctrl-C, then stops everything.
+# slotgate in front of it: TLS on 127.0.0.1:6380 with dev certificates made here (.demo/tls/),
+# plaintext on 127.0.0.1:6381, metrics on 127.0.0.1:9090 (config/dev.yaml). Runs in the
+# foreground until Ctrl-C, then stops everything.
 #
 #   scripts/demo.sh         start (installs redis-server/redis-tools if missing)
 #   scripts/demo.sh stop    stop a demo left running and remove .demo/
@@ -13,6 +14,8 @@ ROOT=$PWD
 DEMO=$ROOT/.demo
 PORTS=(7001 7002 7003 7004 7005 7006)
 PROXY_PORT=6380
+PLAIN_PORT=6381
+ADMIN_PORT=9090
 CONFIG=$ROOT/config/dev.yaml
 
 say() { printf '==> %s\n' "$*"; }
@@ -20,13 +23,13 @@ die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
 
 install_redis() {
   local tool missing=0
-  for tool in redis-server redis-cli; do command -v "$tool" >/dev/null || missing=1; done
+  for tool in redis-server redis-cli openssl; do command -v "$tool" >/dev/null || missing=1; done
   [ "$missing" = 0 ] && return
-  say "installing redis-server and redis-tools"
+  say "installing redis-server, redis-tools and openssl"
   local sudo=()
   [ "$(id -u)" = 0 ] || sudo=(sudo)
   "${sudo[@]}" apt-get update
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server redis-tools
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server redis-tools openssl
 }
 
 # Pid in pid file $1 if that process is still the program named $2.
@@ -76,7 +79,7 @@ cluster_ok() {
 
 start_cluster() {
   local port dir
-  for port in "${PORTS[@]}" "$PROXY_PORT"; do
+  for port in "${PORTS[@]}" "$PROXY_PORT" "$PLAIN_PORT" "$ADMIN_PORT"; do
     port_busy "$port" && die "port $port is in use (a demo still running? try: scripts/demo.sh stop)"
   done
   mkdir -p "$DEMO"
@@ -100,6 +103,20 @@ start_cluster() {
   wait_for "cluster_state:ok on every node" cluster_ok
 }
 
+# Dev certificates: a CA and a server certificate for localhost and 127.0.0.1.
+make_certs() {
+  local t=$DEMO/tls
+  mkdir -p "$t"
+  say "making dev TLS certificates in .demo/tls/"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+    -subj "/CN=slotgate demo CA" -keyout "$t/ca.key" -out "$t/ca.crt" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -subj "/CN=localhost" -keyout "$t/server.key" -out "$t/server.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$t/ext.cnf"
+  openssl x509 -req -in "$t/server.csr" -CA "$t/ca.crt" -CAkey "$t/ca.key" -CAcreateserial \
+    -days 30 -extfile "$t/ext.cnf" -out "$t/server.crt" 2>/dev/null
+}
+
 run_slotgate() {
   local bin=${SLOTGATE_BIN:-}
   if [ -z "$bin" ]; then
@@ -108,22 +125,25 @@ run_slotgate() {
     bin=${CARGO_TARGET_DIR:-$ROOT/target}/release/slotgate
   fi
   [ -x "$bin" ] || die "no slotgate binary at $bin"
-  say "starting slotgate on 127.0.0.1:$PROXY_PORT with config/dev.yaml (log: .demo/slotgate.log)"
+  say "starting slotgate on 127.0.0.1:$PROXY_PORT (TLS) with config/dev.yaml (log: .demo/slotgate.log)"
   "$bin" --config "$CONFIG" > >(tee "$DEMO/slotgate.log") 2>&1 &
   local pid=$!
   echo "$pid" >"$DEMO/slotgate.pid"
+  local tls=(--tls --cacert "$DEMO/tls/ca.crt")
   for _ in $(seq 150); do
-    redis-cli -p "$PROXY_PORT" ping 2>/dev/null | grep -q PONG && break
+    redis-cli "${tls[@]}" -p "$PROXY_PORT" ping 2>/dev/null | grep -q PONG && break
     kill -0 "$pid" 2>/dev/null || die "slotgate exited; see .demo/slotgate.log"
     sleep 0.2
   done
-  redis-cli -p "$PROXY_PORT" ping 2>/dev/null | grep -q PONG || die "slotgate does not answer PING"
+  redis-cli "${tls[@]}" -p "$PROXY_PORT" ping 2>/dev/null | grep -q PONG \
+    || die "slotgate does not answer PING over TLS"
   cat <<MSG
 
   slotgate is running. Connect with:
 
-      redis-cli -p $PROXY_PORT
+      redis-cli --tls --cacert .demo/tls/ca.crt -p $PROXY_PORT
 
+  Plaintext (loopback): redis-cli -p $PLAIN_PORT    Metrics: curl http://127.0.0.1:$ADMIN_PORT/metrics
   The cluster directly: redis-cli -c -p 7001    Stop: Ctrl-C (or scripts/demo.sh stop)
 
 MSG
@@ -139,6 +159,7 @@ case "${1:-start}" in
     stop_demo
     trap 'trap - INT TERM EXIT; stop_demo' INT TERM EXIT
     start_cluster
+    make_certs
     run_slotgate
     ;;
   *)

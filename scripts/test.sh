@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace: builds the binaries first (the end-to-end suites in
 # tests/ run the real `slotgate` binary from target/<profile>/), then `cargo test`.
-# Needs redis-server, redis-cli, redis-benchmark and promtool on PATH (.ci/run installs them).
+# Needs redis-server, redis-cli, redis-benchmark, openssl and promtool on PATH (.ci/run installs them).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
-for tool in redis-server redis-cli redis-benchmark; do
+for tool in redis-server redis-cli redis-benchmark openssl; do
   command -v "$tool" >/dev/null || {
-    echo "$tool not found: apt-get install redis-server redis-tools" >&2
+    echo "$tool not found: apt-get install redis-server redis-tools openssl" >&2
     exit 1
   }
 done

@@ -45,9 +45,39 @@ fn check_config_validates_and_masks_secrets() {
     assert!(!ok);
     assert!(err.contains("max_pipelin"), "{err}");
 
+    // config/dev.yaml names the demo's certificates relative to the repository root:
+    // check-config loads them, so give it a directory that has them.
     let dev = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/dev.yaml");
     let (ok, _, err) = run(&["check-config", dev]);
-    assert!(ok, "config/dev.yaml: {err}");
+    assert!(
+        !ok && err.contains(".demo/tls/server.crt"),
+        "missing cert not reported: {err}"
+    );
+    let pki = slotgate_tests::tls::TestPki::generate();
+    let tls_dir = dir.path().join(".demo/tls");
+    std::fs::create_dir_all(&tls_dir).unwrap();
+    std::fs::copy(&pki.server_cert, tls_dir.join("server.crt")).unwrap();
+    std::fs::copy(&pki.server_key, tls_dir.join("server.key")).unwrap();
+    let out = Command::new(slotgate_bin())
+        .args(["check-config", dev])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "config/dev.yaml: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A certificate that does not match its key is caught by check-config.
+    std::fs::copy(&pki.client_key, tls_dir.join("server.key")).unwrap();
+    let out = Command::new(slotgate_bin())
+        .args(["check-config", dev])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("TLS"), "{err}");
 }
 
 #[test]

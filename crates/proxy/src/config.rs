@@ -3,6 +3,7 @@
 //! files or argv itself.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::auth::UserSpec;
@@ -11,7 +12,12 @@ use crate::auth::UserSpec;
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Address the client listener binds (port 0 picks a free port; see `ProxyHandle::local_addr`).
+    /// It speaks TLS when [`Config::tls`] is set.
     pub listen: SocketAddr,
+    /// An extra plaintext listener (e.g. on loopback for health checks) beside a TLS `listen`.
+    pub plaintext_listen: Option<SocketAddr>,
+    /// TLS for clients on `listen`.
+    pub tls: Option<TlsConfig>,
     /// How to reach the cluster.
     pub upstream: UpstreamConfig,
     /// Per-client and global limits.
@@ -26,6 +32,33 @@ pub struct Config {
     /// Downstream users (`users:`): empty means clients need not authenticate. Reloadable
     /// (`ProxyHandle::reload`), except that turning authentication on or off needs a restart.
     pub users: Vec<UserSpec>,
+}
+
+/// Client-facing TLS.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// PEM CA bundle: when set, clients must present a certificate it signed (mTLS).
+    pub client_ca: Option<PathBuf>,
+    /// A client that has not finished its handshake by then is disconnected.
+    pub handshake_timeout: Duration,
+}
+
+/// TLS towards the cluster nodes.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamTlsConfig {
+    /// PEM CA bundle that signed the nodes' certificates (default: the system's).
+    pub ca: Option<PathBuf>,
+    /// Name to verify in every node's certificate (default: the node's host as the cluster
+    /// reports it).
+    pub server_name: Option<String>,
+    /// Client certificate for nodes that require one (`tls-auth-clients yes`).
+    pub cert: Option<PathBuf>,
+    /// Key of `cert`.
+    pub key: Option<PathBuf>,
 }
 
 /// Upstream (cluster) settings.
@@ -47,6 +80,8 @@ pub struct UpstreamConfig {
     pub max_redirects: u8,
     /// Multiplexed connections per node per worker.
     pub connections_per_node: usize,
+    /// Speak TLS to the nodes.
+    pub tls: Option<UpstreamTlsConfig>,
 }
 
 /// Limits that protect the proxy from clients.
@@ -76,6 +111,7 @@ impl Default for UpstreamConfig {
             op_timeout: Duration::from_secs(2),
             max_redirects: 5,
             connections_per_node: 1,
+            tls: None,
         }
     }
 }
@@ -97,6 +133,8 @@ impl Config {
     pub fn new(listen: SocketAddr, seeds: Vec<String>) -> Config {
         Config {
             listen,
+            plaintext_listen: None,
+            tls: None,
             upstream: UpstreamConfig {
                 seeds,
                 ..UpstreamConfig::default()
@@ -148,6 +186,17 @@ impl Config {
         crate::auth::validate_users(&self.users)?;
         if self.limits.max_request_bytes < 1024 {
             return Err("limits.max_request_bytes must be at least 1kb".into());
+        }
+        if self.plaintext_listen.is_some() && self.tls.is_none() {
+            return Err("plaintext_listen needs tls (listen is plaintext already)".into());
+        }
+        if self.plaintext_listen == Some(self.listen) && self.listen.port() != 0 {
+            return Err("plaintext_listen must differ from listen".into());
+        }
+        if let Some(t) = &self.upstream.tls {
+            if t.cert.is_some() != t.key.is_some() {
+                return Err("upstream.tls: cert and key go together".into());
+            }
         }
         if self.upstream.password.is_none() && self.upstream.username.is_some() {
             return Err("upstream.username needs upstream.password".into());

@@ -33,6 +33,9 @@ pub enum ProxyError {
         /// The node's error reply.
         reply: String,
     },
+    /// A certificate, key or CA file cannot be used.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// A worker thread could not be started.
     #[error("cannot start worker: {0}")]
     Runtime(#[from] io::Error),

@@ -22,6 +22,7 @@ pub mod replies;
 mod session;
 mod split;
 pub mod status;
+mod tls;
 pub mod topology;
 mod upstream;
 mod worker;
@@ -34,7 +35,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub use auth::{PasswordCheck, UserSpec};
-pub use config::{Config, LimitsConfig, UpstreamConfig};
+pub use config::{Config, LimitsConfig, TlsConfig, UpstreamConfig, UpstreamTlsConfig};
 pub use error::ProxyError;
 pub use metrics::Metrics;
 pub use status::Status;
@@ -43,6 +44,8 @@ pub use topology::Topology;
 /// A running proxy.
 pub struct ProxyHandle {
     local_addr: SocketAddr,
+    plaintext_addr: Option<SocketAddr>,
+    server_tls: Option<Arc<tls::ServerTls>>,
     topology: Arc<Topology>,
     status: Arc<Status>,
     shutdown: watch::Sender<bool>,
@@ -53,6 +56,11 @@ impl ProxyHandle {
     /// The address the client listener is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address of the extra plaintext listener, when configured.
+    pub fn plaintext_addr(&self) -> Option<SocketAddr> {
+        self.plaintext_addr
     }
 
     /// The live topology.
@@ -83,6 +91,11 @@ impl ProxyHandle {
             .users
             .reload(&config.users)
             .map_err(ProxyError::Config)?;
+        match (&self.server_tls, &config.tls) {
+            (Some(current), Some(new)) => current.reload(new)?,
+            (None, None) => {}
+            _ => tracing::warn!("turning TLS on or off needs a restart; TLS setting unchanged"),
+        }
         self.refresh_topology();
         Ok(())
     }
@@ -114,9 +127,26 @@ impl Drop for ProxyHandle {
 /// is unusable, [`ProxyError::UpstreamAuth`] when the cluster refuses the credentials.
 pub fn start(config: Config) -> Result<ProxyHandle, ProxyError> {
     config.validate().map_err(ProxyError::Config)?;
+    let server_tls = config
+        .tls
+        .as_ref()
+        .map(tls::ServerTls::new)
+        .transpose()?
+        .map(Arc::new);
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new(config.metrics));
-    let topology = Arc::new(Topology::new(config.upstream.clone(), Arc::clone(&metrics)));
+    let upstream_tls = config
+        .upstream
+        .tls
+        .as_ref()
+        .map(tls::UpstreamTls::new)
+        .transpose()?
+        .map(Arc::new);
+    let topology = Arc::new(Topology::new(
+        config.upstream.clone(),
+        Arc::clone(&metrics),
+        upstream_tls,
+    ));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
     let refresher_rt = tokio::runtime::Builder::new_current_thread()
@@ -135,7 +165,25 @@ pub fn start(config: Config) -> Result<ProxyHandle, ProxyError> {
             source,
         })?;
     let local_addr = listeners[0].local_addr()?;
-    let shared = Arc::new(worker::Shared::new(Arc::clone(&metrics)));
+    let mut plaintext: Vec<Option<std::net::TcpListener>> = match config.plaintext_listen {
+        Some(addr) => worker::bind_listeners(addr, workers)
+            .map_err(|source| ProxyError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?
+            .into_iter()
+            .map(Some)
+            .collect(),
+        None => (0..workers).map(|_| None).collect(),
+    };
+    let plaintext_addr = match &plaintext[0] {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
+    let shared = Arc::new(worker::Shared::new(
+        Arc::clone(&metrics),
+        server_tls.clone(),
+    ));
     shared.users.install(&config.users);
     let status = Arc::new(Status {
         metrics: Arc::clone(&metrics),
@@ -156,6 +204,7 @@ pub fn start(config: Config) -> Result<ProxyHandle, ProxyError> {
         );
     }
     for (i, listener) in listeners.into_iter().enumerate() {
+        let plain = plaintext[i].take();
         let (cfg, topo, shared, rx) = (
             Arc::clone(&config),
             Arc::clone(&topology),
@@ -166,20 +215,43 @@ pub fn start(config: Config) -> Result<ProxyHandle, ProxyError> {
             std::thread::Builder::new()
                 .name(format!("slotgate-worker-{i}"))
                 .spawn(move || {
-                    if let Err(e) = worker::run_worker(cfg, topo, shared, listener, rx) {
+                    if let Err(e) = worker::run_worker(cfg, topo, shared, listener, plain, rx) {
                         tracing::error!(worker = i, error = %e, "worker failed");
                     }
                 })?,
         );
     }
-    tracing::info!(listen = %local_addr, workers, "slotgate listening");
+    tracing::info!(
+        listen = %local_addr,
+        tls = server_tls.is_some(),
+        plaintext_listen = ?plaintext_addr,
+        workers,
+        "slotgate listening"
+    );
     Ok(ProxyHandle {
         local_addr,
+        plaintext_addr,
+        server_tls,
         topology,
         status,
         shutdown: shutdown_tx,
         threads,
     })
+}
+
+/// Load every certificate, key and CA file `config` names, as [`start`] would, without
+/// starting anything (`slotgate check-config`).
+///
+/// # Errors
+/// [`ProxyError::Tls`] naming the file that cannot be used.
+pub fn check_tls(config: &Config) -> Result<(), ProxyError> {
+    if let Some(t) = &config.tls {
+        tls::server_config(t)?;
+    }
+    if let Some(t) = &config.upstream.tls {
+        tls::UpstreamTls::new(t)?;
+    }
+    Ok(())
 }
 
 /// First map load: retry for up to five seconds so a proxy started together with its

@@ -20,6 +20,8 @@ pub(crate) enum Class {
     UpstreamLost = 4,
     /// A slot map refresh failed.
     RefreshFailed = 5,
+    /// A client's TLS handshake failed or timed out.
+    TlsHandshake = 6,
     /// A client's AUTH (or HELLO AUTH) failed.
     AuthFailed = 7,
 }

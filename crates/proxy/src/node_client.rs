@@ -2,25 +2,81 @@
 //! `AUTH` handshake of every upstream connection and the topology refresher's
 //! `CLUSTER SLOTS` / `INFO`. Not used for client traffic.
 
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use slotgate_resp::encode;
 use slotgate_resp::value::{parse_value, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use crate::config::UpstreamConfig;
 use crate::error::ProxyError;
+use crate::tls::UpstreamTls;
 
-/// Connect to `addr` within `connect_timeout`, with TCP_NODELAY and keepalive set, and
-/// authenticate when the config names credentials.
+/// A connection to a node: plain TCP, or TLS when `upstream.tls` is set.
+pub(crate) enum NodeStream {
+    /// Plain TCP.
+    Plain(TcpStream),
+    /// TLS over TCP.
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for NodeStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            NodeStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            NodeStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for NodeStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            NodeStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            NodeStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            NodeStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            NodeStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            NodeStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            NodeStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Connect to `addr` within `connect_timeout` (the TLS handshake included), with
+/// TCP_NODELAY and keepalive set, and authenticate when the config names credentials.
 ///
 /// # Errors
 /// [`ProxyError::Upstream`] when the node cannot be reached, [`ProxyError::UpstreamAuth`]
 /// when it refuses the credentials.
-pub(crate) async fn connect(addr: &str, cfg: &UpstreamConfig) -> Result<TcpStream, ProxyError> {
+pub(crate) async fn connect(
+    addr: &str,
+    cfg: &UpstreamConfig,
+    tls: Option<&UpstreamTls>,
+) -> Result<NodeStream, ProxyError> {
     let fail = |reason: String| ProxyError::Upstream {
         addr: addr.to_string(),
         reason,
@@ -41,7 +97,19 @@ pub(crate) async fn connect(addr: &str, cfg: &UpstreamConfig) -> Result<TcpStrea
     let sock = socket2::SockRef::from(&stream);
     let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(30));
     let _ = sock.set_tcp_keepalive(&keepalive);
-    let mut stream = stream;
+    let mut stream = match tls {
+        None => NodeStream::Plain(stream),
+        Some(tls) => {
+            let host = addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(addr);
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let (connector, name) = tls.for_host(host).map_err(fail)?;
+            match timeout(cfg.connect_timeout, connector.connect(name, stream)).await {
+                Ok(Ok(s)) => NodeStream::Tls(Box::new(s)),
+                Ok(Err(e)) => return Err(fail(format!("TLS handshake: {e}"))),
+                Err(_) => return Err(fail("TLS handshake timed out".into())),
+            }
+        }
+    };
     if let Some(password) = &cfg.password {
         let mut args: Vec<&[u8]> = vec![b"AUTH"];
         if let Some(user) = &cfg.username {
@@ -68,15 +136,17 @@ pub(crate) async fn connect(addr: &str, cfg: &UpstreamConfig) -> Result<TcpStrea
 /// # Errors
 /// [`ProxyError::Upstream`] on I/O errors, a timeout, or bytes that are not RESP.
 pub(crate) async fn query(
-    stream: &mut TcpStream,
+    stream: &mut NodeStream,
     buf: &mut BytesMut,
     args: &[&[u8]],
     deadline: Duration,
 ) -> Result<Value, ProxyError> {
-    let peer = stream
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
+    let peer = match stream {
+        NodeStream::Plain(s) => s.peer_addr(),
+        NodeStream::Tls(s) => s.get_ref().0.peer_addr(),
+    }
+    .map(|a| a.to_string())
+    .unwrap_or_default();
     let fail = |reason: String| ProxyError::Upstream {
         addr: peer.clone(),
         reason,
@@ -86,6 +156,10 @@ pub(crate) async fn query(
         encode::command(&mut out, args);
         stream
             .write_all(&out)
+            .await
+            .map_err(|e| fail(format!("write: {e}")))?;
+        stream
+            .flush()
             .await
             .map_err(|e| fail(format!("write: {e}")))?;
         loop {

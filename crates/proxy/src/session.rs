@@ -9,8 +9,7 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use slotgate_resp::{Limits, RequestDecoder};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::auth::{self, ClientAuth};
@@ -84,11 +83,20 @@ impl ClientState {
     }
 }
 
-/// Serve one client until it leaves, breaks the protocol, or the proxy shuts down.
-pub(crate) async fn run_session(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr, id: u64) {
-    let _ = stream.set_nodelay(true);
-    let local = stream.local_addr().unwrap_or(peer);
-    let (mut rd, mut wr) = stream.into_split();
+/// Serve one client until it leaves, breaks the protocol, or the proxy shuts down. `rd` and
+/// `wr` are the two halves of its connection (plain TCP or TLS), `local` the proxy's address
+/// on it.
+pub(crate) async fn run_session<R, W>(
+    ctx: Rc<WorkerCtx>,
+    mut rd: R,
+    mut wr: W,
+    peer: SocketAddr,
+    local: SocketAddr,
+    id: u64,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let mut client = ClientState {
         id,
         name: None,
@@ -162,7 +170,8 @@ pub(crate) async fn run_session(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: Soc
             close = drain_ready(&ctx, &mut queue, &mut wbuf);
         }
         if !wbuf.is_empty() {
-            if wr.write_all(&wbuf).await.is_err() {
+            // flush: a TLS stream may hold records back until asked (a no-op for TCP).
+            if wr.write_all(&wbuf).await.is_err() || wr.flush().await.is_err() {
                 return;
             }
             if wbuf.capacity() > BUFFER_SHRINK {

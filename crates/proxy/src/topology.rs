@@ -17,6 +17,7 @@ use crate::config::UpstreamConfig;
 use crate::error::ProxyError;
 use crate::metrics::{Metrics, RefreshResult, RefreshTrigger};
 use crate::node_client;
+use crate::tls::UpstreamTls;
 
 /// Shortest gap between two on-demand refreshes (a burst of MOVED costs one refresh).
 const REFRESH_DEBOUNCE: Duration = Duration::from_millis(100);
@@ -38,11 +39,16 @@ pub struct Topology {
     /// Bits (1 << [`RefreshTrigger`]) of the on-demand triggers since the last refresh.
     pending: AtomicU8,
     metrics: Arc<Metrics>,
+    tls: Option<Arc<UpstreamTls>>,
 }
 
 impl Topology {
     /// An empty topology; call [`Topology::refresh`] to load it.
-    pub fn new(cfg: UpstreamConfig, metrics: Arc<Metrics>) -> Topology {
+    pub(crate) fn new(
+        cfg: UpstreamConfig,
+        metrics: Arc<Metrics>,
+        tls: Option<Arc<UpstreamTls>>,
+    ) -> Topology {
         Topology {
             map: ArcSwap::from_pointee(SlotMap::empty()),
             cfg,
@@ -52,6 +58,7 @@ impl Topology {
             last_refresh_unix_ms: AtomicU64::new(0),
             pending: AtomicU8::new(0),
             metrics,
+            tls,
         }
     }
 
@@ -59,6 +66,11 @@ impl Topology {
     #[inline]
     pub fn map(&self) -> Guard<Arc<SlotMap>> {
         self.map.load()
+    }
+
+    /// TLS towards the nodes, when configured.
+    pub(crate) fn upstream_tls(&self) -> Option<&UpstreamTls> {
+        self.tls.as_deref()
     }
 
     /// The `redis_version` the cluster reported at the last refresh.
@@ -182,7 +194,7 @@ impl Topology {
 
     /// One node's view; also records the server version from the first node asked.
     async fn fetch_view(&self, addr: &str, want_version: bool) -> Result<SlotMap, ProxyError> {
-        let mut stream = node_client::connect(addr, &self.cfg).await?;
+        let mut stream = node_client::connect(addr, &self.cfg, self.tls.as_deref()).await?;
         let mut buf = BytesMut::new();
         let reply = node_client::query(
             &mut stream,

@@ -13,8 +13,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use slotgate_cluster::NodeAddr;
 use slotgate_resp::{Reply, ReplyKind, ReplyScanner};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -22,7 +21,7 @@ use crate::config::UpstreamConfig;
 use crate::logs;
 use crate::metrics::RefreshTrigger;
 use crate::metrics::{Metrics, NodeMetrics, UpstreamError, WorkerMetrics};
-use crate::node_client;
+use crate::node_client::{self, NodeStream};
 use crate::topology::Topology;
 
 /// `ASKING` as sent before a command redirected by `-ASK`.
@@ -145,11 +144,21 @@ async fn run_connection(
     let mut backoff = BACKOFF_MIN;
     loop {
         let attempt = Instant::now();
-        match node_client::connect(addr.as_str(), &cfg).await {
+        match node_client::connect(addr.as_str(), &cfg, topology.upstream_tls()).await {
             Ok(stream) => {
                 backoff = BACKOFF_MIN;
                 link.shared.upstream_connection(&addr, 1);
-                let ended = serve(stream, &mut rx, link.node.as_deref()).await;
+                let metrics = link.node.as_deref();
+                let ended = match stream {
+                    NodeStream::Plain(mut tcp) => {
+                        let (rd, wr) = tcp.split();
+                        serve(rd, wr, &mut rx, metrics).await
+                    }
+                    NodeStream::Tls(tls) => {
+                        let (rd, wr) = tokio::io::split(tls);
+                        serve(rd, wr, &mut rx, metrics).await
+                    }
+                };
                 link.shared.upstream_connection(&addr, -1);
                 let (reason, kind) = match ended {
                     Ended::Closed => return None,
@@ -211,13 +220,17 @@ enum Ended {
     Broken(String, UpstreamError),
 }
 
-/// Pump requests out and replies back on one established connection.
-async fn serve(
-    mut stream: TcpStream,
+/// Pump requests out and replies back on one established connection (its two halves).
+async fn serve<R, W>(
+    mut rd: R,
+    mut wr: W,
     rx: &mut mpsc::UnboundedReceiver<UpRequest>,
     metrics: Option<&NodeMetrics>,
-) -> Ended {
-    let (mut rd, mut wr) = stream.split();
+) -> Ended
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let waiters: RefCell<VecDeque<Waiter>> = RefCell::new(VecDeque::new());
 
     let writer = async {
@@ -249,7 +262,12 @@ async fn serve(
             if out.is_empty() {
                 continue;
             }
-            if let Err(e) = wr.write_all(&out).await {
+            if let Err(e) = async {
+                wr.write_all(&out).await?;
+                wr.flush().await
+            }
+            .await
+            {
                 return Ended::Broken(format!("write: {e}"), UpstreamError::Io);
             }
             if out.capacity() > 1024 * 1024 {

@@ -21,6 +21,7 @@ use crate::logs;
 use crate::metrics::{Metrics, WorkerMetrics};
 use crate::replies;
 use crate::session::run_session;
+use crate::tls::ServerTls;
 use crate::topology::Topology;
 use crate::upstream::{Upstream, UpstreamSet};
 
@@ -30,6 +31,8 @@ pub(crate) struct Shared {
     pub started: std::time::Instant,
     /// The process-wide metrics registry.
     pub metrics: Arc<Metrics>,
+    /// Client TLS on the main listener (`None`: plaintext).
+    pub tls: Option<Arc<ServerTls>>,
     /// Downstream users (`users:`), replaced whole on reload.
     pub users: crate::auth::Users,
     clients: AtomicUsize,
@@ -37,10 +40,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub fn new(metrics: Arc<Metrics>) -> Shared {
+    pub fn new(metrics: Arc<Metrics>, tls: Option<Arc<ServerTls>>) -> Shared {
         Shared {
             started: std::time::Instant::now(),
             metrics,
+            tls,
             users: crate::auth::Users::new(),
             clients: AtomicUsize::new(0),
             next_client_id: AtomicU64::new(1),
@@ -125,6 +129,7 @@ pub(crate) fn run_worker(
     topology: Arc<Topology>,
     shared: Arc<Shared>,
     listener: std::net::TcpListener,
+    plaintext: Option<std::net::TcpListener>,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -151,8 +156,22 @@ pub(crate) fn run_worker(
         });
         tokio::task::spawn_local(maintain_upstreams(Rc::clone(&ctx)));
         tokio::task::spawn_local(flush_metrics(Rc::clone(&ctx.metrics)));
-        accept_loop(&ctx, &listener, shutdown).await;
+        let plaintext = match plaintext {
+            Some(l) => {
+                let l = TcpListener::from_std(l)?;
+                let (ctx, shutdown) = (Rc::clone(&ctx), shutdown.clone());
+                Some(tokio::task::spawn_local(async move {
+                    accept_loop(&ctx, &l, None, shutdown).await
+                }))
+            }
+            None => None,
+        };
+        let tls = ctx.shared.tls.clone();
+        accept_loop(&ctx, &listener, tls, shutdown).await;
         drop(listener);
+        if let Some(task) = plaintext {
+            let _ = task.await;
+        }
         let grace_end = Instant::now() + ctx.cfg.shutdown_grace;
         while ctx.sessions.get() > 0 && Instant::now() < grace_end {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -161,9 +180,11 @@ pub(crate) fn run_worker(
     })
 }
 
+/// Accept clients on `listener` until shutdown; with `tls`, each does a TLS handshake first.
 async fn accept_loop(
     ctx: &Rc<WorkerCtx>,
     listener: &TcpListener,
+    tls: Option<Arc<ServerTls>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -203,16 +224,38 @@ async fn accept_loop(
             });
             continue;
         }
-        ctx.shared.metrics.connections_accepted.inc();
         ctx.sessions.set(ctx.sessions.get() + 1);
         let id = ctx.shared.next_client_id.fetch_add(1, Ordering::Relaxed);
-        let ctx = Rc::clone(ctx);
+        let (ctx, tls) = (Rc::clone(ctx), tls.clone());
         tokio::task::spawn_local(async move {
             let _slot = ClientSlot {
                 shared: &ctx.shared,
                 sessions: &ctx.sessions,
             };
-            run_session(Rc::clone(&ctx), stream, peer, id).await;
+            let _ = stream.set_nodelay(true);
+            let local = stream.local_addr().unwrap_or(peer);
+            let Some(tls) = tls else {
+                ctx.shared.metrics.connections_accepted.inc();
+                let (rd, wr) = stream.into_split();
+                return run_session(Rc::clone(&ctx), rd, wr, peer, local, id).await;
+            };
+            let failure =
+                match tokio::time::timeout(tls.handshake_timeout, tls.acceptor().accept(stream))
+                    .await
+                {
+                    Ok(Ok(stream)) => {
+                        ctx.shared.metrics.connections_accepted.inc();
+                        let (rd, wr) = tokio::io::split(stream);
+                        return run_session(Rc::clone(&ctx), rd, wr, peer, local, id).await;
+                    }
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => format!("no handshake within {:?}", tls.handshake_timeout),
+                };
+            ctx.shared.metrics.tls_error();
+            logs::limited(
+                logs::Class::TlsHandshake,
+                |suppressed| tracing::warn!(client = %peer, error = %failure, suppressed, "TLS handshake failed"),
+            );
         });
     }
 }

@@ -46,7 +46,10 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Some(Command::CheckConfig { file }) => match settings::load(&file) {
+        Some(Command::CheckConfig { file }) => match settings::load(&file).and_then(|s| {
+            slotgate_proxy::check_tls(&s.proxy)?;
+            Ok(s)
+        }) {
             Ok(s) => {
                 print!("{}", s.describe());
                 ExitCode::SUCCESS

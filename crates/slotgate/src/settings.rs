@@ -3,18 +3,22 @@
 
 use std::fmt::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use serde::Deserialize;
-use slotgate_proxy::{Config, LimitsConfig, UpstreamConfig};
+use slotgate_proxy::{Config, LimitsConfig, TlsConfig, UpstreamConfig, UpstreamTlsConfig};
 
 /// The file as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     listen: String,
+    #[serde(default)]
+    plaintext_listen: Option<String>,
+    #[serde(default)]
+    tls: Option<FileTls>,
     #[serde(default)]
     admin: Option<FileAdmin>,
     upstream: FileUpstream,
@@ -28,6 +32,30 @@ struct FileConfig {
     log: LogSettings,
     #[serde(default)]
     users: Vec<users::FileUser>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTls {
+    cert: String,
+    key: String,
+    #[serde(default)]
+    client_ca: Option<String>,
+    #[serde(default)]
+    handshake_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileUpstreamTls {
+    #[serde(default)]
+    ca: Option<String>,
+    #[serde(default)]
+    server_name: Option<String>,
+    #[serde(default)]
+    cert: Option<String>,
+    #[serde(default)]
+    key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -62,6 +90,8 @@ struct FileUpstream {
     connections_per_node: Option<usize>,
     #[serde(default)]
     read_from: Option<String>,
+    #[serde(default)]
+    tls: Option<FileUpstreamTls>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -132,6 +162,22 @@ impl Settings {
         let u = &p.upstream;
         let mut s = String::new();
         let _ = writeln!(s, "listen: \"{}\"", p.listen);
+        if let Some(pl) = &p.plaintext_listen {
+            let _ = writeln!(s, "plaintext_listen: \"{pl}\"");
+        }
+        if let Some(t) = &p.tls {
+            let _ = writeln!(
+                s,
+                "tls:\n  cert: {}\n  key: {}\n  client_ca: {}\n  handshake_timeout: {:?}",
+                t.cert.display(),
+                t.key.display(),
+                t.client_ca
+                    .as_ref()
+                    .map(|c| c.display().to_string())
+                    .unwrap_or_else(|| "none".into()),
+                t.handshake_timeout
+            );
+        }
         if let Some(a) = &self.admin {
             let _ = writeln!(
                 s,
@@ -151,6 +197,21 @@ impl Settings {
             "  refresh_interval: {:?}\n  connect_timeout: {:?}\n  op_timeout: {:?}\n  max_redirects: {}\n  connections_per_node: {}\n  read_from: primary",
             u.refresh_interval, u.connect_timeout, u.op_timeout, u.max_redirects, u.connections_per_node
         );
+        if let Some(t) = &u.tls {
+            let show = |p: &Option<PathBuf>| {
+                p.as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "none".into())
+            };
+            let _ = writeln!(
+                s,
+                "  tls:\n    ca: {}\n    server_name: {}\n    cert: {}\n    key: {}",
+                show(&t.ca),
+                t.server_name.as_deref().unwrap_or("(node host)"),
+                show(&t.cert),
+                show(&t.key)
+            );
+        }
         let l = &p.limits;
         let _ = writeln!(
             s,
@@ -255,6 +316,12 @@ pub fn parse(text: &str) -> anyhow::Result<Settings> {
         connections_per_node: up
             .connections_per_node
             .unwrap_or(defaults.connections_per_node),
+        tls: up.tls.map(|t| UpstreamTlsConfig {
+            ca: t.ca.map(PathBuf::from),
+            server_name: t.server_name,
+            cert: t.cert.map(PathBuf::from),
+            key: t.key.map(PathBuf::from),
+        }),
     };
     let ld = LimitsConfig::default();
     let idle = opt_duration(
@@ -276,8 +343,30 @@ pub fn parse(text: &str) -> anyhow::Result<Settings> {
             "limits.auth_failure_delay",
         )?,
     };
+    let tls = file
+        .tls
+        .map(|t| -> anyhow::Result<TlsConfig> {
+            Ok(TlsConfig {
+                cert: PathBuf::from(t.cert),
+                key: PathBuf::from(t.key),
+                client_ca: t.client_ca.map(PathBuf::from),
+                handshake_timeout: opt_duration(
+                    t.handshake_timeout,
+                    Duration::from_secs(5),
+                    "tls.handshake_timeout",
+                )?,
+            })
+        })
+        .transpose()?;
+    let plaintext_listen = file
+        .plaintext_listen
+        .as_deref()
+        .map(|a| resolve_addr(a).context("plaintext_listen"))
+        .transpose()?;
     let proxy = Config {
         listen,
+        plaintext_listen,
+        tls,
         upstream,
         limits,
         workers: file.workers,
