@@ -5,6 +5,30 @@
 //! on all 16384 slots and every replica is in sync. Fault helpers (kill, stop, restart,
 //! reshard, failover) drive the same tools an operator would. All methods take `&self`, so a
 //! cluster can be shared between the tests of one binary ([`shared_cluster`]).
+//!
+//! With [`ClusterOptions::tls`] every node listens on a plaintext `port` *and* a `tls-port`,
+//! and the nodes talk to each other over TLS (`tls-cluster yes`, `tls-replication yes`). The
+//! kit keeps using the plaintext ports for everything it does itself, so all helpers work
+//! unchanged; tests point clients at [`RedisCluster::tls_seeds`]. What Redis 7.0 does there
+//! (checked with the real redis-server 7.0.15):
+//! - `CLUSTER SLOTS`, `CLUSTER NODES` and `MOVED`/`ASK` redirects name the *TLS* ports to a
+//!   client connected over TLS and the *plaintext* ports to a plaintext client (`CLUSTER
+//!   SHARDS` lists both, as `port` and `tls-port`). So a client that found the cluster through
+//!   a TLS seed stays on TLS ports, and the kit, asking over plaintext, sees plaintext ports.
+//! - The cluster bus listens on `tls-port + 10000` when `tls-cluster` is on, unless
+//!   `cluster-port` is set. The kit sets `cluster-port` to `port + 10000`, the port
+//!   [`crate::free_cluster_port`] reserved, so a `CLUSTER MEET ip port` with the plaintext port
+//!   finds the bus as it does without TLS.
+//! - A replica's `INFO replication` `master_port` is its primary's TLS port
+//!   (`tls-replication yes`); the kit maps it back.
+//! - `MIGRATE` goes over TLS to the port it is given: a plaintext `redis-cli --cluster
+//!   reshard` passes plaintext ports and fails on the first slot holding keys ("IOERR error or
+//!   timeout connecting to the client"), so [`RedisCluster::reshard`] runs `redis-cli --tls`
+//!   against the TLS ports.
+//! - Nodes present a certificate to each other and check it even with `tls-auth-clients
+//!   optional`; a certificate whose extended key usage is only `serverAuth` is refused as a
+//!   client certificate ("unsupported certificate"), so the nodes present the
+//!   [`TestPki`] client certificate (`tls-client-cert-file`) when they connect out.
 
 mod topology;
 
@@ -15,15 +39,16 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::ports::free_cluster_port;
+use crate::ports::{free_cluster_port, free_port, CLUSTER_BUS_OFFSET};
 use crate::probe::{self, Reply};
 use crate::process::{find_binary, run_captured, send_signal, tail_file, DirGuard, GuardedChild};
+use crate::tls::TestPki;
 
 /// Timeout for one probe of a node.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
@@ -47,6 +72,15 @@ pub struct ClusterOptions {
     pub node_timeout_ms: u64,
     /// Further `redis-server` arguments, e.g. `["--requirepass", "secret"]`.
     pub extra_args: Vec<String>,
+    /// Also listen on a `tls-port` and speak TLS between nodes (see the module docs);
+    /// `None` (the default): plaintext only.
+    pub tls: Option<ClusterTls>,
+    /// ACL users created on every node besides `default` (which stays `nopass`: the kit
+    /// itself connects as `default`). Each is the words of one `user` directive, e.g.
+    /// `"proxy on >secret ~* &* +@all"`; they are split on whitespace into separate
+    /// arguments (redis-server refuses one quoted argument: "Spaces not allowed in ACL
+    /// usernames"), so passwords cannot contain spaces.
+    pub acl_users: Vec<String>,
 }
 
 impl Default for ClusterOptions {
@@ -56,7 +90,90 @@ impl Default for ClusterOptions {
             replicas_per_primary: 1,
             node_timeout_ms: 2000,
             extra_args: Vec::new(),
+            tls: None,
+            acl_users: Vec::new(),
         }
+    }
+}
+
+/// TLS settings of a test cluster ([`ClusterOptions::tls`]).
+#[derive(Clone)]
+pub struct ClusterTls {
+    /// Certificates: the nodes serve `server_cert`, trust `ca` and present `client_cert`
+    /// when they connect to each other.
+    pub pki: Arc<TestPki>,
+    /// `tls-auth-clients`: `"optional"` (the default: a client may present a certificate,
+    /// which must then be valid), `"yes"` (clients must) or `"no"`.
+    pub auth_clients: &'static str,
+}
+
+// === impl ClusterTls ===
+
+impl ClusterTls {
+    /// TLS with `pki`'s certificates and `tls-auth-clients optional`.
+    pub fn new(pki: Arc<TestPki>) -> ClusterTls {
+        ClusterTls {
+            pki,
+            auth_clients: "optional",
+        }
+    }
+
+    /// Sets `tls-auth-clients` (`"no"`, `"optional"` or `"yes"`).
+    pub fn auth_clients(mut self, mode: &'static str) -> ClusterTls {
+        assert!(
+            matches!(mode, "no" | "optional" | "yes"),
+            "tls-auth-clients takes no, optional or yes, not {mode:?}"
+        );
+        self.auth_clients = mode;
+        self
+    }
+
+    /// The `redis-server` arguments for a node with TLS port `tls_port` and plaintext port
+    /// `port`.
+    fn server_args(&self, port: u16, tls_port: u16) -> Vec<String> {
+        let pki = &self.pki;
+        let path = |p: &Path| p.display().to_string();
+        [
+            ("--tls-port", tls_port.to_string()),
+            ("--tls-cert-file", path(&pki.server_cert)),
+            ("--tls-key-file", path(&pki.server_key)),
+            ("--tls-client-cert-file", path(&pki.client_cert)),
+            ("--tls-client-key-file", path(&pki.client_key)),
+            ("--tls-ca-cert-file", path(&pki.ca)),
+            ("--tls-auth-clients", self.auth_clients.to_string()),
+            ("--tls-cluster", "yes".to_string()),
+            ("--tls-replication", "yes".to_string()),
+            // The bus port the kit reserved, not tls-port + 10000 (Redis's default with
+            // tls-cluster on).
+            ("--cluster-port", (port + CLUSTER_BUS_OFFSET).to_string()),
+        ]
+        .into_iter()
+        .flat_map(|(k, v)| [k.to_string(), v])
+        .collect()
+    }
+
+    /// `redis-cli` arguments to talk TLS to a node (trusting the CA, presenting the client
+    /// certificate so `tls-auth-clients yes` lets it in).
+    fn cli_args(&self) -> Vec<String> {
+        let pki = &self.pki;
+        vec![
+            "--tls".to_string(),
+            "--cacert".to_string(),
+            pki.ca.display().to_string(),
+            "--cert".to_string(),
+            pki.client_cert.display().to_string(),
+            "--key".to_string(),
+            pki.client_key.display().to_string(),
+        ]
+    }
+}
+
+impl std::fmt::Debug for ClusterTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterTls")
+            .field("pki", &self.pki.dir())
+            .field("auth_clients", &self.auth_clients)
+            .finish()
     }
 }
 
@@ -72,6 +189,8 @@ enum NodeState {
 #[derive(Debug)]
 struct Node {
     port: u16,
+    /// The `tls-port`, when the cluster has TLS.
+    tls_port: Option<u16>,
     dir: PathBuf,
     process: Option<GuardedChild>,
     state: NodeState,
@@ -88,6 +207,9 @@ pub struct RedisCluster {
     redis_server: PathBuf,
     redis_cli: PathBuf,
     _dir_guard: DirGuard,
+    /// Removes the certificates' directory if the process exits without dropping the
+    /// cluster (e.g. a cluster kept in a `static`, which also keeps its [`TestPki`]).
+    _pki_guard: Option<DirGuard>,
     dir: TempDir,
 }
 
@@ -198,14 +320,20 @@ impl RedisCluster {
             .tempdir()
             .expect("tempdir");
         let dir_guard = DirGuard::arm(dir.path()).expect("start bash (directory guard)");
+        let pki_guard = options
+            .tls
+            .as_ref()
+            .map(|tls| DirGuard::arm(tls.pki.dir()).expect("start bash (directory guard)"));
         let count = options.primaries * (1 + options.replicas_per_primary);
         let nodes = (0..count)
             .map(|_| {
                 let port = free_cluster_port();
+                let tls_port = options.tls.as_ref().map(|_| free_port());
                 let dir = dir.path().join(format!("node-{port}"));
                 fs::create_dir_all(&dir).expect("create node dir");
                 Node {
                     port,
+                    tls_port,
                     dir,
                     process: None,
                     state: NodeState::Killed,
@@ -218,6 +346,7 @@ impl RedisCluster {
             redis_server,
             redis_cli,
             _dir_guard: dir_guard,
+            _pki_guard: pki_guard,
             dir,
         };
         let ports = cluster.nodes();
@@ -260,6 +389,10 @@ impl RedisCluster {
             .find(|n| n.port == port)
             .expect("known port");
         let dir = node.dir.display().to_string();
+        let tls_args = match (&self.options.tls, node.tls_port) {
+            (Some(tls), Some(tls_port)) => tls.server_args(port, tls_port),
+            _ => Vec::new(),
+        };
         let mut cmd = Command::new(&self.redis_server);
         cmd.args(["--port", &port.to_string()])
             .args([
@@ -286,7 +419,11 @@ impl RedisCluster {
             // Replicas sync at once instead of after the 5 s diskless default delay.
             .args(["--repl-diskless-sync-delay", "0"])
             .args(["--enable-debug-command", "local"])
-            .args(&self.options.extra_args)
+            .args(&tls_args);
+        for user in &self.options.acl_users {
+            cmd.arg("--user").args(user.split_whitespace());
+        }
+        cmd.args(&self.options.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -371,6 +508,45 @@ impl RedisCluster {
             .iter()
             .map(|p| format!("127.0.0.1:{p}"))
             .collect()
+    }
+
+    /// `"127.0.0.1:tls-port"` of every node, in creation order (what a client that speaks
+    /// TLS to the cluster is given as seeds).
+    ///
+    /// # Panics
+    /// If the cluster was started without [`ClusterOptions::tls`].
+    pub fn tls_seeds(&self) -> Vec<String> {
+        self.nodes()
+            .into_iter()
+            .map(|p| format!("127.0.0.1:{}", self.require_tls_port(p)))
+            .collect()
+    }
+
+    /// The `tls-port` of the node whose plaintext port is `port` (`None` without TLS).
+    ///
+    /// # Panics
+    /// If `port` is not a node of this cluster.
+    pub fn tls_port(&self, port: u16) -> Option<u16> {
+        self.with_node(port, |n| n.tls_port)
+    }
+
+    /// The plaintext port of the node listening on `port`, which may be its plaintext port
+    /// or its TLS port; `None` if no node has that port.
+    pub fn plain_port(&self, port: u16) -> Option<u16> {
+        self.lock()
+            .iter()
+            .find(|n| n.port == port || n.tls_port == Some(port))
+            .map(|n| n.port)
+    }
+
+    /// The certificates of a TLS cluster.
+    pub fn pki(&self) -> Option<&Arc<TestPki>> {
+        self.options.tls.as_ref().map(|t| &t.pki)
+    }
+
+    fn require_tls_port(&self, port: u16) -> u16 {
+        self.tls_port(port)
+            .unwrap_or_else(|| panic!("the cluster has no TLS (ClusterOptions::tls is None)"))
     }
 
     /// Ports of every node, in creation order, whatever their state.
@@ -486,6 +662,34 @@ impl RedisCluster {
         stdout
     }
 
+    /// Runs `redis-cli --tls … -p TLS_PORT ARGS…` against the TLS port of the node whose
+    /// plaintext port is `port` (trusting the CA, presenting the client certificate) and
+    /// returns its stdout without the final newline, like [`RedisCluster::cli`].
+    ///
+    /// # Panics
+    /// Without TLS, or as [`RedisCluster::cli`].
+    pub fn cli_tls(&self, port: u16, args: &[&str]) -> String {
+        let tls = self.options.tls.as_ref().expect("the cluster has no TLS");
+        let tls_port = self.require_tls_port(port);
+        let mut cmd = Command::new(&self.redis_cli);
+        cmd.args(tls.cli_args())
+            .arg("-p")
+            .arg(tls_port.to_string())
+            .args(args);
+        let out = run_captured(&mut cmd, CLI_TIMEOUT).expect("run redis-cli");
+        if !out.success() {
+            panic!(
+                "redis-cli --tls -p {tls_port} {args:?} failed ({:?}): {}{}",
+                out.status, out.stdout, out.stderr
+            );
+        }
+        let mut stdout = out.stdout;
+        if stdout.ends_with('\n') {
+            stdout.pop();
+        }
+        stdout
+    }
+
     /// Why the cluster is not healthy, or `Ok` if it is.
     ///
     /// Healthy means, looking only at running nodes: each reports `cluster_state:ok` and
@@ -536,13 +740,23 @@ impl RedisCluster {
     /// Moves `nslots` slots from the primary on `from_port` to the primary on `to_port` with
     /// `redis-cli --cluster reshard`, then waits until the cluster is healthy again.
     ///
+    /// With TLS, redis-cli speaks TLS to the TLS ports: it passes the ports it sees to
+    /// `MIGRATE`, which a node with `tls-cluster yes` always sends over TLS.
+    ///
     /// # Panics
     /// If the cluster is not healthy first, redis-cli fails, or the cluster does not settle.
     pub fn reshard(&self, from_port: u16, to_port: u16, nslots: u32) {
         self.wait_healthy(CONVERGE_TIMEOUT);
         let (from, to) = (self.node_id(from_port), self.node_id(to_port));
         let mut cmd = Command::new(&self.redis_cli);
-        cmd.args(["--cluster", "reshard", &format!("127.0.0.1:{from_port}")])
+        let entry = match &self.options.tls {
+            Some(tls) => {
+                cmd.args(tls.cli_args());
+                self.require_tls_port(from_port)
+            }
+            None => from_port,
+        };
+        cmd.args(["--cluster", "reshard", &format!("127.0.0.1:{entry}")])
             .args(["--cluster-from", &from, "--cluster-to", &to])
             .args(["--cluster-slots", &nslots.to_string(), "--cluster-yes"]);
         let out = run_captured(&mut cmd, CLI_TIMEOUT).expect("run redis-cli");
@@ -620,6 +834,8 @@ impl RedisCluster {
         let old_primary: u16 = info_field(&info, "master_port")
             .and_then(|p| p.parse().ok())
             .expect("master_port in INFO replication");
+        // With tls-replication the replica names its primary's TLS port.
+        let old_primary = self.plain_port(old_primary).unwrap_or(old_primary);
         match probe::query(replica_port, &["CLUSTER", "FAILOVER"], PROBE_TIMEOUT) {
             Ok(Reply::Status(s)) if s == "OK" => {}
             other => panic!("CLUSTER FAILOVER on {replica_port}: {other:?}"),
