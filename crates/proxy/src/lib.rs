@@ -86,15 +86,23 @@ impl ProxyHandle {
     /// # Errors
     /// When a new part cannot be used (the old one is kept).
     pub fn reload(&self, config: &Config) -> Result<(), ProxyError> {
+        // Load the new certificates before touching anything, so a refused reload changes
+        // nothing at all (neither users nor certificates).
+        let new_tls = match (&self.server_tls, &config.tls) {
+            (Some(current), Some(new)) => Some((current, tls::server_config(new)?)),
+            (None, None) => None,
+            _ => {
+                tracing::warn!("turning TLS on or off needs a restart; TLS setting unchanged");
+                None
+            }
+        };
         self.status
             .shared
             .users
             .reload(&config.users)
             .map_err(ProxyError::Config)?;
-        match (&self.server_tls, &config.tls) {
-            (Some(current), Some(new)) => current.reload(new)?,
-            (None, None) => {}
-            _ => tracing::warn!("turning TLS on or off needs a restart; TLS setting unchanged"),
+        if let Some((current, new)) = new_tls {
+            current.install(new);
         }
         self.refresh_topology();
         Ok(())

@@ -101,10 +101,9 @@ impl ServerTls {
         tokio_rustls::TlsAcceptor::from(self.config.load_full())
     }
 
-    /// Load `cfg`'s files again and use them for new handshakes; on error keep the old.
-    pub fn reload(&self, cfg: &TlsConfig) -> Result<(), ProxyError> {
-        self.config.store(server_config(cfg)?);
-        Ok(())
+    /// Use `config` (from [`server_config`]) for new handshakes.
+    pub fn install(&self, config: Arc<ServerConfig>) {
+        self.config.store(config);
     }
 }
 
