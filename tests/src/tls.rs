@@ -69,7 +69,11 @@ impl TestPki {
     pub fn generate() -> TestPki {
         let dir = tempfile::tempdir().expect("temp dir");
         let ca_key = KeyPair::generate().expect("key");
-        let ca_params = new_ca_params("slotgate test CA");
+        // A unique CA name per call: a client trusting another TestPki's CA then fails with
+        // "unknown issuer", not a signature mismatch between two same-named CAs.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let ca_params = new_ca_params(&format!("slotgate test CA {}-{n}", std::process::id()));
         let ca_cert = ca_params.self_signed(&ca_key).expect("CA");
         let path = |name: &str| dir.path().join(name);
         write(&path("ca.crt"), &ca_cert.pem());

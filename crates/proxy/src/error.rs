@@ -33,6 +33,14 @@ pub enum ProxyError {
         /// The node's error reply.
         reply: String,
     },
+    /// A node's TLS certificate was refused (wrong CA, wrong name): a configuration error.
+    #[error("upstream {addr}: TLS handshake failed: {reason}")]
+    UpstreamTls {
+        /// The node.
+        addr: String,
+        /// Why the handshake failed.
+        reason: String,
+    },
     /// A certificate, key or CA file cannot be used.
     #[error("TLS: {0}")]
     Tls(String),

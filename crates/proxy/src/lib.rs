@@ -132,7 +132,8 @@ impl Drop for ProxyHandle {
 ///
 /// # Errors
 /// [`ProxyError::Config`] for an invalid config, [`ProxyError::Bind`] when the listen address
-/// is unusable, [`ProxyError::UpstreamAuth`] when the cluster refuses the credentials.
+/// is unusable, [`ProxyError::UpstreamAuth`] when the cluster refuses the credentials,
+/// [`ProxyError::UpstreamTls`] when a node's certificate does not verify.
 pub fn start(config: Config) -> Result<ProxyHandle, ProxyError> {
     config.validate().map_err(ProxyError::Config)?;
     let server_tls = config
@@ -162,7 +163,9 @@ pub fn start(config: Config) -> Result<ProxyHandle, ProxyError> {
         .build()?;
     match refresher_rt.block_on(initial_refresh(&topology)) {
         Ok(()) => {}
-        Err(e @ ProxyError::UpstreamAuth { .. }) => return Err(e),
+        Err(e @ (ProxyError::UpstreamAuth { .. } | ProxyError::UpstreamTls { .. })) => {
+            return Err(e)
+        }
         Err(e) => tracing::warn!(error = %e, "no slot map yet; will keep trying"),
     }
 
@@ -271,7 +274,9 @@ async fn initial_refresh(topology: &Topology) -> Result<(), ProxyError> {
         topology.count_refresh(metrics::RefreshTrigger::Periodic, result.is_ok());
         match result {
             Ok(()) => return Ok(()),
-            Err(e @ ProxyError::UpstreamAuth { .. }) => return Err(e),
+            Err(e @ (ProxyError::UpstreamAuth { .. } | ProxyError::UpstreamTls { .. })) => {
+                return Err(e)
+            }
             Err(e) if tokio::time::Instant::now() >= give_up => return Err(e),
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }

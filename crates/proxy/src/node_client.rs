@@ -105,6 +105,13 @@ pub(crate) async fn connect(
             let (connector, name) = tls.for_host(host).map_err(fail)?;
             match timeout(cfg.connect_timeout, connector.connect(name, stream)).await {
                 Ok(Ok(s)) => NodeStream::Tls(Box::new(s)),
+                Ok(Err(e)) if e.kind() == io::ErrorKind::InvalidData => {
+                    // The node's certificate did not verify: retrying will not help.
+                    return Err(ProxyError::UpstreamTls {
+                        addr: addr.to_string(),
+                        reason: e.to_string(),
+                    });
+                }
                 Ok(Err(e)) => return Err(fail(format!("TLS handshake: {e}"))),
                 Err(_) => return Err(fail("TLS handshake timed out".into())),
             }
