@@ -11,6 +11,7 @@ Python 3 standard library only. See docs/benchmarks.md.
 
     cargo build --release -p slotgate && python3 benches/e2e/run.py
     python3 benches/e2e/run.py --modes direct,slotgate,slotgate-nometrics
+    python3 benches/e2e/run.py --modes direct,direct-tls,slotgate,slotgate-tls
 """
 
 import argparse
@@ -62,37 +63,58 @@ BENIGN_PREFIXES = (
 #
 #   config_extra  YAML appended to the generated slotgate config. Placeholders:
 #                 {admin} = "127.0.0.1:<free port>" for this mode, {dir} = the
-#                 mode's own directory (for files such as certificates).
-#   bench_args    extra redis-benchmark arguments (same placeholders).
+#                 mode's own directory (for files such as certificates), and,
+#                 in a run with a TLS mode, {ca}, {cert}, {key} = the run's CA
+#                 certificate and server certificate / key (see make_certs).
+#   bench_args    extra redis-benchmark arguments (same placeholders; a direct
+#                 mode has only {ca}, {cert}, {key}).
+#   tls           the client speaks TLS: redis-benchmark (and the start-up PING)
+#                 use the bench_args' --tls, a direct mode targets a node's
+#                 tls-port. Any such mode makes the run generate certificates
+#                 and give every node a tls-port (see start_cluster).
 #   admin         the config has an admin port: wait for /readyz at start-up.
 #   check_metrics scrape /metrics after the rounds and compare the total of
 #                 slotgate_commands_total with the requests the harness sent.
 #   setup         None, or a function(mode_dir) run before the config is
-#                 written (e.g. to generate a certificate).
+#                 written.
 #
-# Client TLS would be one more entry, e.g.
-#   "slotgate-tls": {"slotgate": True, "admin": True, "check_metrics": False,
-#                    "setup": make_test_cert,
-#                    "config_extra": ADMIN + 'tls:\n  cert: "{dir}/cert.pem"\n'
-#                                    '  key: "{dir}/key.pem"\n',
-#                    "bench_args": ["--tls", "--cacert", "{dir}/ca.pem"]},
-# (not there yet: slotgate does not accept `tls:` yet).
+# slotgate's upstream is plaintext in every mode (it seeds from the nodes'
+# plaintext ports, and Redis answers plaintext clients with plaintext ports).
 
 ADMIN = 'admin:\n  listen: "{admin}"\n'
+TLS_CLIENT = ["--tls", "--cacert", "{ca}"]
 
 MODES = {
     # redis-benchmark --cluster straight at the cluster; no slotgate involved.
-    "direct": {"slotgate": False, "admin": False, "check_metrics": False, "setup": None,
-               "config_extra": "", "bench_args": []},
+    "direct": {"slotgate": False, "tls": False, "admin": False, "check_metrics": False,
+               "setup": None, "config_extra": "", "bench_args": []},
+    # redis-benchmark --tls --cluster at a node's tls-port; no slotgate involved.
+    "direct-tls": {"slotgate": False, "tls": True, "admin": False, "check_metrics": False,
+                   "setup": None, "config_extra": "", "bench_args": TLS_CLIENT},
     # Production-like: admin port on, metrics on (the default).
-    "slotgate": {"slotgate": True, "admin": True, "check_metrics": True, "setup": None,
-                 "config_extra": ADMIN, "bench_args": []},
+    "slotgate": {"slotgate": True, "tls": False, "admin": True, "check_metrics": True,
+                 "setup": None, "config_extra": ADMIN, "bench_args": []},
     # Same, with the per-command / per-upstream-request metrics switched off.
-    "slotgate-nometrics": {"slotgate": True, "admin": True, "check_metrics": False,
-                           "setup": None,
+    "slotgate-nometrics": {"slotgate": True, "tls": False, "admin": True,
+                           "check_metrics": False, "setup": None,
                            "config_extra": ADMIN + "  metrics: false\n", "bench_args": []},
+    # Like "slotgate", but clients connect over TLS (rustls, the run's server
+    # certificate); the upstream stays plaintext.
+    "slotgate-tls": {"slotgate": True, "tls": True, "admin": True, "check_metrics": True,
+                     "setup": None,
+                     "config_extra": ADMIN + 'tls:\n  cert: "{cert}"\n  key: "{key}"\n',
+                     "bench_args": TLS_CLIENT},
 }
 DEFAULT_MODES = ["direct", "slotgate"]
+
+# Ratios printed besides "vs direct" when both modes ran:
+# (label, numerator, denominator). The CPU ratio is of slotgate CPU µs/req,
+# so only when both modes have a slotgate.
+COMPARISONS = [
+    ("metrics overhead", "slotgate", "slotgate-nometrics"),
+    ("TLS cost", "slotgate-tls", "slotgate"),
+    ("vs direct-tls", "slotgate-tls", "direct-tls"),
+]
 
 
 class HarnessError(Exception):
@@ -191,19 +213,21 @@ def cpu_ticks(pid):
 # Ports, redis-cli helpers, cluster start-up
 # --------------------------------------------------------------------------
 
-def free_ports(count, need_bus):
-    """Ports from the OS. With need_bus, port+10000 (cluster bus) is free too."""
+def free_ports(count, need_bus, extra=0):
+    """count + extra distinct ports from the OS. With need_bus, port+10000
+    (cluster bus) is free too for the first count (not for the extra ones, which
+    are also distinct from those bus ports: everything is held until the end)."""
     held, ports = [], []
     try:
         attempts = 0
-        while len(ports) < count:
+        while len(ports) < count + extra:
             attempts += 1
             if attempts > 1000:
                 raise HarnessError("could not find enough free loopback ports")
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.bind((HOST, 0))
             port = s.getsockname()[1]
-            if need_bus:
+            if need_bus and len(ports) < count:
                 if port + 10000 > 65535:
                     s.close()
                     continue
@@ -223,8 +247,9 @@ def free_ports(count, need_bus):
     return ports
 
 
-def redis_cli(port, *args, timeout=10):
-    r = subprocess.run(["redis-cli", "-h", HOST, "-p", str(port), *args],
+def redis_cli(port, *args, timeout=10, tls=()):
+    """tls: redis-cli's TLS arguments (e.g. --tls --cacert CA), or () for plaintext."""
+    r = subprocess.run(["redis-cli", "-h", HOST, "-p", str(port), *tls, *args],
                        stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
     return r.returncode, r.stdout.decode("utf-8", "replace"), r.stderr.decode("utf-8", "replace")
 
@@ -247,15 +272,80 @@ def wait_for(what, check, timeout, procs_to_watch=()):
     raise HarnessError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
-def pinged(port):
-    rc, out, err = redis_cli(port, "ping", timeout=2)
+def pinged(port, tls=()):
+    rc, out, err = redis_cli(port, "ping", timeout=2, tls=tls)
     return rc == 0 and out.strip() == "PONG", (out + err).strip()
 
 
-def start_cluster(procs, tmp, args):
-    ports = free_ports(6, need_bus=True)
+# Extensions for make_certs, in a config of our own so the system's
+# openssl.cnf defaults do not matter.
+OPENSSL_CNF = """\
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+[ca_ext]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[server_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+# clientAuth too: with tls-cluster / tls-replication the nodes present this
+# certificate when they connect to each other, and OpenSSL refuses a
+# serverAuth-only certificate as a client certificate.
+extendedKeyUsage = serverAuth, clientAuth
+subjectAltName = IP:127.0.0.1, DNS:localhost
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+"""
+
+
+def make_certs(tmp):
+    """A CA and a server certificate signed by it (EC P-256, SAN IP:127.0.0.1 and
+    DNS:localhost, valid 7 days) in tmp/tls, made with the openssl CLI. The nodes'
+    tls-port and slotgate-tls both serve the server certificate. Returns
+    {"dir", "ca", "cert", "key"} (absolute paths)."""
+    d = os.path.join(tmp, "tls")
+    os.mkdir(d)
+    f = {name: os.path.join(d, name) for name in
+         ("openssl.cnf", "ca.key", "ca.pem", "server.key", "server.csr", "server.pem")}
+    with open(f["openssl.cnf"], "w") as fh:
+        fh.write(OPENSSL_CNF)
+    ec = ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]
+    steps = [
+        ["genpkey", *ec, "-out", f["ca.key"]],
+        ["req", "-config", f["openssl.cnf"], "-x509", "-new", "-key", f["ca.key"],
+         "-sha256", "-days", "7", "-subj", "/CN=slotgate e2e CA",
+         "-extensions", "ca_ext", "-out", f["ca.pem"]],
+        ["genpkey", *ec, "-out", f["server.key"]],
+        ["req", "-config", f["openssl.cnf"], "-new", "-key", f["server.key"],
+         "-subj", "/CN=localhost", "-out", f["server.csr"]],
+        ["x509", "-req", "-in", f["server.csr"], "-CA", f["ca.pem"], "-CAkey", f["ca.key"],
+         "-set_serial", str(int.from_bytes(os.urandom(8), "big")), "-days", "7",
+         "-sha256", "-extfile", f["openssl.cnf"], "-extensions", "server_ext",
+         "-out", f["server.pem"]],
+        ["verify", "-CAfile", f["ca.pem"], f["server.pem"]],
+    ]
+    for step in steps:
+        argv = ["openssl", *step]
+        r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+        if r.returncode != 0:
+            raise HarnessError(f"`{' '.join(argv)}` failed (status {r.returncode}):\n"
+                               + (r.stdout + r.stderr).decode("utf-8", "replace"))
+    return {"dir": d, "ca": f["ca.pem"], "cert": f["server.pem"], "key": f["server.key"]}
+
+
+def start_cluster(procs, tmp, args, certs=None):
+    """With certs (from make_certs), every node also listens on a tls-port; see
+    below for why the bus and replication then use TLS too."""
+    if certs:
+        ports_all = free_ports(6, need_bus=True, extra=6)
+        ports, tls_ports = ports_all[:6], ports_all[6:]
+    else:
+        ports, tls_ports = free_ports(6, need_bus=True), [None] * 6
     nodes = []
-    for port in ports:
+    for port, tls_port in zip(ports, tls_ports):
         d = os.path.join(tmp, f"redis-{port}")
         os.mkdir(d)
         logpath = os.path.join(d, "redis.log")
@@ -263,8 +353,23 @@ def start_cluster(procs, tmp, args):
                 "--save", "", "--appendonly", "no", "--cluster-enabled", "yes",
                 "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000",
                 "--dir", d, "--daemonize", "no", "--protected-mode", "no"]
+        if certs:
+            # Clients may connect over TLS (no client certificate asked for); the
+            # plaintext port stays for the harness, slotgate's upstream and the
+            # plaintext modes. Redis 7.0 answers CLUSTER SLOTS / CLUSTER NODES /
+            # MOVED to a TLS client with TLS ports only when tls-cluster is yes
+            # (with no, a TLS client is sent to the plaintext ports, and
+            # redis-benchmark --tls --cluster hangs in the TLS handshake with
+            # them). tls-cluster yes makes a replica dial its primary's tls-port,
+            # so tls-replication must be yes too. The bus would then move to
+            # tls-port+10000; cluster-port keeps it on the port+10000 that
+            # free_ports reserved.
+            argv += ["--tls-port", str(tls_port), "--tls-cert-file", certs["cert"],
+                     "--tls-key-file", certs["key"], "--tls-ca-cert-file", certs["ca"],
+                     "--tls-auth-clients", "no", "--tls-cluster", "yes",
+                     "--tls-replication", "yes", "--cluster-port", str(port + 10000)]
         p = procs.start(f"redis-server :{port}", argv, logpath, cwd=d)
-        nodes.append({"port": port, "proc": p, "log": logpath})
+        nodes.append({"port": port, "tls_port": tls_port, "proc": p, "log": logpath})
     watch = [(f"redis-server :{n['port']}", n["proc"], n["log"]) for n in nodes]
     for n in nodes:
         wait_for(f"redis-server :{n['port']} to answer PING",
@@ -333,6 +438,23 @@ def start_cluster(procs, tmp, args):
     wait_for("replicas to finish their initial sync", synced, 30, watch)
     for n in nodes:
         n["role"] = "primary" if n["port"] in prim else "replica"
+
+    if certs:
+        tls = ["--tls", "--cacert", certs["ca"]]
+        for n in nodes:
+            wait_for(f"redis-server :{n['port']} to answer PING on tls-port {n['tls_port']}",
+                     lambda n=n: pinged(n["tls_port"], tls), 20, watch)
+        # A TLS client must be sent to TLS ports (see above), or redis-benchmark
+        # --tls --cluster would hang until --run-timeout.
+        tls_ports = {n["tls_port"] for n in nodes}
+        primary = next(n for n in nodes if n["role"] == "primary")
+        rc, out, err = redis_cli(primary["tls_port"], "cluster", "slots", timeout=5, tls=tls)
+        lines = [l.strip() for l in out.splitlines()]
+        named = {int(lines[i + 1]) for i, l in enumerate(lines[:-1]) if l == HOST}
+        if rc != 0 or not named or not named <= tls_ports:
+            raise HarnessError(f"CLUSTER SLOTS over TLS on :{primary['tls_port']} does not "
+                               f"name only the tls-ports {sorted(tls_ports)} (status {rc}):\n"
+                               f"{out}{err}")
     return nodes
 
 
@@ -353,9 +475,15 @@ def readyz(admin_port):
     return status == 200, f"{status} {body.strip()}"
 
 
-def start_slotgates(procs, tmp, args, nodes, modes):
+def cert_subst(certs):
+    """The {ca}/{cert}/{key} placeholders (empty strings in a run without TLS)."""
+    return {k: (certs or {}).get(k, "") for k in ("ca", "cert", "key")}
+
+
+def start_slotgates(procs, tmp, args, nodes, modes, certs=None):
     """One slotgate per slotgate mode, all with the same --workers; returns
-    {mode: {"port", "admin", "proc", "log", "config", "dir"}}."""
+    {mode: {"port", "admin", "proc", "log", "config", "dir", "bench_args",
+    "tls_cli"}}."""
     sg_modes = [m for m in modes if MODES[m]["slotgate"]]
     # All ports in one call: they are held together, so they are all distinct.
     ports = free_ports(2 * len(sg_modes), need_bus=False)
@@ -366,7 +494,7 @@ def start_slotgates(procs, tmp, args, nodes, modes):
         port, admin_port = ports[2 * i], ports[2 * i + 1]
         d = os.path.join(tmp, mode)
         os.mkdir(d)
-        subst = {"admin": f"{HOST}:{admin_port}", "dir": d}
+        subst = {"admin": f"{HOST}:{admin_port}", "dir": d, **cert_subst(certs)}
         if spec["setup"]:
             spec["setup"](d)
         cfg = os.path.join(tmp, f"{mode}.yaml")
@@ -381,11 +509,13 @@ def start_slotgates(procs, tmp, args, nodes, modes):
         p = procs.start(mode, [args.slotgate, "--config", cfg], logpath, cwd=d)
         sgs[mode] = {"port": port, "admin": admin_port if spec["admin"] else None,
                      "proc": p, "log": logpath, "config": cfg, "dir": d,
-                     "bench_args": [a.format(**subst) for a in spec["bench_args"]]}
+                     "bench_args": [a.format(**subst) for a in spec["bench_args"]],
+                     "tls_cli": ["--tls", "--cacert", certs["ca"]] if spec["tls"] else []}
     watch = [(m, sg["proc"], sg["log"]) for m, sg in sgs.items()]
     for mode, sg in sgs.items():
-        wait_for(f"{mode} on :{sg['port']} to answer PING",
-                 lambda sg=sg: pinged(sg["port"]), 30, watch)
+        wait_for(f"{mode} on :{sg['port']} to answer PING"
+                 + (" over TLS" if sg["tls_cli"] else ""),
+                 lambda sg=sg: pinged(sg["port"], sg["tls_cli"]), 30, watch)
         if sg["admin"]:
             wait_for(f"{mode} admin :{sg['admin']}/readyz to answer 200",
                      lambda sg=sg: readyz(sg["admin"]), 30, watch)
@@ -488,13 +618,18 @@ def parse_benchmark(out, err, rc, argv):
     return rows, warnings
 
 
-def run_one(mode, test, pipeline, n, args, nodes, sgs):
+def bench_target(mode, nodes, sgs, certs):
+    """redis-benchmark's arguments saying where to connect and how."""
     sg = sgs.get(mode)
-    if sg is None:
-        target = ["--cluster", "-h", HOST, "-p", str(nodes[0]["port"]),
-                  *MODES[mode]["bench_args"]]
-    else:
-        target = ["-h", HOST, "-p", str(sg["port"]), *sg["bench_args"]]
+    if sg is not None:
+        return ["-h", HOST, "-p", str(sg["port"]), *sg["bench_args"]]
+    # nodes[0] is a primary; a TLS direct mode uses its tls-port.
+    port = nodes[0]["tls_port"] if MODES[mode]["tls"] else nodes[0]["port"]
+    return ["--cluster", "-h", HOST, "-p", str(port),
+            *[a.format(**cert_subst(certs)) for a in MODES[mode]["bench_args"]]]
+
+
+def run_one(mode, test, pipeline, n, args, nodes, sgs, target):
     argv = [args.redis_benchmark, *target, "--threads", "1", "-t", test,
             "-c", str(args.clients), "-d", str(args.data_size), "-r", "100000",
             "-P", str(pipeline), "-n", str(n), "--csv", "-q"]
@@ -601,15 +736,25 @@ def summarize(runs, test_name, pipeline, modes):
     for mode, m in out["modes"].items():
         m["ratio_vs_direct"] = ratio(m["ops"], d["ops"]) if d else float("nan")
         m["paired_vs_direct"] = paired(mode, "direct") if d and mode != "direct" else []
-    out["metrics_overhead"] = None
-    if "slotgate" in out["modes"] and "slotgate-nometrics" in out["modes"]:
-        on, off = out["modes"]["slotgate"], out["modes"]["slotgate-nometrics"]
-        pr = paired("slotgate", "slotgate-nometrics")
-        out["metrics_overhead"] = {
-            "ops_ratio": ratio(on["ops"], off["ops"]),
+    # The COMPARISONS whose two modes both ran, e.g. TLS cost = slotgate-tls ÷
+    # slotgate. cpu_us_ratio: slotgate CPU µs/req, numerator ÷ denominator (NaN
+    # when a side has no slotgate).
+    out["comparisons"] = []
+    for label, num, den in COMPARISONS:
+        if num not in out["modes"] or den not in out["modes"]:
+            continue
+        a, b = out["modes"][num], out["modes"][den]
+        pr = paired(num, den)
+        out["comparisons"].append({
+            "label": label, "num": num, "den": den,
+            "ops_ratio": ratio(a["ops"], b["ops"]),
             "paired": pr, "paired_median": med([x for _, x in pr]),
-            "cpu_us_ratio": ratio(on["sg_us"], off["sg_us"]),
-        }
+            "cpu_us_ratio": ratio(a["sg_us"], b["sg_us"]),
+        })
+    # The key of earlier versions of this file (same numbers, no label).
+    out["metrics_overhead"] = next(
+        ({k: v for k, v in c.items() if k not in ("label", "num", "den")}
+         for c in out["comparisons"] if c["label"] == "metrics overhead"), None)
     return out
 
 
@@ -623,6 +768,12 @@ def print_report(runs, meta, modes, checks):
           f"rounds: {meta['args']['rounds']} · -c {meta['args']['clients']} "
           f"-d {meta['args']['data_size']} -r 100000 --threads 1 · "
           f"load avg before: {meta['loadavg_before']}")
+    if meta.get("tls"):
+        print()
+        print("TLS run: every node also has a tls-port, with tls-cluster and tls-replication "
+              "yes (so the bus and replication use TLS in every mode); one EC P-256 "
+              "server certificate for the nodes and slotgate-tls; slotgate's upstream is "
+              "plaintext in every mode.")
     summary_rows = []
     seen = []
     for r in runs:
@@ -649,13 +800,13 @@ def print_report(runs, meta, modes, checks):
             xs = [x for _, x in m["paired_vs_direct"]]
             print(f"Per-round {name}/direct: {' '.join(f'{x:.2f}' for x in xs)} "
                   f"(median {fmt_num(med(xs), '.2f')})  ")
-        mo = s["metrics_overhead"]
-        if mo:
-            print(f"metrics overhead: ops/s slotgate ÷ slotgate-nometrics = "
-                  f"{fmt_num(mo['ops_ratio'], '.3f')} (paired per round: "
-                  f"{' '.join(f'{x:.3f}' for _, x in mo['paired'])}, median "
-                  f"{fmt_num(mo['paired_median'], '.3f')}); CPU µs/req ratio = "
-                  f"{fmt_num(mo['cpu_us_ratio'], '.3f')}")
+        for c in s["comparisons"]:
+            cpu = (f"; CPU µs/req ratio = {fmt_num(c['cpu_us_ratio'], '.3f')}"
+                   if c["cpu_us_ratio"] == c["cpu_us_ratio"] else "")
+            print(f"{c['label']}: ops/s {c['num']} ÷ {c['den']} = "
+                  f"{fmt_num(c['ops_ratio'], '.3f')} (paired per round: "
+                  f"{' '.join(f'{x:.3f}' for _, x in c['paired'])}, median "
+                  f"{fmt_num(c['paired_median'], '.3f')}){cpu}  ")
         print()
         print("| round | # | mode | ops/s | p50 ms | p99 ms | slotgate CPU s | redis CPU s "
               "| client CPU s | wall s |")
@@ -683,6 +834,19 @@ def print_report(runs, meta, modes, checks):
                   f"{fmt_num(m['ratio_vs_direct'], '.2f')} | {fmt_num(pm, '.2f')} | "
                   f"{m['p50']:.3f} | {m['p99']:.3f} | {fmt_num(m['sg_us'], '.2f')} | "
                   f"{m['redis_us']:.2f} | {m['client_us']:.2f} |")
+    if any(s["comparisons"] for _, _, s in summary_rows):
+        print()
+        print("### Ratios")
+        print()
+        print("| test | -P | ratio | ops/s, ratio of medians | paired per round, median "
+              "| slotgate CPU µs/req ratio |")
+        print("|---|---:|---|---:|---:|---:|")
+        for test_name, pipeline, s in summary_rows:
+            for c in s["comparisons"]:
+                print(f"| {test_name} | {pipeline} | {c['label']}: {c['num']} ÷ {c['den']} | "
+                      f"{fmt_num(c['ops_ratio'], '.3f')} | "
+                      f"{fmt_num(c['paired_median'], '.3f')} | "
+                      f"{fmt_num(c['cpu_us_ratio'], '.3f')} |")
     if checks:
         print()
         print("### Metrics check")
@@ -706,7 +870,8 @@ def print_report(runs, meta, modes, checks):
     summary = []
     for t, p, s in summary_rows:
         entry = {"test": t, "pipeline": p, "modes": list(s["modes"]),
-                 "metrics_overhead": s["metrics_overhead"]}
+                 "metrics_overhead": s["metrics_overhead"],
+                 "comparisons": s["comparisons"]}
         for name, m in s["modes"].items():
             entry[name] = plain(m)
         if "direct" in s["modes"] and "slotgate" in s["modes"]:
@@ -797,8 +962,15 @@ def parse_args(argv):
 
 
 def check_tools(args):
-    for tool in (args.redis_server, args.redis_benchmark, "redis-cli"):
+    tools = [args.redis_server, args.redis_benchmark, "redis-cli"]
+    if any(MODES[m]["tls"] for m in args.modes):
+        tools.append("openssl")
+    for tool in tools:
         if shutil.which(tool) is None:
+            if tool == "openssl":
+                raise HarnessError("`openssl` not found on PATH; the TLS modes make their "
+                                   "certificates with it (Debian/Ubuntu: `apt-get install "
+                                   "openssl`).")
             raise HarnessError(f"`{tool}` not found on PATH. Install Redis 7 "
                                f"(Debian/Ubuntu: `apt-get install redis-server redis-tools`).")
     sg = args.slotgate
@@ -853,24 +1025,37 @@ def main(argv):
             "slotgate_binary": args.slotgate, "clk_tck": CLK_TCK,
             "args": vars(args),
         }
-        log("starting 6-node cluster")
+        modes = args.modes
+        certs = None
+        if any(MODES[m]["tls"] for m in modes):
+            certs = make_certs(tmp)
+            log(f"certificates in {certs['dir']} (CA + server certificate, EC P-256)")
+        meta["tls"] = bool(certs)
+        log("starting 6-node cluster" + (" (with tls-ports)" if certs else ""))
         t0 = time.monotonic()
-        nodes = start_cluster(procs, tmp, args)
-        log(f"cluster ok after {time.monotonic() - t0:.1f}s: primaries " + ", ".join(
-            str(n["port"]) for n in nodes if n["role"] == "primary") + "; replicas " +
-            ", ".join(str(n["port"]) for n in nodes if n["role"] == "replica"))
+        nodes = start_cluster(procs, tmp, args, certs)
+
+        def names(role):
+            return ", ".join(str(n["port"]) + (f" (tls {n['tls_port']})" if certs else "")
+                             for n in nodes if n["role"] == role)
+
+        log(f"cluster ok after {time.monotonic() - t0:.1f}s: primaries {names('primary')}; "
+            f"replicas {names('replica')}")
         # redis-benchmark --cluster: point it at a primary.
         nodes.sort(key=lambda n: n["role"] != "primary")
-        modes = args.modes
-        sgs = start_slotgates(procs, tmp, args, nodes, modes)
+        sgs = start_slotgates(procs, tmp, args, nodes, modes, certs)
         for mode, sg in sgs.items():
             log(f"{mode} up on :{sg['port']} (admin: {sg['admin'] or 'none'}, "
-                f"workers: {args.workers})")
+                f"workers: {args.workers}" + (", client TLS" if sg["tls_cli"] else "") + ")")
+        targets = {m: bench_target(m, nodes, sgs, certs) for m in modes}
         meta["ports"] = {"redis": {str(n["port"]): n["role"] for n in nodes},
                          "slotgate": {m: {"port": sg["port"], "admin": sg["admin"]}
                                       for m, sg in sgs.items()}}
+        if certs:
+            meta["ports"]["redis_tls"] = {str(n["port"]): n["tls_port"] for n in nodes}
         meta["modes"] = {m: {"config_extra": MODES[m]["config_extra"],
-                             "bench_args": MODES[m]["bench_args"]} for m in modes}
+                             "bench_args": MODES[m]["bench_args"], "tls": MODES[m]["tls"],
+                             "target": targets[m]} for m in modes}
         width = max(len(m) for m in modes)
 
         runs = []
@@ -883,7 +1068,8 @@ def main(argv):
                     start = (rnd - 1) % len(modes)
                     order = modes[start:] + modes[:start]
                     for i, mode in enumerate(order):
-                        r = run_one(mode, test, pipeline, n, args, nodes, sgs)
+                        r = run_one(mode, test, pipeline, n, args, nodes, sgs,
+                                    targets[mode])
                         r["round"], r["order"] = rnd, i
                         runs.append(r)
                         for w in r["warnings"]:
