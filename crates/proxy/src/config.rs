@@ -82,6 +82,8 @@ pub struct UpstreamConfig {
     pub connections_per_node: usize,
     /// Speak TLS to the nodes.
     pub tls: Option<UpstreamTlsConfig>,
+    /// Most dedicated connections (blocking commands) per node per worker.
+    pub max_dedicated_per_node: usize,
 }
 
 /// Limits that protect the proxy from clients.
@@ -112,6 +114,7 @@ impl Default for UpstreamConfig {
             max_redirects: 5,
             connections_per_node: 1,
             tls: None,
+            max_dedicated_per_node: 1024,
         }
     }
 }
@@ -170,6 +173,9 @@ impl Config {
             if !s.contains(':') {
                 return Err(format!("upstream.seeds: {s:?} is not host:port"));
             }
+        }
+        if self.upstream.max_dedicated_per_node == 0 {
+            return Err("upstream.max_dedicated_per_node must be at least 1".into());
         }
         if self.upstream.connections_per_node == 0 {
             return Err("upstream.connections_per_node must be at least 1".into());

@@ -8,6 +8,7 @@ use slotgate_commands::{self as commands, ArgSource, Command, Family, KeyIndices
 use slotgate_resp::Request;
 use tokio::time::Instant;
 
+use crate::dedicated::Task;
 use crate::entry::{Entry, Fanout, Merge};
 use crate::metrics::UNKNOWN_COMMAND;
 use crate::op::{Op, Route};
@@ -84,11 +85,27 @@ fn route_known(
         )),
         Family::Split(kind) => split::route(ctx, cmd, kind, req, deadline),
         Family::AllShards(kind) => route_all_shards(ctx, cmd, kind, req, deadline),
-        Family::Transaction | Family::Blocking | Family::PubSub => {
-            Entry::Ready(replies::not_yet(cmd.name))
-        }
+        // WAIT counts replicas that acknowledged this connection's writes; through
+        // multiplexed connections that cannot be answered truthfully yet.
+        Family::Blocking if cmd.name == "wait" => Entry::Ready(replies::not_yet(cmd.name)),
+        Family::Blocking => route_blocking(ctx, cmd, req),
+        Family::Transaction | Family::PubSub => Entry::Ready(replies::not_yet(cmd.name)),
         Family::Unsupported => Entry::Ready(replies::unsupported(cmd.name)),
     }
+}
+
+/// A command that may block in Redis (BLPOP, XREAD BLOCK …): on a dedicated connection of
+/// its own, without `op_timeout` (its own timeout applies).
+fn route_blocking(ctx: &WorkerCtx, cmd: &Command, req: &Request) -> Entry {
+    let slot = match single_slot(cmd, req) {
+        Ok(slot) => slot,
+        Err(reply) => return Entry::Ready(reply),
+    };
+    let (pool, wire) = (std::rc::Rc::clone(&ctx.dedicated), req.wire());
+    Entry::Task(
+        Task::spawn(move |tx| crate::dedicated::run_blocking(pool, slot, wire, tx)),
+        None,
+    )
 }
 
 pub(crate) fn is_readonly(cmd: &Command) -> bool {
@@ -117,7 +134,7 @@ pub(crate) fn single_slot(cmd: &Command, req: &Request) -> Result<Option<u16>, B
 
 fn route_single(ctx: &WorkerCtx, cmd: &Command, req: &Request, deadline: Instant) -> Entry {
     if commands::is_blocking_call(cmd, &ReqArgs(req)) {
-        return Entry::Ready(replies::not_yet(cmd.name));
+        return route_blocking(ctx, cmd, req);
     }
     match single_slot(cmd, req) {
         Ok(Some(slot)) => Entry::Single(Op::start(

@@ -6,6 +6,7 @@ use bytes::{Bytes, BytesMut};
 use slotgate_resp::{aggregate_children, encode, parse_integer};
 use tokio::time::Instant;
 
+use crate::dedicated::Task;
 use crate::metrics::CmdResult;
 use crate::op::{Event, Op};
 use crate::worker::WorkerCtx;
@@ -53,6 +54,9 @@ pub(crate) enum Entry {
     /// repeated failures). Waiting is a timer in the session's select; the worker never
     /// blocks.
     Delayed(Bytes, Instant),
+    /// The reply comes from a task of its own (a blocking command on a dedicated
+    /// connection); no deadline applies.
+    Task(Task, Option<Bytes>),
 }
 
 impl Entry {
@@ -69,6 +73,12 @@ impl Entry {
         match self {
             Entry::Ready(_) | Entry::Close(_) => true,
             Entry::Delayed(_, at) => now >= *at,
+            Entry::Task(task, reply) => {
+                if reply.is_none() {
+                    *reply = task.try_take();
+                }
+                reply.is_some()
+            }
             Entry::Single(op) => op.poll_sync(ctx, now),
             Entry::Fanout(f) => {
                 let mut done = true;
@@ -92,6 +102,8 @@ impl Entry {
                 tokio::time::sleep_until(*at).await;
                 (0, Event::Wake)
             }
+            Entry::Task(task, None) => (0, Event::Finished(task.wait().await)),
+            Entry::Task(_, Some(_)) => std::future::pending().await,
             Entry::Ready(_) | Entry::Close(_) => std::future::pending().await,
         }
     }
@@ -105,6 +117,11 @@ impl Entry {
                     op.on_event(ctx, event)
                 }
             }
+            Entry::Task(_, reply) => {
+                if let Event::Finished(b) = event {
+                    *reply = Some(b);
+                }
+            }
             Entry::Ready(_) | Entry::Close(_) | Entry::Delayed(..) => {}
         }
     }
@@ -114,10 +131,11 @@ impl Entry {
     pub fn write_reply(self, out: &mut BytesMut) -> (CmdResult, bool) {
         let start = out.len();
         let (outcome, close) = match self {
-            Entry::Ready(b) | Entry::Delayed(b, _) => {
+            Entry::Ready(b) | Entry::Delayed(b, _) | Entry::Task(_, Some(b)) => {
                 out.extend_from_slice(&b);
                 (None, false)
             }
+            Entry::Task(_, None) => (None, false),
             Entry::Close(b) => {
                 out.extend_from_slice(&b);
                 (None, true)

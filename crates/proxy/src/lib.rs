@@ -10,6 +10,7 @@
 pub mod acl;
 pub mod auth;
 pub mod config;
+mod dedicated;
 mod dispatch;
 mod entry;
 pub mod error;

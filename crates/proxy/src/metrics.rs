@@ -362,6 +362,13 @@ impl Metrics {
             .add(delta);
     }
 
+    /// One more (`delta` 1) or one fewer (`delta` -1) dedicated connection to `node`.
+    pub(crate) fn dedicated_connection(&self, node: &NodeAddr, delta: i64) {
+        self.upstream_connections
+            .with_label_values(&[node.as_str(), "dedicated"])
+            .add(delta);
+    }
+
     /// Live multiplexed connections to `node`, across workers.
     pub(crate) fn live_connections(&self, node: &NodeAddr) -> i64 {
         self.upstream_connections

@@ -46,6 +46,8 @@ pub(crate) enum Event {
     Timeout,
     /// A retry backoff ended.
     Wake,
+    /// A task-computed reply ([`crate::dedicated::Task`]) arrived.
+    Finished(Bytes),
 }
 
 enum State {
@@ -194,7 +196,7 @@ impl Op {
             State::Done(_) => return,
         };
         match event {
-            Event::Wake => {}
+            Event::Wake | Event::Finished(_) => {}
             Event::Timeout => {
                 ctx.metrics
                     .shared()

@@ -85,6 +85,17 @@ pub fn unsupported(name: &str) -> Bytes {
     error(format!("ERR slotgate: command '{name}' is not supported by the proxy").as_bytes())
 }
 
+/// `-ERR slotgate: <cap> dedicated connections to <node> are in use …` when a blocking
+/// command finds the per-node cap reached.
+pub fn dedicated_limit(node: &str, cap: usize) -> Bytes {
+    error(
+        format!(
+            "ERR slotgate: {cap} dedicated connections to {node} are in use (upstream.max_dedicated_per_node); try again later"
+        )
+        .as_bytes(),
+    )
+}
+
 /// `-ERR slotgate: command '<name>' is not supported yet` for families still to come.
 pub fn not_yet(name: &str) -> Bytes {
     error(format!("ERR slotgate: command '{name}' is not supported yet").as_bytes())

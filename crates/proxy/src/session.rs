@@ -205,7 +205,16 @@ pub(crate) async fn run_session<R, W>(
                 }
             }
             read = rd.read_buf(&mut rbuf), if can_read => match read {
-                Ok(0) => reading = false, // client half-closed: answer what it sent, then close
+                Ok(0) => {
+                    // The client half-closed: answer what it sent, then close. Except for a
+                    // command blocked in Redis: its reply may never come, and dropping it
+                    // releases the dedicated connection (Redis stops blocking for it), as
+                    // Redis itself frees a client at EOF.
+                    if queue.iter().any(|p| matches!(p.entry, Entry::Task(..))) {
+                        return;
+                    }
+                    reading = false;
+                }
                 Ok(_) => last_read = Instant::now(),
                 Err(_) => return,
             },

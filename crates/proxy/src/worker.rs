@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::Config;
+use crate::dedicated::DedicatedPool;
 use crate::logs;
 use crate::metrics::{Metrics, WorkerMetrics};
 use crate::replies;
@@ -66,6 +67,8 @@ pub(crate) struct WorkerCtx {
     pub shutdown: watch::Receiver<bool>,
     /// This worker's thread-local instruments.
     pub metrics: Rc<WorkerMetrics>,
+    /// Dedicated connections (blocking commands).
+    pub dedicated: Rc<DedicatedPool>,
     any_cursor: Cell<usize>,
     sessions: Cell<usize>,
     by_shard: RefCell<ShardUpstreams>,
@@ -145,6 +148,11 @@ pub(crate) fn run_worker(
                 Arc::clone(&topology),
                 Rc::clone(&metrics),
             ),
+            dedicated: Rc::new(DedicatedPool::new(
+                Arc::new(cfg.upstream.clone()),
+                Arc::clone(&topology),
+                Arc::clone(&shared.metrics),
+            )),
             cfg,
             topology,
             shared,
@@ -271,6 +279,7 @@ async fn maintain_upstreams(ctx: Rc<WorkerCtx>) {
             seen = Some(now);
             let map = ctx.topology.map();
             ctx.upstreams.retain_known(&map.all_nodes());
+            ctx.dedicated.retain_known(&map.all_nodes());
             *ctx.by_shard.borrow_mut() = ShardUpstreams::default();
             for shard in map.serving_shards() {
                 ctx.upstreams.get(&shard.primary);

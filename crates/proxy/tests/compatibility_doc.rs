@@ -28,7 +28,7 @@ fn behaviour(cmd: &Command) -> String {
         Family::Single => {
             let mut text = String::from("routed to the primary of its keys' slot; keys in several slots get `-CROSSSLOT`");
             if name == "xread" || name == "xreadgroup" {
-                text.push_str("; with `BLOCK`: not supported yet");
+                text.push_str("; with `BLOCK`: on a dedicated connection like the blocking family");
             }
             text
         }
@@ -50,7 +50,17 @@ fn behaviour(cmd: &Command) -> String {
             MergeKind::AndArrays => "sent to every primary, element-wise AND of the replies".into(),
             MergeKind::Scan | MergeKind::SumPairs => NOT_YET.into(),
         },
-        Family::Transaction | Family::Blocking | Family::PubSub => NOT_YET.into(),
+        Family::Blocking if name == "wait" => format!(
+            "{NOT_YET}: it counts replicas that acknowledged this connection's writes, which \
+             travel over connections shared with other clients"
+        ),
+        Family::Blocking => "routed by its keys' slot (`-CROSSSLOT` across slots) to a dedicated \
+            connection of its own for as long as it blocks, so it holds up nobody else; its own \
+            timeout applies, not `upstream.op_timeout`; MOVED/ASK while blocked are followed; a \
+            client that disconnects releases the connection; at most \
+            `upstream.max_dedicated_per_node` per node per worker"
+            .into(),
+        Family::Transaction | Family::PubSub => NOT_YET.into(),
         Family::Unsupported => "refused: `-ERR slotgate: command '…' is not supported by the proxy`".into(),
     }
 }
@@ -73,7 +83,8 @@ fn render() -> String {
          `SLOTGATE_UPDATE_DOCS=1 cargo test -p slotgate-proxy --test compatibility_doc`.\n\n\
          Families: **local** (answered by slotgate), **single** (one slot), **keyless** (one primary),\n\
          **split** (per-slot parts merged), **all-shard** (every primary, merged), **transaction**,\n\
-         **blocking**, **pubsub** (pinned connections: coming with issue 6), **unsupported**.\n\n\
+         **blocking** (a dedicated connection per blocked command), **pubsub** (pinned connections:\n\
+         coming with issue 6), **unsupported**.\n\n\
          | command | family | through slotgate |\n|---|---|---|\n",
     );
     let mut rows: Vec<&Command> = Vec::new();

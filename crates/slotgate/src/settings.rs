@@ -92,6 +92,8 @@ struct FileUpstream {
     read_from: Option<String>,
     #[serde(default)]
     tls: Option<FileUpstreamTls>,
+    #[serde(default)]
+    max_dedicated_per_node: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -197,6 +199,7 @@ impl Settings {
             "  refresh_interval: {:?}\n  connect_timeout: {:?}\n  op_timeout: {:?}\n  max_redirects: {}\n  connections_per_node: {}\n  read_from: primary",
             u.refresh_interval, u.connect_timeout, u.op_timeout, u.max_redirects, u.connections_per_node
         );
+        let _ = writeln!(s, "  max_dedicated_per_node: {}", u.max_dedicated_per_node);
         if let Some(t) = &u.tls {
             let show = |p: &Option<PathBuf>| {
                 p.as_ref()
@@ -316,6 +319,9 @@ pub fn parse(text: &str) -> anyhow::Result<Settings> {
         connections_per_node: up
             .connections_per_node
             .unwrap_or(defaults.connections_per_node),
+        max_dedicated_per_node: up
+            .max_dedicated_per_node
+            .unwrap_or(defaults.max_dedicated_per_node),
         tls: up.tls.map(|t| UpstreamTlsConfig {
             ca: t.ca.map(PathBuf::from),
             server_name: t.server_name,
