@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::{ArcSwap, Guard};
 use bytes::BytesMut;
-use slotgate_cluster::SlotMap;
+use slotgate_cluster::{NodeAddr, SlotMap, SLOT_COUNT};
 use slotgate_resp::value::Value;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
@@ -137,6 +137,12 @@ impl Topology {
     /// # Errors
     /// The last node error when no node answered with a usable map.
     pub async fn refresh(&self) -> Result<(), ProxyError> {
+        self.refresh_outcome().await.map(|_| ())
+    }
+
+    /// [`Topology::refresh`], saying whether the new map was swapped in (`Ok`) or refused
+    /// as stale (`Rejected`: it would uncover slots whose owner still answers for them).
+    async fn refresh_outcome(&self) -> Result<RefreshResult, ProxyError> {
         let current = self.map.load_full();
         let mut candidates: Vec<String> =
             current.all_nodes().iter().map(|n| n.to_string()).collect();
@@ -175,6 +181,26 @@ impl Topology {
             changed = !chosen.same_assignment(&current),
             "topology refreshed"
         );
+        // A view that uncovers slots is believed only if their owners no longer claim them:
+        // a node that just restarted or lost its config can answer with a partial map.
+        for (owner, slots) in uncovered_by(&current, &chosen) {
+            if let Ok(view) = self.fetch_view(owner.as_str(), false).await {
+                if slots
+                    .iter()
+                    .any(|&s| view.primary_for_slot(s) == Some(&owner))
+                {
+                    crate::logs::limited(crate::logs::Class::RefreshFailed, |suppressed| {
+                        tracing::warn!(
+                            owner = %owner,
+                            slots = slots.len(),
+                            suppressed,
+                            "slot map refresh rejected: it uncovers slots their owner still serves"
+                        )
+                    });
+                    return Ok(RefreshResult::Rejected);
+                }
+            }
+        }
         if !chosen.same_assignment(&current) {
             tracing::info!(
                 covered = chosen.covered(),
@@ -189,7 +215,7 @@ impl Topology {
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
         self.last_refresh_unix_ms.store(now_ms, Ordering::Relaxed);
-        Ok(())
+        Ok(RefreshResult::Ok)
     }
 
     /// One node's view; also records the server version from the first node asked.
@@ -256,10 +282,16 @@ impl Topology {
             if trigger != RefreshTrigger::Periodic {
                 trigger = self.take_trigger();
             }
-            let result = self.refresh().await;
-            self.count_refresh(trigger, result.is_ok());
+            let result = self.refresh_outcome().await;
+            self.metrics.refresh(
+                trigger,
+                match &result {
+                    Ok(r) => *r,
+                    Err(_) => RefreshResult::Error,
+                },
+            );
             failing = match result {
-                Ok(()) => false,
+                Ok(_) => false,
                 Err(e) => {
                     crate::logs::limited(
                         crate::logs::Class::RefreshFailed,
@@ -271,6 +303,24 @@ impl Topology {
             last = Instant::now();
         }
     }
+}
+
+/// The slots `current` serves that `next` leaves uncovered, grouped by their current owner.
+fn uncovered_by(current: &SlotMap, next: &SlotMap) -> Vec<(NodeAddr, Vec<u16>)> {
+    let mut out: Vec<(NodeAddr, Vec<u16>)> = Vec::new();
+    for slot in 0..SLOT_COUNT as u16 {
+        if next.primary_for_slot(slot).is_some() {
+            continue;
+        }
+        let Some(owner) = current.primary_for_slot(slot) else {
+            continue;
+        };
+        match out.iter_mut().find(|(o, _)| o == owner) {
+            Some((_, slots)) => slots.push(slot),
+            None => out.push((owner.clone(), vec![slot])),
+        }
+    }
+    out
 }
 
 /// The view most answers agree with; ties go to the view covering more slots.
@@ -296,4 +346,45 @@ pub(crate) fn info_field(info: &[u8], field: &str) -> Option<String> {
             .strip_prefix(':')
             .map(|v| v.trim().to_string())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(port: i64) -> Value {
+        Value::Array(vec![
+            Value::Bulk(b"127.0.0.1".to_vec()),
+            Value::Integer(port),
+        ])
+    }
+
+    fn map(ranges: &[(i64, i64, i64)]) -> SlotMap {
+        let reply = Value::Array(
+            ranges
+                .iter()
+                .map(|&(a, b, port)| {
+                    Value::Array(vec![Value::Integer(a), Value::Integer(b), node(port)])
+                })
+                .collect(),
+        );
+        SlotMap::from_cluster_slots(&reply, "127.0.0.1:1").unwrap()
+    }
+
+    #[test]
+    fn uncovered_slots_are_grouped_by_their_current_owner() {
+        let current = map(&[(0, 99, 7001), (100, 199, 7002), (200, 16383, 7003)]);
+        // The same assignment, and a move to another owner, uncover nothing.
+        assert!(uncovered_by(&current, &current).is_empty());
+        let moved = map(&[(0, 199, 7002), (200, 16383, 7003)]);
+        assert!(uncovered_by(&current, &moved).is_empty());
+        // A partial view uncovers 7001's slots 50-99 and all of 7003's.
+        let partial = map(&[(0, 49, 7001), (100, 199, 7002)]);
+        let lost = uncovered_by(&current, &partial);
+        assert_eq!(lost.len(), 2);
+        assert_eq!(lost[0].0.as_str(), "127.0.0.1:7001");
+        assert_eq!(lost[0].1, (50..100).collect::<Vec<u16>>());
+        assert_eq!(lost[1].0.as_str(), "127.0.0.1:7003");
+        assert_eq!(lost[1].1.len(), 16384 - 200);
+    }
 }
