@@ -170,6 +170,7 @@ fn route_all_shards(
         MergeKind::First => Merge::First,
         MergeKind::AnyNonNil => Merge::AnyNonNil,
         MergeKind::AndArrays => Merge::AndArrays,
+        MergeKind::Scan => return crate::scan::route(ctx, req, deadline),
         _ => return Entry::Ready(replies::not_yet(cmd.name)),
     };
     let primaries: Vec<_> = ctx

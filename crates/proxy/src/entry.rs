@@ -48,6 +48,8 @@ pub(crate) enum Entry {
     Single(Op),
     /// The reply is merged from several ops.
     Fanout(Box<Fanout>),
+    /// One SCAN step on one primary ([`crate::scan`]).
+    Scan(Box<crate::scan::ScanOp>),
     /// Write this reply, then close the connection (QUIT, protocol errors).
     Close(Bytes),
     /// The reply is known but must not leave before this instant (an AUTH reply after
@@ -80,6 +82,7 @@ impl Entry {
                 reply.is_some()
             }
             Entry::Single(op) => op.poll_sync(ctx, now),
+            Entry::Scan(scan) => scan.poll_sync(ctx, now),
             Entry::Fanout(f) => {
                 let mut done = true;
                 for op in &mut f.ops {
@@ -94,6 +97,7 @@ impl Entry {
     pub async fn next_event(&mut self) -> (usize, Event) {
         match self {
             Entry::Single(op) => (0, op.next_event().await),
+            Entry::Scan(scan) => scan.next_event().await,
             Entry::Fanout(f) => match f.ops.iter_mut().enumerate().find(|(_, op)| !op.is_done()) {
                 Some((i, op)) => (i, op.next_event().await),
                 None => std::future::pending().await,
@@ -112,6 +116,7 @@ impl Entry {
     pub fn on_event(&mut self, ctx: &WorkerCtx, index: usize, event: Event) {
         match self {
             Entry::Single(op) => op.on_event(ctx, event),
+            Entry::Scan(scan) => scan.on_event(ctx, index, event),
             Entry::Fanout(f) => {
                 if let Some(op) = f.ops.get_mut(index) {
                     op.on_event(ctx, event)
@@ -145,6 +150,7 @@ impl Entry {
                 out.extend_from_slice(&op.take_reply());
                 (Some(outcome), false)
             }
+            Entry::Scan(scan) => (Some(scan.write_reply(out)), false),
             Entry::Fanout(f) => {
                 let outcome = f.ops.iter().map(Op::outcome).max_by_key(|o| match o {
                     CmdResult::Ok => 0,

@@ -1,6 +1,7 @@
 //! The slotgate engine. A client's command flows
 //! `worker` (accept) → `session` (decode, reply queue) → `dispatch` (command table, slot)
-//! → `local` | `op` (one slot) | `split` (per-slot parts) | all-shard fan-out
+//! → `local` | `op` (one slot) | `split` (per-slot parts) | all-shard fan-out (`scan`:
+//! one primary per call)
 //! → `upstream` (multiplexed node connections) → back through the session's ordered queue.
 //! `topology` keeps the slot map current. The binary (`crates/slotgate`) turns YAML and argv
 //! into a [`Config`] and calls [`start`].
@@ -20,6 +21,7 @@ pub mod metrics;
 mod node_client;
 mod op;
 pub mod replies;
+mod scan;
 mod session;
 mod split;
 pub mod status;

@@ -43,6 +43,25 @@ pub const BAD_CLIENT_NAME: &[u8] =
     b"-ERR Client names cannot contain spaces, newlines or special characters.\r\n";
 /// The proxy is shutting down and takes no new command.
 pub const SHUTTING_DOWN: &[u8] = b"-ERR slotgate: shutting down\r\n";
+/// A SCAN cursor that is not an unsigned 64-bit decimal number (Redis 7.0's text).
+pub const INVALID_CURSOR: &[u8] = b"-ERR invalid cursor\r\n";
+/// A node's reply did not have the shape its command promises.
+pub const UNEXPECTED_REPLY: &[u8] = b"-ERR slotgate: unexpected reply shape from upstream\r\n";
+
+/// A node returned a SCAN cursor too large for slotgate's client cursor (see `scan.rs`).
+pub fn scan_cursor_too_large(node: &str, cursor: u64, limit: u64) -> Bytes {
+    error(
+        format!(
+            "ERR slotgate: SCAN cursor {cursor} from {node} does not fit in slotgate's cursor (node cursors must be below {limit})"
+        )
+        .as_bytes(),
+    )
+}
+
+/// SCAN on a cluster with more primaries than a client cursor can name.
+pub fn scan_too_many_primaries(max: usize) -> Bytes {
+    error(format!("ERR slotgate: SCAN supports at most {max} primaries").as_bytes())
+}
 
 /// `-ERR unknown command '<name>', with args beginning with: '<a>' '<b>' ` like Redis 7.0
 /// (name cut at 128 bytes, the argument list at about 128 bytes, CR/LF turned into spaces).

@@ -48,7 +48,12 @@ fn behaviour(cmd: &Command) -> String {
             MergeKind::First => "sent to every primary, the first reply when all succeed".into(),
             MergeKind::AnyNonNil => "sent to every primary, the first non-nil reply".into(),
             MergeKind::AndArrays => "sent to every primary, element-wise AND of the replies".into(),
-            MergeKind::Scan | MergeKind::SumPairs => NOT_YET.into(),
+            MergeKind::Scan => "one primary per call, primaries in order of their lowest slot; the cursor \
+                encodes the primary and its own cursor (below 2^63); `MATCH`/`COUNT`/`TYPE` passed through; \
+                a full iteration returns every key present throughout at least once, also across a failover \
+                or reshard (a changed layout restarts the iteration, so keys may repeat); `-ERR invalid cursor` \
+                like Redis; `-CLUSTERDOWN` while a slot has no owner (see docs/architecture.md)".into(),
+            MergeKind::SumPairs => NOT_YET.into(),
         },
         Family::Blocking if name == "wait" => format!(
             "{NOT_YET}: it counts replicas that acknowledged this connection's writes, which \
