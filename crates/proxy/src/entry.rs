@@ -30,6 +30,9 @@ pub(crate) enum Merge {
     AnyNonNil,
     /// Element-wise AND of integer arrays (SCRIPT EXISTS).
     AndArrays,
+    /// INFO: slotgate's own sections, then `# Keyspace` summed over the primaries'
+    /// `INFO keyspace` ([`crate::keyspace`]).
+    InfoKeyspace(String),
 }
 
 /// Several ops merged into one reply.
@@ -184,6 +187,10 @@ fn is_nil(reply: &[u8]) -> bool {
 /// shape) becomes the whole reply, as a single Redis command would fail.
 fn merge(mut f: Fanout, out: &mut BytesMut) {
     let replies: Vec<Bytes> = f.ops.iter_mut().map(Op::take_reply).collect();
+    // INFO answers even when a primary does not: its keyspace is then left out.
+    if let Merge::InfoKeyspace(local) = &f.merge {
+        return crate::keyspace::write_info(local, &replies, out);
+    }
     if let Some(err) = replies.iter().find(|r| is_error(r)) {
         out.extend_from_slice(err);
         return;
@@ -263,5 +270,7 @@ fn merge(mut f: Fanout, out: &mut BytesMut) {
                 encode::integer(out, v);
             }
         }
+        // Merged before the error check above; kept total so no input can panic here.
+        Merge::InfoKeyspace(local) => crate::keyspace::write_info(&local, &replies, out),
     }
 }

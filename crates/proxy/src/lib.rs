@@ -15,6 +15,7 @@ mod dedicated;
 mod dispatch;
 mod entry;
 pub mod error;
+mod keyspace;
 mod local;
 mod logs;
 pub mod metrics;

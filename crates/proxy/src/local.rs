@@ -56,7 +56,7 @@ pub(crate) fn run(
         "client|id" => integer(client.id as i64),
         "client|info" => bulk(client.info_line().as_bytes()),
         "client|setinfo" => client_setinfo(req),
-        "info" => bulk(info(ctx, req).as_bytes()),
+        "info" => return crate::keyspace::info(ctx, info(ctx, req), req, deadline),
         "config|get" => config_get(req),
         "cluster|keyslot" => integer(slotgate_cluster::slot(req.arg(2)) as i64),
         "cluster|info" => bulk(cluster_info(ctx).as_bytes()),

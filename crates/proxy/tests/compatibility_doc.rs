@@ -19,7 +19,9 @@ fn behaviour(cmd: &Command) -> String {
             "auth" => "checks slotgate's `users:` (`AUTH pass` is user `default`); without users: like Redis's passwordless `default` user".into(),
             "acl|whoami" => "the connection's user (`default` without users)".into(),
             n if n.starts_with("acl|") => "refused: `-ERR slotgate: ACL … is not available through the proxy; users are configured in slotgate's config file`".into(),
-            "info" => "synthesised: server (with the cluster's `redis_version`), clients and slotgate sections".into(),
+            "info" => "synthesised: server (with the cluster's `redis_version`), clients and slotgate sections; \
+                the keyspace section (`INFO`, `default`, `all`, `everything`, `keyspace`) sums `INFO keyspace` of every primary: \
+                `keys` and `expires` added, `avg_ttl` weighted by `expires`".into(),
             "select" => "`SELECT 0` accepted; other databases: `-ERR DB index is out of range`".into(),
             "client|reply" => NOT_YET.into(),
             _ => "answered by slotgate for this client connection".into(),
