@@ -170,8 +170,8 @@ fn route_all_shards(
         MergeKind::First => Merge::First,
         MergeKind::AnyNonNil => Merge::AnyNonNil,
         MergeKind::AndArrays => Merge::AndArrays,
+        MergeKind::SumPairs => Merge::SumPairs,
         MergeKind::Scan => return crate::scan::route(ctx, req, deadline),
-        _ => return Entry::Ready(replies::not_yet(cmd.name)),
     };
     let primaries: Vec<_> = ctx
         .topology

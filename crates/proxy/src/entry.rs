@@ -30,6 +30,8 @@ pub(crate) enum Merge {
     AnyNonNil,
     /// Element-wise AND of integer arrays (SCRIPT EXISTS).
     AndArrays,
+    /// Flat `[name, count, …]` replies with the counts summed per name (PUBSUB NUMSUB).
+    SumPairs,
     /// INFO: slotgate's own sections, then `# Keyspace` summed over the primaries'
     /// `INFO keyspace` ([`crate::keyspace`]).
     InfoKeyspace(String),
@@ -243,7 +245,12 @@ fn merge(mut f: Fanout, out: &mut BytesMut) {
             out.extend_from_slice(replies.first().map(|b| &b[..]).unwrap_or(b"$-1\r\n"))
         }
         Merge::AnyNonNil => {
-            let pick = replies.iter().find(|r| !is_nil(r)).or(replies.first());
+            // RANDOMKEY: a random primary's random key, not always the first primary's.
+            let found: Vec<&Bytes> = replies.iter().filter(|r| !is_nil(r)).collect();
+            let pick = match found.len() {
+                0 => replies.first(),
+                n => Some(found[random_below(n)]),
+            };
             out.extend_from_slice(pick.map(|b| &b[..]).unwrap_or(b"$-1\r\n"));
         }
         Merge::AndArrays => {
@@ -270,7 +277,52 @@ fn merge(mut f: Fanout, out: &mut BytesMut) {
                 encode::integer(out, v);
             }
         }
+        Merge::SumPairs => match sum_pairs(&replies) {
+            Some((names, counts)) => {
+                // Keep the node's aggregate type (a RESP3 map stays a map).
+                if replies.first().is_some_and(|r| r.starts_with(b"%")) {
+                    encode::map_header(out, names.len());
+                } else {
+                    encode::array_header(out, names.len() * 2);
+                }
+                for (name, count) in names.iter().zip(counts) {
+                    out.extend_from_slice(name);
+                    encode::integer(out, count);
+                }
+            }
+            None => out.extend_from_slice(&bad_shape()),
+        },
         // Merged before the error check above; kept total so no input can panic here.
         Merge::InfoKeyspace(local) => crate::keyspace::write_info(&local, &replies, out),
     }
+}
+
+/// `[name, count, …]` replies summed per name, in the first reply's order (the client's
+/// arguments); `None` when the replies disagree on the names or are not such pairs.
+fn sum_pairs(replies: &[Bytes]) -> Option<(Vec<Bytes>, Vec<i64>)> {
+    let mut names: Vec<Bytes> = Vec::new();
+    let mut counts: Vec<i64> = Vec::new();
+    for (i, reply) in replies.iter().enumerate() {
+        let children = aggregate_children(reply)?;
+        if children.len() % 2 != 0 || (i > 0 && children.len() != names.len() * 2) {
+            return None;
+        }
+        for (j, pair) in children.chunks(2).enumerate() {
+            if i == 0 {
+                names.push(pair[0].clone());
+                counts.push(0);
+            } else if pair[0] != names[j] {
+                return None;
+            }
+            counts[j] = counts[j].saturating_add(parse_integer(&pair[1])?);
+        }
+    }
+    Some((names, counts))
+}
+
+/// A random index below `n` (`n > 0`), from std's randomly keyed hasher.
+fn random_below(n: usize) -> usize {
+    use std::hash::BuildHasher;
+    let random = std::collections::hash_map::RandomState::new().hash_one(n);
+    (random % n as u64) as usize
 }

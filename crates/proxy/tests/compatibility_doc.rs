@@ -48,14 +48,15 @@ fn behaviour(cmd: &Command) -> String {
             MergeKind::ConcatArrays => "sent to every primary, arrays concatenated".into(),
             MergeKind::AllOk => "sent to every primary, `OK` when every primary says so".into(),
             MergeKind::First => "sent to every primary, the first reply when all succeed".into(),
-            MergeKind::AnyNonNil => "sent to every primary, the first non-nil reply".into(),
+            MergeKind::AnyNonNil => "sent to every primary, one of the non-nil replies picked at random".into(),
             MergeKind::AndArrays => "sent to every primary, element-wise AND of the replies".into(),
             MergeKind::Scan => "one primary per call, primaries in order of their lowest slot; the cursor \
                 encodes the primary and its own cursor (below 2^63); `MATCH`/`COUNT`/`TYPE` passed through; \
                 a full iteration returns every key present throughout at least once, also across a failover \
                 or reshard (a changed layout restarts the iteration, so keys may repeat); `-ERR invalid cursor` \
                 like Redis; `-CLUSTERDOWN` while a slot has no owner (see docs/architecture.md)".into(),
-            MergeKind::SumPairs => NOT_YET.into(),
+            MergeKind::SumPairs => "sent to every primary, counts summed per channel in the client's order \
+                (subscribers connected to replicas are not counted)".into(),
         },
         Family::Blocking if name == "wait" => format!(
             "{NOT_YET}: it counts replicas that acknowledged this connection's writes, which \
