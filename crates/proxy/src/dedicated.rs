@@ -64,7 +64,11 @@ impl DedicatedConn {
         self.read_reply().await
     }
 
-    async fn send(&mut self, wire: &[u8]) -> Result<(), String> {
+    /// Write `wire` whole.
+    ///
+    /// # Errors
+    /// The connection failed.
+    pub async fn send(&mut self, wire: &[u8]) -> Result<(), String> {
         self.stream
             .write_all(wire)
             .await
@@ -72,7 +76,11 @@ impl DedicatedConn {
         self.stream.flush().await.map_err(|e| format!("write: {e}"))
     }
 
-    async fn read_reply(&mut self) -> Result<Reply, String> {
+    /// Read the next reply (RESP3 pushes skipped).
+    ///
+    /// # Errors
+    /// The connection failed or the node sent something that is not RESP.
+    pub async fn read_reply(&mut self) -> Result<Reply, String> {
         loop {
             match self.scanner.scan(&mut self.buf) {
                 Ok(Some(reply)) if reply.kind == ReplyKind::Push => continue,
@@ -248,6 +256,9 @@ impl DedicatedPool {
 /// A reply computed by a task of its own; the entry waits for it without a deadline.
 pub(crate) struct Task {
     rx: oneshot::Receiver<Bytes>,
+    /// The work may wait without bound (a blocking command): a client that half-closes
+    /// gets no reply, and dropping the task releases the connection.
+    may_block: bool,
 }
 
 impl Task {
@@ -260,7 +271,28 @@ impl Task {
     {
         let (tx, rx) = oneshot::channel();
         tokio::task::spawn_local(work(tx));
-        Task { rx }
+        Task {
+            rx,
+            may_block: true,
+        }
+    }
+
+    /// [`Task::spawn`] for work that ends within deadlines of its own (a transaction
+    /// step): its reply is still written after the client half-closes.
+    pub fn spawn_bounded<F, Fut>(work: F) -> Task
+    where
+        F: FnOnce(oneshot::Sender<Bytes>) -> Fut,
+        Fut: std::future::Future<Output = ()> + 'static,
+    {
+        Task {
+            may_block: false,
+            ..Task::spawn(work)
+        }
+    }
+
+    /// Whether the work may wait without bound (see [`Task::spawn_bounded`]).
+    pub fn may_block(&self) -> bool {
+        self.may_block
     }
 
     /// The reply if it is there.

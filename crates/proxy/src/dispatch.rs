@@ -14,7 +14,7 @@ use crate::metrics::UNKNOWN_COMMAND;
 use crate::op::{Op, Route};
 use crate::session::ClientState;
 use crate::worker::WorkerCtx;
-use crate::{auth, local, replies, split};
+use crate::{auth, local, replies, split, transaction};
 
 /// A [`Request`] seen through the command table's argument interface.
 pub(crate) struct ReqArgs<'a>(pub &'a Request);
@@ -40,6 +40,7 @@ pub(crate) fn route_command(
 ) -> (Entry, u16) {
     let args = ReqArgs(&req);
     let Some(cmd) = commands::lookup(&args) else {
+        client.transaction.flag_error(); // in MULTI, EXEC then answers -EXECABORT
         return (
             Entry::Ready(replies::unknown_command(req.arg(0), req.args().skip(1))),
             UNKNOWN_COMMAND,
@@ -57,6 +58,7 @@ fn route_known(
 ) -> Entry {
     if !cmd.subcommands.is_empty() {
         // A container command whose argv[1] named no subcommand.
+        client.transaction.flag_error();
         return Entry::Ready(if req.argc() < 2 {
             replies::wrong_arity(cmd.name)
         } else {
@@ -64,12 +66,19 @@ fn route_known(
         });
     }
     if !cmd.arity_ok(req.argc()) {
-        return Entry::Ready(replies::wrong_arity(cmd.name));
+        let refusal = Entry::Ready(replies::wrong_arity(cmd.name));
+        return transaction::refused(ctx, client, cmd, refusal);
     }
     // Like Redis: unknown commands and bad arity are answered before the auth check.
     if client.auth.is_some() {
         if let Some(refusal) = auth::gate(ctx, client, cmd, &ReqArgs(req)) {
-            return refusal;
+            return transaction::refused(ctx, client, cmd, refusal);
+        }
+    }
+    // In MULTI: queued (or refused) instead of run.
+    if client.transaction.is_queuing() {
+        if let Some(entry) = transaction::queue(ctx, client, cmd, req) {
+            return entry;
         }
     }
     let deadline = now + ctx.cfg.upstream.op_timeout;
@@ -89,7 +98,8 @@ fn route_known(
         // multiplexed connections that cannot be answered truthfully yet.
         Family::Blocking if cmd.name == "wait" => Entry::Ready(replies::not_yet(cmd.name)),
         Family::Blocking => route_blocking(ctx, cmd, req),
-        Family::Transaction | Family::PubSub => Entry::Ready(replies::not_yet(cmd.name)),
+        Family::Transaction => transaction::route(ctx, client, cmd, req),
+        Family::PubSub => Entry::Ready(replies::not_yet(cmd.name)),
         Family::Unsupported => Entry::Ready(replies::unsupported(cmd.name)),
     }
 }

@@ -28,6 +28,7 @@ mod split;
 pub mod status;
 mod tls;
 pub mod topology;
+mod transaction;
 mod upstream;
 mod worker;
 

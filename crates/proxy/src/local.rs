@@ -38,6 +38,7 @@ pub(crate) fn run(
         }
         "reset" => {
             client.name = None;
+            client.transaction.reset(ctx); // leaves MULTI, drops the WATCH
             if let Some(auth) = &mut client.auth {
                 auth.log_out(); // as Redis: back to `default`, which needs a password here
             }

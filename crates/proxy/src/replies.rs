@@ -12,6 +12,25 @@ pub const PONG: &[u8] = b"+PONG\r\n";
 pub const NULL_BULK: &[u8] = b"$-1\r\n";
 /// Empty array.
 pub const EMPTY_ARRAY: &[u8] = b"*0\r\n";
+/// Null array (RESP2): EXEC of a transaction aborted because a WATCHed key changed.
+pub const NULL_ARRAY: &[u8] = b"*-1\r\n";
+/// A command inside MULTI was queued.
+pub const QUEUED: &[u8] = b"+QUEUED\r\n";
+/// MULTI inside MULTI (Redis 7.0's text).
+pub const MULTI_NESTED: &[u8] = b"-ERR MULTI calls can not be nested\r\n";
+/// EXEC outside MULTI (Redis 7.0's text).
+pub const EXEC_WITHOUT_MULTI: &[u8] = b"-ERR EXEC without MULTI\r\n";
+/// DISCARD outside MULTI (Redis 7.0's text).
+pub const DISCARD_WITHOUT_MULTI: &[u8] = b"-ERR DISCARD without MULTI\r\n";
+/// WATCH inside MULTI (Redis 7.0's text).
+pub const WATCH_INSIDE_MULTI: &[u8] = b"-ERR WATCH inside MULTI is not allowed\r\n";
+/// EXEC after a command was refused inside MULTI (Redis 7.0's text).
+pub const EXECABORT: &[u8] = b"-EXECABORT Transaction discarded because of previous errors.\r\n";
+/// A command flagged `no_multi` inside MULTI (Redis 7.0's text).
+pub const NOT_IN_MULTI: &[u8] = b"-ERR Command not allowed inside a transaction\r\n";
+/// The commands queued since MULTI would exceed `limits.max_request_bytes`.
+pub const TRANSACTION_TOO_LARGE: &[u8] =
+    b"-ERR slotgate: transaction too large (its queued commands exceed limits.max_request_bytes)\r\n";
 /// The client asked for a slot no primary serves.
 pub const CLUSTERDOWN_UNCOVERED: &[u8] = b"-CLUSTERDOWN Hash slot not served\r\n";
 /// Keys of one command hash to different slots.
@@ -161,6 +180,40 @@ pub fn upstream_protocol(node: &str) -> Bytes {
     error(format!("ERR slotgate: upstream {node} sent an invalid reply").as_bytes())
 }
 
+/// `-EXECABORT Transaction discarded because of: <error>`, Redis 7.0's reply when EXEC itself
+/// is refused (`EXEC x`), also for a transaction the node discarded because it refused one
+/// of the queued commands. `error` is the refusal, a whole error reply; like Redis, its
+/// generic `ERR` code is left out (`… because of: wrong number of arguments …`).
+pub fn exec_abort_because(error: &[u8]) -> Bytes {
+    let error = error.strip_prefix(b"-").unwrap_or(error);
+    let error = error.strip_prefix(b"ERR ").unwrap_or(error);
+    let error = error.strip_suffix(b"\r\n").unwrap_or(error);
+    let mut text = b"EXECABORT Transaction discarded because of: ".to_vec();
+    text.extend_from_slice(error);
+    self::error(&text)
+}
+
+/// The node refused the MULTI slotgate sent before a transaction's commands (the proxy's
+/// upstream user lacks `+multi`): those commands then ran one by one.
+pub fn multi_refused(error: &[u8]) -> Bytes {
+    let error = error.strip_prefix(b"-").unwrap_or(error);
+    let error = error.strip_suffix(b"\r\n").unwrap_or(error);
+    let mut text = b"ERR slotgate: the node refused MULTI (".to_vec();
+    text.extend_from_slice(error);
+    text.extend_from_slice(b"); the queued commands may have run outside a transaction");
+    self::error(&text)
+}
+
+/// `-ERR slotgate: command '<name>' cannot be used inside MULTI through the proxy` for
+/// commands slotgate cannot queue: ones it answers itself (but PING, ECHO, QUIT, RESET,
+/// COMMAND), ones that need every shard, and the subscribe family.
+pub fn not_in_transaction(name: &str) -> Bytes {
+    error(
+        format!("ERR slotgate: command '{name}' cannot be used inside MULTI through the proxy")
+            .as_bytes(),
+    )
+}
+
 /// Build `-<text>\r\n`, with CR and LF inside `text` turned into spaces.
 pub fn error(text: &[u8]) -> Bytes {
     let mut buf = BytesMut::with_capacity(text.len() + 3);
@@ -208,6 +261,18 @@ mod tests {
         assert_eq!(
             &acl_not_available("acl|setuser")[..],
             &b"-ERR slotgate: ACL SETUSER is not available through the proxy; users are configured in slotgate's config file\r\n"[..]
+        );
+    }
+
+    #[test]
+    fn exec_abort_names_the_refusal() {
+        assert_eq!(
+            &exec_abort_because(b"-MOVED 3999 127.0.0.1:7001\r\n")[..],
+            &b"-EXECABORT Transaction discarded because of: MOVED 3999 127.0.0.1:7001\r\n"[..]
+        );
+        assert_eq!(
+            &exec_abort_because(&wrong_arity("exec"))[..],
+            &b"-EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' command\r\n"[..]
         );
     }
 

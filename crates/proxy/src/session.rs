@@ -17,6 +17,7 @@ use crate::dispatch::route_command;
 use crate::entry::Entry;
 use crate::logs;
 use crate::op::Event;
+use crate::transaction::TxState;
 use crate::worker::WorkerCtx;
 
 /// Read buffer size kept free before each read.
@@ -48,6 +49,8 @@ pub(crate) struct ClientState {
     /// Who the client authenticated as; `None` when no users are configured (then the auth
     /// gate is one branch).
     pub auth: Option<ClientAuth>,
+    /// MULTI queue and WATCH connection (see `transaction`).
+    pub transaction: TxState,
 }
 
 impl ClientState {
@@ -72,12 +75,13 @@ impl ClientState {
             .map(|n| String::from_utf8_lossy(n).into_owned())
             .unwrap_or_default();
         format!(
-            "id={} addr={} laddr={} fd=-1 name={} age={} idle=0 flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 user={} redir=-1 resp=2\n",
+            "id={} addr={} laddr={} fd=-1 name={} age={} idle=0 flags=N db=0 sub=0 psub=0 ssub=0 multi={} user={} redir=-1 resp=2\n",
             self.id,
             self.peer,
             self.local,
             name,
             self.created.elapsed().as_secs(),
+            self.transaction.queued_count(),
             self.user_name()
         )
     }
@@ -104,6 +108,7 @@ pub(crate) async fn run_session<R, W>(
         local,
         created: Instant::now(),
         auth: ClientAuth::for_new_connection(&ctx.shared.users),
+        transaction: TxState::default(),
     };
     let limits = Limits {
         max_bulk: ctx.cfg.limits.max_request_bytes,
@@ -209,8 +214,12 @@ pub(crate) async fn run_session<R, W>(
                     // The client half-closed: answer what it sent, then close. Except for a
                     // command blocked in Redis: its reply may never come, and dropping it
                     // releases the dedicated connection (Redis stops blocking for it), as
-                    // Redis itself frees a client at EOF.
-                    if queue.iter().any(|p| matches!(p.entry, Entry::Task(..))) {
+                    // Redis itself frees a client at EOF. (Transaction steps end within
+                    // op_timeout: their replies are still written.)
+                    if queue
+                        .iter()
+                        .any(|p| matches!(&p.entry, Entry::Task(t, _) if t.may_block()))
+                    {
                         return;
                     }
                     reading = false;
