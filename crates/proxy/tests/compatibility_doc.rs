@@ -6,6 +6,33 @@ use slotgate_commands::{all, Command, Family, MergeKind, SplitKind};
 
 const NOT_YET: &str = "not supported yet (`-ERR slotgate: command '…' is not supported yet`)";
 
+/// MULTI, EXEC, DISCARD, WATCH, UNWATCH (`transaction.rs`).
+fn transaction(name: &str) -> &'static str {
+    match name {
+        "multi" => "answered by slotgate, which queues the following commands (`+QUEUED`) as \
+            Redis does; every keyed command must be in the transaction's slot (of the first \
+            key, or of the WATCHed keys): another slot gets `-CROSSSLOT` and EXEC then \
+            `-EXECABORT`, like any command refused while queueing (unknown, wrong arity, \
+            NOPERM). Commands that need every shard (KEYS, SCAN, FLUSHALL …), the subscribe \
+            family and those slotgate answers itself (but PING, ECHO, COMMAND, QUIT, RESET) \
+            cannot be queued: `-ERR slotgate: command '…' cannot be used inside MULTI through \
+            the proxy`, and EXEC answers `-EXECABORT`",
+        "exec" => "sends MULTI, the queued commands and EXEC in one write on a dedicated \
+            connection to the slot's primary (any primary without keys) and answers with \
+            Redis's EXEC reply; if the slot moved meanwhile (the node answered MOVED/ASK and \
+            ran nothing) the transaction runs again on the new owner (after ASKING for ASK); \
+            with a WATCH whose slot moved, EXEC answers nil instead, as if a watched key \
+            changed; within `upstream.op_timeout`",
+        "discard" => "answered by slotgate: drops the queue and the WATCH",
+        "watch" => "keys in one slot (`-CROSSSLOT` otherwise, also for a later WATCH or \
+            queued command in another slot); sent on a dedicated connection to that slot's \
+            primary, kept for the client until EXEC, DISCARD, UNWATCH or RESET, so a change \
+            by anyone makes EXEC answer nil exactly as in Redis",
+        "unwatch" => "answered by slotgate (`+OK`); releases the WATCH connection",
+        _ => NOT_YET,
+    }
+}
+
 /// What happens to `cmd` when a client sends it through slotgate.
 fn behaviour(cmd: &Command) -> String {
     let name = cmd.name;
@@ -68,7 +95,8 @@ fn behaviour(cmd: &Command) -> String {
             client that disconnects releases the connection; at most \
             `upstream.max_dedicated_per_node` per node per worker"
             .into(),
-        Family::Transaction | Family::PubSub => NOT_YET.into(),
+        Family::Transaction => transaction(name).into(),
+        Family::PubSub => NOT_YET.into(),
         Family::Unsupported => "refused: `-ERR slotgate: command '…' is not supported by the proxy`".into(),
     }
 }
