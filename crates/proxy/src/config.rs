@@ -97,6 +97,9 @@ pub struct LimitsConfig {
     pub max_request_bytes: usize,
     /// Commands one client may have in flight before the proxy stops reading from it.
     pub max_pipeline: usize,
+    /// Bytes of Pub/Sub messages that may wait for a subscriber that does not read them;
+    /// beyond that it is disconnected (like Redis's pubsub `client-output-buffer-limit`).
+    pub max_pubsub_backlog: usize,
     /// After 3 consecutive failed AUTHs on a connection, each further AUTH reply waits this
     /// long (zero: never).
     pub auth_failure_delay: Duration,
@@ -126,6 +129,7 @@ impl Default for LimitsConfig {
             client_idle_timeout: None,
             max_request_bytes: 512 * 1024 * 1024,
             max_pipeline: 1024,
+            max_pubsub_backlog: 32 * 1024 * 1024,
             auth_failure_delay: Duration::from_secs(1),
         }
     }

@@ -12,6 +12,7 @@ use crate::dedicated::Task;
 use crate::entry::{Entry, Fanout, Merge};
 use crate::metrics::UNKNOWN_COMMAND;
 use crate::op::{Op, Route};
+use crate::pubsub::PubSub;
 use crate::session::ClientState;
 use crate::worker::WorkerCtx;
 use crate::{auth, local, replies, split, transaction};
@@ -75,6 +76,18 @@ fn route_known(
             return transaction::refused(ctx, client, cmd, refusal);
         }
     }
+    // In subscribe mode (RESP2) only the Pub/Sub family, PING, QUIT and RESET run.
+    if client.pubsub.as_ref().is_some_and(|p| p.active) {
+        match cmd.name {
+            "subscribe" | "psubscribe" | "unsubscribe" | "punsubscribe" | "ping" => {
+                return relay_pubsub(ctx, client, cmd, req)
+            }
+            "quit" => {}
+            "reset" => client.pubsub = None,
+            "ssubscribe" | "sunsubscribe" => return Entry::Ready(replies::not_yet(cmd.name)),
+            _ => return Entry::Ready(replies::subscribe_mode_only(cmd.name)),
+        }
+    }
     // In MULTI: queued (or refused) instead of run.
     if client.transaction.is_queuing() {
         if let Some(entry) = transaction::queue(ctx, client, cmd, req) {
@@ -99,9 +112,32 @@ fn route_known(
         Family::Blocking if cmd.name == "wait" => Entry::Ready(replies::not_yet(cmd.name)),
         Family::Blocking => route_blocking(ctx, cmd, req),
         Family::Transaction => transaction::route(ctx, client, cmd, req),
-        Family::PubSub => Entry::Ready(replies::not_yet(cmd.name)),
+        Family::PubSub if matches!(cmd.name, "ssubscribe" | "sunsubscribe") => {
+            Entry::Ready(replies::not_yet(cmd.name))
+        }
+        Family::PubSub => relay_pubsub(ctx, client, cmd, req),
         Family::Unsupported => Entry::Ready(replies::unsupported(cmd.name)),
     }
+}
+
+/// SUBSCRIBE and friends (and PING in subscribe mode): sent down the client's Pub/Sub link,
+/// started on first use; the node's answers reach the client through the link, so the entry
+/// itself writes nothing.
+fn route_pubsub_link<'c>(ctx: &WorkerCtx, client: &'c mut ClientState) -> &'c mut PubSub {
+    client.pubsub.get_or_insert_with(|| {
+        PubSub::start(
+            std::rc::Rc::clone(&ctx.dedicated),
+            std::sync::Arc::clone(&ctx.topology),
+            ctx.cfg.limits.max_pubsub_backlog,
+            client.id,
+        )
+    })
+}
+
+fn relay_pubsub(ctx: &WorkerCtx, client: &mut ClientState, cmd: &Command, req: &Request) -> Entry {
+    let subscribes = matches!(cmd.name, "subscribe" | "psubscribe");
+    route_pubsub_link(ctx, client).forward(req.wire(), subscribes);
+    Entry::Relayed
 }
 
 /// A command that may block in Redis (BLPOP, XREAD BLOCK …): on a dedicated connection of

@@ -64,6 +64,9 @@ pub(crate) enum Entry {
     /// The reply comes from a task of its own (a blocking command on a dedicated
     /// connection); no deadline applies.
     Task(Task, Option<Bytes>),
+    /// Sent down the client's Pub/Sub link: the node's answer reaches the client through
+    /// the link, so this entry writes nothing.
+    Relayed,
 }
 
 impl Entry {
@@ -78,7 +81,7 @@ impl Entry {
     /// Advance with what has already arrived; true when the reply can be written.
     pub fn poll_sync(&mut self, ctx: &WorkerCtx, now: Instant) -> bool {
         match self {
-            Entry::Ready(_) | Entry::Close(_) => true,
+            Entry::Ready(_) | Entry::Close(_) | Entry::Relayed => true,
             Entry::Delayed(_, at) => now >= *at,
             Entry::Task(task, reply) => {
                 if reply.is_none() {
@@ -113,7 +116,7 @@ impl Entry {
             }
             Entry::Task(task, None) => (0, Event::Finished(task.wait().await)),
             Entry::Task(_, Some(_)) => std::future::pending().await,
-            Entry::Ready(_) | Entry::Close(_) => std::future::pending().await,
+            Entry::Ready(_) | Entry::Close(_) | Entry::Relayed => std::future::pending().await,
         }
     }
 
@@ -132,7 +135,7 @@ impl Entry {
                     *reply = Some(b);
                 }
             }
-            Entry::Ready(_) | Entry::Close(_) | Entry::Delayed(..) => {}
+            Entry::Ready(_) | Entry::Close(_) | Entry::Delayed(..) | Entry::Relayed => {}
         }
     }
 
@@ -145,7 +148,7 @@ impl Entry {
                 out.extend_from_slice(&b);
                 (None, false)
             }
-            Entry::Task(_, None) => (None, false),
+            Entry::Task(_, None) | Entry::Relayed => (None, false),
             Entry::Close(b) => {
                 out.extend_from_slice(&b);
                 (None, true)

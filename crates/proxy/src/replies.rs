@@ -134,6 +134,17 @@ pub fn dedicated_limit(node: &str, cap: usize) -> Bytes {
     )
 }
 
+/// A command other than the Pub/Sub family, PING, QUIT and RESET in subscribe mode
+/// (Redis 7.0's wording).
+pub fn subscribe_mode_only(name: &str) -> Bytes {
+    error(
+        format!(
+            "ERR Can't execute '{name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
+        )
+        .as_bytes(),
+    )
+}
+
 /// `-ERR slotgate: command '<name>' is not supported yet` for families still to come.
 pub fn not_yet(name: &str) -> Bytes {
     error(format!("ERR slotgate: command '{name}' is not supported yet").as_bytes())

@@ -17,6 +17,7 @@ use crate::dispatch::route_command;
 use crate::entry::Entry;
 use crate::logs;
 use crate::op::Event;
+use crate::pubsub::{LinkFrame, PubSub};
 use crate::transaction::TxState;
 use crate::worker::WorkerCtx;
 
@@ -51,6 +52,8 @@ pub(crate) struct ClientState {
     pub auth: Option<ClientAuth>,
     /// MULTI queue and WATCH connection (see `transaction`).
     pub transaction: TxState,
+    /// The Pub/Sub link, once the client used SUBSCRIBE and friends (see `pubsub`).
+    pub pubsub: Option<PubSub>,
 }
 
 impl ClientState {
@@ -109,6 +112,7 @@ pub(crate) async fn run_session<R, W>(
         created: Instant::now(),
         auth: ClientAuth::for_new_connection(&ctx.shared.users),
         transaction: TxState::default(),
+        pubsub: None,
     };
     let limits = Limits {
         max_bulk: ctx.cfg.limits.max_request_bytes,
@@ -176,7 +180,16 @@ pub(crate) async fn run_session<R, W>(
         }
         if !wbuf.is_empty() {
             // flush: a TLS stream may hold records back until asked (a no-op for TCP).
-            if wr.write_all(&wbuf).await.is_err() || wr.flush().await.is_err() {
+            let write = async { wr.write_all(&wbuf).await.and(wr.flush().await) };
+            let written = match &client.pubsub {
+                // A subscriber may stop reading: give up on it when its link does.
+                Some(pubsub) => tokio::select! {
+                    r = write => r.is_ok(),
+                    _ = pubsub.gave_up() => false,
+                },
+                None => write.await.is_ok(),
+            };
+            if !written {
                 return;
             }
             if wbuf.capacity() > BUFFER_SHRINK {
@@ -228,10 +241,27 @@ pub(crate) async fn run_session<R, W>(
                 Err(_) => return,
             },
             _ = shutdown.changed(), if reading => reading = false,
+            frame = link_frame(&mut client.pubsub), if queue.is_empty() && client.pubsub.is_some() => {
+                // Messages and confirmations from the Pub/Sub link, written only when no
+                // reply is owed, so they never overtake one.
+                let Some(frame) = frame else {
+                    return; // the link gave up on this client (it does not read)
+                };
+                if let Some(pubsub) = client.pubsub.as_mut() {
+                    let mut next = Some(frame);
+                    while let Some(f) = next {
+                        wbuf.extend_from_slice(&f.frame);
+                        if let Some(count) = f.count {
+                            pubsub.active = count > 0;
+                        }
+                        next = if wbuf.len() < READ_RESERVE { pubsub.try_next() } else { None };
+                    }
+                }
+            }
             _ = auth::users_changed(&mut users_changed), if reading && client.auth.is_some() => {
                 reading = auth::still_allowed(&ctx, &mut client);
             }
-            _ = sleep_until_opt(idle_deadline), if reading && queue.is_empty() && idle_deadline.is_some() => {
+            _ = sleep_until_opt(idle_deadline), if reading && queue.is_empty() && idle_deadline.is_some() && client.pubsub.is_none() => {
                 tracing::debug!(client = %peer, "closing idle client");
                 return;
             }
@@ -257,6 +287,15 @@ fn drain_ready(ctx: &WorkerCtx, queue: &mut VecDeque<Pending>, wbuf: &mut BytesM
         }
     }
     false
+}
+
+/// The next frame of the client's Pub/Sub link (`None`: the link gave up); never resolves
+/// without a link.
+async fn link_frame(pubsub: &mut Option<PubSub>) -> Option<LinkFrame> {
+    match pubsub {
+        Some(p) => p.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The next event of the front entry; never resolves when the queue is empty.

@@ -9,25 +9,31 @@ const NOT_YET: &str = "not supported yet (`-ERR slotgate: command '…' is not s
 /// MULTI, EXEC, DISCARD, WATCH, UNWATCH (`transaction.rs`).
 fn transaction(name: &str) -> &'static str {
     match name {
-        "multi" => "answered by slotgate, which queues the following commands (`+QUEUED`) as \
+        "multi" => {
+            "answered by slotgate, which queues the following commands (`+QUEUED`) as \
             Redis does; every keyed command must be in the transaction's slot (of the first \
             key, or of the WATCHed keys): another slot gets `-CROSSSLOT` and EXEC then \
             `-EXECABORT`, like any command refused while queueing (unknown, wrong arity, \
             NOPERM). Commands that need every shard (KEYS, SCAN, FLUSHALL …), the subscribe \
             family and those slotgate answers itself (but PING, ECHO, COMMAND, QUIT, RESET) \
             cannot be queued: `-ERR slotgate: command '…' cannot be used inside MULTI through \
-            the proxy`, and EXEC answers `-EXECABORT`",
-        "exec" => "sends MULTI, the queued commands and EXEC in one write on a dedicated \
+            the proxy`, and EXEC answers `-EXECABORT`"
+        }
+        "exec" => {
+            "sends MULTI, the queued commands and EXEC in one write on a dedicated \
             connection to the slot's primary (any primary without keys) and answers with \
             Redis's EXEC reply; if the slot moved meanwhile (the node answered MOVED/ASK and \
             ran nothing) the transaction runs again on the new owner (after ASKING for ASK); \
             with a WATCH whose slot moved, EXEC answers nil instead, as if a watched key \
-            changed; within `upstream.op_timeout`",
+            changed; within `upstream.op_timeout`"
+        }
         "discard" => "answered by slotgate: drops the queue and the WATCH",
-        "watch" => "keys in one slot (`-CROSSSLOT` otherwise, also for a later WATCH or \
+        "watch" => {
+            "keys in one slot (`-CROSSSLOT` otherwise, also for a later WATCH or \
             queued command in another slot); sent on a dedicated connection to that slot's \
             primary, kept for the client until EXEC, DISCARD, UNWATCH or RESET, so a change \
-            by anyone makes EXEC answer nil exactly as in Redis",
+            by anyone makes EXEC answer nil exactly as in Redis"
+        }
         "unwatch" => "answered by slotgate (`+OK`); releases the WATCH connection",
         _ => NOT_YET,
     }
@@ -96,7 +102,14 @@ fn behaviour(cmd: &Command) -> String {
             `upstream.max_dedicated_per_node` per node per worker"
             .into(),
         Family::Transaction => transaction(name).into(),
-        Family::PubSub => NOT_YET.into(),
+        Family::PubSub if matches!(name, "ssubscribe" | "sunsubscribe") => NOT_YET.into(),
+        Family::PubSub => "sent down the client's own Pub/Sub connection to one primary (every \
+            node sees every PUBLISH over the cluster bus); confirmations and messages relayed in \
+            order; subscriptions are renewed on another primary if that connection breaks \
+            (messages published in the gap are lost); in subscribe mode only the Pub/Sub family, \
+            PING, QUIT and RESET run; a subscriber more than `limits.max_pubsub_backlog` behind \
+            is disconnected"
+            .into(),
         Family::Unsupported => "refused: `-ERR slotgate: command '…' is not supported by the proxy`".into(),
     }
 }
@@ -119,8 +132,8 @@ fn render() -> String {
          `SLOTGATE_UPDATE_DOCS=1 cargo test -p slotgate-proxy --test compatibility_doc`.\n\n\
          Families: **local** (answered by slotgate), **single** (one slot), **keyless** (one primary),\n\
          **split** (per-slot parts merged), **all-shard** (every primary, merged), **transaction**,\n\
-         **blocking** (a dedicated connection per blocked command), **pubsub** (pinned connections:\n\
-         coming with issue 6), **unsupported**.\n\n\
+         **blocking** (a dedicated connection per blocked command), **pubsub** (the client's own\n\
+         connection for SUBSCRIBE and friends; sharded channels still to come), **unsupported**.\n\n\
          | command | family | through slotgate |\n|---|---|---|\n",
     );
     let mut rows: Vec<&Command> = Vec::new();

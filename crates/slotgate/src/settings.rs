@@ -109,6 +109,8 @@ struct FileLimits {
     max_pipeline: Option<usize>,
     #[serde(default)]
     auth_failure_delay: Option<String>,
+    #[serde(default)]
+    max_pubsub_backlog: Option<String>,
 }
 
 /// `log:` — level and format of the process's log lines (stderr).
@@ -225,6 +227,7 @@ impl Settings {
             l.max_pipeline
         );
         let _ = writeln!(s, "  auth_failure_delay: {:?}", l.auth_failure_delay);
+        let _ = writeln!(s, "  max_pubsub_backlog: {}", l.max_pubsub_backlog);
         users::describe(&mut s, &p.users);
         let _ = writeln!(s, "workers: {} # effective {}", p.workers, p.worker_count());
         let _ = writeln!(s, "shutdown_grace: {:?}", p.shutdown_grace);
@@ -343,6 +346,10 @@ pub fn parse(text: &str) -> anyhow::Result<Settings> {
             None => ld.max_request_bytes,
         },
         max_pipeline: file.limits.max_pipeline.unwrap_or(ld.max_pipeline),
+        max_pubsub_backlog: match file.limits.max_pubsub_backlog {
+            Some(s) => parse_size(&s).context("limits.max_pubsub_backlog")?,
+            None => ld.max_pubsub_backlog,
+        },
         auth_failure_delay: opt_duration(
             file.limits.auth_failure_delay,
             ld.auth_failure_delay,

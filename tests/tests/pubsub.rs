@@ -1,0 +1,221 @@
+//! Pub/Sub through slotgate against a real cluster: messages published on any shard reach a
+//! subscriber, exact RESP2 framing, subscribe-mode rules, subscriptions that survive their
+//! upstream connection being killed, and a subscriber that does not read is cut off alone.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use slotgate_tests::raw::RawConn;
+use slotgate_tests::{
+    assert_eventually, free_port, shared_cluster, slotgate_config, ClusterOptions, RedisCluster,
+    Slotgate,
+};
+
+fn publish(proxy: &Slotgate, channel: &str, message: &str) -> i64 {
+    let mut c = redis::Client::open(proxy.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    redis::cmd("PUBLISH")
+        .arg(channel)
+        .arg(message)
+        .query(&mut c)
+        .unwrap()
+}
+
+fn bulk(s: &str) -> String {
+    format!("${}\r\n{s}\r\n", s.len())
+}
+
+#[test]
+fn subscribe_framing_and_subscribe_mode_rules() {
+    let proxy = Slotgate::spawn(&slotgate_config(&shared_cluster().seeds(), free_port()));
+    let mut raw = RawConn::connect(proxy.port());
+    raw.send_command(&[b"SUBSCRIBE", b"ps:a", b"ps:b"]);
+    assert_eq!(
+        raw.read_reply().unwrap(),
+        format!("*3\r\n{}{}:1\r\n", bulk("subscribe"), bulk("ps:a")).into_bytes()
+    );
+    assert_eq!(
+        raw.read_reply().unwrap(),
+        format!("*3\r\n{}{}:2\r\n", bulk("subscribe"), bulk("ps:b")).into_bytes()
+    );
+    // Only the Pub/Sub family, PING, QUIT and RESET in subscribe mode.
+    raw.roundtrip(
+        &[b"GET", b"x"],
+        b"-ERR Can't execute 'get': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context\r\n",
+    );
+    raw.roundtrip(&[b"PING"], b"*2\r\n$4\r\npong\r\n$0\r\n\r\n");
+
+    assert!(publish(&proxy, "ps:b", "hello") >= 1);
+    assert_eq!(
+        raw.read_reply().unwrap(),
+        format!("*3\r\n{}{}{}", bulk("message"), bulk("ps:b"), bulk("hello")).into_bytes()
+    );
+
+    raw.send_command(&[b"UNSUBSCRIBE"]);
+    // Redis unsubscribes in its own order; the counts go 1 then 0.
+    let first = raw.read_reply().unwrap();
+    let second = raw.read_reply().unwrap();
+    let mut channels = Vec::new();
+    for (frame, count) in [(&first, 1), (&second, 0)] {
+        let text = String::from_utf8(frame.clone()).unwrap();
+        assert!(
+            text.starts_with(&format!("*3\r\n{}", bulk("unsubscribe")))
+                && text.ends_with(&format!(":{count}\r\n")),
+            "{text:?}"
+        );
+        channels.push(text.contains("ps:a"));
+    }
+    channels.sort();
+    assert_eq!(channels, vec![false, true], "both channels confirmed once");
+    // Out of subscribe mode: ordinary commands again.
+    raw.roundtrip(&[b"SET", b"ps:after", b"1"], b"+OK\r\n");
+    raw.roundtrip(&[b"GET", b"ps:after"], b"$1\r\n1\r\n");
+}
+
+#[test]
+fn messages_published_on_every_shard_reach_pattern_and_channel_subscribers() {
+    let cluster = shared_cluster();
+    let proxy = Slotgate::spawn(&slotgate_config(&cluster.seeds(), free_port()));
+    let client = redis::Client::open(proxy.url()).unwrap();
+    let mut sub = client.get_connection().unwrap();
+    let mut pubsub = sub.as_pubsub();
+    pubsub.psubscribe("shard:*").unwrap();
+    pubsub.subscribe("plain").unwrap();
+    pubsub
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    // Channels whose names hash to every primary's slots: PUBLISH goes to some primary,
+    // the cluster bus carries it to the node the subscription lives on.
+    let owners = cluster.slot_owners();
+    let mut channels: Vec<String> = Vec::new();
+    for primary in cluster.primaries() {
+        let ch = (0..)
+            .map(|i| format!("shard:{i}"))
+            .find(|c| owners[slotgate_cluster::slot(c.as_bytes()) as usize] == primary)
+            .unwrap();
+        channels.push(ch);
+    }
+    let mut c = client.get_connection().unwrap();
+    for (i, ch) in channels.iter().enumerate() {
+        let _: i64 = redis::cmd("PUBLISH").arg(ch).arg(i).query(&mut c).unwrap();
+    }
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg("plain")
+        .arg("p")
+        .query(&mut c)
+        .unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..channels.len() + 1 {
+        let msg = pubsub.get_message().unwrap();
+        seen.push((
+            msg.get_channel_name().to_string(),
+            msg.get_payload::<String>().unwrap(),
+        ));
+    }
+    for (i, ch) in channels.iter().enumerate() {
+        assert!(seen.contains(&(ch.clone(), i.to_string())), "{seen:?}");
+    }
+    assert!(seen.contains(&("plain".into(), "p".into())), "{seen:?}");
+}
+
+#[test]
+fn subscriptions_survive_their_upstream_connection_being_killed() {
+    let cluster = RedisCluster::start(ClusterOptions::default());
+    let proxy = Slotgate::spawn(&slotgate_config(&cluster.seeds(), free_port()));
+    let mut raw = RawConn::connect(proxy.port());
+    raw.send_command(&[b"SUBSCRIBE", b"survive"]);
+    raw.read_reply().unwrap();
+    raw.send_command(&[b"PSUBSCRIBE", b"surv*"]);
+    raw.read_reply().unwrap();
+
+    for round in 0..3 {
+        // Kill every pub/sub connection on every node (the link is on one of them).
+        for port in cluster.primaries() {
+            cluster.cli(port, &["CLIENT", "KILL", "TYPE", "pubsub"]);
+        }
+        // The link subscribes again on a primary; messages flow once it has.
+        let msg = format!("after-kill-{round}");
+        assert_eventually!(
+            publish(&proxy, "survive", &msg) >= 2,
+            Duration::from_secs(5),
+            "round {round}: nobody subscribed again"
+        );
+        // The client sees no confirmation again, only messages (channel and pattern).
+        let mut frames = Vec::new();
+        while frames.len() < 2 {
+            let f = String::from_utf8(raw.read_reply().unwrap()).unwrap();
+            if f.contains(&msg) {
+                frames.push(f);
+            } else {
+                assert!(
+                    f.starts_with("*3\r\n$7\r\nmessage") || f.starts_with("*4\r\n$8\r\npmessage"),
+                    "round {round}: unexpected frame {f:?}"
+                );
+            }
+        }
+        assert!(frames.iter().any(|f| f.starts_with("*3\r\n$7\r\nmessage")));
+        assert!(frames.iter().any(|f| f.starts_with("*4\r\n$8\r\npmessage")));
+    }
+}
+
+#[test]
+fn a_subscriber_that_does_not_read_is_disconnected_alone() {
+    let config = slotgate_config(&shared_cluster().seeds(), free_port());
+    let config = format!("{config}limits:\n  max_pubsub_backlog: 256kb\n");
+    let proxy = Slotgate::spawn(&config);
+    // A subscriber that never reads.
+    let mut lazy = TcpStream::connect(proxy.addr()).unwrap();
+    lazy.write_all(b"*2\r\n$9\r\nSUBSCRIBE\r\n$5\r\nflood\r\n")
+        .unwrap();
+    // A well-behaved one on another channel.
+    let mut good = RawConn::connect(proxy.port());
+    good.send_command(&[b"SUBSCRIBE", b"calm"]);
+    good.read_reply().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let payload = "x".repeat(16 * 1024);
+    let mut c = redis::Client::open(proxy.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    // Several MB: more than the socket buffers and the 256 KiB backlog together.
+    for _ in 0..600 {
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg("flood")
+            .arg(&payload)
+            .query(&mut c)
+            .unwrap();
+    }
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg("calm")
+        .arg("still here")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(
+        good.read_reply().unwrap(),
+        format!(
+            "*3\r\n{}{}{}",
+            bulk("message"),
+            bulk("calm"),
+            bulk("still here")
+        )
+        .into_bytes()
+    );
+    // The lazy subscriber's connection was closed: reading drains what was sent, then EOF.
+    lazy.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut sink = vec![0u8; 1 << 20];
+    let mut total = 0usize;
+    loop {
+        match lazy.read(&mut sink) {
+            Ok(0) => break,
+            Ok(n) => total += n,
+            Err(e) => panic!("lazy subscriber not disconnected ({total} bytes read): {e}"),
+        }
+    }
+    assert!(total < 600 * payload.len(), "got everything: {total} bytes");
+    assert!(proxy.log().contains("does not read its messages"));
+}
