@@ -231,6 +231,23 @@ fn key_command_and_channel_permissions() {
     rt(&mut c, &["INFO"], &noperm_command("info"));
     rt(&mut c, &["PUBLISH", "news:today", "hi"], b":0\r\n");
     rt(&mut c, &["PUBLISH", "sport:today", "hi"], NOPERM_CHANNEL);
+    // Channel rules apply to subscriptions too (patterns must match a rule literally).
+    rt(&mut c, &["SUBSCRIBE", "sport:today"], NOPERM_CHANNEL);
+    rt(&mut c, &["PSUBSCRIBE", "news:*:x"], NOPERM_CHANNEL);
+    let mut s = conn();
+    login(&mut s, "app", "apppass");
+    rt(
+        &mut s,
+        &["SUBSCRIBE", "news:today"],
+        b"*3\r\n$9\r\nsubscribe\r\n$10\r\nnews:today\r\n:1\r\n",
+    );
+    // Receivers on the node PUBLISH went to: 0 or 1, depending on where each landed.
+    c.send_command(&[b"PUBLISH", b"news:today", b"hello"]);
+    assert!(c.read_line().unwrap().starts_with(b":"));
+    assert_eq!(
+        s.read_reply().unwrap(),
+        b"*3\r\n$7\r\nmessage\r\n$10\r\nnews:today\r\n$5\r\nhello\r\n".to_vec()
+    );
     // ACL subcommands other than WHOAMI: refused by category first, as Redis would...
     rt(&mut c, &["ACL", "LIST"], &noperm_command("acl|list"));
     // ...and by the proxy when the user may run them.

@@ -127,3 +127,34 @@ fn sigterm_exits_cleanly_after_answering_in_flight_commands() {
         "idle client connection left open"
     );
 }
+
+#[test]
+fn json_logs_are_one_object_per_line_and_client_errors_are_rate_limited() {
+    let config = slotgate_config(&shared_cluster().seeds(), free_port())
+        .replace("log: { level: info }", "log: { level: info, format: json }");
+    let proxy = Slotgate::spawn(&config);
+    // 30 clients break the protocol within a fraction of a second.
+    for _ in 0..30 {
+        let mut raw = RawConn::connect(proxy.port());
+        raw.send(b"*1\r\n$-5\r\n");
+        assert!(raw.closed_within(Duration::from_secs(5)));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let log = proxy.log();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty());
+    for line in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+    }
+    let protocol: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains("client protocol error"))
+        .collect();
+    assert!(
+        (1..=3).contains(&protocol.len()),
+        "{} protocol error lines for 30 errors in about a second:\n{log}",
+        protocol.len()
+    );
+}
