@@ -182,23 +182,22 @@ fn route_single(ctx: &WorkerCtx, cmd: &Command, req: &Request, deadline: Instant
     if commands::is_blocking_call(cmd, &ReqArgs(req)) {
         return route_blocking(ctx, cmd, req);
     }
-    match single_slot(cmd, req) {
-        Ok(Some(slot)) => Entry::Single(Op::start(
-            ctx,
-            Route::Slot(slot),
-            req.wire(),
-            is_readonly(cmd),
-            deadline,
-        )),
-        Ok(None) => Entry::Single(Op::start(
-            ctx,
-            Route::Any,
-            req.wire(),
-            is_readonly(cmd),
-            deadline,
-        )),
-        Err(reply) => Entry::Ready(reply),
+    let route = match single_slot(cmd, req) {
+        Ok(Some(slot)) => Route::Slot(slot),
+        Ok(None) => Route::Any,
+        Err(reply) => return Entry::Ready(reply),
+    };
+    let mut op = Op::start(ctx, route, req.wire(), is_readonly(cmd), deadline);
+    match cmd.name {
+        "eval" | "eval_ro" => ctx.shared.scripts.remember(req.arg(1)),
+        "evalsha" | "evalsha_ro" => {
+            if let Some(load) = ctx.shared.scripts.load_command(req.arg(1)) {
+                op.repair_noscript(load);
+            }
+        }
+        _ => {}
     }
+    Entry::Single(op)
 }
 
 /// Send `req` to every primary that serves slots and merge the replies.
@@ -209,6 +208,9 @@ fn route_all_shards(
     req: &Request,
     deadline: Instant,
 ) -> Entry {
+    if cmd.name == "script|load" {
+        ctx.shared.scripts.remember(req.arg(2));
+    }
     let merge = match kind {
         MergeKind::SumInteger => Merge::SumInteger,
         MergeKind::ConcatArrays => Merge::ConcatArrays,

@@ -24,6 +24,7 @@ mod op;
 mod pubsub;
 pub mod replies;
 mod scan;
+mod scripts;
 mod session;
 mod split;
 pub mod status;

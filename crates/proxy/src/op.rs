@@ -68,6 +68,10 @@ pub(crate) struct Op {
     io_retried: bool,
     retries: u32,
     timed_out: bool,
+    /// `SCRIPT LOAD <body>` to send to a node that answers this EVALSHA with NOSCRIPT.
+    repair: Option<Bytes>,
+    /// A prelude for the next send (the repair, once).
+    prelude: Option<Bytes>,
     deadline: Instant,
     state: State,
 }
@@ -89,6 +93,8 @@ impl Op {
             io_retried: false,
             retries: 0,
             timed_out: false,
+            repair: None,
+            prelude: None,
             deadline,
             state: State::Done(Bytes::new()),
         };
@@ -99,6 +105,12 @@ impl Op {
     /// True once the final reply is known.
     pub fn is_done(&self) -> bool {
         matches!(self.state, State::Done(_))
+    }
+
+    /// On `-NOSCRIPT`, send `load` (`SCRIPT LOAD <body>`) to the same node and this
+    /// EVALSHA again, once.
+    pub fn repair_noscript(&mut self, load: Bytes) {
+        self.repair = Some(load);
     }
 
     /// How the op ended, for `slotgate_commands_total{result}`; call before
@@ -136,6 +148,7 @@ impl Op {
         upstream.send(UpRequest {
             data: self.wire.clone(),
             asking,
+            prelude: self.prelude.take(),
             reply: tx,
         });
         self.state = State::Waiting {
@@ -234,6 +247,14 @@ impl Op {
                     if self.retry_later(reply.raw) {
                         ctx.metrics.shared().retry(reason);
                     }
+                }
+                ReplyKind::Error(_)
+                    if reply.raw.starts_with(b"-NOSCRIPT") && self.repair.is_some() =>
+                {
+                    // The node never loaded this script (a promoted replica, a new node):
+                    // load the body slotgate saw, then run the EVALSHA again, on that node.
+                    self.prelude = self.repair.take();
+                    self.send(ctx, Some(node), false);
                 }
                 _ => self.state = State::Done(reply.raw),
             },

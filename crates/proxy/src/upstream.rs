@@ -43,6 +43,9 @@ pub(crate) struct UpRequest {
     pub data: Bytes,
     /// Send `ASKING` first (the command follows an `-ASK` redirect).
     pub asking: bool,
+    /// Send this command first and ignore its reply (`SCRIPT LOAD` before an EVALSHA that
+    /// met NOSCRIPT).
+    pub prelude: Option<Bytes>,
     /// Where the reply goes.
     pub reply: oneshot::Sender<UpReply>,
 }
@@ -122,7 +125,8 @@ impl Upstream {
 enum Waiter {
     /// A client request written at `sent`.
     Client(oneshot::Sender<UpReply>, Instant),
-    /// The `+OK` of an `ASKING` sent before a redirected command.
+    /// The reply to a command sent only for its effect: the `+OK` of an `ASKING` before a
+    /// redirected command, or of a `SCRIPT LOAD` before a repaired EVALSHA.
     Asking,
 }
 
@@ -247,6 +251,10 @@ where
                 for req in batch.drain(..) {
                     if req.reply.is_closed() {
                         continue; // the client gave up (timeout, disconnect) before we sent it
+                    }
+                    if let Some(prelude) = &req.prelude {
+                        out.extend_from_slice(prelude);
+                        w.push_back(Waiter::Asking);
                     }
                     if req.asking {
                         out.extend_from_slice(ASKING);

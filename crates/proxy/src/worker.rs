@@ -34,6 +34,8 @@ pub(crate) struct Shared {
     pub metrics: Arc<Metrics>,
     /// Client TLS on the main listener (`None`: plaintext).
     pub tls: Option<Arc<ServerTls>>,
+    /// Script bodies seen, to repair EVALSHA after NOSCRIPT.
+    pub scripts: crate::scripts::ScriptCache,
     /// Downstream users (`users:`), replaced whole on reload.
     pub users: crate::auth::Users,
     clients: AtomicUsize,
@@ -46,6 +48,7 @@ impl Shared {
             started: std::time::Instant::now(),
             metrics,
             tls,
+            scripts: Default::default(),
             users: crate::auth::Users::new(),
             clients: AtomicUsize::new(0),
             next_client_id: AtomicU64::new(1),

@@ -65,6 +65,13 @@ fn behaviour(cmd: &Command) -> String {
             if name == "xread" || name == "xreadgroup" {
                 text.push_str("; with `BLOCK`: on a dedicated connection like the blocking family");
             }
+            if name == "evalsha" || name == "evalsha_ro" {
+                text.push_str(
+                    "; a `-NOSCRIPT` from a node that never loaded the script (a promoted \
+                     replica, a flushed cache) is repaired once with `SCRIPT LOAD` of the body \
+                     slotgate saw in an EVAL or SCRIPT LOAD",
+                );
+            }
             text
         }
         Family::Keyless => "sent to one primary (rotating)".into(),
