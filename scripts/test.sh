@@ -23,7 +23,7 @@ command -v promtool >/dev/null || {
 # optimised build (the debug build is used only by tests that ask for it).
 step "cargo build --release -p slotgate"
 cargo build --release -p slotgate
-export SLOTGATE_BIN="$PWD/target/release/slotgate"
+export SLOTGATE_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/slotgate"
 
 step "cargo build --workspace --bins"
 cargo build --workspace --bins
