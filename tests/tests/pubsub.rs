@@ -219,3 +219,111 @@ fn a_subscriber_that_does_not_read_is_disconnected_alone() {
     assert!(total < 600 * payload.len(), "got everything: {total} bytes");
     assert!(proxy.log().contains("does not read its messages"));
 }
+
+fn channel_on(cluster: &RedisCluster, owner: u16, prefix: &str) -> String {
+    let owners = cluster.slot_owners();
+    (0..)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|c| owners[slotgate_cluster::slot(c.as_bytes()) as usize] == owner)
+        .unwrap()
+}
+
+fn spublish(proxy: &Slotgate, channel: &str, message: &str) -> i64 {
+    let mut c = redis::Client::open(proxy.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    redis::cmd("SPUBLISH")
+        .arg(channel)
+        .arg(message)
+        .query(&mut c)
+        .unwrap()
+}
+
+#[test]
+fn shard_channels_on_several_primaries_with_the_clients_total_count() {
+    let cluster = shared_cluster();
+    let proxy = Slotgate::spawn(&slotgate_config(&cluster.seeds(), free_port()));
+    let primaries = cluster.primaries();
+    let (a, b) = (
+        channel_on(cluster, primaries[0], "sh:a:"),
+        channel_on(cluster, primaries[1], "sh:b:"),
+    );
+    let mut raw = RawConn::connect(proxy.port());
+    raw.send_command(&[b"SSUBSCRIBE", a.as_bytes()]);
+    assert_eq!(
+        raw.read_reply().unwrap(),
+        format!("*3\r\n{}{}:1\r\n", bulk("ssubscribe"), bulk(&a)).into_bytes()
+    );
+    // The second channel lives on another primary; the count is the client's total.
+    raw.send_command(&[b"SSUBSCRIBE", b.as_bytes()]);
+    assert_eq!(
+        raw.read_reply().unwrap(),
+        format!("*3\r\n{}{}:2\r\n", bulk("ssubscribe"), bulk(&b)).into_bytes()
+    );
+    // Channels of one call must share a slot.
+    raw.roundtrip(
+        &[b"SSUBSCRIBE", a.as_bytes(), b.as_bytes()],
+        b"-CROSSSLOT Keys in request don't hash to the same slot\r\n",
+    );
+    assert_eq!(spublish(&proxy, &b, "to-b"), 1);
+    assert_eq!(spublish(&proxy, &a, "to-a"), 1);
+    let mut got = vec![
+        String::from_utf8(raw.read_reply().unwrap()).unwrap(),
+        String::from_utf8(raw.read_reply().unwrap()).unwrap(),
+    ];
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            format!("*3\r\n{}{}{}", bulk("smessage"), bulk(&a), bulk("to-a")),
+            format!("*3\r\n{}{}{}", bulk("smessage"), bulk(&b), bulk("to-b")),
+        ]
+    );
+    raw.send_command(&[b"SUNSUBSCRIBE"]);
+    let mut counts = vec![
+        String::from_utf8(raw.read_reply().unwrap()).unwrap(),
+        String::from_utf8(raw.read_reply().unwrap()).unwrap(),
+    ];
+    counts.sort();
+    assert!(counts.iter().any(|f| f.ends_with(":1\r\n")), "{counts:?}");
+    assert!(counts.iter().any(|f| f.ends_with(":0\r\n")), "{counts:?}");
+    raw.roundtrip(&[b"SET", b"sh:after", b"1"], b"+OK\r\n");
+}
+
+#[test]
+fn ssubscribe_survives_a_reshard_of_its_slot() {
+    let cluster = RedisCluster::start(ClusterOptions::default());
+    let proxy = Slotgate::spawn(&slotgate_config(&cluster.seeds(), free_port()));
+    let owners = cluster.slot_owners();
+    let from = cluster.primaries()[0];
+    let to = cluster.primaries()[1];
+    // A channel in the first slot `from` owns (reshard moves the lowest slots first).
+    let first_slot = (0..16384u16).find(|&s| owners[s as usize] == from).unwrap();
+    let channel = (0..)
+        .map(|i| format!("rs:ch:{i}"))
+        .find(|c| slotgate_cluster::slot(c.as_bytes()) == first_slot)
+        .unwrap();
+    let mut raw = RawConn::connect(proxy.port());
+    raw.send_command(&[b"SSUBSCRIBE", channel.as_bytes()]);
+    raw.read_reply().unwrap();
+    assert_eq!(spublish(&proxy, &channel, "before"), 1);
+    assert!(String::from_utf8(raw.read_reply().unwrap())
+        .unwrap()
+        .ends_with(&bulk("before")));
+
+    cluster.reshard(from, to, 10);
+    assert_eq!(cluster.slot_owners()[first_slot as usize], to);
+    // The subscription moves with the slot: a message published after the reshard arrives,
+    // and the client saw no unsubscribe.
+    assert_eventually!(
+        spublish(&proxy, &channel, "after") == 1,
+        Duration::from_secs(5),
+        "nobody subscribed on the new owner"
+    );
+    let next = String::from_utf8(raw.read_reply().unwrap()).unwrap();
+    assert!(
+        next.starts_with(&format!("*3\r\n{}", bulk("smessage"))) && next.contains("after"),
+        "{next:?}"
+    );
+}

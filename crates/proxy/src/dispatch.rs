@@ -14,6 +14,7 @@ use crate::metrics::UNKNOWN_COMMAND;
 use crate::op::{Op, Route};
 use crate::pubsub::PubSub;
 use crate::session::ClientState;
+use crate::shardsub::ShardCmd;
 use crate::worker::WorkerCtx;
 use crate::{auth, local, replies, split, transaction};
 
@@ -84,7 +85,7 @@ fn route_known(
             }
             "quit" => {}
             "reset" => client.pubsub = None,
-            "ssubscribe" | "sunsubscribe" => return Entry::Ready(replies::not_yet(cmd.name)),
+            "ssubscribe" | "sunsubscribe" => return relay_shard(ctx, client, cmd, req),
             _ => return Entry::Ready(replies::subscribe_mode_only(cmd.name)),
         }
     }
@@ -113,7 +114,7 @@ fn route_known(
         Family::Blocking => route_blocking(ctx, cmd, req),
         Family::Transaction => transaction::route(ctx, client, cmd, req),
         Family::PubSub if matches!(cmd.name, "ssubscribe" | "sunsubscribe") => {
-            Entry::Ready(replies::not_yet(cmd.name))
+            relay_shard(ctx, client, cmd, req)
         }
         Family::PubSub => relay_pubsub(ctx, client, cmd, req),
         Family::Unsupported => Entry::Ready(replies::unsupported(cmd.name)),
@@ -132,6 +133,24 @@ fn route_pubsub_link<'c>(ctx: &WorkerCtx, client: &'c mut ClientState) -> &'c mu
             client.id,
         )
     })
+}
+
+/// SSUBSCRIBE / SUNSUBSCRIBE: to the client's shard-channel coordinator; the channels of one
+/// call must share a slot, as in Redis Cluster.
+fn relay_shard(ctx: &WorkerCtx, client: &mut ClientState, cmd: &Command, req: &Request) -> Entry {
+    let slot = match single_slot(cmd, req) {
+        Ok(slot) => slot,
+        Err(reply) => return Entry::Ready(reply),
+    };
+    let channels: Vec<Bytes> = (1..req.argc())
+        .map(|i| Bytes::copy_from_slice(req.arg(i)))
+        .collect();
+    let shard_cmd = match (cmd.name, slot) {
+        ("ssubscribe", Some(slot)) => ShardCmd::Subscribe { slot, channels },
+        _ => ShardCmd::Unsubscribe { channels },
+    };
+    route_pubsub_link(ctx, client).forward_shard(shard_cmd);
+    Entry::Relayed
 }
 
 fn relay_pubsub(ctx: &WorkerCtx, client: &mut ClientState, cmd: &Command, req: &Request) -> Entry {

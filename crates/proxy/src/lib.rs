@@ -25,6 +25,7 @@ mod pubsub;
 pub mod replies;
 mod scan;
 mod scripts;
+mod shardsub;
 mod session;
 mod split;
 pub mod status;

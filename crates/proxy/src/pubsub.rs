@@ -22,6 +22,7 @@ use slotgate_resp::{aggregate_children, parse_integer};
 use tokio::sync::mpsc;
 
 use crate::dedicated::DedicatedPool;
+use crate::shardsub::ShardCmd;
 use crate::topology::Topology;
 
 /// Wait between reconnect attempts of a broken link.
@@ -32,6 +33,8 @@ const RECONNECT_DELAY: Duration = Duration::from_millis(100);
 pub(crate) struct LinkFrame {
     pub frame: Bytes,
     pub count: Option<i64>,
+    /// From the shard-channel coordinator (its counts are shard subscriptions).
+    pub shard: bool,
 }
 
 /// The session's side of its Pub/Sub link.
@@ -40,8 +43,11 @@ pub(crate) struct PubSub {
     frames: mpsc::UnboundedReceiver<LinkFrame>,
     backlog: Rc<Cell<usize>>,
     gave_up: Rc<tokio::sync::Notify>,
-    /// In subscribe mode: the last confirmation said the client has subscriptions (set as
-    /// soon as a SUBSCRIBE is sent, so the mode's command restrictions apply at once).
+    shard_cmds: mpsc::UnboundedSender<ShardCmd>,
+    /// Channels + patterns, and shard channels, the last confirmations reported.
+    counts: (i64, i64),
+    /// In subscribe mode: the client has subscriptions (set as soon as a subscribe is sent,
+    /// so the mode's command restrictions apply at once).
     pub active: bool,
 }
 
@@ -58,6 +64,11 @@ impl PubSub {
         let (frame_tx, frame_rx) = mpsc::unbounded_channel();
         let backlog = Rc::new(Cell::new(0));
         let gave_up = Rc::new(tokio::sync::Notify::new());
+        let shard_cmds = crate::shardsub::start(
+            Rc::clone(&pool),
+            std::sync::Arc::clone(&topology),
+            frame_tx.clone(),
+        );
         tokio::task::spawn_local(run_link(Link {
             gave_up: Rc::clone(&gave_up),
             pool,
@@ -73,7 +84,30 @@ impl PubSub {
             frames: frame_rx,
             backlog,
             gave_up,
+            shard_cmds,
+            counts: (0, 0),
             active: false,
+        }
+    }
+
+    /// Send a shard-channel request to the coordinator.
+    pub fn forward_shard(&mut self, cmd: ShardCmd) {
+        if matches!(cmd, ShardCmd::Subscribe { .. }) {
+            self.active = true;
+        }
+        let _ = self.shard_cmds.send(cmd);
+    }
+
+    /// Account for a frame about to be written: confirmations update the counts and
+    /// subscribe mode.
+    pub fn note(&mut self, frame: &LinkFrame) {
+        if let Some(count) = frame.count {
+            if frame.shard {
+                self.counts.1 = count;
+            } else {
+                self.counts.0 = count;
+            }
+            self.active = self.counts.0 > 0 || self.counts.1 > 0;
         }
     }
 
@@ -88,7 +122,10 @@ impl PubSub {
     /// The next frame for the client; `None` when the link gave up (the client must be
     /// disconnected). Cancel-safe.
     pub async fn next(&mut self) -> Option<LinkFrame> {
-        let f = self.frames.recv().await?;
+        let f = tokio::select! {
+            f = self.frames.recv() => f?,
+            _ = self.gave_up.notified() => return None,
+        };
         self.backlog
             .set(self.backlog.get().saturating_sub(f.frame.len()));
         Some(f)
@@ -212,6 +249,12 @@ async fn run_link(link: Link) {
     let mut attempt = seed as usize;
     let mut channels: BTreeSet<Bytes> = BTreeSet::new();
     let mut patterns: BTreeSet<Bytes> = BTreeSet::new();
+    // No connection until the client sends its first (un)subscribe on this link (a client
+    // using only shard channels never needs one).
+    let mut first = match commands.recv().await {
+        Some(wire) => Some(wire),
+        None => return,
+    };
     loop {
         let node = {
             let map = topology.map();
@@ -257,6 +300,12 @@ async fn run_link(link: Link) {
         {
             continue;
         }
+        if let Some(wire) = first.take() {
+            if lease.conn().send(&wire).await.is_err() {
+                first = Some(wire);
+                continue;
+            }
+        }
         loop {
             tokio::select! {
                 cmd = commands.recv() => match cmd {
@@ -293,7 +342,8 @@ async fn run_link(link: Link) {
                         gave_up.notify_one();
                         return;
                     }
-                    if frames.send(LinkFrame { frame, count }).is_err() {
+                    let shard = false;
+                    if frames.send(LinkFrame { frame, count, shard }).is_err() {
                         return;
                     }
                 }

@@ -251,9 +251,7 @@ pub(crate) async fn run_session<R, W>(
                     let mut next = Some(frame);
                     while let Some(f) = next {
                         wbuf.extend_from_slice(&f.frame);
-                        if let Some(count) = f.count {
-                            pubsub.active = count > 0;
-                        }
+                        pubsub.note(&f);
                         next = if wbuf.len() < READ_RESERVE { pubsub.try_next() } else { None };
                     }
                 }

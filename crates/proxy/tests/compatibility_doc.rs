@@ -109,7 +109,12 @@ fn behaviour(cmd: &Command) -> String {
             `upstream.max_dedicated_per_node` per node per worker"
             .into(),
         Family::Transaction => transaction(name).into(),
-        Family::PubSub if matches!(name, "ssubscribe" | "sunsubscribe") => NOT_YET.into(),
+        Family::PubSub if matches!(name, "ssubscribe" | "sunsubscribe") => "shard channels: \
+            each on a dedicated connection to its slot's owner (channels of one call must share a \
+            slot, `-CROSSSLOT` otherwise); counts in confirmations are the client's total; when a \
+            slot moves or its owner fails over, slotgate subscribes again on the new owner without \
+            telling the client (messages published in the gap are lost)"
+            .into(),
         Family::PubSub => "sent down the client's own Pub/Sub connection to one primary (every \
             node sees every PUBLISH over the cluster bus); confirmations and messages relayed in \
             order; subscriptions are renewed on another primary if that connection breaks \
@@ -140,7 +145,8 @@ fn render() -> String {
          Families: **local** (answered by slotgate), **single** (one slot), **keyless** (one primary),\n\
          **split** (per-slot parts merged), **all-shard** (every primary, merged), **transaction**,\n\
          **blocking** (a dedicated connection per blocked command), **pubsub** (the client's own\n\
-         connection for SUBSCRIBE and friends; sharded channels still to come), **unsupported**.\n\n\
+         connections: one for SUBSCRIBE and friends, one per slot owner for shard channels),\n\
+         **unsupported**.\n\n\
          | command | family | through slotgate |\n|---|---|---|\n",
     );
     let mut rows: Vec<&Command> = Vec::new();
