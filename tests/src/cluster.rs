@@ -3,7 +3,8 @@
 //! [`RedisCluster::start`] launches `redis-server` processes on OS-given ports in a temporary
 //! directory, joins them with `redis-cli --cluster create` and waits until every node agrees
 //! on all 16384 slots and every replica is in sync. Fault helpers (kill, stop, restart,
-//! reshard, failover) drive the same tools an operator would. All methods take `&self`, so a
+//! reshard, failover) and topology helpers (add a node as a primary or a replica, rebalance,
+//! drain a node, delete it) drive the same tools an operator would (`redis-cli --cluster`). All methods take `&self`, so a
 //! cluster can be shared between the tests of one binary ([`shared_cluster`]).
 //!
 //! With [`ClusterOptions::tls`] every node listens on a plaintext `port` *and* a `tls-port`,
@@ -748,25 +749,198 @@ impl RedisCluster {
     pub fn reshard(&self, from_port: u16, to_port: u16, nslots: u32) {
         self.wait_healthy(CONVERGE_TIMEOUT);
         let (from, to) = (self.node_id(from_port), self.node_id(to_port));
-        let mut cmd = Command::new(&self.redis_cli);
-        let entry = match &self.options.tls {
-            Some(tls) => {
-                cmd.args(tls.cli_args());
-                self.require_tls_port(from_port)
-            }
-            None => from_port,
+        let nslots = nslots.to_string();
+        self.cluster_tool(
+            "reshard",
+            from_port,
+            &[
+                "--cluster-from",
+                &from,
+                "--cluster-to",
+                &to,
+                "--cluster-slots",
+                &nslots,
+                "--cluster-yes",
+            ],
+        );
+        self.wait_healthy(CONVERGE_TIMEOUT);
+    }
+
+    /// `redis-cli --cluster rebalance` (with `--cluster-use-empty-masters` when
+    /// `use_empty_masters`: primaries without slots, e.g. one just added with
+    /// [`RedisCluster::add_node`], receive their share), then waits until the cluster is
+    /// healthy again. Returns redis-cli's output (one `Moving slot …` line per slot moved).
+    ///
+    /// # Panics
+    /// If the cluster is not healthy first, redis-cli fails, or the cluster does not settle.
+    pub fn rebalance(&self, use_empty_masters: bool) -> String {
+        self.wait_healthy(CONVERGE_TIMEOUT);
+        let entry = self.primaries()[0];
+        let mut args = vec!["--cluster-yes"];
+        if use_empty_masters {
+            args.push("--cluster-use-empty-masters");
+        }
+        let out = self.cluster_tool("rebalance", entry, &args);
+        self.wait_healthy(CONVERGE_TIMEOUT);
+        out
+    }
+
+    /// Moves every slot of the primary on `port` to the other primaries, spread evenly, with
+    /// `redis-cli --cluster rebalance --cluster-weight ID=0` (the operator's way to empty a
+    /// node before [`RedisCluster::del_node`]), then waits until the cluster is healthy.
+    ///
+    /// Redis 7.0 (`cluster-allow-replica-migration yes`, the default) turns a primary that
+    /// lost its last slot into a replica of the node that took it, and moves its replicas
+    /// along: afterwards the node on `port` is usually a replica.
+    ///
+    /// # Panics
+    /// As [`RedisCluster::rebalance`], or if the node still owns slots afterwards.
+    pub fn drain_node(&self, port: u16) -> String {
+        self.wait_healthy(CONVERGE_TIMEOUT);
+        let weight = format!("{}=0", self.node_id(port));
+        let entry = self
+            .primaries()
+            .into_iter()
+            .find(|&p| p != port)
+            .expect("another primary");
+        let out = self.cluster_tool(
+            "rebalance",
+            entry,
+            &["--cluster-weight", &weight, "--cluster-yes"],
+        );
+        self.wait_healthy(CONVERGE_TIMEOUT);
+        let left = self.slot_owners().iter().filter(|&&o| o == port).count();
+        assert_eq!(left, 0, "node {port} still owns {left} slots:\n{out}");
+        out
+    }
+
+    /// Starts a new node with the same options as the others (OS-given ports, its own
+    /// directory), joins it to the cluster as an empty primary with
+    /// `redis-cli --cluster add-node`, waits until the cluster is healthy and returns its port.
+    /// Give it slots with [`RedisCluster::rebalance`]`(true)` or [`RedisCluster::reshard`].
+    ///
+    /// # Panics
+    /// If the node does not start, redis-cli fails, or the cluster does not settle.
+    pub fn add_node(&self) -> u16 {
+        self.join_new_node(None)
+    }
+
+    /// Like [`RedisCluster::add_node`], joining the new node as a replica of the primary on
+    /// `primary_port` (`--cluster-slave --cluster-master-id ID`); returns once it is in sync.
+    ///
+    /// # Panics
+    /// As [`RedisCluster::add_node`].
+    pub fn add_replica(&self, primary_port: u16) -> u16 {
+        self.join_new_node(Some(primary_port))
+    }
+
+    fn join_new_node(&self, primary: Option<u16>) -> u16 {
+        self.wait_healthy(CONVERGE_TIMEOUT);
+        let existing = *self.running().first().expect("a running node");
+        let port = free_cluster_port();
+        let tls_port = self.options.tls.as_ref().map(|_| free_port());
+        let dir = self.dir.path().join(format!("node-{port}"));
+        fs::create_dir_all(&dir).expect("create node dir");
+        self.lock().push(Node {
+            port,
+            tls_port,
+            dir,
+            process: None,
+            state: NodeState::Killed,
+        });
+        self.spawn_node(port);
+        self.wait_node_answers(port);
+        let new = format!("127.0.0.1:{port}");
+        let existing_addr = format!("127.0.0.1:{existing}");
+        let mut args = vec![new.as_str(), existing_addr.as_str()];
+        let primary_id = primary.map(|p| self.node_id(p));
+        if let Some(id) = &primary_id {
+            args.extend(["--cluster-slave", "--cluster-master-id", id]);
+        }
+        // Plaintext ports: add-node only talks to the nodes (CLUSTER MEET on the plaintext
+        // port reaches the bus port the kit set), it migrates nothing.
+        self.run_cli_cluster("add-node", &args, None);
+        self.wait_healthy(CONVERGE_TIMEOUT);
+        port
+    }
+
+    /// Removes the node on `port` from the cluster with `redis-cli --cluster del-node` (the
+    /// others `CLUSTER FORGET` it; its replicas, if any, are moved to another primary),
+    /// `SIGKILL`s its process and drops it from the kit: it is no longer in
+    /// [`RedisCluster::nodes`] and no longer counted by [`RedisCluster::health`]. Waits until
+    /// the rest is healthy.
+    ///
+    /// # Panics
+    /// If the node still owns slots (redis-cli refuses: empty it with
+    /// [`RedisCluster::drain_node`] first), or as [`RedisCluster::add_node`].
+    pub fn del_node(&self, port: u16) {
+        self.wait_healthy(CONVERGE_TIMEOUT);
+        let id = self.node_id(port);
+        let entry = self
+            .running()
+            .into_iter()
+            .find(|&p| p != port)
+            .expect("another running node");
+        let entry = format!("127.0.0.1:{entry}");
+        self.run_cli_cluster("del-node", &[entry.as_str(), id.as_str()], None);
+        self.kill_node(port);
+        self.lock().retain(|n| n.port != port);
+        self.wait_healthy(CONVERGE_TIMEOUT);
+    }
+
+    /// The primary the replica on `port` follows right now (`INFO replication`), `None` if it
+    /// is not a replica or does not answer.
+    pub fn primary_of(&self, port: u16) -> Option<u16> {
+        let info = probe::query_text(port, &["INFO", "replication"], PROBE_TIMEOUT).ok()?;
+        if info_field(&info, "role").as_deref() != Some("slave") {
+            return None;
+        }
+        let primary: u16 = info_field(&info, "master_port")?.parse().ok()?;
+        // With tls-replication the replica names its primary's TLS port.
+        Some(self.plain_port(primary).unwrap_or(primary))
+    }
+
+    /// Running replicas of the primary on `primary_port`.
+    pub fn replicas_of(&self, primary_port: u16) -> Vec<u16> {
+        self.replicas()
+            .into_iter()
+            .filter(|&r| self.primary_of(r) == Some(primary_port))
+            .collect()
+    }
+
+    /// `redis-cli --cluster SUBCOMMAND 127.0.0.1:ENTRY ARGS…` for commands that move slots
+    /// (`MIGRATE` follows the ports redis-cli sees, so with TLS it runs against the TLS
+    /// ports); returns its stdout.
+    fn cluster_tool(&self, subcommand: &str, entry_port: u16, args: &[&str]) -> String {
+        let (entry, tls) = match &self.options.tls {
+            Some(tls) => (self.require_tls_port(entry_port), Some(tls)),
+            None => (entry_port, None),
         };
-        cmd.args(["--cluster", "reshard", &format!("127.0.0.1:{entry}")])
-            .args(["--cluster-from", &from, "--cluster-to", &to])
-            .args(["--cluster-slots", &nslots.to_string(), "--cluster-yes"]);
+        let entry = format!("127.0.0.1:{entry}");
+        let mut all = vec![entry.as_str()];
+        all.extend_from_slice(args);
+        self.run_cli_cluster(subcommand, &all, tls)
+    }
+
+    /// Runs `redis-cli [TLS options] --cluster SUBCOMMAND ARGS…`; panics if it fails or
+    /// prints `[ERR]`.
+    fn run_cli_cluster(&self, subcommand: &str, args: &[&str], tls: Option<&ClusterTls>) -> String {
+        let mut cmd = Command::new(&self.redis_cli);
+        if let Some(tls) = tls {
+            cmd.args(tls.cli_args());
+        }
+        cmd.args(["--cluster", subcommand]).args(args);
         let out = run_captured(&mut cmd, CLI_TIMEOUT).expect("run redis-cli");
         if !out.success() || out.stdout.contains("[ERR]") {
             panic!(
-                "redis-cli --cluster reshard failed ({:?}):\n{}\n{}",
-                out.status, out.stdout, out.stderr
+                "redis-cli --cluster {subcommand} {args:?} failed ({:?}):\n{}\n{}\n{}",
+                out.status,
+                out.stdout,
+                out.stderr,
+                self.logs()
             );
         }
-        self.wait_healthy(CONVERGE_TIMEOUT);
+        out.stdout
     }
 
     /// `SIGKILL`s the node on `port` (no-op if already killed). Its directory is kept.
@@ -812,6 +986,14 @@ impl RedisCluster {
     /// directory and `nodes.conf`, and waits until it answers `PING`.
     ///
     /// Call [`RedisCluster::wait_healthy`] to wait until it has rejoined.
+    ///
+    /// Nodes run without persistence (`--save "" --appendonly no`): a restarted primary
+    /// comes back empty unless the cluster was started with
+    /// `extra_args: ["--appendonly", "yes", "--appendfsync", "always"]` (later arguments
+    /// win), which keeps every acknowledged write across a `SIGKILL`: the AOF is written
+    /// and synced before the reply is sent. With `appendfsync everysec` Redis postpones the
+    /// write (up to 2 s) while a background fsync runs, replies anyway, and a `SIGKILL`
+    /// loses those writes.
     pub fn restart_node(&self, port: u16) {
         self.kill_node(port);
         self.spawn_node(port);
