@@ -67,9 +67,26 @@ fn stalled_shard_does_not_slow_the_others() {
         .unwrap_err();
     let waited = started.elapsed();
     assert!(err.to_string().contains("did not answer in time"), "{err}");
+    assert_eq!(
+        err.code(),
+        Some("TRYAGAIN"),
+        "a read is safe to retry: {err}"
+    );
     assert!(
         waited >= Duration::from_millis(400) && waited < Duration::from_millis(1500),
         "{waited:?}"
+    );
+    // A write that timed out was sent and may still run: never -TRYAGAIN for it.
+    let late_key = format!("{{{stalled_key}}}:late");
+    let err = redis::cmd("SET")
+        .arg(&late_key)
+        .arg("late")
+        .query::<()>(&mut stalled)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("did not answer in time; the command may have been executed"),
+        "{err}"
     );
 
     // Healthy shards: latency unaffected while the victim still sleeps.

@@ -215,7 +215,13 @@ impl Op {
                     .shared()
                     .upstream_error(&node, UpstreamError::Timeout);
                 self.timed_out = true;
-                self.state = State::Done(replies::upstream_timeout(node.as_str()))
+                // A write on its way may still run when the node wakes up: only a read is
+                // safe to retry, so only a read gets -TRYAGAIN.
+                self.state = State::Done(if self.readonly {
+                    replies::upstream_timeout(node.as_str())
+                } else {
+                    replies::upstream_timeout_write(node.as_str())
+                })
             }
             Event::Reply(UpReply::Frame(reply)) => match reply.kind {
                 ReplyKind::Error(ErrorClass::Moved | ErrorClass::Ask) => {

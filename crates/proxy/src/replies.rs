@@ -170,6 +170,17 @@ pub fn upstream_timeout(node: &str) -> Bytes {
     error(format!("TRYAGAIN slotgate: upstream {node} did not answer in time").as_bytes())
 }
 
+/// A command that is not read-only did not get its answer within `op_timeout`: it was
+/// sent, so it may still run (never `-TRYAGAIN`, which tells clients a retry is safe).
+pub fn upstream_timeout_write(node: &str) -> Bytes {
+    error(
+        format!(
+            "ERR slotgate: upstream {node} did not answer in time; the command may have been executed"
+        )
+        .as_bytes(),
+    )
+}
+
 /// The node serving the command could not be reached (connect refused or timed out).
 pub fn upstream_unreachable(node: &str) -> Bytes {
     error(format!("CLUSTERDOWN slotgate: upstream {node} is unreachable").as_bytes())
