@@ -330,6 +330,16 @@ fn all_nodes_stalled_and_continued() {
             readyz_seen.push(code);
         }
     }
+    // Commands wait op_timeout (2 s) on the stalled nodes: once a request has waited that
+    // long, /readyz must say the primaries do not answer.
+    let stalled_503 = samples.iter().find(|s| {
+        s.at.duration_since(stopped_at) > Duration::from_millis(2100)
+            && matches!(&s.readyz, Ok((503, body)) if body.contains("has not answered"))
+    });
+    assert!(
+        stalled_503.is_some(),
+        "/readyz never said 503 while every node was stalled: {readyz_seen:?}"
+    );
     for &port in &nodes {
         cluster.cont_node(port);
     }

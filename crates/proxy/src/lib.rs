@@ -209,6 +209,7 @@ pub fn start(config: Config) -> Result<ProxyHandle, ProxyError> {
         topology: Arc::clone(&topology),
         shared: Arc::clone(&shared),
         max_clients: config.limits.max_clients,
+        op_timeout: config.upstream.op_timeout,
         shutdown: shutdown_rx.clone(),
     });
 

@@ -151,6 +151,9 @@ pub struct Metrics {
     pub(crate) last_refresh: Gauge,
     pub(crate) ready: IntGauge,
     process: ProcessMetrics,
+    /// Per upstream connection: when its oldest unanswered request was written
+    /// ([`mono_ms`]; 0: none), for readiness.
+    pending: Mutex<Vec<(NodeAddr, std::sync::Weak<AtomicU64>)>>,
     flush: watch::Sender<u64>,
     acks: Mutex<Vec<Arc<AtomicU64>>>,
 }
@@ -316,6 +319,7 @@ impl Metrics {
                 "1 when /readyz answers 200: all slots covered, every primary connected.",
             ),
             process: ProcessMetrics::register(&r),
+            pending: Mutex::new(Vec::new()),
             registry: r,
             flush,
             acks: Mutex::new(Vec::new()),
@@ -367,6 +371,31 @@ impl Metrics {
         self.upstream_connections
             .with_label_values(&[node.as_str(), "dedicated"])
             .add(delta);
+    }
+
+    /// A new upstream connection's "oldest unanswered request" slot (see [`mono_ms`]).
+    pub(crate) fn pending_slot(&self, node: &NodeAddr) -> Arc<AtomicU64> {
+        let slot = Arc::new(AtomicU64::new(0));
+        if let Ok(mut all) = self.pending.lock() {
+            all.retain(|(_, w)| w.strong_count() > 0);
+            all.push((node.clone(), Arc::downgrade(&slot)));
+        }
+        slot
+    }
+
+    /// Whether some connection to `node` has had a request unanswered for `longer` (the
+    /// node is stalled or cut off without its connections closing).
+    pub(crate) fn node_stalled(&self, node: &NodeAddr, longer: Duration) -> bool {
+        let now = mono_ms(std::time::Instant::now());
+        let limit = longer.as_millis() as u64;
+        self.pending.lock().is_ok_and(|all| {
+            all.iter().filter(|(n, _)| n == node).any(|(_, w)| {
+                w.upgrade().is_some_and(|slot| {
+                    let since = slot.load(Ordering::Relaxed);
+                    since != 0 && now.saturating_sub(since) > limit
+                })
+            })
+        })
     }
 
     /// Live multiplexed connections to `node`, across workers.
@@ -421,6 +450,13 @@ impl Metrics {
             .encode_to_string(&families)
             .unwrap_or_default()
     }
+}
+
+/// Milliseconds of `at` since the first call (process-wide, monotonic); never 0.
+pub(crate) fn mono_ms(at: std::time::Instant) -> u64 {
+    static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let base = *BASE.get_or_init(|| at - Duration::from_secs(1));
+    at.saturating_duration_since(base).as_millis() as u64
 }
 
 /// One command's thread-local instruments, resolved on first use.

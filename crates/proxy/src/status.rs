@@ -19,6 +19,8 @@ pub struct Status {
     pub(crate) topology: Arc<Topology>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) max_clients: usize,
+    /// A primary with a request unanswered for longer than this is not ready.
+    pub(crate) op_timeout: std::time::Duration,
     pub(crate) shutdown: watch::Receiver<bool>,
 }
 
@@ -79,6 +81,12 @@ impl Status {
         for shard in map.serving_shards() {
             if self.metrics.live_connections(&shard.primary) <= 0 {
                 return Err(format!("no live connection to primary {}", shard.primary));
+            }
+            if self.metrics.node_stalled(&shard.primary, self.op_timeout) {
+                return Err(format!(
+                    "primary {} has not answered for longer than op_timeout",
+                    shard.primary
+                ));
             }
         }
         Ok(())

@@ -99,6 +99,7 @@ impl Upstream {
                     Link {
                         shared: Arc::clone(metrics.shared_arc()),
                         node: metrics.node(&addr),
+                        pending: metrics.shared().pending_slot(&addr),
                     },
                 ));
                 tx
@@ -134,6 +135,8 @@ enum Waiter {
 struct Link {
     shared: Arc<Metrics>,
     node: Option<Rc<NodeMetrics>>,
+    /// When this connection's oldest unanswered request was written (readiness).
+    pending: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// One connection's life: connect, serve until it breaks, back off, repeat. Ends (`None`)
@@ -153,16 +156,18 @@ async fn run_connection(
                 backoff = BACKOFF_MIN;
                 link.shared.upstream_connection(&addr, 1);
                 let metrics = link.node.as_deref();
+                let pending = &*link.pending;
                 let ended = match stream {
                     NodeStream::Plain(mut tcp) => {
                         let (rd, wr) = tcp.split();
-                        serve(rd, wr, &mut rx, metrics).await
+                        serve(rd, wr, &mut rx, metrics, pending).await
                     }
                     NodeStream::Tls(tls) => {
                         let (rd, wr) = tokio::io::split(tls);
-                        serve(rd, wr, &mut rx, metrics).await
+                        serve(rd, wr, &mut rx, metrics, pending).await
                     }
                 };
+                pending.store(0, std::sync::atomic::Ordering::Relaxed);
                 link.shared.upstream_connection(&addr, -1);
                 let (reason, kind) = match ended {
                     Ended::Closed => return None,
@@ -230,6 +235,7 @@ async fn serve<R, W>(
     mut wr: W,
     rx: &mut mpsc::UnboundedReceiver<UpRequest>,
     metrics: Option<&NodeMetrics>,
+    pending: &std::sync::atomic::AtomicU64,
 ) -> Ended
 where
     R: AsyncRead + Unpin,
@@ -265,6 +271,13 @@ where
                 }
                 if let Some(m) = metrics {
                     m.requests((w.len() - queued) as u64);
+                }
+                if queued == 0 && !w.is_empty() {
+                    // The oldest unanswered request is now this batch (readiness).
+                    pending.store(
+                        crate::metrics::mono_ms(sent.into_std()),
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
                 }
             }
             if out.is_empty() {
@@ -330,6 +343,12 @@ where
                     }
                 }
             }
+            // Once per read: when the oldest request still unanswered was written.
+            let oldest = waiters.borrow().iter().find_map(|w| match w {
+                Waiter::Client(_, sent) => Some(crate::metrics::mono_ms(sent.into_std())),
+                Waiter::Asking => None,
+            });
+            pending.store(oldest.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
         }
     };
 
