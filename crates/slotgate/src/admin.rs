@@ -29,14 +29,27 @@ const ROUTES: &str = "slotgate admin\n\
 /readyz    200 when all 16384 slots are covered and every primary is connected, else 503\n\
 /topology  the slot map, nodes and connection states (JSON)\n";
 
-/// Bind `addr` and serve the admin routes on a new thread until the process exits.
+/// Bind the admin address. Done before the proxy starts, so the port accepts connections
+/// (queued by the kernel) from the moment the client port answers.
 ///
 /// # Errors
 /// When the address cannot be bound.
-pub fn spawn(addr: SocketAddr, status: Arc<Status>) -> anyhow::Result<SocketAddr> {
-    let std_listener = std::net::TcpListener::bind(addr)
+pub fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(addr)
         .with_context(|| format!("admin.listen: cannot bind {addr}"))?;
-    std_listener.set_nonblocking(true)?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// Serve the admin routes on `std_listener` (from [`bind`]) on a new thread until the
+/// process exits.
+///
+/// # Errors
+/// When the thread cannot be started.
+pub fn spawn(
+    std_listener: std::net::TcpListener,
+    status: Arc<Status>,
+) -> anyhow::Result<SocketAddr> {
     let local = std_listener.local_addr()?;
     std::thread::Builder::new()
         .name("slotgate-admin".into())

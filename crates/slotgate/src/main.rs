@@ -79,9 +79,14 @@ fn run(file: &std::path::Path) -> anyhow::Result<()> {
     let settings = settings::load(file).with_context(|| format!("loading {}", file.display()))?;
     settings::init_logging(&settings.log)?;
     let grace = settings.proxy.shutdown_grace;
+    let admin_listener = settings
+        .admin
+        .as_ref()
+        .map(|a| admin::bind(a.listen))
+        .transpose()?;
     let handle = slotgate_proxy::start(settings.proxy).context("starting the proxy")?;
-    if let Some(a) = &settings.admin {
-        admin::spawn(a.listen, std::sync::Arc::clone(handle.status()))?;
+    if let Some(listener) = admin_listener {
+        admin::spawn(listener, std::sync::Arc::clone(handle.status()))?;
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
