@@ -64,6 +64,7 @@ pub(crate) fn run(
         "cluster|myid" => bulk(node_id(client).as_bytes()),
         "cluster|nodes" => bulk(cluster_nodes(client).as_bytes()),
         "cluster|slots" => cluster_slots(client),
+        "cluster|shards" => cluster_shards(client),
         "cluster|countkeysinslot" => match parse_i64(req.arg(2)) {
             Some(slot) if (0..slotgate_cluster::SLOT_COUNT as i64).contains(&slot) => {
                 return Entry::Single(Op::start(
@@ -360,6 +361,37 @@ fn cluster_slots(client: &ClientState) -> Bytes {
     encode::integer(&mut b, addr.port() as i64);
     encode::bulk(&mut b, node_id(client).as_bytes());
     encode::array_header(&mut b, 0);
+    b.freeze()
+}
+
+/// `CLUSTER SHARDS` (Redis 7.0, RESP2 form: maps as flat arrays) for the same one-node
+/// cluster.
+fn cluster_shards(client: &ClientState) -> Bytes {
+    let addr = client.local;
+    let ip = addr.ip().to_string();
+    let mut b = BytesMut::with_capacity(256);
+    encode::array_header(&mut b, 1);
+    encode::array_header(&mut b, 4);
+    encode::bulk(&mut b, b"slots");
+    encode::array_header(&mut b, 2);
+    encode::integer(&mut b, 0);
+    encode::integer(&mut b, slotgate_cluster::SLOT_COUNT as i64 - 1);
+    encode::bulk(&mut b, b"nodes");
+    encode::array_header(&mut b, 1);
+    encode::array_header(&mut b, 14);
+    for (k, v) in [
+        ("id", node_id(client)),
+        ("ip", ip.clone()),
+        ("endpoint", ip),
+        ("hostname", String::new()),
+        ("role", "master".into()),
+        ("health", "online".into()),
+    ] {
+        encode::bulk(&mut b, k.as_bytes());
+        encode::bulk(&mut b, v.as_bytes());
+    }
+    encode::bulk(&mut b, b"port");
+    encode::integer(&mut b, addr.port() as i64);
     b.freeze()
 }
 
