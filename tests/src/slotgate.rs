@@ -272,6 +272,25 @@ impl Slotgate {
         None
     }
 
+    /// A new redis-rs connection to it.
+    ///
+    /// # Panics
+    /// When it does not accept the connection.
+    pub fn connection(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .expect("valid url")
+            .get_connection()
+            .expect("connect to slotgate")
+    }
+
+    /// Open upstream connections of `kind` (`multiplexed` or `dedicated`), from `/metrics`.
+    pub fn upstream_connections(&self, kind: &str) -> f64 {
+        self.scrape().sum(
+            "slotgate_upstream_connections",
+            &[&format!("kind=\"{kind}\"")],
+        )
+    }
+
     /// One scrape of its `/metrics`.
     ///
     /// # Panics

@@ -7,29 +7,19 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use slotgate_tests::admin::with_admin;
 use slotgate_tests::raw::RawConn;
-use slotgate_tests::{
-    assert_eventually, free_port, shared_cluster, slotgate_config, ClusterOptions, RedisCluster,
-    Slotgate,
-};
+use slotgate_tests::{assert_eventually, shared_cluster, ClusterOptions, RedisCluster, Slotgate};
 
 fn proxy_on(cluster: &RedisCluster, extra: &str) -> Slotgate {
-    let config = with_admin(&slotgate_config(&cluster.seeds(), free_port()), free_port());
-    Slotgate::spawn(&format!("{config}{extra}"))
+    slotgate_tests::admin::spawn_with_admin(cluster, extra)
 }
 
 fn conn(proxy: &Slotgate) -> redis::Connection {
-    redis::Client::open(proxy.url())
-        .unwrap()
-        .get_connection()
-        .unwrap()
+    proxy.connection()
 }
 
 fn dedicated(proxy: &Slotgate) -> f64 {
-    proxy
-        .scrape()
-        .sum("slotgate_upstream_connections", &[r#"kind="dedicated""#])
+    proxy.upstream_connections("dedicated")
 }
 
 #[test]
