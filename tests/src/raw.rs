@@ -104,26 +104,29 @@ impl RawConn {
         Some(line)
     }
 
-    /// Read one whole RESP2 reply (nested arrays included) as raw bytes; `None` if the
-    /// connection closes or stalls first (10 s per read).
+    /// Read one whole RESP2 or RESP3 reply (nested aggregates, and an attribute with the
+    /// value it annotates, included) as raw bytes; `None` if the connection closes or
+    /// stalls first (10 s per read).
     pub fn read_reply(&mut self) -> Option<Vec<u8>> {
         let mut out = self.read_line()?;
         let len: i64 = std::str::from_utf8(&out[1..out.len() - 2])
             .ok()
             .and_then(|n| n.parse().ok())
             .unwrap_or(-1);
-        match out[0] {
-            b'$' if len >= 0 => {
+        let children = match out[0] {
+            b'$' | b'=' | b'!' if len >= 0 => {
                 let mut body = vec![0u8; len as usize + 2];
                 self.stream.read_exact(&mut body).ok()?;
                 out.extend_from_slice(&body);
+                0
             }
-            b'*' => {
-                for _ in 0..len.max(0) {
-                    out.extend_from_slice(&self.read_reply()?);
-                }
-            }
-            _ => {}
+            b'*' | b'~' | b'>' => len.max(0),
+            b'%' => len.max(0) * 2,
+            b'|' => len.max(0) * 2 + 1, // the attribute's pairs, then the value itself
+            _ => 0,
+        };
+        for _ in 0..children {
+            out.extend_from_slice(&self.read_reply()?);
         }
         Some(out)
     }

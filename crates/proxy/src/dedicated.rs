@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use crate::config::UpstreamConfig;
 use crate::metrics::Metrics;
 use crate::node_client::{self, NodeStream};
+use crate::protocol::Protocol;
 use crate::replies;
 use crate::topology::Topology;
 
@@ -42,9 +43,32 @@ pub(crate) struct DedicatedConn {
     scanner: ReplyScanner,
     metrics: Arc<Metrics>,
     idle_since: Instant,
+    /// The protocol the connection speaks (`HELLO` switches it).
+    proto: Protocol,
 }
 
 impl DedicatedConn {
+    /// Make the connection speak `proto` (a `HELLO` round trip when it does not yet).
+    ///
+    /// # Errors
+    /// The connection failed, or the node refused the protocol.
+    async fn use_protocol(&mut self, proto: Protocol) -> Result<(), String> {
+        if self.proto == proto {
+            return Ok(());
+        }
+        self.send(proto.hello()).await?;
+        let reply = self.read_reply().await?;
+        if reply.is_error() {
+            return Err(format!(
+                "HELLO {} refused: {}",
+                proto.version(),
+                String::from_utf8_lossy(&reply.raw).trim_end()
+            ));
+        }
+        self.proto = proto;
+        Ok(())
+    }
+
     /// Send `wire` (after `ASKING` when `asking`) and read its one reply.
     ///
     /// # Errors
@@ -176,11 +200,23 @@ impl DedicatedPool {
         }
     }
 
-    /// A connection to `node`: an idle one, or a new one within the cap.
+    /// A connection to `node` speaking `proto`: an idle one, or a new one within the cap.
     ///
     /// # Errors
     /// The reply to give the client: the cap is reached or the node cannot be reached.
-    pub async fn take(self: &Rc<Self>, node: &NodeAddr) -> Result<Lease, Bytes> {
+    pub async fn take(self: &Rc<Self>, node: &NodeAddr, proto: Protocol) -> Result<Lease, Bytes> {
+        let mut lease = self.take_any(node).await?;
+        match lease.conn().use_protocol(proto).await {
+            Ok(()) => Ok(lease),
+            Err(e) => {
+                tracing::debug!(node = %node, error = %e, "dedicated connection failed");
+                Err(replies::upstream_unreachable(node.as_str()))
+            }
+        }
+    }
+
+    /// A connection to `node` in whatever protocol it was left in.
+    async fn take_any(self: &Rc<Self>, node: &NodeAddr) -> Result<Lease, Bytes> {
         loop {
             let conn = self
                 .idle
@@ -221,6 +257,7 @@ impl DedicatedPool {
                         scanner: ReplyScanner::new(),
                         metrics: Arc::clone(&self.metrics),
                         idle_since: Instant::now(),
+                        proto: Protocol::Resp2,
                     }),
                     node: node.clone(),
                 })
@@ -316,14 +353,15 @@ impl Task {
     }
 }
 
-/// Run one blocking command on a dedicated connection to the primary of `slot` (any
-/// primary when `None`), following MOVED/ASK. The command's own timeout applies, not
-/// `op_timeout`. Sends the reply on `tx`; if the client leaves first, drops the connection
-/// so Redis stops blocking for it.
+/// Run one blocking command on a dedicated connection (speaking the client's `proto`) to
+/// the primary of `slot` (any primary when `None`), following MOVED/ASK. The command's own
+/// timeout applies, not `op_timeout`. Sends the reply on `tx`; if the client leaves first,
+/// drops the connection so Redis stops blocking for it.
 pub(crate) async fn run_blocking(
     pool: Rc<DedicatedPool>,
     slot: Option<u16>,
     wire: Bytes,
+    proto: Protocol,
     mut tx: oneshot::Sender<Bytes>,
 ) {
     let map = pool.topology.map();
@@ -340,7 +378,7 @@ pub(crate) async fn run_blocking(
     let mut redirects = 0;
     loop {
         let mut lease = tokio::select! {
-            lease = pool.take(&node) => match lease {
+            lease = pool.take(&node, proto) => match lease {
                 Ok(l) => l,
                 Err(reply) => { let _ = tx.send(reply); return; }
             },

@@ -12,6 +12,7 @@ use crate::dedicated::Task;
 use crate::entry::{Entry, Fanout, Merge};
 use crate::metrics::UNKNOWN_COMMAND;
 use crate::op::{Op, Route};
+use crate::protocol::Protocol;
 use crate::pubsub::PubSub;
 use crate::session::ClientState;
 use crate::shardsub::ShardCmd;
@@ -77,8 +78,9 @@ fn route_known(
             return transaction::refused(ctx, client, cmd, refusal);
         }
     }
-    // In subscribe mode (RESP2) only the Pub/Sub family, PING, QUIT and RESET run.
-    if client.pubsub.as_ref().is_some_and(|p| p.active) {
+    // In subscribe mode (RESP2) only the Pub/Sub family, PING, QUIT and RESET run. A RESP3
+    // client may run anything: messages arrive as pushes, told apart from replies.
+    if client.proto == Protocol::Resp2 && client.pubsub.as_ref().is_some_and(|p| p.active) {
         match cmd.name {
             "subscribe" | "psubscribe" | "unsubscribe" | "punsubscribe" | "ping" => {
                 return relay_pubsub(ctx, client, cmd, req)
@@ -98,20 +100,21 @@ fn route_known(
     let deadline = now + ctx.cfg.upstream.op_timeout;
     match cmd.family {
         Family::Local => local::run(ctx, client, cmd, req, deadline),
-        Family::Single => route_single(ctx, cmd, req, deadline),
+        Family::Single => route_single(ctx, cmd, req, deadline, client.proto),
         Family::Keyless => Entry::Single(Op::start(
             ctx,
             Route::Any,
             req.wire(),
             is_readonly(cmd),
             deadline,
+            client.proto,
         )),
-        Family::Split(kind) => split::route(ctx, cmd, kind, req, deadline),
-        Family::AllShards(kind) => route_all_shards(ctx, cmd, kind, req, deadline),
+        Family::Split(kind) => split::route(ctx, cmd, kind, req, deadline, client.proto),
+        Family::AllShards(kind) => route_all_shards(ctx, cmd, kind, req, deadline, client.proto),
         // WAIT counts replicas that acknowledged this connection's writes; through
         // multiplexed connections that cannot be answered truthfully yet.
         Family::Blocking if cmd.name == "wait" => Entry::Ready(replies::not_yet(cmd.name)),
-        Family::Blocking => route_blocking(ctx, cmd, req),
+        Family::Blocking => route_blocking(ctx, cmd, req, client.proto),
         Family::Transaction => transaction::route(ctx, client, cmd, req),
         Family::PubSub if matches!(cmd.name, "ssubscribe" | "sunsubscribe") => {
             relay_shard(ctx, client, cmd, req)
@@ -161,14 +164,14 @@ fn relay_pubsub(ctx: &WorkerCtx, client: &mut ClientState, cmd: &Command, req: &
 
 /// A command that may block in Redis (BLPOP, XREAD BLOCK …): on a dedicated connection of
 /// its own, without `op_timeout` (its own timeout applies).
-fn route_blocking(ctx: &WorkerCtx, cmd: &Command, req: &Request) -> Entry {
+fn route_blocking(ctx: &WorkerCtx, cmd: &Command, req: &Request, proto: Protocol) -> Entry {
     let slot = match single_slot(cmd, req) {
         Ok(slot) => slot,
         Err(reply) => return Entry::Ready(reply),
     };
     let (pool, wire) = (std::rc::Rc::clone(&ctx.dedicated), req.wire());
     Entry::Task(
-        Task::spawn(move |tx| crate::dedicated::run_blocking(pool, slot, wire, tx)),
+        Task::spawn(move |tx| crate::dedicated::run_blocking(pool, slot, wire, proto, tx)),
         None,
     )
 }
@@ -197,16 +200,22 @@ pub(crate) fn single_slot(cmd: &Command, req: &Request) -> Result<Option<u16>, B
     Ok(slot)
 }
 
-fn route_single(ctx: &WorkerCtx, cmd: &Command, req: &Request, deadline: Instant) -> Entry {
+fn route_single(
+    ctx: &WorkerCtx,
+    cmd: &Command,
+    req: &Request,
+    deadline: Instant,
+    proto: Protocol,
+) -> Entry {
     if commands::is_blocking_call(cmd, &ReqArgs(req)) {
-        return route_blocking(ctx, cmd, req);
+        return route_blocking(ctx, cmd, req, proto);
     }
     let route = match single_slot(cmd, req) {
         Ok(Some(slot)) => Route::Slot(slot),
         Ok(None) => Route::Any,
         Err(reply) => return Entry::Ready(reply),
     };
-    let mut op = Op::start(ctx, route, req.wire(), is_readonly(cmd), deadline);
+    let mut op = Op::start(ctx, route, req.wire(), is_readonly(cmd), deadline, proto);
     match cmd.name {
         "eval" | "eval_ro" => ctx.shared.scripts.remember(req.arg(1)),
         "evalsha" | "evalsha_ro" => {
@@ -226,6 +235,7 @@ fn route_all_shards(
     kind: MergeKind,
     req: &Request,
     deadline: Instant,
+    proto: Protocol,
 ) -> Entry {
     if cmd.name == "script|load" {
         ctx.shared.scripts.remember(req.arg(2));
@@ -256,7 +266,10 @@ fn route_all_shards(
     let readonly = is_readonly(cmd);
     let ops = primaries
         .into_iter()
-        .map(|node| Op::start(ctx, Route::Node(node), wire.clone(), readonly, deadline))
+        .map(|node| {
+            let route = Route::Node(node);
+            Op::start(ctx, route, wire.clone(), readonly, deadline, proto)
+        })
         .collect();
     Entry::Fanout(Box::new(Fanout { ops, merge }))
 }

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use crate::dedicated::Task;
 use crate::metrics::CmdResult;
 use crate::op::{Event, Op};
+use crate::protocol::Protocol;
 use crate::worker::WorkerCtx;
 
 /// How a fan-out's replies become one reply.
@@ -34,7 +35,7 @@ pub(crate) enum Merge {
     SumPairs,
     /// INFO: slotgate's own sections, then `# Keyspace` summed over the primaries'
     /// `INFO keyspace` ([`crate::keyspace`]).
-    InfoKeyspace(String),
+    InfoKeyspace(String, Protocol),
 }
 
 /// Several ops merged into one reply.
@@ -193,8 +194,8 @@ fn is_nil(reply: &[u8]) -> bool {
 fn merge(mut f: Fanout, out: &mut BytesMut) {
     let replies: Vec<Bytes> = f.ops.iter_mut().map(Op::take_reply).collect();
     // INFO answers even when a primary does not: its keyspace is then left out.
-    if let Merge::InfoKeyspace(local) = &f.merge {
-        return crate::keyspace::write_info(local, &replies, out);
+    if let Merge::InfoKeyspace(local, proto) = &f.merge {
+        return crate::keyspace::write_info(local, &replies, out, *proto);
     }
     if let Some(err) = replies.iter().find(|r| is_error(r)) {
         out.extend_from_slice(err);
@@ -296,7 +297,9 @@ fn merge(mut f: Fanout, out: &mut BytesMut) {
             None => out.extend_from_slice(&bad_shape()),
         },
         // Merged before the error check above; kept total so no input can panic here.
-        Merge::InfoKeyspace(local) => crate::keyspace::write_info(&local, &replies, out),
+        Merge::InfoKeyspace(local, proto) => {
+            crate::keyspace::write_info(&local, &replies, out, proto)
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use crate::entry::{Entry, Fanout, Merge};
 use crate::op::{Op, Route};
+use crate::protocol::Protocol;
 use crate::worker::WorkerCtx;
 
 /// Whether `INFO <sections…>` includes the keyspace section (Redis 7.0's rules).
@@ -28,9 +29,15 @@ pub(crate) fn wanted(req: &Request) -> bool {
 
 /// The INFO reply: `local` (slotgate's own sections) alone, or followed by the cluster's
 /// keyspace when the client asked for it.
-pub(crate) fn info(ctx: &WorkerCtx, local: String, req: &Request, deadline: Instant) -> Entry {
+pub(crate) fn info(
+    ctx: &WorkerCtx,
+    local: String,
+    req: &Request,
+    deadline: Instant,
+    proto: Protocol,
+) -> Entry {
     if !wanted(req) {
-        return Entry::Ready(bulk(&local));
+        return Entry::Ready(proto.verbatim_reply(local.as_bytes()));
     }
     let primaries: Vec<_> = ctx
         .topology
@@ -41,7 +48,7 @@ pub(crate) fn info(ctx: &WorkerCtx, local: String, req: &Request, deadline: Inst
         .collect();
     if primaries.is_empty() {
         let mut out = BytesMut::new();
-        write_info(&local, &[], &mut out);
+        write_info(&local, &[], &mut out, proto);
         return Entry::Ready(out.freeze());
     }
     let mut wire = BytesMut::new();
@@ -49,17 +56,29 @@ pub(crate) fn info(ctx: &WorkerCtx, local: String, req: &Request, deadline: Inst
     let wire = wire.freeze();
     let ops = primaries
         .into_iter()
-        .map(|node| Op::start(ctx, Route::Node(node), wire.clone(), true, deadline))
+        // The node's reply is parsed here, never passed on: RESP2 connections suffice.
+        .map(|node| {
+            let wire = wire.clone();
+            Op::start(
+                ctx,
+                Route::Node(node),
+                wire,
+                true,
+                deadline,
+                Protocol::Resp2,
+            )
+        })
         .collect();
     Entry::Fanout(Box::new(Fanout {
         ops,
-        merge: Merge::InfoKeyspace(local),
+        merge: Merge::InfoKeyspace(local, proto),
     }))
 }
 
-/// Write the INFO bulk string: `local`, then `# Keyspace` summed over `replies` (each one
-/// primary's `INFO keyspace`; errors and odd replies count as unanswered).
-pub(crate) fn write_info(local: &str, replies: &[Bytes], out: &mut BytesMut) {
+/// Write the INFO text (a verbatim string in RESP3): `local`, then `# Keyspace` summed over
+/// `replies` (each one primary's `INFO keyspace`; errors and odd replies count as
+/// unanswered).
+pub(crate) fn write_info(local: &str, replies: &[Bytes], out: &mut BytesMut, proto: Protocol) {
     let mut dbs = Vec::new();
     let mut unanswered = 0;
     for reply in replies {
@@ -74,7 +93,7 @@ pub(crate) fn write_info(local: &str, replies: &[Bytes], out: &mut BytesMut) {
     let mut text = String::with_capacity(local.len() + 128);
     text.push_str(local);
     text.push_str(&render(&mut dbs, unanswered));
-    encode::bulk(out, text.as_bytes());
+    proto.verbatim(out, text.as_bytes());
 }
 
 /// One `dbN` line summed over the primaries.
@@ -160,23 +179,19 @@ fn render(dbs: &mut [DbSum], unanswered: usize) -> String {
     out
 }
 
-fn bulk(text: &str) -> Bytes {
-    let mut b = BytesMut::with_capacity(text.len() + 16);
-    encode::bulk(&mut b, text.as_bytes());
-    b.freeze()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn node(text: &str) -> Bytes {
-        bulk(text)
+        let mut b = BytesMut::with_capacity(text.len() + 16);
+        encode::bulk(&mut b, text.as_bytes());
+        b.freeze()
     }
 
     fn merged(local: &str, replies: &[Bytes]) -> String {
         let mut out = BytesMut::new();
-        write_info(local, replies, &mut out);
+        write_info(local, replies, &mut out, Protocol::Resp2);
         match parse_value(&out) {
             Ok(Some((v, _))) => String::from_utf8(v.as_bytes().unwrap().to_vec()).unwrap(),
             other => panic!("{other:?}"),

@@ -21,6 +21,7 @@ mod logs;
 pub mod metrics;
 mod node_client;
 mod op;
+mod protocol;
 mod pubsub;
 pub mod replies;
 mod scan;

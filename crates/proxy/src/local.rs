@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use crate::auth;
 use crate::entry::Entry;
 use crate::op::{Op, Route};
+use crate::protocol::Protocol;
 use crate::replies;
 use crate::session::ClientState;
 use crate::worker::WorkerCtx;
@@ -38,6 +39,7 @@ pub(crate) fn run(
         }
         "reset" => {
             client.name = None;
+            client.proto = Protocol::Resp2;
             client.transaction.reset(ctx); // leaves MULTI, drops the WATCH
             if let Some(auth) = &mut client.auth {
                 auth.log_out(); // as Redis: back to `default`, which needs a password here
@@ -52,17 +54,19 @@ pub(crate) fn run(
         },
         "client|getname" => match &client.name {
             Some(n) => bulk(n),
-            None => Bytes::from_static(replies::NULL_BULK),
+            None => Bytes::from_static(client.proto.null_bulk()),
         },
         "client|id" => integer(client.id as i64),
-        "client|info" => bulk(client.info_line().as_bytes()),
+        "client|info" => client.proto.verbatim_reply(client.info_line().as_bytes()),
         "client|setinfo" => client_setinfo(req),
-        "info" => return crate::keyspace::info(ctx, info(ctx, req), req, deadline),
-        "config|get" => config_get(req),
+        "info" => return crate::keyspace::info(ctx, info(ctx, req), req, deadline, client.proto),
+        "config|get" => config_get(req, client.proto),
         "cluster|keyslot" => integer(slotgate_cluster::slot(req.arg(2)) as i64),
-        "cluster|info" => bulk(cluster_info(ctx).as_bytes()),
+        "cluster|info" => client.proto.verbatim_reply(cluster_info(ctx).as_bytes()),
         "cluster|myid" => bulk(node_id(client).as_bytes()),
-        "cluster|nodes" => bulk(cluster_nodes(client).as_bytes()),
+        "cluster|nodes" => client
+            .proto
+            .verbatim_reply(cluster_nodes(client).as_bytes()),
         "cluster|slots" => cluster_slots(client),
         "cluster|shards" => cluster_shards(client),
         "cluster|countkeysinslot" => match parse_i64(req.arg(2)) {
@@ -73,12 +77,20 @@ pub(crate) fn run(
                     req.wire(),
                     true,
                     deadline,
+                    client.proto,
                 ))
             }
             _ => replies::error(b"ERR Invalid slot"),
         },
         name if name == "command" || name.starts_with("command|") => {
-            return Entry::Single(Op::start(ctx, Route::Any, req.wire(), true, deadline))
+            return Entry::Single(Op::start(
+                ctx,
+                Route::Any,
+                req.wire(),
+                true,
+                deadline,
+                client.proto,
+            ))
         }
         name => replies::not_yet(name),
     };
@@ -135,14 +147,17 @@ fn auth(ctx: &WorkerCtx, client: &mut ClientState, req: &Request) -> Entry {
     }))
 }
 
-/// `HELLO [protover [AUTH user pass] [SETNAME name]]`; RESP2 only until RESP3 lands. In
-/// Redis 7.0's order: protocol version, options, authentication, then the NOAUTH check and
-/// the client name (a bad name after a good AUTH leaves the client authenticated).
+/// `HELLO [protover [AUTH user pass] [SETNAME name]]`. In Redis 7.0's order: protocol
+/// version, options, authentication, then the NOAUTH check and the client name (a bad name
+/// after a good AUTH leaves the client authenticated); only then does the protocol switch,
+/// and the reply is in the new one.
 fn hello(ctx: &WorkerCtx, client: &mut ClientState, req: &Request) -> Entry {
     let ready = |b: Bytes| Entry::Ready(b);
+    let mut proto = client.proto;
     if req.argc() >= 2 {
         match parse_i64(req.arg(1)) {
-            Some(2) => {}
+            Some(2) => proto = Protocol::Resp2,
+            Some(3) => proto = Protocol::Resp3,
             Some(_) => return ready(Bytes::from_static(replies::NOPROTO)),
             None => {
                 return ready(replies::error(
@@ -194,6 +209,7 @@ fn hello(ctx: &WorkerCtx, client: &mut ClientState, req: &Request) -> Entry {
             return Entry::after(e, hold);
         }
     }
+    client.proto = proto;
     Entry::after(hello_reply(ctx, client), hold)
 }
 
@@ -201,13 +217,13 @@ fn hello(ctx: &WorkerCtx, client: &mut ClientState, req: &Request) -> Entry {
 fn hello_reply(ctx: &WorkerCtx, client: &ClientState) -> Bytes {
     let version = ctx.topology.redis_version();
     let mut b = BytesMut::with_capacity(256);
-    encode::array_header(&mut b, 14);
+    client.proto.map_header(&mut b, 7);
     encode::bulk(&mut b, b"server");
     encode::bulk(&mut b, b"redis");
     encode::bulk(&mut b, b"version");
     encode::bulk(&mut b, version.as_bytes());
     encode::bulk(&mut b, b"proto");
-    encode::integer(&mut b, 2);
+    encode::integer(&mut b, client.proto.version());
     encode::bulk(&mut b, b"id");
     encode::integer(&mut b, client.id as i64);
     encode::bulk(&mut b, b"mode");
@@ -244,7 +260,7 @@ fn client_setinfo(req: &Request) -> Bytes {
 }
 
 /// `CONFIG GET` answered harmlessly: the persistence settings tools ask about, nothing else.
-fn config_get(req: &Request) -> Bytes {
+fn config_get(req: &Request, proto: Protocol) -> Bytes {
     const KNOWN: [(&str, &str); 2] = [("appendonly", "no"), ("save", "")];
     let mut found: Vec<(&str, &str)> = Vec::new();
     for pattern in req.args().skip(2) {
@@ -255,7 +271,7 @@ fn config_get(req: &Request) -> Bytes {
         }
     }
     let mut b = BytesMut::new();
-    encode::array_header(&mut b, found.len() * 2);
+    proto.map_header(&mut b, found.len());
     for (k, v) in found {
         encode::bulk(&mut b, k.as_bytes());
         encode::bulk(&mut b, v.as_bytes());
@@ -364,21 +380,20 @@ fn cluster_slots(client: &ClientState) -> Bytes {
     b.freeze()
 }
 
-/// `CLUSTER SHARDS` (Redis 7.0, RESP2 form: maps as flat arrays) for the same one-node
-/// cluster.
+/// `CLUSTER SHARDS` (Redis 7.0: maps, flat arrays in RESP2) for the same one-node cluster.
 fn cluster_shards(client: &ClientState) -> Bytes {
     let addr = client.local;
     let ip = addr.ip().to_string();
     let mut b = BytesMut::with_capacity(256);
     encode::array_header(&mut b, 1);
-    encode::array_header(&mut b, 4);
+    client.proto.map_header(&mut b, 2);
     encode::bulk(&mut b, b"slots");
     encode::array_header(&mut b, 2);
     encode::integer(&mut b, 0);
     encode::integer(&mut b, slotgate_cluster::SLOT_COUNT as i64 - 1);
     encode::bulk(&mut b, b"nodes");
     encode::array_header(&mut b, 1);
-    encode::array_header(&mut b, 14);
+    client.proto.map_header(&mut b, 7);
     for (k, v) in [
         ("id", node_id(client)),
         ("ip", ip.clone()),

@@ -16,6 +16,7 @@ use tokio::time::timeout;
 
 use crate::config::UpstreamConfig;
 use crate::error::ProxyError;
+use crate::protocol::Protocol;
 use crate::tls::UpstreamTls;
 
 /// A connection to a node: plain TCP, or TLS when `upstream.tls` is set.
@@ -138,6 +139,35 @@ pub(crate) async fn connect(
     Ok(stream)
 }
 
+/// Switch a fresh connection to `proto` with `HELLO`.
+///
+/// # Errors
+/// [`ProxyError::Upstream`] when the node refuses (a node without RESP3) or fails.
+pub(crate) async fn switch_protocol(
+    stream: &mut NodeStream,
+    proto: Protocol,
+    deadline: Duration,
+) -> Result<(), ProxyError> {
+    let version = proto.version().to_string();
+    let mut buf = BytesMut::new();
+    match query(stream, &mut buf, &[b"HELLO", version.as_bytes()], deadline).await? {
+        Value::Map(_) | Value::Array(_) => Ok(()),
+        other => Err(ProxyError::Upstream {
+            addr: peer_name(stream),
+            reason: format!("HELLO {version} refused: {other:?}"),
+        }),
+    }
+}
+
+fn peer_name(stream: &NodeStream) -> String {
+    match stream {
+        NodeStream::Plain(s) => s.peer_addr(),
+        NodeStream::Tls(s) => s.get_ref().0.peer_addr(),
+    }
+    .map(|a| a.to_string())
+    .unwrap_or_default()
+}
+
 /// Send one command and read its whole reply within `deadline`.
 ///
 /// # Errors
@@ -148,12 +178,7 @@ pub(crate) async fn query(
     args: &[&[u8]],
     deadline: Duration,
 ) -> Result<Value, ProxyError> {
-    let peer = match stream {
-        NodeStream::Plain(s) => s.peer_addr(),
-        NodeStream::Tls(s) => s.get_ref().0.peer_addr(),
-    }
-    .map(|a| a.to_string())
-    .unwrap_or_default();
+    let peer = peer_name(stream);
     let fail = |reason: String| ProxyError::Upstream {
         addr: peer.clone(),
         reason,

@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::metrics::{CmdResult, RefreshTrigger, Retry, UpstreamError};
+use crate::protocol::Protocol;
 use crate::replies;
 use crate::upstream::{Failure, UpReply, UpRequest};
 use crate::worker::WorkerCtx;
@@ -64,6 +65,8 @@ pub(crate) struct Op {
     wire: Bytes,
     route: Route,
     readonly: bool,
+    /// The protocol of the connections it goes over (the client's).
+    proto: Protocol,
     redirects: u8,
     io_retried: bool,
     retries: u32,
@@ -77,18 +80,20 @@ pub(crate) struct Op {
 }
 
 impl Op {
-    /// Send `wire` along `route` now.
+    /// Send `wire` along `route` now, over connections speaking `proto`.
     pub fn start(
         ctx: &WorkerCtx,
         route: Route,
         wire: Bytes,
         readonly: bool,
         deadline: Instant,
+        proto: Protocol,
     ) -> Op {
         let mut op = Op {
             wire,
             route,
             readonly,
+            proto,
             redirects: 0,
             io_retried: false,
             retries: 0,
@@ -133,11 +138,19 @@ impl Op {
     }
 
     fn send(&mut self, ctx: &WorkerCtx, target: Option<NodeAddr>, asking: bool) {
+        let set = ctx.upstream_set(self.proto);
         let upstream = match (target, &self.route) {
-            (Some(node), _) => Some(ctx.upstreams.get(&node)),
-            (None, Route::Node(node)) => Some(ctx.upstreams.get(node)),
-            (None, Route::Slot(slot)) => ctx.upstream_for_slot(*slot),
-            (None, Route::Any) => ctx.any_primary().map(|node| ctx.upstreams.get(&node)),
+            (Some(node), _) => Some(set.get(&node)),
+            (None, Route::Node(node)) => Some(set.get(node)),
+            (None, Route::Slot(slot)) => match self.proto {
+                Protocol::Resp2 => ctx.upstream_for_slot(*slot),
+                Protocol::Resp3 => ctx
+                    .topology
+                    .map()
+                    .primary_for_slot(*slot)
+                    .map(|n| set.get(n)),
+            },
+            (None, Route::Any) => ctx.any_primary().map(|node| set.get(&node)),
         };
         let Some(upstream) = upstream else {
             ctx.topology.request_refresh(RefreshTrigger::Error);

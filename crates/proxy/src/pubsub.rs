@@ -22,6 +22,7 @@ use slotgate_resp::{aggregate_children, parse_integer};
 use tokio::sync::mpsc;
 
 use crate::dedicated::DedicatedPool;
+use crate::protocol::Protocol;
 use crate::shardsub::ShardCmd;
 use crate::topology::Topology;
 
@@ -271,7 +272,7 @@ async fn run_link(link: Link) {
             }
         };
         let mut lease = tokio::select! {
-            lease = pool.take(&node) => match lease {
+            lease = pool.take(&node, Protocol::Resp2) => match lease {
                 Ok(l) => l,
                 Err(_) => {
                     tokio::time::sleep(RECONNECT_DELAY).await;

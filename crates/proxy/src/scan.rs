@@ -75,6 +75,7 @@ use tokio::time::Instant;
 use crate::entry::Entry;
 use crate::metrics::{CmdResult, RefreshTrigger};
 use crate::op::{Event, Op, Route};
+use crate::protocol::Protocol;
 use crate::replies;
 use crate::worker::WorkerCtx;
 
@@ -121,6 +122,7 @@ pub(crate) fn route(ctx: &WorkerCtx, req: &Request, deadline: Instant) -> Entry 
             cluster_slots(),
             true,
             deadline,
+            Protocol::Resp2,
         ));
     }
     ops.push(Op::start(
@@ -129,6 +131,8 @@ pub(crate) fn route(ctx: &WorkerCtx, req: &Request, deadline: Instant) -> Entry 
         node_command(req, node_cursor),
         true,
         deadline,
+        // Parsed and re-encoded here (the same shape in RESP3): RESP2 connections suffice.
+        Protocol::Resp2,
     ));
     Entry::Scan(Box::new(ScanOp {
         step,
@@ -245,7 +249,14 @@ impl ScanOp {
                 Ok(Some(done)) => done,
                 Ok(None) => {
                     let route = Route::Node(self.step.node.clone());
-                    self.ops = vec![Op::start(ctx, route, cluster_slots(), true, self.deadline)];
+                    self.ops = vec![Op::start(
+                        ctx,
+                        route,
+                        cluster_slots(),
+                        true,
+                        self.deadline,
+                        Protocol::Resp2,
+                    )];
                     return;
                 }
                 Err(reply) => {

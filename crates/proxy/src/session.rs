@@ -17,6 +17,7 @@ use crate::dispatch::route_command;
 use crate::entry::Entry;
 use crate::logs;
 use crate::op::Event;
+use crate::protocol::Protocol;
 use crate::pubsub::{LinkFrame, PubSub};
 use crate::transaction::TxState;
 use crate::worker::WorkerCtx;
@@ -41,6 +42,8 @@ pub(crate) struct ClientState {
     pub id: u64,
     /// Set by CLIENT SETNAME / HELLO SETNAME.
     pub name: Option<Bytes>,
+    /// RESP2 until `HELLO 3`.
+    pub proto: Protocol,
     /// The client's address.
     pub peer: SocketAddr,
     /// The proxy's address on this connection.
@@ -78,14 +81,15 @@ impl ClientState {
             .map(|n| String::from_utf8_lossy(n).into_owned())
             .unwrap_or_default();
         format!(
-            "id={} addr={} laddr={} fd=-1 name={} age={} idle=0 flags=N db=0 sub=0 psub=0 ssub=0 multi={} user={} redir=-1 resp=2\n",
+            "id={} addr={} laddr={} fd=-1 name={} age={} idle=0 flags=N db=0 sub=0 psub=0 ssub=0 multi={} user={} redir=-1 resp={}\n",
             self.id,
             self.peer,
             self.local,
             name,
             self.created.elapsed().as_secs(),
             self.transaction.queued_count(),
-            self.user_name()
+            self.user_name(),
+            self.proto.version()
         )
     }
 }
@@ -107,6 +111,7 @@ pub(crate) async fn run_session<R, W>(
     let mut client = ClientState {
         id,
         name: None,
+        proto: Protocol::Resp2,
         peer,
         local,
         created: Instant::now(),
@@ -250,8 +255,8 @@ pub(crate) async fn run_session<R, W>(
                 if let Some(pubsub) = client.pubsub.as_mut() {
                     let mut next = Some(frame);
                     while let Some(f) = next {
-                        wbuf.extend_from_slice(&f.frame);
                         pubsub.note(&f);
+                        wbuf.extend_from_slice(&client.proto.pubsub_frame(f.frame));
                         next = if wbuf.len() < READ_RESERVE { pubsub.try_next() } else { None };
                     }
                 }

@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::dedicated::DedicatedPool;
 use crate::metrics::RefreshTrigger;
+use crate::protocol::Protocol;
 use crate::pubsub::LinkFrame;
 use crate::topology::Topology;
 
@@ -92,7 +93,7 @@ async fn run_node(
     mut cmds: mpsc::UnboundedReceiver<Bytes>,
     up: mpsc::UnboundedSender<(NodeAddr, Option<slotgate_resp::Reply>)>,
 ) {
-    let Ok(mut lease) = pool.take(&node).await else {
+    let Ok(mut lease) = pool.take(&node, Protocol::Resp2).await else {
         let _ = up.send((node, None));
         return;
     };

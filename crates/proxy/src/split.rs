@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use crate::dispatch::{is_readonly, ReqArgs};
 use crate::entry::{Entry, Fanout, Merge};
 use crate::op::{Op, Route};
+use crate::protocol::Protocol;
 use crate::worker::WorkerCtx;
 
 /// Route a splittable command.
@@ -22,12 +23,14 @@ pub(crate) fn route(
     kind: SplitKind,
     req: &Request,
     deadline: Instant,
+    proto: Protocol,
 ) -> Entry {
     let mut keys = KeyIndices::new();
     let readonly = is_readonly(cmd);
     if cmd.key_indices(&ReqArgs(req), &mut keys).is_err() || keys.is_empty() {
         // Cannot happen with the table's split commands; let a node give Redis's answer.
-        return Entry::Single(Op::start(ctx, Route::Any, req.wire(), readonly, deadline));
+        let wire = req.wire();
+        return Entry::Single(Op::start(ctx, Route::Any, wire, readonly, deadline, proto));
     }
     let groups = group_by_slot(req, keys.as_slice());
     if groups.len() == 1 {
@@ -38,13 +41,15 @@ pub(crate) fn route(
             req.wire(),
             readonly,
             deadline,
+            proto,
         ));
     }
     let mut ops = Vec::with_capacity(groups.len());
     let mut positions = Vec::with_capacity(groups.len());
     for (slot, members) in groups {
         let wire = sub_command(req, kind, &members);
-        ops.push(Op::start(ctx, Route::Slot(slot), wire, readonly, deadline));
+        let route = Route::Slot(slot);
+        ops.push(Op::start(ctx, route, wire, readonly, deadline, proto));
         positions.push(members.iter().map(|&(pos, _)| pos).collect());
     }
     let merge = match kind {

@@ -48,6 +48,7 @@ use crate::dedicated::{DedicatedConn, DedicatedPool, Lease, Task};
 use crate::dispatch::single_slot;
 use crate::entry::Entry;
 use crate::metrics::{Metrics, RefreshTrigger, Retry};
+use crate::protocol::Protocol;
 use crate::replies;
 use crate::session::ClientState;
 use crate::topology::Topology;
@@ -139,7 +140,7 @@ impl TxState {
     fn unwatch(&mut self, ctx: &WorkerCtx) {
         if self.watch_slot.take().is_some() {
             let (prev, next) = self.link();
-            tokio::task::spawn_local(release_step(Env::new(ctx), prev, next));
+            tokio::task::spawn_local(release_step(Env::new(ctx, Protocol::Resp2), prev, next));
         }
     }
 
@@ -192,7 +193,7 @@ pub(crate) fn route(
         }
         "exec" => ready(replies::EXEC_WITHOUT_MULTI),
         "discard" => ready(replies::DISCARD_WITHOUT_MULTI),
-        "watch" => watch(ctx, tx, cmd, req),
+        "watch" => watch(ctx, tx, cmd, req, client.proto),
         "unwatch" => {
             tx.unwatch(ctx);
             ready(replies::OK)
@@ -218,7 +219,7 @@ pub(crate) fn queue(
         Family::Transaction => match cmd.name {
             "multi" => ready(replies::MULTI_NESTED),
             "watch" => ready(replies::WATCH_INSIDE_MULTI),
-            "exec" => exec(ctx, tx),
+            "exec" => exec(ctx, tx, client.proto),
             "discard" => {
                 tx.multi = None;
                 tx.unwatch(ctx);
@@ -297,7 +298,7 @@ fn add(ctx: &WorkerCtx, tx: &mut TxState, cmd: &Command, req: &Request) -> Entry
 }
 
 /// EXEC inside MULTI.
-fn exec(ctx: &WorkerCtx, tx: &mut TxState) -> Entry {
+fn exec(ctx: &WorkerCtx, tx: &mut TxState, proto: Protocol) -> Entry {
     let Some(q) = tx.multi.take() else {
         return ready(replies::EXEC_WITHOUT_MULTI);
     };
@@ -310,7 +311,7 @@ fn exec(ctx: &WorkerCtx, tx: &mut TxState) -> Entry {
         return ready(replies::EMPTY_ARRAY);
     }
     let (prev, next) = tx.link();
-    let env = Env::new(ctx);
+    let env = Env::new(ctx, proto);
     let (slot, body, count) = (q.slot, q.body(), q.wires.len());
     Entry::Task(
         Task::spawn_bounded(move |reply| {
@@ -326,7 +327,13 @@ fn exec(ctx: &WorkerCtx, tx: &mut TxState) -> Entry {
 }
 
 /// WATCH outside MULTI: its keys must share a slot, the same as an earlier WATCH's.
-fn watch(ctx: &WorkerCtx, tx: &mut TxState, cmd: &Command, req: &Request) -> Entry {
+fn watch(
+    ctx: &WorkerCtx,
+    tx: &mut TxState,
+    cmd: &Command,
+    req: &Request,
+    proto: Protocol,
+) -> Entry {
     let slot = match single_slot(cmd, req) {
         Ok(Some(slot)) => slot,
         Ok(None) => return Entry::Ready(replies::wrong_arity(cmd.name)),
@@ -337,7 +344,7 @@ fn watch(ctx: &WorkerCtx, tx: &mut TxState, cmd: &Command, req: &Request) -> Ent
     }
     tx.watch_slot = Some(slot);
     let (prev, next) = tx.link();
-    let env = Env::new(ctx);
+    let env = Env::new(ctx, proto);
     let wire = req.wire();
     Entry::Task(
         Task::spawn_bounded(move |reply| {
@@ -359,11 +366,14 @@ struct Env {
     metrics: Arc<Metrics>,
     max_redirects: u8,
     op_timeout: Duration,
+    /// The client's protocol, spoken by the connections it takes.
+    proto: Protocol,
 }
 
 impl Env {
-    fn new(ctx: &WorkerCtx) -> Env {
+    fn new(ctx: &WorkerCtx, proto: Protocol) -> Env {
         Env {
+            proto,
             pool: Rc::clone(&ctx.dedicated),
             topology: Arc::clone(&ctx.topology),
             metrics: Arc::clone(&ctx.shared.metrics),
@@ -415,7 +425,7 @@ impl Env {
 
     /// A dedicated connection to `node` before `deadline`.
     async fn take(&self, node: &NodeAddr, deadline: Instant) -> Result<Lease, Bytes> {
-        match timeout_at(deadline, self.pool.take(node)).await {
+        match timeout_at(deadline, self.pool.take(node, self.proto)).await {
             Ok(lease) => lease,
             Err(_) => Err(replies::upstream_timeout(node.as_str())),
         }
@@ -556,7 +566,7 @@ async fn exec_step(
 ) -> Bytes {
     let deadline = Instant::now() + env.op_timeout;
     let mut p = match watched {
-        Watched::Lost => return Bytes::from_static(replies::NULL_ARRAY),
+        Watched::Lost => return Bytes::from_static(env.proto.null_array()),
         Watched::None => return exec_anywhere(env, slot, body, count, deadline).await,
         Watched::Pinned(p) => p,
     };
@@ -569,7 +579,7 @@ async fn exec_step(
                 // Nothing ran, and the WATCH cannot move with the slot: as if a watched key
                 // changed (on its old node, it was: migrated away).
                 Outcome::Redirected { .. } | Outcome::Retry { .. } => {
-                    Bytes::from_static(replies::NULL_ARRAY)
+                    Bytes::from_static(env.proto.null_array())
                 }
             }
         }

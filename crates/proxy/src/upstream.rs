@@ -22,6 +22,7 @@ use crate::logs;
 use crate::metrics::RefreshTrigger;
 use crate::metrics::{Metrics, NodeMetrics, UpstreamError, WorkerMetrics};
 use crate::node_client::{self, NodeStream};
+use crate::protocol::Protocol;
 use crate::topology::Topology;
 
 /// `ASKING` as sent before a command redirected by `-ASK`.
@@ -79,14 +80,15 @@ pub(crate) struct Upstream {
 }
 
 impl Upstream {
-    /// Start `connections_per_node` connection tasks for `addr` on the current `LocalSet`.
-    /// They connect at once and stay connected (reconnecting with backoff) until the worker
-    /// drops this handle.
+    /// Start `connections_per_node` connection tasks for `addr` on the current `LocalSet`,
+    /// speaking `proto`. They connect at once and stay connected (reconnecting with backoff)
+    /// until the worker drops this handle.
     pub fn spawn(
         addr: NodeAddr,
         cfg: Arc<UpstreamConfig>,
         topology: Arc<Topology>,
         metrics: &WorkerMetrics,
+        proto: Protocol,
     ) -> Upstream {
         let conns = (0..cfg.connections_per_node)
             .map(|_| {
@@ -101,6 +103,7 @@ impl Upstream {
                         node: metrics.node(&addr),
                         pending: metrics.shared().pending_slot(&addr),
                     },
+                    proto,
                 ));
                 tx
             })
@@ -147,11 +150,20 @@ async fn run_connection(
     cfg: Arc<UpstreamConfig>,
     topology: Arc<Topology>,
     link: Link,
+    proto: Protocol,
 ) -> Option<()> {
     let mut backoff = BACKOFF_MIN;
     loop {
         let attempt = Instant::now();
-        match node_client::connect(addr.as_str(), &cfg, topology.upstream_tls()).await {
+        let connected = async {
+            let mut stream =
+                node_client::connect(addr.as_str(), &cfg, topology.upstream_tls()).await?;
+            if proto != Protocol::Resp2 {
+                node_client::switch_protocol(&mut stream, proto, cfg.op_timeout).await?;
+            }
+            Ok::<_, crate::error::ProxyError>(stream)
+        };
+        match connected.await {
             Ok(stream) => {
                 backoff = BACKOFF_MIN;
                 link.shared.upstream_connection(&addr, 1);
@@ -368,11 +380,12 @@ fn fail_all(waiters: &RefCell<VecDeque<Waiter>>, failure: Failure) {
     }
 }
 
-/// Per-worker map of node → [`Upstream`].
+/// Per-worker map of node → [`Upstream`], all speaking one protocol.
 pub(crate) struct UpstreamSet {
     cfg: Arc<UpstreamConfig>,
     topology: Arc<Topology>,
     metrics: Rc<WorkerMetrics>,
+    proto: Protocol,
     nodes: RefCell<std::collections::HashMap<NodeAddr, Rc<Upstream>>>,
 }
 
@@ -382,11 +395,13 @@ impl UpstreamSet {
         cfg: Arc<UpstreamConfig>,
         topology: Arc<Topology>,
         metrics: Rc<WorkerMetrics>,
+        proto: Protocol,
     ) -> UpstreamSet {
         UpstreamSet {
             cfg,
             topology,
             metrics,
+            proto,
             nodes: RefCell::new(Default::default()),
         }
     }
@@ -401,6 +416,7 @@ impl UpstreamSet {
             Arc::clone(&self.cfg),
             Arc::clone(&self.topology),
             &self.metrics,
+            self.proto,
         ));
         self.nodes.borrow_mut().insert(addr.clone(), Rc::clone(&up));
         up

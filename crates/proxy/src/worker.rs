@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::dedicated::DedicatedPool;
 use crate::logs;
 use crate::metrics::{Metrics, WorkerMetrics};
+use crate::protocol::Protocol;
 use crate::replies;
 use crate::session::run_session;
 use crate::tls::ServerTls;
@@ -66,6 +67,8 @@ pub(crate) struct WorkerCtx {
     pub cfg: Arc<Config>,
     pub topology: Arc<Topology>,
     pub upstreams: UpstreamSet,
+    /// The same for RESP3 clients: connections that said `HELLO 3`, opened on first use.
+    pub upstreams_resp3: UpstreamSet,
     pub shared: Arc<Shared>,
     pub shutdown: watch::Receiver<bool>,
     /// This worker's thread-local instruments.
@@ -86,6 +89,14 @@ struct ShardUpstreams {
 }
 
 impl WorkerCtx {
+    /// The worker's multiplexed connections for clients speaking `proto`.
+    pub fn upstream_set(&self, proto: Protocol) -> &UpstreamSet {
+        match proto {
+            Protocol::Resp2 => &self.upstreams,
+            Protocol::Resp3 => &self.upstreams_resp3,
+        }
+    }
+
     /// The upstream of the primary serving `slot` in the current map, or `None` when the
     /// slot is uncovered.
     pub fn upstream_for_slot(&self, slot: u16) -> Option<Rc<Upstream>> {
@@ -150,6 +161,13 @@ pub(crate) fn run_worker(
                 Arc::new(cfg.upstream.clone()),
                 Arc::clone(&topology),
                 Rc::clone(&metrics),
+                Protocol::Resp2,
+            ),
+            upstreams_resp3: UpstreamSet::new(
+                Arc::new(cfg.upstream.clone()),
+                Arc::clone(&topology),
+                Rc::clone(&metrics),
+                Protocol::Resp3,
             ),
             dedicated: Rc::new(DedicatedPool::new(
                 Arc::new(cfg.upstream.clone()),
@@ -282,6 +300,7 @@ async fn maintain_upstreams(ctx: Rc<WorkerCtx>) {
             seen = Some(now);
             let map = ctx.topology.map();
             ctx.upstreams.retain_known(&map.all_nodes());
+            ctx.upstreams_resp3.retain_known(&map.all_nodes());
             ctx.dedicated.retain_known(&map.all_nodes());
             *ctx.by_shard.borrow_mut() = ShardUpstreams::default();
             for shard in map.serving_shards() {

@@ -48,7 +48,7 @@ fn behaviour(cmd: &Command) -> String {
             n if n.starts_with("cluster|countkeysinslot") => "forwarded to the primary owning the slot".into(),
             n if n.starts_with("cluster|") => "emulated: slotgate appears as a one-node cluster that owns every slot".into(),
             "config|get" => "answered harmlessly: `save` (empty) and `appendonly` (`no`) only".into(),
-            "hello" => "answered by slotgate; `AUTH user pass` checks slotgate's `users:`; protocol 2 only for now (`HELLO 3`: `-NOPROTO`)".into(),
+            "hello" => "answered by slotgate; `AUTH user pass` checks slotgate's `users:`; `HELLO 3` switches the client to RESP3 (its commands then use RESP3 upstream connections, so node replies pass through unchanged), `HELLO 2` or `RESET` back".into(),
             "auth" => "checks slotgate's `users:` (`AUTH pass` is user `default`); without users: like Redis's passwordless `default` user".into(),
             "acl|whoami" => "the connection's user (`default` without users)".into(),
             n if n.starts_with("acl|") => "refused: `-ERR slotgate: ACL … is not available through the proxy; users are configured in slotgate's config file`".into(),
