@@ -321,3 +321,32 @@ fn pubsub_messages_are_pushes_and_other_commands_still_run() {
     std::thread::sleep(Duration::from_millis(10));
     raw.roundtrip(&[b"PING"], b"+PONG\r\n");
 }
+
+#[test]
+fn resp3_connections_say_hello_3_again_after_the_node_drops_them() {
+    // A cluster of its own: killing every client connection of a node would disturb the
+    // other suites' proxies on the shared cluster.
+    let cluster = slotgate_tests::RedisCluster::start(slotgate_tests::ClusterOptions {
+        replicas_per_primary: 0,
+        ..Default::default()
+    });
+    let proxy = Slotgate::spawn(&slotgate_config(
+        &cluster.seeds(),
+        slotgate_tests::free_port(),
+    ));
+    let mut raw = RawConn::connect(proxy.port());
+    hello(&mut raw, "3");
+    let keys: Vec<String> = (0..30).map(|i| format!("r3k:{i}")).collect();
+    for k in &keys {
+        raw.roundtrip(&[b"HSET", k.as_bytes(), b"f", b"v"], b":1\r\n");
+    }
+    for port in cluster.primaries() {
+        let killed = cluster.cli(port, &["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"]);
+        assert!(killed.trim().parse::<u32>().unwrap_or(0) > 0, "{killed}");
+    }
+    // Reads are resent once after a lost connection; either way the reconnected
+    // connections must speak RESP3 again.
+    for k in &keys {
+        raw.roundtrip(&[b"HGETALL", k.as_bytes()], b"%1\r\n$1\r\nf\r\n$1\r\nv\r\n");
+    }
+}

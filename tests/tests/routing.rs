@@ -48,7 +48,7 @@ fn local_commands() {
         b"+OK\r\n",
     );
     raw.roundtrip(
-        &[b"HELLO", b"3"],
+        &[b"HELLO", b"4"],
         b"-NOPROTO unsupported protocol version\r\n",
     );
     raw.roundtrip(
