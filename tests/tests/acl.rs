@@ -173,12 +173,9 @@ fn hello_auth() {
         &["HELLO", "4", "AUTH", "app", "apppass"],
         b"-NOPROTO unsupported protocol version\r\n",
     );
-    // RESP3 is not spoken yet: HELLO 3 is refused before its AUTH is looked at.
-    rt(
-        &mut c,
-        &["HELLO", "3", "AUTH", "app", "apppass"],
-        b"-NOPROTO unsupported protocol version\r\n",
-    );
+    // A failed HELLO 3 AUTH neither authenticates nor switches the protocol.
+    rt(&mut c, &["HELLO", "3", "AUTH", "app", "wrong"], WRONGPASS);
+    rt(&mut c, &["CLIENT", "GETNAME"], NOAUTH);
     rt(&mut c, &["ACL", "WHOAMI"], NOAUTH);
     assert!(c.send_command(&[b"HELLO", b"2", b"AUTH", b"app", b"apppass", b"SETNAME", b"worker1"]));
     let reply = c.read_reply().expect("HELLO reply");
@@ -210,6 +207,23 @@ fn hello_auth() {
         b"-ERR Client names cannot contain spaces, newlines or special characters.\r\n",
     );
     rt(&mut c, &["ACL", "WHOAMI"], &bulk("reader"));
+    // The same with HELLO 3: authenticated, yet still RESP2 (the protocol switches last).
+    rt(&mut c, &["RESET"], b"+RESET\r\n");
+    rt(
+        &mut c,
+        &[
+            "HELLO", "3", "AUTH", "app", "apppass", "SETNAME", "bad name",
+        ],
+        b"-ERR Client names cannot contain spaces, newlines or special characters.\r\n",
+    );
+    rt(&mut c, &["CLIENT", "GETNAME"], b"$-1\r\n");
+    // HELLO 3 AUTH: a RESP3 map, and RESP3 from then on.
+    assert!(c.send_command(&[b"HELLO", b"3", b"AUTH", b"app", b"apppass"]));
+    let text = String::from_utf8_lossy(&c.read_reply().expect("HELLO reply")).into_owned();
+    assert!(text.starts_with("%7\r\n$6\r\nserver\r\n"), "{text}");
+    assert!(text.contains("$5\r\nproto\r\n:3\r\n"), "{text}");
+    rt(&mut c, &["GET", &app_key("never-set")], b"_\r\n");
+    rt(&mut c, &["GET", &other_key("k")], NOPERM_KEY);
 }
 
 #[test]
