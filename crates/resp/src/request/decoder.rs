@@ -11,7 +11,7 @@
 
 use bytes::{Buf, BytesMut};
 
-use super::args::ArgRanges;
+use super::args::{ArgRanges, INLINE_ARGS};
 use super::inline;
 use super::{Limits, Request};
 use crate::line::{find_byte, parse_ll};
@@ -108,6 +108,11 @@ impl RequestDecoder {
             // The caller broke the append-only contract; start over rather than slice wrongly.
             self.reset();
         }
+        if self.state == State::Idle {
+            if let Some(request) = self.decode_whole(buf) {
+                return Ok(Some(request));
+            }
+        }
         loop {
             match self.state {
                 State::Idle => match buf.first() {
@@ -189,6 +194,67 @@ impl RequestDecoder {
                 }
             }
         }
+    }
+
+    /// The fast path for the common case: a short multibulk request (at most
+    /// [`INLINE_ARGS`] arguments, lengths of at most 9 digits) that is already complete at
+    /// the front of `buf`, parsed in one pass. `None` for anything else, with nothing
+    /// consumed: the general state machine then decides, with the exact errors and limits.
+    #[inline]
+    fn decode_whole(&mut self, buf: &mut BytesMut) -> Option<Request> {
+        /// `digits\r?` at `at`: the value (no sign, no leading zero unless `0` alone, at most
+        /// 9 digits) and the offset just after the line end (the byte after `\r` is skipped
+        /// unchecked, as Redis does).
+        #[inline(always)]
+        fn number(b: &[u8], mut at: usize) -> Option<(usize, usize)> {
+            let start = at;
+            let mut v = 0usize;
+            while let Some(&c) = b.get(at) {
+                match c {
+                    b'0'..=b'9' if at - start < 9 => v = v * 10 + usize::from(c - b'0'),
+                    b'\r' => break,
+                    _ => return None,
+                }
+                at += 1;
+            }
+            let digits = at - start;
+            if digits == 0 || digits > 9 || (digits > 1 && b[start] == b'0') {
+                return None;
+            }
+            // The `\r` and the byte after it must both be there.
+            (at + 1 < b.len()).then_some((v, at + 2))
+        }
+        let b = &buf[..];
+        if b.first() != Some(&b'*') {
+            return None;
+        }
+        let (count, mut at) = number(b, 1)?;
+        if count == 0 || count > INLINE_ARGS || count > self.limits.max_array {
+            return None;
+        }
+        if at > self.limits.max_inline {
+            return None;
+        }
+        let mut args = ArgRanges::default();
+        for _ in 0..count {
+            if b.get(at) != Some(&b'$') {
+                return None;
+            }
+            let (len, start) = number(b, at + 1)?;
+            if len > self.limits.max_bulk || start - at > self.limits.max_inline {
+                return None;
+            }
+            at = start + len + 2;
+            if at > b.len() {
+                return None;
+            }
+            args.push(start, len);
+        }
+        Some(Request {
+            raw: buf.split_to(at).freeze(),
+            encoded: None,
+            args,
+        })
     }
 
     /// Find the `\r` ending the header line that starts at `line_start`, resuming at
