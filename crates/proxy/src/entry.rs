@@ -102,7 +102,34 @@ impl Entry {
         }
     }
 
-    /// Wait for the next event of the first unfinished op. Cancel-safe.
+    /// The earliest deadline of the ops it waits for (see [`Op::deadline`]); `None` when it
+    /// waits for none (a ready reply, a task, a delay).
+    pub fn deadline(&self) -> Option<Instant> {
+        match self {
+            Entry::Single(op) => op.deadline(),
+            Entry::Fanout(f) => f.ops.iter().filter_map(Op::deadline).min(),
+            Entry::Scan(scan) => scan.deadline(),
+            _ => None,
+        }
+    }
+
+    /// Time out the ops whose deadline passed by `now`.
+    pub fn on_timeout(&mut self, ctx: &WorkerCtx, now: Instant) {
+        let due = |op: &Op| op.deadline().is_some_and(|d| d <= now);
+        match self {
+            Entry::Single(op) if due(op) => op.on_event(ctx, Event::Timeout),
+            Entry::Fanout(f) => {
+                for op in f.ops.iter_mut().filter(|op| due(op)) {
+                    op.on_event(ctx, Event::Timeout);
+                }
+            }
+            Entry::Scan(scan) => scan.on_timeout(ctx, now),
+            _ => {}
+        }
+    }
+
+    /// Wait for the next event of the first unfinished op (deadlines aside: see
+    /// [`Entry::deadline`]). Cancel-safe.
     pub async fn next_event(&mut self) -> (usize, Event) {
         match self {
             Entry::Single(op) => (0, op.next_event().await),

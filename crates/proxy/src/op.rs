@@ -192,15 +192,24 @@ impl Op {
         }
     }
 
-    /// Wait for the next thing that can move this op on. Cancel-safe. Never resolves for a
-    /// finished op.
+    /// When the reply it waits for is due (`op_timeout` after the request), or `None` when it
+    /// waits for nothing. The deadline is the session's to watch ([`Op::next_event`] has no
+    /// timer, so waiting costs no timer registration per wake-up); past it, the session
+    /// applies [`Event::Timeout`].
+    pub fn deadline(&self) -> Option<Instant> {
+        match self.state {
+            State::Waiting { .. } => Some(self.deadline),
+            State::Backoff(_) | State::Done(_) => None,
+        }
+    }
+
+    /// Wait for the next thing that can move this op on, except its deadline (see
+    /// [`Op::deadline`]). Cancel-safe. Never resolves for a finished op.
     pub async fn next_event(&mut self) -> Event {
-        let deadline = self.deadline;
         match &mut self.state {
-            State::Waiting { rx, .. } => tokio::select! {
-                r = rx => Event::Reply(r.unwrap_or(UpReply::Failed(Failure::Lost))),
-                _ = tokio::time::sleep_until(deadline) => Event::Timeout,
-            },
+            State::Waiting { rx, .. } => {
+                Event::Reply(rx.await.unwrap_or(UpReply::Failed(Failure::Lost)))
+            }
             State::Backoff(until) => {
                 tokio::time::sleep_until(*until).await;
                 Event::Wake

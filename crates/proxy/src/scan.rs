@@ -207,6 +207,20 @@ impl ScanOp {
         }
     }
 
+    /// The earliest deadline of the ops it waits for.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.ops.iter().filter_map(Op::deadline).min()
+    }
+
+    /// Time out the ops whose deadline passed.
+    pub fn on_timeout(&mut self, ctx: &WorkerCtx, now: Instant) {
+        for i in 0..self.ops.len() {
+            if self.ops[i].deadline().is_some_and(|d| d <= now) {
+                self.on_event(ctx, i, Event::Timeout);
+            }
+        }
+    }
+
     /// Apply an event from [`ScanOp::next_event`].
     pub fn on_event(&mut self, ctx: &WorkerCtx, index: usize, event: Event) {
         if let Some(op) = self.ops.get_mut(index) {

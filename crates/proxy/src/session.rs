@@ -131,6 +131,15 @@ pub(crate) async fn run_session<R, W>(
     let max_pipeline = ctx.cfg.limits.max_pipeline;
     let idle_timeout = ctx.cfg.limits.client_idle_timeout;
     let mut reading = !*shutdown.borrow();
+    // Futures kept across loop turns, so a wake-up does not register and drop them again:
+    // the shutdown signal (fires once; reading stops then), and the timer for the front
+    // entry's deadline. Deadlines grow along the queue, so a timer armed for an earlier
+    // entry fires early at worst and is re-armed then: once per op_timeout, not per command.
+    let mut shutdown_signal = std::pin::pin!(async move {
+        let _ = shutdown.changed().await;
+    });
+    let mut deadline_timer = std::pin::pin!(tokio::time::sleep_until(Instant::now()));
+    let mut timer_at: Option<Instant> = None;
     let mut last_read = Instant::now();
     // Wakes on a users reload, to close a removed user's connection while it is idle.
     let mut users_changed = ctx.shared.users.subscribe();
@@ -220,11 +229,24 @@ pub(crate) async fn run_session<R, W>(
         }
         let can_read = reading && queue.len() < max_pipeline;
         let idle_deadline = idle_timeout.map(|t| last_read + t);
+        let front_deadline = queue.front().and_then(|p| p.entry.deadline());
+        if let Some(due) = front_deadline {
+            if timer_at.is_none_or(|at| at > due) {
+                deadline_timer.as_mut().reset(due);
+                timer_at = Some(due);
+            }
+        }
         tokio::select! {
             biased;
             (index, event) = front_event(&mut queue) => {
                 if let Some(front) = queue.front_mut() {
                     front.entry.on_event(&ctx, index, event);
+                }
+            }
+            () = &mut deadline_timer, if timer_at.is_some() && front_deadline.is_some() => {
+                timer_at = None;
+                if let Some(front) = queue.front_mut() {
+                    front.entry.on_timeout(&ctx, Instant::now());
                 }
             }
             read = rd.read_buf(&mut rbuf), if can_read => match read {
@@ -245,7 +267,7 @@ pub(crate) async fn run_session<R, W>(
                 Ok(_) => last_read = Instant::now(),
                 Err(_) => return,
             },
-            _ = shutdown.changed(), if reading => reading = false,
+            () = &mut shutdown_signal, if reading => reading = false,
             frame = link_frame(&mut client.pubsub), if queue.is_empty() && client.pubsub.is_some() => {
                 // Messages and confirmations from the Pub/Sub link, written only when no
                 // reply is owed, so they never overtake one.
