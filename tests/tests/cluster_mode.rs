@@ -2,9 +2,13 @@
 //! every slot — so they keep all their traffic on slotgate.
 
 use std::process::Command;
+use std::time::Duration;
 
 use slotgate_tests::raw::RawConn;
-use slotgate_tests::{free_port, shared_cluster, slotgate_config, Slotgate};
+use slotgate_tests::{
+    assert_eventually, free_port, shared_cluster, slotgate_config, ClusterOptions, RedisCluster,
+    Slotgate,
+};
 
 fn bulk(s: &str) -> String {
     format!("${}\r\n{s}\r\n", s.len())
@@ -77,4 +81,140 @@ fn redis_cli_in_cluster_mode_works_through_slotgate_alone() {
             .unwrap();
         assert_eq!(String::from_utf8_lossy(&get.stdout).trim(), i.to_string());
     }
+}
+
+/// `total_connections_received` of every node of `cluster`, in `nodes()` order. Each call
+/// opens one connection per node itself.
+fn connections_received(cluster: &RedisCluster) -> Vec<u64> {
+    cluster
+        .nodes()
+        .iter()
+        .map(|&port| {
+            let stats = cluster.cli(port, &["INFO", "stats"]);
+            stats
+                .lines()
+                .find_map(|l| l.strip_prefix("total_connections_received:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("node {port}: no total_connections_received"))
+        })
+        .collect()
+}
+
+/// SET/GET of 1,000 keys over every shard, MSET/MGET within one slot, and a pipeline,
+/// through a redis-rs cluster client that knows only `initial`.
+async fn cluster_client_workload(initial: String) {
+    let client = redis::cluster::ClusterClient::new(vec![initial]).unwrap();
+    let mut con = client.get_async_connection().await.unwrap();
+    for i in 0..1000 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("cm:rs:{i}"))
+            .arg(i)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+    }
+    for i in 0..1000 {
+        let got: i64 = redis::cmd("GET")
+            .arg(format!("cm:rs:{i}"))
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(got, i);
+    }
+    let _: () = redis::cmd("MSET")
+        .arg(&["{cm:rs}a", "1", "{cm:rs}b", "2", "{cm:rs}c", "3"])
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let got: Vec<Option<String>> = redis::cmd("MGET")
+        .arg(&["{cm:rs}a", "{cm:rs}b", "{cm:rs}missing", "{cm:rs}c"])
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(
+        got,
+        vec![Some("1".into()), Some("2".into()), None, Some("3".into())]
+    );
+    let got: (String, i64, i64, String) = redis::pipe()
+        .cmd("DEL")
+        .arg("{cm:rs}n")
+        .ignore()
+        .cmd("SET")
+        .arg("{cm:rs}p")
+        .arg("x")
+        .cmd("INCRBY")
+        .arg("{cm:rs}n")
+        .arg(5)
+        .cmd("INCRBY")
+        .arg("{cm:rs}n")
+        .arg(2)
+        .cmd("GET")
+        .arg("{cm:rs}p")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(got, ("OK".into(), 5, 7, "x".into()));
+}
+
+#[test]
+fn a_redis_rs_cluster_client_works_through_slotgate_alone() {
+    // A cluster of its own: no other test's connections reach its nodes.
+    let cluster = RedisCluster::start(ClusterOptions::default());
+    let config = slotgate_tests::admin::with_admin(
+        &slotgate_config(&cluster.seeds(), free_port()),
+        free_port(),
+    );
+    // One worker, and no periodic topology refresh during the run: slotgate itself then
+    // opens no connection to a node once its upstream connections are up.
+    let config = config.replace("upstream:\n", "upstream:\n  refresh_interval: 1h\n");
+    let proxy = Slotgate::spawn(&format!("{config}workers: 1\n"));
+    let admin = proxy.admin_addr().unwrap();
+    assert_eventually!(
+        slotgate_tests::admin::http_get(admin, "/readyz").is_ok_and(|(code, _)| code == 200)
+            && proxy.upstream_connections("multiplexed") >= 3.0,
+        Duration::from_secs(10),
+        "slotgate not connected to every primary"
+    );
+    let accepted = || {
+        proxy.scrape().sum(
+            "slotgate_client_connections_total",
+            &["result=\"accepted\""],
+        )
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    let (before, accepted_before) = (connections_received(&cluster), accepted());
+    runtime.block_on(cluster_client_workload(proxy.url()));
+    let after = connections_received(&cluster);
+    // Every node saw exactly one new connection: the one that read its stats above.
+    for ((port, b), a) in cluster.nodes().iter().zip(&before).zip(&after) {
+        assert_eq!(
+            a - b,
+            1,
+            "node {port} accepted connections other than the stats probe's"
+        );
+    }
+    assert!(
+        accepted() > accepted_before,
+        "the cluster client never connected to slotgate"
+    );
+    // The keys really are spread over every shard behind it.
+    let owners = cluster.slot_owners();
+    let shards: std::collections::BTreeSet<u16> = (0..1000)
+        .map(|i| owners[slotgate_cluster::slot(format!("cm:rs:{i}").as_bytes()) as usize])
+        .collect();
+    assert_eq!(shards.len(), cluster.primaries().len());
+
+    // The measure does see a cluster client that connects to nodes itself.
+    let before = connections_received(&cluster);
+    let direct = format!("redis://127.0.0.1:{}/", cluster.primaries()[0]);
+    runtime.block_on(cluster_client_workload(direct));
+    let after = connections_received(&cluster);
+    assert!(
+        before.iter().zip(&after).any(|(b, a)| a - b >= 2),
+        "a direct cluster client went unnoticed: {before:?} -> {after:?}"
+    );
 }

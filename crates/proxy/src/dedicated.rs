@@ -10,6 +10,8 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -296,6 +298,8 @@ pub(crate) struct Task {
     /// The work may wait without bound (a blocking command): a client that half-closes
     /// gets no reply, and dropping the task releases the connection.
     may_block: bool,
+    /// Work not started yet ([`Task::deferred`]).
+    deferred: Option<Pin<Box<dyn Future<Output = ()>>>>,
 }
 
 impl Task {
@@ -304,13 +308,38 @@ impl Task {
     pub fn spawn<F, Fut>(work: F) -> Task
     where
         F: FnOnce(oneshot::Sender<Bytes>) -> Fut,
-        Fut: std::future::Future<Output = ()> + 'static,
+        Fut: Future<Output = ()> + 'static,
     {
         let (tx, rx) = oneshot::channel();
         tokio::task::spawn_local(work(tx));
         Task {
             rx,
             may_block: true,
+            deferred: None,
+        }
+    }
+
+    /// Like [`Task::spawn`], but `work` starts only when the reply is first asked for
+    /// ([`Task::try_take`], [`Task::wait`]). The session asks only the entry at the front of
+    /// its reply queue, so the work starts after every earlier request of the client was
+    /// answered (WAIT must count replicas only once the client's earlier writes ran).
+    pub fn deferred<F, Fut>(work: F) -> Task
+    where
+        F: FnOnce(oneshot::Sender<Bytes>) -> Fut,
+        Fut: Future<Output = ()> + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        Task {
+            rx,
+            may_block: true,
+            deferred: Some(Box::pin(work(tx))),
+        }
+    }
+
+    /// Start deferred work, once.
+    fn start(&mut self) {
+        if let Some(work) = self.deferred.take() {
+            tokio::task::spawn_local(work);
         }
     }
 
@@ -319,7 +348,7 @@ impl Task {
     pub fn spawn_bounded<F, Fut>(work: F) -> Task
     where
         F: FnOnce(oneshot::Sender<Bytes>) -> Fut,
-        Fut: std::future::Future<Output = ()> + 'static,
+        Fut: Future<Output = ()> + 'static,
     {
         Task {
             may_block: false,
@@ -334,6 +363,7 @@ impl Task {
 
     /// The reply if it is there.
     pub fn try_take(&mut self) -> Option<Bytes> {
+        self.start();
         match self.rx.try_recv() {
             Ok(b) => Some(b),
             Err(oneshot::error::TryRecvError::Empty) => None,
@@ -345,6 +375,7 @@ impl Task {
 
     /// Wait for the reply. Cancel-safe.
     pub async fn wait(&mut self) -> Bytes {
+        self.start();
         (&mut self.rx).await.unwrap_or_else(|_| {
             Bytes::from_static(
                 b"-ERR slotgate: internal error: the command's task ended without a reply\r\n",

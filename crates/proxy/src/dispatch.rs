@@ -91,6 +91,8 @@ fn route_known(
             _ => return Entry::Ready(replies::subscribe_mode_only(cmd.name)),
         }
     }
+    // WAIT counts replicas for the slots this connection wrote to (queued writes too).
+    client.writes.note(cmd, req);
     // In MULTI: queued (or refused) instead of run.
     if client.transaction.is_queuing() {
         if let Some(entry) = transaction::queue(ctx, client, cmd, req) {
@@ -111,9 +113,8 @@ fn route_known(
         )),
         Family::Split(kind) => split::route(ctx, cmd, kind, req, deadline, client.proto),
         Family::AllShards(kind) => route_all_shards(ctx, cmd, kind, req, deadline, client.proto),
-        // WAIT counts replicas that acknowledged this connection's writes; through
-        // multiplexed connections that cannot be answered truthfully yet.
-        Family::Blocking if cmd.name == "wait" => Entry::Ready(replies::not_yet(cmd.name)),
+        // WAIT is emulated: the client's writes went over shared connections.
+        Family::Blocking if cmd.name == "wait" => crate::wait::route(ctx, client, req),
         Family::Blocking => route_blocking(ctx, cmd, req, client.proto),
         Family::Transaction => transaction::route(ctx, client, cmd, req),
         Family::PubSub if matches!(cmd.name, "ssubscribe" | "sunsubscribe") => {

@@ -34,6 +34,7 @@ mod tls;
 pub mod topology;
 mod transaction;
 mod upstream;
+mod wait;
 mod worker;
 
 use std::net::SocketAddr;

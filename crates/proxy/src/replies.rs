@@ -41,6 +41,10 @@ pub const DB_OUT_OF_RANGE: &[u8] = b"-ERR DB index is out of range\r\n";
 pub const NOT_AN_INTEGER: &[u8] = b"-ERR value is not an integer or out of range\r\n";
 /// HELLO with a protocol version this build does not speak.
 pub const NOPROTO: &[u8] = b"-NOPROTO unsupported protocol version\r\n";
+/// WAIT with a timeout that is not an integer (Redis 7.0's text).
+pub const TIMEOUT_NOT_AN_INTEGER: &[u8] = b"-ERR timeout is not an integer or out of range\r\n";
+/// WAIT with a negative timeout (Redis 7.0's text).
+pub const TIMEOUT_NEGATIVE: &[u8] = b"-ERR timeout is negative\r\n";
 /// Too many clients.
 pub const MAX_CLIENTS: &[u8] = b"-ERR max number of clients reached\r\n";
 /// Syntax error.
@@ -234,6 +238,17 @@ pub fn not_in_transaction(name: &str) -> Bytes {
         format!("ERR slotgate: command '{name}' cannot be used inside MULTI through the proxy")
             .as_bytes(),
     )
+}
+
+/// A node refused the `ROLE` that WAIT's emulation sends (the proxy's upstream user lacks
+/// `+role`, or the command is renamed): WAIT cannot count acknowledgements.
+pub fn wait_role_refused(node: &str, error: &[u8]) -> Bytes {
+    let error = error.strip_prefix(b"-").unwrap_or(error);
+    let error = error.strip_suffix(b"\r\n").unwrap_or(error);
+    let mut text =
+        format!("ERR slotgate: WAIT needs ROLE on {node}, which answered: ").into_bytes();
+    text.extend_from_slice(error);
+    self::error(&text)
 }
 
 /// Build `-<text>\r\n`, with CR and LF inside `text` turned into spaces.

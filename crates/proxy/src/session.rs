@@ -57,6 +57,8 @@ pub(crate) struct ClientState {
     pub transaction: TxState,
     /// The Pub/Sub link, once the client used SUBSCRIBE and friends (see `pubsub`).
     pub pubsub: Option<PubSub>,
+    /// The slots this connection's writes went to, for WAIT (see `wait`).
+    pub writes: crate::wait::WrittenSlots,
 }
 
 impl ClientState {
@@ -118,6 +120,7 @@ pub(crate) async fn run_session<R, W>(
         auth: ClientAuth::for_new_connection(&ctx.shared.users),
         transaction: TxState::default(),
         pubsub: None,
+        writes: Default::default(),
     };
     let limits = Limits {
         max_bulk: ctx.cfg.limits.max_request_bytes,

@@ -98,10 +98,17 @@ fn behaviour(cmd: &Command) -> String {
             MergeKind::SumPairs => "sent to every primary, counts summed per channel in the client's order \
                 (subscribers connected to replicas are not counted)".into(),
         },
-        Family::Blocking if name == "wait" => format!(
-            "{NOT_YET}: it counts replicas that acknowledged this connection's writes, which \
-             travel over connections shared with other clients"
-        ),
+        Family::Blocking if name == "wait" => "emulated (the connection's writes travel over \
+            connections shared with other clients, so it cannot be forwarded): slotgate remembers \
+            the slots this connection wrote to (up to 64, then every primary) and, once every \
+            earlier command of the connection was answered, reads the replication offset of each \
+            primary serving them (`ROLE`) and polls that shard's replicas (`ROLE`, on dedicated \
+            connections) until `numreplicas` of them processed it on every such shard, or the \
+            timeout passes (0: never; `upstream.op_timeout` does not apply); answers the smallest \
+            count over those shards; a replica that cannot be reached does not acknowledge; \
+            without earlier writes every replica that answers counts; inside MULTI it runs in \
+            the transaction and answers at once, as in Redis; the upstream user needs `+role`"
+            .into(),
         Family::Blocking => "routed by its keys' slot (`-CROSSSLOT` across slots) to a dedicated \
             connection of its own for as long as it blocks, so it holds up nobody else; its own \
             timeout applies, not `upstream.op_timeout`; MOVED/ASK while blocked are followed; a \

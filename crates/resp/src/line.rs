@@ -51,9 +51,10 @@ pub(crate) fn find_crlf(buf: &[u8], from: usize, floor: usize) -> Result<usize, 
 }
 
 /// Parse a decimal integer exactly like Redis's `string2ll`: optional `-`, no `+`, no leading
-/// zeros (except `0` itself), no `-0`, at most 20 characters, no overflow.
+/// zeros (except `0` itself), no `-0`, at most 20 characters, no overflow. Also what Redis
+/// accepts where a command wants an integer argument (`getLongLongFromObject`).
 #[inline]
-pub(crate) fn parse_ll(s: &[u8]) -> Option<i64> {
+pub fn parse_ll(s: &[u8]) -> Option<i64> {
     if s.is_empty() || s.len() > 20 {
         return None;
     }
