@@ -13,12 +13,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use slotgate_cluster::{NodeAddr, Redirect, RedirectKind};
 use slotgate_resp::{ErrorClass, ReplyKind};
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::metrics::{CmdResult, RefreshTrigger, Retry, UpstreamError};
 use crate::protocol::Protocol;
 use crate::replies;
+use crate::reply_slot::{reply_slot, Empty, ReplyRx};
 use crate::upstream::{Failure, UpReply, UpRequest};
 use crate::worker::WorkerCtx;
 
@@ -52,10 +52,7 @@ pub(crate) enum Event {
 }
 
 enum State {
-    Waiting {
-        rx: oneshot::Receiver<UpReply>,
-        node: NodeAddr,
-    },
+    Waiting { rx: ReplyRx, node: NodeAddr },
     Backoff(Instant),
     Done(Bytes),
 }
@@ -157,7 +154,7 @@ impl Op {
             self.retry_later(Bytes::from_static(replies::CLUSTERDOWN_UNCOVERED));
             return;
         };
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = reply_slot();
         upstream.send(UpRequest {
             data: self.wire.clone(),
             asking,
@@ -183,8 +180,8 @@ impl Op {
                 }
                 State::Waiting { rx, .. } => match rx.try_recv() {
                     Ok(reply) => self.on_event(ctx, Event::Reply(reply)),
-                    Err(oneshot::error::TryRecvError::Empty) => return false,
-                    Err(oneshot::error::TryRecvError::Closed) => {
+                    Err(Empty::Pending) => return false,
+                    Err(Empty::Closed) => {
                         self.on_event(ctx, Event::Reply(UpReply::Failed(Failure::Lost)))
                     }
                 },

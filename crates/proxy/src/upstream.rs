@@ -14,15 +14,16 @@ use bytes::{Bytes, BytesMut};
 use slotgate_cluster::NodeAddr;
 use slotgate_resp::{Reply, ReplyKind, ReplyScanner};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::config::UpstreamConfig;
+use crate::local_queue::{local_queue, QueueRx, QueueTx};
 use crate::logs;
 use crate::metrics::RefreshTrigger;
 use crate::metrics::{Metrics, NodeMetrics, UpstreamError, WorkerMetrics};
 use crate::node_client::{self, NodeStream};
 use crate::protocol::Protocol;
+use crate::reply_slot::ReplyTx;
 use crate::topology::Topology;
 
 /// `ASKING` as sent before a command redirected by `-ASK`.
@@ -48,7 +49,7 @@ pub(crate) struct UpRequest {
     /// met NOSCRIPT).
     pub prelude: Option<Bytes>,
     /// Where the reply goes.
-    pub reply: oneshot::Sender<UpReply>,
+    pub reply: ReplyTx,
 }
 
 /// What came back for an [`UpRequest`].
@@ -75,7 +76,7 @@ pub(crate) enum Failure {
 pub(crate) struct Upstream {
     /// The node.
     pub addr: NodeAddr,
-    conns: Vec<mpsc::UnboundedSender<UpRequest>>,
+    conns: Vec<QueueTx<UpRequest>>,
     next: Cell<usize>,
 }
 
@@ -92,7 +93,7 @@ impl Upstream {
     ) -> Upstream {
         let conns = (0..cfg.connections_per_node)
             .map(|_| {
-                let (tx, rx) = mpsc::unbounded_channel();
+                let (tx, rx) = local_queue();
                 tokio::task::spawn_local(run_connection(
                     addr.clone(),
                     rx,
@@ -119,8 +120,8 @@ impl Upstream {
     pub fn send(&self, req: UpRequest) {
         let i = self.next.get();
         self.next.set((i + 1) % self.conns.len());
-        if let Err(mpsc::error::SendError(req)) = self.conns[i].send(req) {
-            let _ = req.reply.send(UpReply::Failed(Failure::Unreachable));
+        if let Err(req) = self.conns[i].send(req) {
+            req.reply.send(UpReply::Failed(Failure::Unreachable));
         }
     }
 }
@@ -128,7 +129,7 @@ impl Upstream {
 /// What waits for a reply on a connection, in the order requests were written.
 enum Waiter {
     /// A client request written at `sent`.
-    Client(oneshot::Sender<UpReply>, Instant),
+    Client(ReplyTx, Instant),
     /// The reply to a command sent only for its effect: the `+OK` of an `ASKING` before a
     /// redirected command, or of a `SCRIPT LOAD` before a repaired EVALSHA.
     Asking,
@@ -146,7 +147,7 @@ struct Link {
 /// when the worker drops the [`Upstream`].
 async fn run_connection(
     addr: NodeAddr,
-    mut rx: mpsc::UnboundedReceiver<UpRequest>,
+    mut rx: QueueRx<UpRequest>,
     cfg: Arc<UpstreamConfig>,
     topology: Arc<Topology>,
     link: Link,
@@ -212,12 +213,12 @@ async fn run_connection(
 
 /// Until `until`, fail requests at once (they are retried elsewhere or later) rather than
 /// queue them. `None` when the worker dropped the queue.
-async fn fail_until(rx: &mut mpsc::UnboundedReceiver<UpRequest>, until: Instant) -> Option<()> {
+async fn fail_until(rx: &mut QueueRx<UpRequest>, until: Instant) -> Option<()> {
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(until) => return Some(()),
             req = rx.recv() => match req {
-                Some(req) => { let _ = req.reply.send(UpReply::Failed(Failure::Unreachable)); }
+                Some(req) => req.reply.send(UpReply::Failed(Failure::Unreachable)),
                 None => return None,
             },
         }
@@ -245,7 +246,7 @@ enum Ended {
 async fn serve<R, W>(
     mut rd: R,
     mut wr: W,
-    rx: &mut mpsc::UnboundedReceiver<UpRequest>,
+    rx: &mut QueueRx<UpRequest>,
     metrics: Option<&NodeMetrics>,
     pending: &std::sync::atomic::AtomicU64,
 ) -> Ended
@@ -344,7 +345,7 @@ where
                         if let Some(m) = metrics {
                             m.observe((now - sent).as_secs_f64());
                         }
-                        let _ = tx.send(UpReply::Frame(reply));
+                        tx.send(UpReply::Frame(reply));
                     }
                     Some(Waiter::Asking) => {}
                     None => {
@@ -375,7 +376,7 @@ where
 fn fail_all(waiters: &RefCell<VecDeque<Waiter>>, failure: Failure) {
     for w in waiters.borrow_mut().drain(..) {
         if let Waiter::Client(tx, _) = w {
-            let _ = tx.send(UpReply::Failed(failure));
+            tx.send(UpReply::Failed(failure));
         }
     }
 }

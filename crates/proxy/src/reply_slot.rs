@@ -1,0 +1,147 @@
+//! A one-shot slot carrying one upstream reply from a connection task to the op waiting for
+//! it. Both live on the same worker thread, so this is what `tokio::sync::oneshot` does
+//! without its atomics: one `Rc` allocation, a `RefCell`, and a waker.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use crate::upstream::UpReply;
+
+struct Slot {
+    value: Option<UpReply>,
+    waker: Option<Waker>,
+    /// The sending side was dropped (with or without sending).
+    sender_gone: bool,
+}
+
+/// The sending half, kept by the connection task with the request it wrote.
+pub(crate) struct ReplyTx(Rc<RefCell<Slot>>);
+
+/// The receiving half, kept by the op.
+pub(crate) struct ReplyRx(Rc<RefCell<Slot>>);
+
+/// Why [`ReplyRx::try_recv`] has no reply.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Empty {
+    /// Not yet.
+    Pending,
+    /// Never: the sender was dropped without sending.
+    Closed,
+}
+
+/// A connected pair.
+pub(crate) fn reply_slot() -> (ReplyTx, ReplyRx) {
+    let slot = Rc::new(RefCell::new(Slot {
+        value: None,
+        waker: None,
+        sender_gone: false,
+    }));
+    (ReplyTx(Rc::clone(&slot)), ReplyRx(slot))
+}
+
+// === impl ReplyTx ===
+
+impl ReplyTx {
+    /// Deliver the reply (dropped if the receiver is gone) and wake the receiver.
+    pub fn send(self, reply: UpReply) {
+        self.0.borrow_mut().value = Some(reply);
+        // Dropping `self` wakes the receiver.
+    }
+
+    /// Whether the receiver was dropped (the client gave up on the request).
+    pub fn is_closed(&self) -> bool {
+        Rc::strong_count(&self.0) == 1
+    }
+}
+
+impl Drop for ReplyTx {
+    fn drop(&mut self) {
+        let waker = {
+            let mut slot = self.0.borrow_mut();
+            slot.sender_gone = true;
+            slot.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+// === impl ReplyRx ===
+
+impl ReplyRx {
+    /// The reply if it is there.
+    pub fn try_recv(&mut self) -> Result<UpReply, Empty> {
+        let mut slot = self.0.borrow_mut();
+        match slot.value.take() {
+            Some(v) => Ok(v),
+            None if slot.sender_gone => Err(Empty::Closed),
+            None => Err(Empty::Pending),
+        }
+    }
+}
+
+impl Future for ReplyRx {
+    /// `None`: the sender was dropped without sending.
+    type Output = Option<UpReply>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<UpReply>> {
+        let mut slot = self.0.borrow_mut();
+        if let Some(v) = slot.value.take() {
+            return Poll::Ready(Some(v));
+        }
+        if slot.sender_gone {
+            return Poll::Ready(None);
+        }
+        match &slot.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => slot.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::Failure;
+
+    #[test]
+    fn delivers_once_and_reports_a_dropped_sender() {
+        let (tx, mut rx) = reply_slot();
+        assert_eq!(rx.try_recv().err(), Some(Empty::Pending));
+        assert!(!tx.is_closed());
+        tx.send(UpReply::Failed(Failure::Lost));
+        assert!(matches!(rx.try_recv(), Ok(UpReply::Failed(Failure::Lost))));
+        assert_eq!(rx.try_recv().err(), Some(Empty::Closed));
+
+        let (tx, rx) = reply_slot();
+        drop(rx);
+        assert!(tx.is_closed());
+    }
+
+    #[tokio::test]
+    async fn wakes_the_waiting_receiver() {
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async {
+                let (tx, rx) = reply_slot();
+                let waiter = tokio::task::spawn_local(rx);
+                tokio::task::yield_now().await;
+                tx.send(UpReply::Failed(Failure::Unreachable));
+                assert!(matches!(
+                    waiter.await,
+                    Ok(Some(UpReply::Failed(Failure::Unreachable)))
+                ));
+                let (tx, rx) = reply_slot();
+                let waiter = tokio::task::spawn_local(rx);
+                tokio::task::yield_now().await;
+                drop(tx);
+                assert!(matches!(waiter.await, Ok(None)));
+            })
+            .await;
+    }
+}
