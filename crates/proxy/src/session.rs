@@ -131,11 +131,13 @@ pub(crate) async fn run_session<R, W>(
     let mut wbuf = BytesMut::with_capacity(READ_RESERVE);
     let mut queue: VecDeque<Pending> = VecDeque::new();
     let mut shutdown = ctx.shutdown.clone();
+    let shutdown_seen = ctx.shutdown.clone();
     let max_pipeline = ctx.cfg.limits.max_pipeline;
     let idle_timeout = ctx.cfg.limits.client_idle_timeout;
     let mut reading = !*shutdown.borrow();
     // Futures kept across loop turns, so a wake-up does not register and drop them again:
-    // the shutdown signal (fires once; reading stops then), and the timer for the front
+    // the shutdown signal (fires once; reading stops then; polled only while nothing is
+    // owed: a busy session looks at the flag instead), and the timer for the front
     // entry's deadline. Deadlines grow along the queue, so a timer armed for an earlier
     // entry fires early at worst and is re-armed then: once per op_timeout, not per command.
     let mut shutdown_signal = std::pin::pin!(async move {
@@ -232,6 +234,9 @@ pub(crate) async fn run_session<R, W>(
         }
         let can_read = reading && queue.len() < max_pipeline;
         let idle_deadline = idle_timeout.map(|t| last_read + t);
+        if reading && !queue.is_empty() && *shutdown_seen.borrow() {
+            reading = false;
+        }
         let front_deadline = queue.front().and_then(|p| p.entry.deadline());
         if let Some(due) = front_deadline {
             if timer_at.is_none_or(|at| at > due) {
@@ -270,7 +275,7 @@ pub(crate) async fn run_session<R, W>(
                 Ok(_) => last_read = Instant::now(),
                 Err(_) => return,
             },
-            () = &mut shutdown_signal, if reading => reading = false,
+            () = &mut shutdown_signal, if reading && queue.is_empty() => reading = false,
             frame = link_frame(&mut client.pubsub), if queue.is_empty() && client.pubsub.is_some() => {
                 // Messages and confirmations from the Pub/Sub link, written only when no
                 // reply is owed, so they never overtake one.
