@@ -26,6 +26,11 @@ use crate::worker::WorkerCtx;
 const READ_RESERVE: usize = 16 * 1024;
 /// Buffers that grew past this (a huge request or reply) are released after use.
 const BUFFER_SHRINK: usize = 1024 * 1024;
+/// Longest that finished replies wait for the rest of their batch (see [`worth_holding`]),
+/// so a batch spread over shards goes back in one write instead of one per shard.
+const COALESCE: std::time::Duration = std::time::Duration::from_micros(200);
+/// Replies are held only while at most this many entries are unfinished.
+const COALESCE_MAX_ENTRIES: usize = 64;
 
 /// One request's place in the reply queue, with what its metrics need.
 struct Pending {
@@ -145,6 +150,9 @@ pub(crate) async fn run_session<R, W>(
     });
     let mut deadline_timer = std::pin::pin!(tokio::time::sleep_until(Instant::now()));
     let mut timer_at: Option<Instant> = None;
+    // Holding finished replies for the rest of their batch: armed, and ran out.
+    let mut coalesce_timer = std::pin::pin!(tokio::time::sleep_until(Instant::now()));
+    let (mut coalescing, mut coalesce_expired) = (false, false);
     let mut last_read = Instant::now();
     // Wakes on a users reload, to close a removed user's connection while it is idle.
     let mut users_changed = ctx.shared.users.subscribe();
@@ -197,7 +205,12 @@ pub(crate) async fn run_session<R, W>(
             tokio::task::yield_now().await;
             close = drain_ready(&ctx, &mut queue, &mut wbuf);
         }
-        if !wbuf.is_empty() {
+        let hold = !close && !wbuf.is_empty() && !coalesce_expired && worth_holding(&queue);
+        if hold && !coalescing {
+            coalesce_timer.as_mut().reset(Instant::now() + COALESCE);
+            coalescing = true;
+        }
+        if !hold && !wbuf.is_empty() {
             // flush: a TLS stream may hold records back until asked (a no-op for TCP).
             let write = async { wr.write_all(&wbuf).await.and(wr.flush().await) };
             let written = match &client.pubsub {
@@ -216,6 +229,7 @@ pub(crate) async fn run_session<R, W>(
             } else {
                 wbuf.clear();
             }
+            (coalescing, coalesce_expired) = (false, false);
         }
         if close || (!reading && queue.is_empty()) {
             let _ = wr.shutdown().await;
@@ -250,6 +264,9 @@ pub(crate) async fn run_session<R, W>(
                 if let Some(front) = queue.front_mut() {
                     front.entry.on_event(&ctx, index, event);
                 }
+            }
+            () = &mut coalesce_timer, if coalescing => {
+                (coalescing, coalesce_expired) = (false, true);
             }
             () = &mut deadline_timer, if timer_at.is_some() && front_deadline.is_some() => {
                 timer_at = None;
@@ -320,6 +337,21 @@ fn drain_ready(ctx: &WorkerCtx, queue: &mut VecDeque<Pending>, wbuf: &mut BytesM
         }
     }
     false
+}
+
+/// Whether finished replies should wait (at most [`COALESCE`]) for the rest of the queue:
+/// only when every unfinished entry is an upstream op (bounded by `op_timeout`, usually
+/// answered within microseconds), never for a blocking command, a transaction step or a
+/// delayed reply, and not for a long queue (a deep pipeline writes large batches anyway).
+fn worth_holding(queue: &VecDeque<Pending>) -> bool {
+    !queue.is_empty()
+        && queue.len() <= COALESCE_MAX_ENTRIES
+        && queue.iter().all(|p| {
+            matches!(
+                p.entry,
+                Entry::Single(_) | Entry::Fanout(_) | Entry::Scan(_)
+            )
+        })
 }
 
 /// The next frame of the client's Pub/Sub link (`None`: the link gave up); never resolves
