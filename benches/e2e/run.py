@@ -98,6 +98,11 @@ MODES = {
     "slotgate-nometrics": {"slotgate": True, "tls": False, "admin": True,
                            "check_metrics": False, "setup": None,
                            "config_extra": ADMIN + "  metrics: false\n", "bench_args": []},
+    # Exactly like "slotgate", but running the --baseline binary: an interleaved A/B of
+    # two builds (e.g. before and after a change) in one run.
+    "slotgate-baseline": {"slotgate": True, "tls": False, "admin": True, "check_metrics": True,
+                          "setup": None, "config_extra": ADMIN, "bench_args": [],
+                          "binary": "baseline"},
     # Like "slotgate", but clients connect over TLS (rustls, the run's server
     # certificate); the upstream stays plaintext.
     "slotgate-tls": {"slotgate": True, "tls": True, "admin": True, "check_metrics": True,
@@ -114,6 +119,7 @@ COMPARISONS = [
     ("metrics overhead", "slotgate", "slotgate-nometrics"),
     ("TLS cost", "slotgate-tls", "slotgate"),
     ("vs direct-tls", "slotgate-tls", "direct-tls"),
+    ("vs baseline", "slotgate", "slotgate-baseline"),
 ]
 
 
@@ -506,7 +512,8 @@ def start_slotgates(procs, tmp, args, nodes, modes, certs=None):
                     f'log: {{ level: warn }}\n'
                     + spec["config_extra"].format(**subst))
         logpath = os.path.join(tmp, f"{mode}.log")
-        p = procs.start(mode, [args.slotgate, "--config", cfg], logpath, cwd=d)
+        binary = args.baseline if spec.get("binary") == "baseline" else args.slotgate
+        p = procs.start(mode, [binary, "--config", cfg], logpath, cwd=d)
         sgs[mode] = {"port": port, "admin": admin_port if spec["admin"] else None,
                      "proc": p, "log": logpath, "config": cfg, "dir": d,
                      "bench_args": [a.format(**subst) for a in spec["bench_args"]],
@@ -927,6 +934,9 @@ def parse_args(argv):
                     "rounds.")
     ap.add_argument("--slotgate", default="target/release/slotgate",
                     help="slotgate binary (default: %(default)s)")
+    ap.add_argument("--baseline", metavar="PATH",
+                    help="second slotgate binary, run by the slotgate-baseline mode (an "
+                         "interleaved A/B of two builds)")
     ap.add_argument("--modes", type=mode_list, default=list(DEFAULT_MODES),
                     help="modes to compare, comma-separated, from: " + ", ".join(MODES)
                          + " (default: " + ",".join(DEFAULT_MODES) + "). Each slotgate "
@@ -958,6 +968,8 @@ def parse_args(argv):
     args = ap.parse_args(argv)
     if not args.tests:
         ap.error("--tests is empty")
+    if ("slotgate-baseline" in args.modes) != (args.baseline is not None):
+        ap.error("--baseline PATH and the slotgate-baseline mode go together")
     return args
 
 
@@ -979,6 +991,10 @@ def check_tools(args):
                            f"    cargo build --release -p slotgate\n"
                            f"or pass --slotgate PATH.")
     args.slotgate = os.path.abspath(sg)
+    if args.baseline is not None:
+        if not (os.path.isfile(args.baseline) and os.access(args.baseline, os.X_OK)):
+            raise HarnessError(f"--baseline binary not found at `{args.baseline}`.")
+        args.baseline = os.path.abspath(args.baseline)
 
 
 def version_of(argv):
@@ -1022,7 +1038,7 @@ def main(argv):
             "redis_version": version_of([args.redis_server, "--version"]).split(" sha=")[0],
             "redis_benchmark_version": version_of([args.redis_benchmark, "--version"]),
             "slotgate_version": version_of([args.slotgate, "--version"]),
-            "slotgate_binary": args.slotgate, "clk_tck": CLK_TCK,
+            "slotgate_binary": args.slotgate, "baseline_binary": args.baseline, "clk_tck": CLK_TCK,
             "args": vars(args),
         }
         modes = args.modes
