@@ -39,13 +39,7 @@ pub(crate) fn info(
     if !wanted(req) {
         return Entry::Ready(proto.verbatim_reply(local.as_bytes()));
     }
-    let primaries: Vec<_> = ctx
-        .topology
-        .map()
-        .serving_shards()
-        .iter()
-        .map(|s| s.primary.clone())
-        .collect();
+    let primaries = ctx.serving_primaries();
     if primaries.is_empty() {
         let mut out = BytesMut::new();
         write_info(&local, &[], &mut out, proto);

@@ -113,6 +113,15 @@ impl WorkerCtx {
         })))
     }
 
+    /// The primaries that serve slots in the current map (an all-shard fan-out's targets).
+    pub fn serving_primaries(&self) -> Vec<NodeAddr> {
+        let map = self.topology.map();
+        map.serving_shards()
+            .iter()
+            .map(|s| s.primary.clone())
+            .collect()
+    }
+
     /// A primary for a keyless command, rotating over the slot space so keyless load spreads
     /// over shards.
     pub fn any_primary(&self) -> Option<NodeAddr> {
