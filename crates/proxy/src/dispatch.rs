@@ -91,8 +91,11 @@ fn route_known(
             _ => return Entry::Ready(replies::subscribe_mode_only(cmd.name)),
         }
     }
-    // WAIT counts replicas for the slots this connection wrote to (queued writes too).
-    client.writes.note(cmd, req);
+    // WAIT counts replicas for the slots this connection wrote to (queued writes too). A
+    // single-slot command outside MULTI is noted by `route_single`, which finds its slot.
+    if cmd.family != Family::Single || client.transaction.is_queuing() {
+        client.writes.note(cmd, req);
+    }
     // In MULTI: queued (or refused) instead of run.
     if client.transaction.is_queuing() {
         if let Some(entry) = transaction::queue(ctx, client, cmd, req) {
@@ -102,7 +105,7 @@ fn route_known(
     let deadline = now + ctx.cfg.upstream.op_timeout;
     match cmd.family {
         Family::Local => local::run(ctx, client, cmd, req, deadline),
-        Family::Single => route_single(ctx, cmd, req, deadline, client.proto),
+        Family::Single => route_single(ctx, cmd, req, deadline, client),
         Family::Keyless => Entry::Single(Op::start(
             ctx,
             Route::Any,
@@ -201,20 +204,32 @@ pub(crate) fn single_slot(cmd: &Command, req: &Request) -> Result<Option<u16>, B
     Ok(slot)
 }
 
+/// A single-slot command, noted for WAIT with the slot found here.
 fn route_single(
     ctx: &WorkerCtx,
     cmd: &Command,
     req: &Request,
     deadline: Instant,
-    proto: Protocol,
+    client: &mut ClientState,
 ) -> Entry {
+    let proto = client.proto;
     if commands::is_blocking_call(cmd, &ReqArgs(req)) {
+        client.writes.note(cmd, req);
         return route_blocking(ctx, cmd, req, proto);
     }
     let route = match single_slot(cmd, req) {
-        Ok(Some(slot)) => Route::Slot(slot),
-        Ok(None) => Route::Any,
-        Err(reply) => return Entry::Ready(reply),
+        Ok(Some(slot)) => {
+            client.writes.note_slot(cmd, slot);
+            Route::Slot(slot)
+        }
+        Ok(None) => {
+            client.writes.note(cmd, req);
+            Route::Any
+        }
+        Err(reply) => {
+            client.writes.note(cmd, req);
+            return Entry::Ready(reply);
+        }
     };
     let mut op = Op::start(ctx, route, req.wire(), is_readonly(cmd), deadline, proto);
     match cmd.name {
@@ -251,13 +266,7 @@ fn route_all_shards(
         MergeKind::SumPairs => Merge::SumPairs,
         MergeKind::Scan => return crate::scan::route(ctx, req, deadline),
     };
-    let primaries: Vec<_> = ctx
-        .topology
-        .map()
-        .serving_shards()
-        .iter()
-        .map(|s| s.primary.clone())
-        .collect();
+    let primaries = ctx.serving_primaries();
     if primaries.is_empty() {
         ctx.topology
             .request_refresh(crate::metrics::RefreshTrigger::Error);

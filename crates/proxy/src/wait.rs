@@ -81,16 +81,29 @@ impl WrittenSlots {
     /// Remember where `cmd` writes, if it may write. Costs one flag test for other commands.
     #[inline]
     pub fn note(&mut self, cmd: &Command, req: &Request) {
-        if cmd.flags & (flag::WRITE | flag::NO_MANDATORY_KEYS) != 0 && !self.everywhere {
+        if self.may_write(cmd) {
             self.note_write(cmd, req);
         }
     }
 
-    fn note_write(&mut self, cmd: &Command, req: &Request) {
-        // NO_MANDATORY_KEYS: the scripting commands; their _RO forms cannot write.
-        if !cmd.has_flag(flag::WRITE) && cmd.has_flag(flag::READONLY) {
-            return;
+    /// [`WrittenSlots::note`] for a command whose keys routing already found in `slot`.
+    #[inline]
+    pub fn note_slot(&mut self, cmd: &Command, slot: u16) {
+        if self.may_write(cmd) {
+            self.add(slot);
         }
+    }
+
+    /// Whether `cmd` may write and its slots still need remembering.
+    #[inline]
+    fn may_write(&self, cmd: &Command) -> bool {
+        // NO_MANDATORY_KEYS: the scripting commands; their _RO forms cannot write.
+        cmd.flags & (flag::WRITE | flag::NO_MANDATORY_KEYS) != 0
+            && !self.everywhere
+            && (cmd.has_flag(flag::WRITE) || !cmd.has_flag(flag::READONLY))
+    }
+
+    fn note_write(&mut self, cmd: &Command, req: &Request) {
         let mut keys = KeyIndices::new();
         if cmd.key_indices(&ReqArgs(req), &mut keys).is_err() {
             return; // the node refuses a malformed key count: nothing is written
