@@ -90,6 +90,14 @@ impl<T> QueueRx<T> {
         .await
     }
 
+    /// Move up to `limit` queued items into `out` without waiting. Returns how many.
+    pub fn try_recv_many(&mut self, out: &mut Vec<T>, limit: usize) -> usize {
+        let mut inner = self.0.borrow_mut();
+        let n = inner.items.len().min(limit);
+        out.extend(inner.items.drain(..n));
+        n
+    }
+
     /// The next item, waiting for it; `None` when the sender is gone and nothing is left.
     pub async fn recv(&mut self) -> Option<T> {
         let mut one = Vec::with_capacity(1);

@@ -263,6 +263,12 @@ where
             if batch.is_empty() && rx.recv_many(&mut batch, BATCH).await == 0 {
                 return Ended::Closed;
             }
+            // Let the event loop look for more input once (a non-blocking poll) before
+            // writing: the sessions it wakes add their requests to this write, so one
+            // write (and one wake-up of the node) carries more requests.
+            tokio::task::yield_now().await;
+            let room = BATCH.saturating_sub(batch.len());
+            rx.try_recv_many(&mut batch, room);
             {
                 let sent = Instant::now();
                 let mut w = waiters.borrow_mut();
