@@ -1,6 +1,7 @@
 //! A one-shot slot carrying one upstream reply from a connection task to the op waiting for
 //! it. Both live on the same worker thread, so this is what `tokio::sync::oneshot` does
-//! without its atomics: one `Rc` allocation, a `RefCell`, and a waker.
+//! without its atomics: an `Rc`, a `RefCell`, and a waker. Slots are recycled through a
+//! per-thread pool, so a request costs no allocation once the pool is warm.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -23,6 +24,14 @@ pub(crate) struct ReplyTx(Rc<RefCell<Slot>>);
 /// The receiving half, kept by the op.
 pub(crate) struct ReplyRx(Rc<RefCell<Slot>>);
 
+/// Most idle slots kept per thread for reuse.
+const POOL_MAX: usize = 4096;
+
+thread_local! {
+    /// Idle slots (both halves dropped), reset and ready for reuse.
+    static POOL: RefCell<Vec<Rc<RefCell<Slot>>>> = const { RefCell::new(Vec::new()) };
+}
+
 /// Why [`ReplyRx::try_recv`] has no reply.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Empty {
@@ -34,11 +43,15 @@ pub(crate) enum Empty {
 
 /// A connected pair.
 pub(crate) fn reply_slot() -> (ReplyTx, ReplyRx) {
-    let slot = Rc::new(RefCell::new(Slot {
-        value: None,
-        waker: None,
-        sender_gone: false,
-    }));
+    let slot = POOL
+        .with(|pool| pool.borrow_mut().pop())
+        .unwrap_or_else(|| {
+            Rc::new(RefCell::new(Slot {
+                value: None,
+                waker: None,
+                sender_gone: false,
+            }))
+        });
     (ReplyTx(Rc::clone(&slot)), ReplyRx(slot))
 }
 
@@ -104,6 +117,26 @@ impl Future for ReplyRx {
     }
 }
 
+impl Drop for ReplyRx {
+    fn drop(&mut self) {
+        // Recycle the slot when the sender is gone too (the usual order: the reply arrived,
+        // then the op moved on); otherwise the sender's drop frees it.
+        if Rc::strong_count(&self.0) == 1 {
+            *self.0.borrow_mut() = Slot {
+                value: None,
+                waker: None,
+                sender_gone: false,
+            };
+            POOL.with(|pool| {
+                let mut pool = pool.borrow_mut();
+                if pool.len() < POOL_MAX {
+                    pool.push(Rc::clone(&self.0)); // the pool's reference outlives this one
+                }
+            });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,5 +176,31 @@ mod tests {
                 assert!(matches!(waiter.await, Ok(None)));
             })
             .await;
+    }
+
+    #[test]
+    fn a_recycled_slot_starts_empty() {
+        let (tx, rx) = reply_slot();
+        tx.send(UpReply::Failed(Failure::Lost));
+        let first = Rc::as_ptr(&rx.0);
+        drop(rx); // sender gone too: back to the pool, unread reply and all
+        let (tx, mut rx) = reply_slot();
+        assert_eq!(Rc::as_ptr(&rx.0), first, "the slot is reused");
+        assert_eq!(rx.try_recv().err(), Some(Empty::Pending));
+        assert!(!tx.is_closed());
+        tx.send(UpReply::Failed(Failure::Unreachable));
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(UpReply::Failed(Failure::Unreachable))
+        ));
+
+        // Dropped while the sender lives: not recycled (the sender still points at it).
+        let (tx, rx) = reply_slot();
+        let held = Rc::as_ptr(&rx.0);
+        drop(rx);
+        assert!(tx.is_closed());
+        let (_tx2, rx2) = reply_slot();
+        assert_ne!(Rc::as_ptr(&rx2.0), held);
+        drop(tx);
     }
 }
