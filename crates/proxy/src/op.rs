@@ -8,6 +8,7 @@
 //! that is already there, [`Op::next_event`] waits for the next one (cancel-safe), and
 //! [`Op::on_event`] applies it.
 
+use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,7 +20,7 @@ use crate::metrics::{CmdResult, RefreshTrigger, Retry, UpstreamError};
 use crate::protocol::Protocol;
 use crate::replies;
 use crate::reply_slot::{reply_slot, Empty, ReplyRx};
-use crate::upstream::{Failure, UpReply, UpRequest};
+use crate::upstream::{Failure, UpReply, UpRequest, Upstream};
 use crate::worker::WorkerCtx;
 
 /// First retry delay after TRYAGAIN/CLUSTERDOWN/LOADING or an unreachable node.
@@ -52,7 +53,12 @@ pub(crate) enum Event {
 }
 
 enum State {
-    Waiting { rx: ReplyRx, node: NodeAddr },
+    /// Sent over `upstream`'s connections (kept as the worker's `Rc`, so waiting costs no
+    /// atomic reference count on the node's address).
+    Waiting {
+        rx: ReplyRx,
+        upstream: Rc<Upstream>,
+    },
     Backoff(Instant),
     Done(Bytes),
 }
@@ -161,10 +167,7 @@ impl Op {
             prelude: self.prelude.take(),
             reply: tx,
         });
-        self.state = State::Waiting {
-            rx,
-            node: upstream.addr.clone(),
-        };
+        self.state = State::Waiting { rx, upstream };
     }
 
     /// Consume a reply that has already arrived, without waiting. Returns [`Op::is_done`].
@@ -217,8 +220,8 @@ impl Op {
 
     /// Apply `event`.
     pub fn on_event(&mut self, ctx: &WorkerCtx, event: Event) {
-        let node = match &self.state {
-            State::Waiting { node, .. } => node.clone(),
+        let upstream = match &self.state {
+            State::Waiting { upstream, .. } => Rc::clone(upstream),
             State::Backoff(_) => {
                 if let Event::Wake = event {
                     self.send(ctx, None, false);
@@ -227,12 +230,13 @@ impl Op {
             }
             State::Done(_) => return,
         };
+        let node = &upstream.addr;
         match event {
             Event::Wake | Event::Finished(_) => {}
             Event::Timeout => {
                 ctx.metrics
                     .shared()
-                    .upstream_error(&node, UpstreamError::Timeout);
+                    .upstream_error(node, UpstreamError::Timeout);
                 self.timed_out = true;
                 // A write on its way may still run when the node wakes up: only a read is
                 // safe to retry, so only a read gets -TRYAGAIN.
@@ -279,7 +283,7 @@ impl Op {
                     // The node never loaded this script (a promoted replica, a new node):
                     // load the body slotgate saw, then run the EVALSHA again, on that node.
                     self.prelude = self.repair.take();
-                    self.send(ctx, Some(node), false);
+                    self.send(ctx, Some(node.clone()), false);
                 }
                 _ => self.state = State::Done(reply.raw),
             },
