@@ -31,6 +31,9 @@ const REFRESH_QUORUM: usize = 3;
 /// the refresher and [`Topology::apply_moved`].
 pub struct Topology {
     map: ArcSwap<SlotMap>,
+    /// Bumped after every swap of `map`, so a worker can keep its own `Arc` of the map and
+    /// check one atomic per command instead of loading the `ArcSwap`.
+    generation: AtomicU64,
     cfg: UpstreamConfig,
     wake: Notify,
     redis_version: Mutex<String>,
@@ -51,6 +54,7 @@ impl Topology {
     ) -> Topology {
         Topology {
             map: ArcSwap::from_pointee(SlotMap::empty()),
+            generation: AtomicU64::new(0),
             cfg,
             wake: Notify::new(),
             redis_version: Mutex::new(String::new()),
@@ -66,6 +70,18 @@ impl Topology {
     #[inline]
     pub fn map(&self) -> Guard<Arc<SlotMap>> {
         self.map.load()
+    }
+
+    /// How many times the map was swapped. A reader that saw generation `g` and then loaded
+    /// the map has a map at least as new as the one published as `g`.
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The current snapshot, to keep.
+    pub fn map_arc(&self) -> Arc<SlotMap> {
+        self.map.load_full()
     }
 
     /// TLS towards the nodes, when configured.
@@ -128,6 +144,7 @@ impl Topology {
             Some(next) => Arc::new(next),
             None => Arc::clone(cur),
         });
+        self.generation.fetch_add(1, Ordering::Release);
         self.request_refresh(RefreshTrigger::Moved);
     }
 
@@ -209,6 +226,7 @@ impl Topology {
             );
         }
         self.map.store(Arc::new(chosen));
+        self.generation.fetch_add(1, Ordering::Release);
         self.refreshes.fetch_add(1, Ordering::Relaxed);
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)

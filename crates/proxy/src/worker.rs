@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use slotgate_cluster::{NodeAddr, SLOT_COUNT};
+use slotgate_cluster::{NodeAddr, SlotMap, SLOT_COUNT};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -80,12 +80,31 @@ pub(crate) struct WorkerCtx {
     by_shard: RefCell<ShardUpstreams>,
 }
 
-/// The worker's upstream for each shard index of one slot-map snapshot, so routing a command
-/// costs an index instead of a hash lookup by address.
-#[derive(Default)]
+/// The worker's copy of the current slot map (refreshed when the topology's generation
+/// moves) and its upstream for each shard index of that map, so routing a command costs one
+/// atomic load and an index instead of an `ArcSwap` load and a hash lookup by address.
 struct ShardUpstreams {
-    map_id: u64,
+    generation: u64,
+    map: Arc<SlotMap>,
     upstreams: Vec<Option<Rc<Upstream>>>,
+}
+
+impl ShardUpstreams {
+    /// Nothing cached yet: the first lookup loads the map.
+    fn new() -> ShardUpstreams {
+        ShardUpstreams {
+            generation: u64::MAX,
+            map: Arc::new(SlotMap::empty()),
+            upstreams: Vec::new(),
+        }
+    }
+
+    /// Forget the cached upstreams (the worker dropped some) and reload the map next time.
+    fn invalidate(&mut self) {
+        self.generation = u64::MAX;
+        self.upstreams.clear();
+        self.upstreams.resize(self.map.shards().len(), None);
+    }
 }
 
 impl WorkerCtx {
@@ -100,16 +119,22 @@ impl WorkerCtx {
     /// The upstream of the primary serving `slot` in the current map, or `None` when the
     /// slot is uncovered.
     pub fn upstream_for_slot(&self, slot: u16) -> Option<Rc<Upstream>> {
-        let map = self.topology.map();
-        let shard = map.shard_index(slot)?;
+        let generation = self.topology.generation();
         let mut cache = self.by_shard.borrow_mut();
-        if cache.map_id != map.id() {
-            cache.map_id = map.id();
-            cache.upstreams.clear();
-            cache.upstreams.resize(map.shards().len(), None);
+        if cache.generation != generation {
+            // Generation first, map second: the map is at least that new.
+            let map = self.topology.map_arc();
+            if map.id() != cache.map.id() {
+                cache.upstreams.clear();
+                cache.upstreams.resize(map.shards().len(), None);
+            }
+            cache.map = map;
+            cache.generation = generation;
         }
+        let cache = &mut *cache;
+        let shard = cache.map.shard_index(slot)?;
         Some(Rc::clone(cache.upstreams[shard].get_or_insert_with(|| {
-            self.upstreams.get(&map.shards()[shard].primary)
+            self.upstreams.get(&cache.map.shards()[shard].primary)
         })))
     }
 
@@ -190,7 +215,7 @@ pub(crate) fn run_worker(
             metrics,
             any_cursor: Cell::new(0),
             sessions: Cell::new(0),
-            by_shard: RefCell::new(ShardUpstreams::default()),
+            by_shard: RefCell::new(ShardUpstreams::new()),
         });
         tokio::task::spawn_local(maintain_upstreams(Rc::clone(&ctx)));
         tokio::task::spawn_local(flush_metrics(Rc::clone(&ctx.metrics)));
@@ -311,7 +336,7 @@ async fn maintain_upstreams(ctx: Rc<WorkerCtx>) {
             ctx.upstreams.retain_known(&map.all_nodes());
             ctx.upstreams_resp3.retain_known(&map.all_nodes());
             ctx.dedicated.retain_known(&map.all_nodes());
-            *ctx.by_shard.borrow_mut() = ShardUpstreams::default();
+            ctx.by_shard.borrow_mut().invalidate();
             for shard in map.serving_shards() {
                 ctx.upstreams.get(&shard.primary);
             }
