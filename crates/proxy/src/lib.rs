@@ -30,6 +30,7 @@ mod scan;
 mod scripts;
 mod session;
 mod shardsub;
+mod shutdown;
 mod split;
 pub mod status;
 mod tls;

@@ -135,19 +135,15 @@ pub(crate) async fn run_session<R, W>(
     let mut rbuf = BytesMut::with_capacity(READ_RESERVE);
     let mut wbuf = BytesMut::with_capacity(READ_RESERVE);
     let mut queue: VecDeque<Pending> = VecDeque::new();
-    let mut shutdown = ctx.shutdown.clone();
-    let shutdown_seen = ctx.shutdown.clone();
+    let shutdown = ctx.local_shutdown.waiter();
     let max_pipeline = ctx.cfg.limits.max_pipeline;
     let idle_timeout = ctx.cfg.limits.client_idle_timeout;
-    let mut reading = !*shutdown.borrow();
-    // Futures kept across loop turns, so a wake-up does not register and drop them again:
-    // the shutdown signal (fires once; reading stops then; polled only while nothing is
-    // owed: a busy session looks at the flag instead), and the timer for the front
-    // entry's deadline. Deadlines grow along the queue, so a timer armed for an earlier
-    // entry fires early at worst and is re-armed then: once per op_timeout, not per command.
-    let mut shutdown_signal = std::pin::pin!(async move {
-        let _ = shutdown.changed().await;
-    });
+    let mut reading = !ctx.local_shutdown.is_fired();
+    // The shutdown signal is waited for only while nothing is owed (a busy session looks at
+    // the flag instead); reading stops when it fires. The timer for the front entry's
+    // deadline is kept across loop turns, so a wake-up does not register and drop it again.
+    // Deadlines grow along the queue, so a timer armed for an earlier entry fires early at
+    // worst and is re-armed then: once per op_timeout, not per command.
     let mut deadline_timer = std::pin::pin!(tokio::time::sleep_until(Instant::now()));
     let mut timer_at: Option<Instant> = None;
     // Holding finished replies for the rest of their batch: armed, and ran out.
@@ -248,7 +244,7 @@ pub(crate) async fn run_session<R, W>(
         }
         let can_read = reading && queue.len() < max_pipeline;
         let idle_deadline = idle_timeout.map(|t| last_read + t);
-        if reading && !queue.is_empty() && *shutdown_seen.borrow() {
+        if reading && !queue.is_empty() && ctx.local_shutdown.is_fired() {
             reading = false;
         }
         let front_deadline = queue.front().and_then(|p| p.entry.deadline());
@@ -292,7 +288,7 @@ pub(crate) async fn run_session<R, W>(
                 Ok(_) => last_read = Instant::now(),
                 Err(_) => return,
             },
-            () = &mut shutdown_signal, if reading && queue.is_empty() => reading = false,
+            () = shutdown.fired(), if reading && queue.is_empty() => reading = false,
             frame = link_frame(&mut client.pubsub), if queue.is_empty() && client.pubsub.is_some() => {
                 // Messages and confirmations from the Pub/Sub link, written only when no
                 // reply is owed, so they never overtake one.

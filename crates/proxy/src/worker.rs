@@ -23,6 +23,7 @@ use crate::metrics::{Metrics, WorkerMetrics};
 use crate::protocol::Protocol;
 use crate::replies;
 use crate::session::run_session;
+use crate::shutdown::LocalShutdown;
 use crate::tls::ServerTls;
 use crate::topology::Topology;
 use crate::upstream::{Upstream, UpstreamSet};
@@ -70,7 +71,8 @@ pub(crate) struct WorkerCtx {
     /// The same for RESP3 clients: connections that said `HELLO 3`, opened on first use.
     pub upstreams_resp3: UpstreamSet,
     pub shared: Arc<Shared>,
-    pub shutdown: watch::Receiver<bool>,
+    /// The process's shutdown signal on the worker's thread, for sessions to wait on.
+    pub local_shutdown: Rc<LocalShutdown>,
     /// This worker's thread-local instruments.
     pub metrics: Rc<WorkerMetrics>,
     /// Dedicated connections (blocking commands).
@@ -211,13 +213,17 @@ pub(crate) fn run_worker(
             cfg,
             topology,
             shared,
-            shutdown: shutdown.clone(),
+            local_shutdown: LocalShutdown::new(),
             metrics,
             any_cursor: Cell::new(0),
             sessions: Cell::new(0),
             by_shard: RefCell::new(ShardUpstreams::new()),
         });
         tokio::task::spawn_local(maintain_upstreams(Rc::clone(&ctx)));
+        tokio::task::spawn_local(relay_shutdown(
+            shutdown.clone(),
+            Rc::clone(&ctx.local_shutdown),
+        ));
         tokio::task::spawn_local(flush_metrics(Rc::clone(&ctx.metrics)));
         let plaintext = match plaintext {
             Some(l) => {
@@ -241,6 +247,14 @@ pub(crate) fn run_worker(
         }
         Ok(())
     })
+}
+
+/// Pass the process's shutdown signal on to the worker's sessions.
+async fn relay_shutdown(mut shutdown: watch::Receiver<bool>, local: Rc<LocalShutdown>) {
+    if !*shutdown.borrow_and_update() {
+        let _ = shutdown.changed().await; // an error: the sender is gone, shut down too
+    }
+    local.fire();
 }
 
 /// Accept clients on `listener` until shutdown; with `tls`, each does a TLS handshake first.
