@@ -285,7 +285,9 @@ pub(crate) async fn run_session<R, W>(
                     }
                     reading = false;
                 }
-                Ok(_) => last_read = Instant::now(),
+                // The clock is read only for the idle timeout that needs it.
+                Ok(_) if idle_timeout.is_some() => last_read = Instant::now(),
+                Ok(_) => {}
                 Err(_) => return,
             },
             () = shutdown.fired(), if reading && queue.is_empty() => reading = false,
