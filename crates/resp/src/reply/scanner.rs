@@ -73,6 +73,30 @@ impl ReplyScanner {
             // The caller broke the append-only contract; start over rather than slice wrongly.
             self.reset();
         }
+        if self.is_fresh() {
+            // The common replies (a bulk string or its null, a status line, an integer)
+            // complete in one pass here; anything else, or anything incomplete, takes the general path.
+            match buf.first() {
+                Some(b'$') if buf.starts_with(b"$-1\r\n") => {
+                    return Ok(Some((5, ReplyKind::Null)));
+                }
+                Some(b'$') => {
+                    if let Some(len) = whole_bulk(buf) {
+                        return Ok(Some((len, ReplyKind::Bulk)));
+                    }
+                }
+                Some(&ty @ (b'+' | b':')) => {
+                    return Ok(match find_crlf(buf, 0, 0) {
+                        Ok(newline) => Some((newline + 1, root_kind(ty, b""))),
+                        Err(resume) => {
+                            self.scan = resume;
+                            None
+                        }
+                    });
+                }
+                _ => {}
+            }
+        }
         let result = self.advance(buf);
         if result.is_err() {
             self.reset();
@@ -201,6 +225,15 @@ impl ReplyScanner {
         (len, kind)
     }
 
+    /// At the start of a reply, nothing of it scanned yet.
+    fn is_fresh(&self) -> bool {
+        self.pos == 0
+            && self.scan == 0
+            && self.blob_end.is_none()
+            && self.stack.is_empty()
+            && self.root.is_none()
+    }
+
     fn reset(&mut self) {
         self.pos = 0;
         self.scan = 0;
@@ -208,6 +241,29 @@ impl ReplyScanner {
         self.stack.clear();
         self.root = None;
     }
+}
+
+/// The length of the complete bulk string `$<len>\r\n<len bytes>\r\n` at the front of `buf`,
+/// when its length is plain digits (no sign, no leading zero, at most 10 digits); `None` for
+/// anything else (incomplete, malformed, null, other header forms), which the general path
+/// then scans with the same result it always gives.
+#[inline]
+fn whole_bulk(buf: &[u8]) -> Option<usize> {
+    let mut len = 0usize;
+    let mut at = 1;
+    loop {
+        match buf.get(at) {
+            Some(&c @ b'0'..=b'9') if at <= 10 => len = len * 10 + usize::from(c - b'0'),
+            Some(b'\r') => break,
+            _ => return None,
+        }
+        at += 1;
+    }
+    if at == 1 || (at > 2 && buf[1] == b'0') || buf.get(at + 1) != Some(&b'\n') {
+        return None;
+    }
+    let end = at + 2 + len + 2;
+    (buf.get(end - 2..end)? == b"\r\n").then_some(end)
 }
 
 /// Every byte that may start a frame, including `.` (end of a stream), which is rejected later.

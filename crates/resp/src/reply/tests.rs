@@ -57,6 +57,27 @@ fn resp2_frames() {
 }
 
 #[test]
+fn one_pass_replies_agree_with_the_general_path() {
+    // Whole inputs take the one-pass path for `$`, `+` and `:`; `scan` also feeds them in
+    // chunks, which go through the general path, and requires the same outcome.
+    one(b"$10\r\n0123456789\r\n", ReplyKind::Bulk);
+    one(b"$1\r\n\r\r\n", ReplyKind::Bulk);
+    one(b":0\r\n", ReplyKind::Integer);
+    one(b"+a\nb\r\n", ReplyKind::Simple);
+    fails(b"$01\r\nx\r\n", ProtocolError::InvalidReplyLength);
+    fails(b"$5\r\nhelloXY", ProtocolError::MissingCrlf);
+    fails(b"$5\n\r\nhello\r\n", ProtocolError::InvalidReplyLength);
+    // Longer than the one-pass path parses: the general path waits for the payload.
+    let out = scan(b"$12345678901\r\nx");
+    assert_eq!((out.frames.len(), out.end), (0, Ok(15)));
+    let out = scan(b"+OK\r\n$3\r\nabc\r\n:1\r\n$-1\r\n$0\r\n\r\n");
+    assert_eq!(out.end, Ok(0));
+    let kinds: Vec<ReplyKind> = out.frames.iter().map(|r| r.kind).collect();
+    use ReplyKind::*;
+    assert_eq!(kinds, [Simple, Bulk, Integer, Null, Bulk]);
+}
+
+#[test]
 fn resp3_frames() {
     one(b"_\r\n", ReplyKind::Null);
     one(b",3.14\r\n", ReplyKind::Double);
