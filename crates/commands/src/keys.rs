@@ -52,6 +52,23 @@ impl Command {
         include_not_key: bool,
     ) -> Result<(), KeyError> {
         out.clear();
+        // Most keyed commands (GET, SET, INCR, HGET …) have one spec: the key at index 1.
+        if let [KeySpec {
+            begin: BeginSearch::Index(1),
+            find: FindKeys::Range {
+                last_key: 0,
+                step: 1,
+                limit: 0,
+            },
+            flags,
+        }] = self.key_specs
+        {
+            let counted = include_not_key || flags & key_flag::NOT_KEY == 0;
+            if counted && flags & key_flag::INCOMPLETE == 0 && args.argc() > 1 {
+                out.push(1);
+                return Ok(());
+            }
+        }
         let result = self.extract_by_specs(args, out, include_not_key);
         if result.is_err() {
             out.clear();
