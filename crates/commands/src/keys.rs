@@ -55,11 +55,12 @@ impl Command {
         // Most keyed commands (GET, SET, INCR, HGET …) have one spec: the key at index 1.
         if let [KeySpec {
             begin: BeginSearch::Index(1),
-            find: FindKeys::Range {
-                last_key: 0,
-                step: 1,
-                limit: 0,
-            },
+            find:
+                FindKeys::Range {
+                    last_key: 0,
+                    step: 1,
+                    limit: 0,
+                },
             flags,
         }] = self.key_specs
         {
