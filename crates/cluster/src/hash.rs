@@ -56,37 +56,10 @@ pub fn crc16(data: &[u8]) -> u16 {
     pairs.remainder().iter().fold(crc, |crc, &b| update(crc, b))
 }
 
-/// The index of the first `{` in `key`, eight bytes at a time.
-#[inline]
-fn find_open_brace(key: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    const BRACES: u64 = ONES * b'{' as u64;
-    let mut words = key.chunks_exact(8);
-    let mut base = 0;
-    for word in &mut words {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(word);
-        // A byte of `x` is zero where `word` has a `{`; the lowest flagged byte is exact
-        // (a false flag can only sit above a true one).
-        let x = u64::from_le_bytes(bytes) ^ BRACES;
-        let zeros = x.wrapping_sub(ONES) & !x & HIGHS;
-        if zeros != 0 {
-            return Some(base + (zeros.trailing_zeros() / 8) as usize);
-        }
-        base += 8;
-    }
-    words
-        .remainder()
-        .iter()
-        .position(|&b| b == b'{')
-        .map(|i| base + i)
-}
-
 /// The hash slot of `key`, honouring hash tags: when the key has a `{` followed later by a `}`
 /// with at least one byte between them, only those bytes are hashed.
 pub fn slot(key: &[u8]) -> u16 {
-    let hashed = match find_open_brace(key) {
+    let hashed = match slotgate_resp::find_byte(key, b'{') {
         Some(open) => {
             let rest = &key[open + 1..];
             match rest.iter().position(|&c| c == b'}') {

@@ -21,7 +21,7 @@ mod request;
 pub mod value;
 
 pub use error::ProtocolError;
-pub use line::parse_ll;
+pub use line::{find_byte, parse_ll};
 pub use reply::{
     aggregate_children, classify_error, parse_integer, ErrorClass, Reply, ReplyKind, ReplyScanner,
 };

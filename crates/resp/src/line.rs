@@ -9,7 +9,7 @@ const HI: u64 = 0x8080_8080_8080_8080;
 /// Checks eight bytes per step (SWAR) so scanning a long inline line or simple string costs
 /// a fraction of a byte-by-byte loop; short haystacks take the plain loop.
 #[inline]
-pub(crate) fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
+pub fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
     if hay.len() < 16 {
         return hay.iter().position(|&b| b == needle);
     }
