@@ -165,3 +165,51 @@ fn every_map_gets_its_own_id() {
     let c = a.with_moved(0, "127.0.0.1:7001").unwrap();
     assert_ne!(c.id(), a.id());
 }
+
+/// The block index agrees with the per-slot owners for maps whose ranges start and end
+/// anywhere (inside blocks, gaps left uncovered) and after MOVED patches.
+#[test]
+fn block_index_agrees_with_every_slot() {
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move |bound: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % bound
+    };
+    for _ in 0..50 {
+        // Owner per slot as built: None for a gap, Some(port) for a primary.
+        let mut owner: Vec<Option<i64>> = vec![None; 16384];
+        let mut ranges = Vec::new();
+        let mut start = 0;
+        while start < 16384 {
+            let end = (start + next(300) as i64).min(16383);
+            if next(5) > 0 {
+                let port = 7000 + next(4) as i64;
+                owner[start as usize..=end as usize].fill(Some(port));
+                ranges.push(range(start, end, vec![node("10.0.0.1", port, "")]));
+            }
+            start = end + 1;
+        }
+        let mut map = SlotMap::from_cluster_slots(&Value::Array(ranges), "h:1").unwrap();
+        for _ in 0..next(40) {
+            let slot = next(16384) as u16;
+            let port = 7000 + next(6) as i64;
+            if let Some(moved) = map.with_moved(slot, &format!("10.0.0.1:{port}")) {
+                map = moved;
+            }
+            owner[slot as usize] = Some(port);
+        }
+        for (slot, want) in owner.iter().enumerate() {
+            let got = map.primary_for_slot(slot as u16).map(|p| p.to_string());
+            assert_eq!(
+                got,
+                want.map(|port| format!("10.0.0.1:{port}")),
+                "slot {slot}"
+            );
+        }
+        assert_eq!(map.covered(), owner.iter().filter(|o| o.is_some()).count());
+    }
+    assert_eq!(SlotMap::empty().shard_index(16383), None);
+    assert_eq!(SlotMap::empty().shard_index(16384), None);
+}
