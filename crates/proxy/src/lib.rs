@@ -15,6 +15,7 @@ mod dedicated;
 mod dispatch;
 mod entry;
 pub mod error;
+mod hold;
 mod keyspace;
 mod local;
 mod local_queue;

@@ -28,7 +28,7 @@ const READ_RESERVE: usize = 16 * 1024;
 const BUFFER_SHRINK: usize = 1024 * 1024;
 /// Longest that finished replies wait for the rest of their batch (see [`worth_holding`]),
 /// so a batch spread over shards goes back in one write instead of one per shard.
-const COALESCE: std::time::Duration = std::time::Duration::from_micros(200);
+pub(crate) const COALESCE: std::time::Duration = std::time::Duration::from_micros(200);
 /// Replies are held only while at most this many entries are unfinished.
 const COALESCE_MAX_ENTRIES: usize = 64;
 
@@ -146,8 +146,8 @@ pub(crate) async fn run_session<R, W>(
     // worst and is re-armed then: once per op_timeout, not per command.
     let mut deadline_timer = std::pin::pin!(tokio::time::sleep_until(Instant::now()));
     let mut timer_at: Option<Instant> = None;
-    // Holding finished replies for the rest of their batch: armed, and ran out.
-    let mut coalesce_timer = std::pin::pin!(tokio::time::sleep_until(Instant::now()));
+    // Holding finished replies for the rest of their batch: holding, and ran out.
+    let holder = ctx.hold_clock.holder();
     let (mut coalescing, mut coalesce_expired) = (false, false);
     let mut last_read = Instant::now();
     // Wakes on a users reload, to close a removed user's connection while it is idle.
@@ -203,7 +203,7 @@ pub(crate) async fn run_session<R, W>(
         }
         let hold = !close && !wbuf.is_empty() && !coalesce_expired && worth_holding(&queue);
         if hold && !coalescing {
-            coalesce_timer.as_mut().reset(Instant::now() + COALESCE);
+            holder.start();
             coalescing = true;
         }
         if !hold && !wbuf.is_empty() {
@@ -224,6 +224,9 @@ pub(crate) async fn run_session<R, W>(
                 wbuf = BytesMut::with_capacity(READ_RESERVE);
             } else {
                 wbuf.clear();
+            }
+            if coalescing {
+                holder.stop();
             }
             (coalescing, coalesce_expired) = (false, false);
         }
@@ -261,7 +264,7 @@ pub(crate) async fn run_session<R, W>(
                     front.entry.on_event(&ctx, index, event);
                 }
             }
-            () = &mut coalesce_timer, if coalescing => {
+            () = holder.expired(), if coalescing => {
                 (coalescing, coalesce_expired) = (false, true);
             }
             () = &mut deadline_timer, if timer_at.is_some() && front_deadline.is_some() => {

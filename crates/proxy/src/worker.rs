@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::dedicated::DedicatedPool;
+use crate::hold::HoldClock;
 use crate::logs;
 use crate::metrics::{Metrics, WorkerMetrics};
 use crate::protocol::Protocol;
@@ -73,6 +74,8 @@ pub(crate) struct WorkerCtx {
     pub shared: Arc<Shared>,
     /// The process's shutdown signal on the worker's thread, for sessions to wait on.
     pub local_shutdown: Rc<LocalShutdown>,
+    /// The timer sessions share for holding finished replies back.
+    pub hold_clock: Rc<HoldClock>,
     /// This worker's thread-local instruments.
     pub metrics: Rc<WorkerMetrics>,
     /// Dedicated connections (blocking commands).
@@ -214,6 +217,7 @@ pub(crate) fn run_worker(
             topology,
             shared,
             local_shutdown: LocalShutdown::new(),
+            hold_clock: HoldClock::new(crate::session::COALESCE),
             metrics,
             any_cursor: Cell::new(0),
             sessions: Cell::new(0),
@@ -225,6 +229,7 @@ pub(crate) fn run_worker(
             Rc::clone(&ctx.local_shutdown),
         ));
         tokio::task::spawn_local(flush_metrics(Rc::clone(&ctx.metrics)));
+        tokio::task::spawn_local(Rc::clone(&ctx.hold_clock).run());
         let plaintext = match plaintext {
             Some(l) => {
                 let l = TcpListener::from_std(l)?;
