@@ -1,13 +1,15 @@
 //! The one timer a worker's sessions share for holding finished replies back (see
 //! `session::worth_holding`). A session whose batch is only partly answered holds what is
-//! ready until the rest arrives or the clock's next tick, whichever comes first.
+//! ready until the rest arrives or the hold's period ends, whichever comes first.
 //!
 //! One timer for the worker, not one per session: arming a tokio timer that is due before the
 //! runtime's next wake-up makes tokio wake its I/O driver through an `eventfd` write. With a
 //! timer per session that happened on most held batches (about one `write` syscall per five
-//! batches at `-P 16`); with one clock it happens at most once per tick.
+//! batches at `-P 16`); with one clock it happens at most once per tick. Every hold lasts the
+//! same period, so holds end in the order they began: a queue is the whole timer.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
@@ -15,39 +17,49 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// One worker's hold clock: ticks while some session holds replies.
+/// One worker's hold clock.
 pub(crate) struct HoldClock {
-    /// How long after it is armed a tick fires.
+    /// How long a hold lasts unless stopped.
     period: Duration,
-    /// Ticks fired so far.
-    fired: Cell<u64>,
-    /// When the armed tick fires; `None` while nobody holds.
+    /// When the clock's timer fires next; `None` while no hold is queued.
     next: Cell<Option<Instant>>,
     /// The waker of [`HoldClock::run`], waiting to be armed.
     runner: RefCell<Option<Waker>>,
-    waiters: RefCell<Waiters>,
+    /// Holds in the order they began (so by end time): `(end, holder, hold number)`. A
+    /// stopped hold stays queued until its end, then is skipped.
+    queue: RefCell<VecDeque<(Instant, usize, u64)>>,
+    holders: RefCell<Holders>,
 }
 
-/// Registered wakers by slot; freed slots are reused.
+/// Per registered session: its current hold; freed registrations are reused.
 #[derive(Default)]
-struct Waiters {
-    slots: Vec<Option<Waker>>,
+struct Holders {
+    slots: Vec<HolderSlot>,
     free: Vec<usize>,
 }
 
+#[derive(Default)]
+struct HolderSlot {
+    /// Numbers this holder's holds, so a queued hold that was stopped is recognised.
+    hold: u64,
+    /// The current hold reached its end.
+    expired: bool,
+    waker: Option<Waker>,
+}
+
 impl HoldClock {
-    /// An unarmed clock whose ticks fire `period` after they are armed.
+    /// A clock whose holds last `period`.
     pub fn new(period: Duration) -> Rc<HoldClock> {
         Rc::new(HoldClock {
             period,
-            fired: Cell::new(0),
             next: Cell::new(None),
             runner: RefCell::new(None),
-            waiters: RefCell::new(Waiters::default()),
+            queue: RefCell::new(VecDeque::new()),
+            holders: RefCell::new(Holders::default()),
         })
     }
 
-    /// Fire ticks as they are armed; runs for the worker's life.
+    /// Fire as holds reach their end; runs for the worker's life.
     pub async fn run(self: Rc<Self>) {
         loop {
             let at = poll_fn(|cx| match self.next.get() {
@@ -62,21 +74,29 @@ impl HoldClock {
             })
             .await;
             tokio::time::sleep_until(at).await;
-            self.tick();
+            self.fire(Instant::now());
         }
     }
 
-    /// End every hold begun so far.
-    fn tick(&self) {
-        self.next.set(None);
-        self.fired.set(self.fired.get() + 1);
-        let wakers: Vec<Waker> = self
-            .waiters
-            .borrow_mut()
-            .slots
-            .iter_mut()
-            .filter_map(Option::take)
-            .collect();
+    /// End the holds due by `now` and arm for the next one.
+    fn fire(&self, now: Instant) {
+        let mut wakers = Vec::new();
+        let mut queue = self.queue.borrow_mut();
+        let mut holders = self.holders.borrow_mut();
+        while let Some(&(end, index, hold)) = queue.front() {
+            if end > now {
+                break;
+            }
+            queue.pop_front();
+            if let Some(slot) = holders.slots.get_mut(index) {
+                if slot.hold == hold && !slot.expired {
+                    slot.expired = true;
+                    wakers.extend(slot.waker.take());
+                }
+            }
+        }
+        self.next.set(queue.front().map(|&(end, ..)| end));
+        drop((queue, holders));
         for w in wakers {
             w.wake();
         }
@@ -84,72 +104,73 @@ impl HoldClock {
 
     /// A registration for one session (released when dropped).
     pub fn holder(self: &Rc<Self>) -> Holder {
-        let mut waiters = self.waiters.borrow_mut();
-        let index = match waiters.free.pop() {
+        let mut holders = self.holders.borrow_mut();
+        let index = match holders.free.pop() {
             Some(i) => i,
             None => {
-                waiters.slots.push(None);
-                waiters.slots.len() - 1
+                holders.slots.push(HolderSlot::default());
+                holders.slots.len() - 1
             }
         };
         Holder {
             clock: Rc::clone(self),
             index,
-            until: Cell::new(None),
         }
     }
 }
 
-/// One session's registration with its worker's [`HoldClock`].
+/// One session's registration with its worker's [`HoldClock`]: at most one hold at a time.
 pub(crate) struct Holder {
     clock: Rc<HoldClock>,
     index: usize,
-    /// While holding: the tick count that ends the hold.
-    until: Cell<Option<u64>>,
 }
 
 impl Holder {
-    /// Begin a hold. It ends at the clock's next tick, at most one period from now (sooner
-    /// when another session armed the tick earlier).
+    /// Begin a hold that ends one period from now unless stopped first.
     pub fn start(&self) {
         let clock = &self.clock;
+        let hold = {
+            let mut holders = clock.holders.borrow_mut();
+            let slot = &mut holders.slots[self.index];
+            slot.hold += 1;
+            slot.expired = false;
+            slot.hold
+        };
+        let end = Instant::now() + clock.period;
+        clock.queue.borrow_mut().push_back((end, self.index, hold));
         if clock.next.get().is_none() {
-            clock.next.set(Some(Instant::now() + clock.period));
+            clock.next.set(Some(end));
             if let Some(w) = clock.runner.borrow_mut().take() {
                 w.wake();
             }
         }
-        self.until.set(Some(clock.fired.get() + 1));
     }
 
-    /// End the hold early (the rest of the batch arrived): the tick will not wake this session.
+    /// End the hold early (the rest of the batch arrived): its end will not wake this session.
     pub fn stop(&self) {
-        self.until.set(None);
-        let mut waiters = self.clock.waiters.borrow_mut();
-        if let Some(slot) = waiters.slots.get_mut(self.index) {
-            *slot = None;
-        }
+        let mut holders = self.clock.holders.borrow_mut();
+        let slot = &mut holders.slots[self.index];
+        slot.hold += 1;
+        slot.expired = false;
+        slot.waker = None;
     }
 
     fn poll_expired(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let Some(until) = self.until.get() else {
-            return Poll::Pending; // not holding: nothing to end
-        };
-        if self.clock.fired.get() >= until {
-            self.until.set(None);
+        let mut holders = self.clock.holders.borrow_mut();
+        let slot = &mut holders.slots[self.index];
+        if slot.expired {
+            slot.expired = false;
             return Poll::Ready(());
         }
-        let mut waiters = self.clock.waiters.borrow_mut();
-        if let Some(slot) = waiters.slots.get_mut(self.index) {
-            match slot {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                _ => *slot = Some(cx.waker().clone()),
-            }
+        match &slot.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => slot.waker = Some(cx.waker().clone()),
         }
         Poll::Pending
     }
 
-    /// Wait until the hold ends by the clock. Cancel-safe: the hold outlives the future.
+    /// Wait until the current hold reaches its end; never resolves without a hold.
+    /// Cancel-safe: the hold outlives the future.
     pub async fn expired(&self) {
         poll_fn(|cx| self.poll_expired(cx)).await
     }
@@ -157,11 +178,12 @@ impl Holder {
 
 impl Drop for Holder {
     fn drop(&mut self) {
-        let mut waiters = self.clock.waiters.borrow_mut();
-        if let Some(slot) = waiters.slots.get_mut(self.index) {
-            *slot = None;
-            waiters.free.push(self.index);
-        }
+        let mut holders = self.clock.holders.borrow_mut();
+        let slot = &mut holders.slots[self.index];
+        slot.hold += 1; // a queued hold of this registration is now stale
+        slot.expired = false;
+        slot.waker = None;
+        holders.free.push(self.index);
     }
 }
 
@@ -178,7 +200,7 @@ mod tests {
     }
 
     #[test]
-    fn holds_end_together_at_the_next_tick_and_a_stopped_one_is_not_woken() {
+    fn each_hold_lasts_the_period_and_a_stopped_one_is_not_woken() {
         local(async {
             let period = Duration::from_millis(40);
             let clock = HoldClock::new(period);
@@ -186,23 +208,30 @@ mod tests {
             let (a, b) = (clock.holder(), clock.holder());
             let start = Instant::now();
             a.start();
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
             b.start();
-            let b_task = tokio::task::spawn_local(async move { b.expired().await });
+            let b_task = tokio::task::spawn_local(async move {
+                b.expired().await;
+                b
+            });
             a.expired().await;
-            assert!(Instant::now() - start >= period);
-            b_task.await.expect("b");
-            // Both ended at the one tick, armed by the first hold.
-            assert_eq!(clock.fired.get(), 1);
-            // The clock is idle now. A stopped hold stays pending across the next tick.
+            let a_end = Instant::now();
+            assert!(a_end - start >= period);
+            let b = b_task.await.expect("b");
+            // b began 20 ms later and held its full period too.
+            assert!(Instant::now() - start >= period + Duration::from_millis(20));
+            // A stopped hold stays pending past its end, and a hold begun again after a stop
+            // runs its own full period (the stopped one's queue entry is stale).
             a.start();
             a.stop();
-            let c = clock.holder();
-            c.start();
-            c.expired().await;
-            assert_eq!(clock.fired.get(), 2);
-            let waited = tokio::time::timeout(period * 2, a.expired()).await;
+            b.start();
+            b.expired().await;
+            let waited = tokio::time::timeout(period, a.expired()).await;
             assert!(waited.is_err(), "a stopped hold never ends by the clock");
+            let again = Instant::now();
+            a.start();
+            a.expired().await;
+            assert!(Instant::now() - again >= period);
         });
     }
 
