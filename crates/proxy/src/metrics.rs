@@ -454,9 +454,23 @@ impl Metrics {
 
 /// Milliseconds of `at` since the first call (process-wide, monotonic); never 0.
 pub(crate) fn mono_ms(at: std::time::Instant) -> u64 {
+    mono_ns(at) / 1_000_000
+}
+
+/// Nanoseconds of `at` since the first call (process-wide, monotonic; the same base as
+/// [`mono_ms`]), at least a second. Hot paths convert once per batch and subtract integers:
+/// subtracting two `Instant`s costs about 60 instructions (seconds and nanoseconds are
+/// normalised).
+pub(crate) fn mono_ns(at: std::time::Instant) -> u64 {
     static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
     let base = *BASE.get_or_init(|| at - Duration::from_secs(1));
-    at.saturating_duration_since(base).as_millis() as u64
+    at.saturating_duration_since(base).as_nanos() as u64
+}
+
+/// Seconds between two [`mono_ns`] readings, for a histogram.
+#[inline]
+pub(crate) fn secs_between(earlier_ns: u64, later_ns: u64) -> f64 {
+    later_ns.saturating_sub(earlier_ns) as f64 * 1e-9
 }
 
 /// One command's thread-local instruments, resolved on first use.
@@ -528,7 +542,7 @@ impl WorkerMetrics {
     /// Count one finished client command: `cmd` is a command table index or
     /// [`UNKNOWN_COMMAND`].
     #[inline]
-    pub fn command(&self, cmd: u16, result: CmdResult, elapsed: Duration) {
+    pub fn command(&self, cmd: u16, result: CmdResult, elapsed_secs: f64) {
         if !self.shared.enabled {
             return;
         }
@@ -554,7 +568,7 @@ impl WorkerMetrics {
                     .local()
             })
             .inc();
-        handles.duration.observe(elapsed.as_secs_f64());
+        handles.duration.observe(elapsed_secs);
     }
 
     /// The request instruments for `node` (`None` when metrics are disabled).
@@ -763,9 +777,9 @@ mod tests {
         let w = WorkerMetrics::new(Arc::clone(&m));
         let get = slotgate_commands::lookup_name(b"get").unwrap().index;
         for _ in 0..3 {
-            w.command(get, CmdResult::Ok, Duration::from_micros(120));
+            w.command(get, CmdResult::Ok, 120e-6);
         }
-        w.command(UNKNOWN_COMMAND, CmdResult::Error, Duration::from_micros(10));
+        w.command(UNKNOWN_COMMAND, CmdResult::Error, 10e-6);
         let before = m.encode();
         assert!(
             !before.contains("command=\"get\",result=\"ok\"} 3"),
@@ -794,7 +808,7 @@ mod tests {
     fn disabled_metrics_count_no_commands() {
         let m = Arc::new(Metrics::new(false));
         let w = WorkerMetrics::new(Arc::clone(&m));
-        w.command(0, CmdResult::Ok, Duration::from_micros(1));
+        w.command(0, CmdResult::Ok, 1e-6);
         w.flush();
         assert!(!m.encode().contains("slotgate_commands_total{"));
         assert!(w.node(&NodeAddr::new("127.0.0.1:1")).is_none());

@@ -37,8 +37,8 @@ struct Pending {
     entry: Entry,
     /// Command table index, or `UNKNOWN_COMMAND`.
     cmd: u16,
-    /// When the request was decoded.
-    start: Instant,
+    /// When the request was decoded ([`crate::metrics::mono_ns`]).
+    start: u64,
 }
 
 /// What the proxy knows about one client connection.
@@ -159,16 +159,13 @@ pub(crate) async fn run_session<R, W>(
         let mut backlog = false;
         if reading {
             let now = Instant::now();
+            let start = crate::metrics::mono_ns(now.into_std());
             while queue.len() < max_pipeline {
                 match decoder.decode(&mut rbuf) {
                     Ok(Some(req)) => {
                         let (entry, cmd) = route_command(&ctx, &mut client, req, now);
                         let closes = matches!(entry, Entry::Close(_));
-                        queue.push_back(Pending {
-                            entry,
-                            cmd,
-                            start: now,
-                        });
+                        queue.push_back(Pending { entry, cmd, start });
                         if closes {
                             reading = false;
                             break;
@@ -183,7 +180,7 @@ pub(crate) async fn run_session<R, W>(
                         queue.push_back(Pending {
                             entry: Entry::Close(Bytes::from_static(e.to_reply())),
                             cmd: crate::metrics::UNKNOWN_COMMAND,
-                            start: now,
+                            start,
                         });
                         reading = false;
                         break;
@@ -324,6 +321,7 @@ pub(crate) async fn run_session<R, W>(
 /// one of them closes the connection (everything after it is dropped).
 fn drain_ready(ctx: &WorkerCtx, queue: &mut VecDeque<Pending>, wbuf: &mut BytesMut) -> bool {
     let now = Instant::now();
+    let now_ns = crate::metrics::mono_ns(now.into_std());
     while let Some(front) = queue.front_mut() {
         if !front.entry.poll_sync(ctx, now) {
             return false;
@@ -331,7 +329,7 @@ fn drain_ready(ctx: &WorkerCtx, queue: &mut VecDeque<Pending>, wbuf: &mut BytesM
         if let Some(p) = queue.pop_front() {
             let (result, close) = p.entry.write_reply(wbuf);
             ctx.metrics
-                .command(p.cmd, result, now.saturating_duration_since(p.start));
+                .command(p.cmd, result, crate::metrics::secs_between(p.start, now_ns));
             if close {
                 return true;
             }
@@ -376,5 +374,21 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn sizes() {
+        eprintln!(
+            "Op {} Entry {} Pending {} UpRequest {} UpReply {} Route {} Bytes {}",
+            std::mem::size_of::<crate::op::Op>(),
+            std::mem::size_of::<crate::entry::Entry>(),
+            std::mem::size_of::<super::Pending>(),
+            std::mem::size_of::<crate::upstream::UpRequest>(),
+            std::mem::size_of::<crate::upstream::UpReply>(),
+            std::mem::size_of::<crate::op::Route>(),
+            std::mem::size_of::<bytes::Bytes>()
+        );
     }
 }

@@ -128,8 +128,8 @@ impl Upstream {
 
 /// What waits for a reply on a connection, in the order requests were written.
 enum Waiter {
-    /// A client request written at `sent`.
-    Client(ReplyTx, Instant),
+    /// A client request written at this time ([`crate::metrics::mono_ns`]).
+    Client(ReplyTx, u64),
     /// The reply to a command sent only for its effect: the `+OK` of an `ASKING` before a
     /// redirected command, or of a `SCRIPT LOAD` before a repaired EVALSHA.
     Asking,
@@ -270,7 +270,7 @@ where
             let room = BATCH.saturating_sub(batch.len());
             rx.try_recv_many(&mut batch, room);
             {
-                let sent = Instant::now();
+                let sent = crate::metrics::mono_ns(Instant::now().into_std());
                 let mut w = waiters.borrow_mut();
                 let queued = w.len();
                 for req in batch.drain(..) {
@@ -294,7 +294,7 @@ where
                 if queued == 0 && !w.is_empty() {
                     // The oldest unanswered request is now this batch (readiness).
                     pending.store(
-                        crate::metrics::mono_ms(sent.into_std()),
+                        sent / 1_000_000, // mono_ms
                         std::sync::atomic::Ordering::Relaxed,
                     );
                 }
@@ -330,7 +330,7 @@ where
                 Ok(_) => {}
                 Err(e) => return Ended::Broken(format!("read: {e}"), UpstreamError::Io),
             }
-            let now = Instant::now();
+            let now = crate::metrics::mono_ns(Instant::now().into_std());
             loop {
                 let reply = match scanner.scan(&mut buf) {
                     Ok(Some(reply)) => reply,
@@ -349,7 +349,7 @@ where
                 match waiters.borrow_mut().pop_front() {
                     Some(Waiter::Client(tx, sent)) => {
                         if let Some(m) = metrics {
-                            m.observe((now - sent).as_secs_f64());
+                            m.observe(crate::metrics::secs_between(sent, now));
                         }
                         tx.send(UpReply::Frame(reply));
                     }
@@ -364,7 +364,7 @@ where
             }
             // Once per read: when the oldest request still unanswered was written.
             let oldest = waiters.borrow().iter().find_map(|w| match w {
-                Waiter::Client(_, sent) => Some(crate::metrics::mono_ms(sent.into_std())),
+                Waiter::Client(_, sent) => Some(sent / 1_000_000), // mono_ms
                 Waiter::Asking => None,
             });
             pending.store(oldest.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
