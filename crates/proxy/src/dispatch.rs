@@ -277,7 +277,7 @@ fn route_all_shards(
     let ops = primaries
         .into_iter()
         .map(|node| {
-            let route = Route::Node(node);
+            let route = Route::Node(Box::new(node));
             Op::start(ctx, route, wire.clone(), readonly, deadline, proto)
         })
         .collect();

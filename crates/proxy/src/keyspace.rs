@@ -55,7 +55,7 @@ pub(crate) fn info(
             let wire = wire.clone();
             Op::start(
                 ctx,
-                Route::Node(node),
+                Route::Node(Box::new(node)),
                 wire,
                 true,
                 deadline,

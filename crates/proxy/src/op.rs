@@ -35,8 +35,8 @@ pub(crate) enum Route {
     Slot(u16),
     /// Any primary (keyless commands).
     Any,
-    /// This node (fan-out to every primary).
-    Node(NodeAddr),
+    /// This node (fan-out to every primary). Boxed: routes by slot keep an op small.
+    Node(Box<NodeAddr>),
 }
 
 /// What woke a waiting op.
@@ -60,11 +60,21 @@ enum State {
         upstream: Rc<Upstream>,
     },
     Backoff(Instant),
-    Done(Bytes),
+    /// Finished: the final reply is in [`Op::wire`].
+    Done,
+}
+
+/// An EVALSHA's `SCRIPT LOAD`, for a node that answers NOSCRIPT.
+struct Repair {
+    load: Bytes,
+    /// NOSCRIPT came: the next send carries `load` first (then the repair is spent).
+    next_send: bool,
 }
 
 /// One upstream request and its retry state.
 pub(crate) struct Op {
+    /// The command as sent; once [`State::Done`], the final reply instead (an op is moved
+    /// about in its session's queue, so it is kept small).
     wire: Bytes,
     route: Route,
     readonly: bool,
@@ -74,10 +84,9 @@ pub(crate) struct Op {
     io_retried: bool,
     retries: u32,
     timed_out: bool,
-    /// `SCRIPT LOAD <body>` to send to a node that answers this EVALSHA with NOSCRIPT.
-    repair: Option<Bytes>,
-    /// A prelude for the next send (the repair, once).
-    prelude: Option<Bytes>,
+    /// `SCRIPT LOAD <body>` for a node that answers this EVALSHA with NOSCRIPT (rare, so
+    /// boxed).
+    repair: Option<Box<Repair>>,
     deadline: Instant,
     state: State,
 }
@@ -102,9 +111,8 @@ impl Op {
             retries: 0,
             timed_out: false,
             repair: None,
-            prelude: None,
             deadline,
-            state: State::Done(Bytes::new()),
+            state: State::Done,
         };
         op.send(ctx, None, false);
         op
@@ -112,13 +120,16 @@ impl Op {
 
     /// True once the final reply is known.
     pub fn is_done(&self) -> bool {
-        matches!(self.state, State::Done(_))
+        matches!(self.state, State::Done)
     }
 
     /// On `-NOSCRIPT`, send `load` (`SCRIPT LOAD <body>`) to the same node and this
     /// EVALSHA again, once.
     pub fn repair_noscript(&mut self, load: Bytes) {
-        self.repair = Some(load);
+        self.repair = Some(Box::new(Repair {
+            load,
+            next_send: false,
+        }));
     }
 
     /// How the op ended, for `slotgate_commands_total{result}`; call before
@@ -126,7 +137,7 @@ impl Op {
     pub fn outcome(&self) -> CmdResult {
         match &self.state {
             _ if self.timed_out => CmdResult::Timeout,
-            State::Done(reply) if matches!(reply.first(), Some(b'-' | b'!')) => CmdResult::Error,
+            State::Done if matches!(self.wire.first(), Some(b'-' | b'!')) => CmdResult::Error,
             _ if self.redirects > 0 => CmdResult::Redirected,
             _ => CmdResult::Ok,
         }
@@ -134,8 +145,8 @@ impl Op {
 
     /// The final reply; empty before [`Op::is_done`].
     pub fn take_reply(&mut self) -> Bytes {
-        match &mut self.state {
-            State::Done(b) => std::mem::take(b),
+        match self.state {
+            State::Done => std::mem::take(&mut self.wire),
             _ => Bytes::new(),
         }
     }
@@ -164,7 +175,7 @@ impl Op {
         upstream.send(UpRequest {
             data: self.wire.clone(),
             asking,
-            prelude: self.prelude.take(),
+            prelude: self.take_prelude(),
             reply: tx,
         });
         self.state = State::Waiting { rx, upstream };
@@ -174,7 +185,7 @@ impl Op {
     pub fn poll_sync(&mut self, ctx: &WorkerCtx, now: Instant) -> bool {
         loop {
             match &mut self.state {
-                State::Done(_) => return true,
+                State::Done => return true,
                 State::Backoff(until) => {
                     if now < *until {
                         return false;
@@ -199,7 +210,7 @@ impl Op {
     pub fn deadline(&self) -> Option<Instant> {
         match self.state {
             State::Waiting { .. } => Some(self.deadline),
-            State::Backoff(_) | State::Done(_) => None,
+            State::Backoff(_) | State::Done => None,
         }
     }
 
@@ -214,7 +225,7 @@ impl Op {
                 tokio::time::sleep_until(*until).await;
                 Event::Wake
             }
-            State::Done(_) => std::future::pending().await,
+            State::Done => std::future::pending().await,
         }
     }
 
@@ -228,7 +239,7 @@ impl Op {
                 }
                 return;
             }
-            State::Done(_) => return,
+            State::Done => return,
         };
         let node = &upstream.addr;
         match event {
@@ -240,7 +251,7 @@ impl Op {
                 self.timed_out = true;
                 // A write on its way may still run when the node wakes up: only a read is
                 // safe to retry, so only a read gets -TRYAGAIN.
-                self.state = State::Done(if self.readonly {
+                self.finish(if self.readonly {
                     replies::upstream_timeout(node.as_str())
                 } else {
                     replies::upstream_timeout_write(node.as_str())
@@ -259,7 +270,7 @@ impl Op {
                             }
                             self.send(ctx, Some(target), asking);
                         }
-                        _ => self.state = State::Done(reply.raw),
+                        _ => self.finish(reply.raw),
                     }
                 }
                 ReplyKind::Error(
@@ -278,14 +289,17 @@ impl Op {
                     }
                 }
                 ReplyKind::Error(_)
-                    if reply.raw.starts_with(b"-NOSCRIPT") && self.repair.is_some() =>
+                    if reply.raw.starts_with(b"-NOSCRIPT")
+                        && self.repair.as_ref().is_some_and(|r| !r.next_send) =>
                 {
                     // The node never loaded this script (a promoted replica, a new node):
                     // load the body slotgate saw, then run the EVALSHA again, on that node.
-                    self.prelude = self.repair.take();
+                    if let Some(repair) = self.repair.as_mut() {
+                        repair.next_send = true;
+                    }
                     self.send(ctx, Some(node.clone()), false);
                 }
-                _ => self.state = State::Done(reply.raw),
+                _ => self.finish(reply.raw),
             },
             Event::Reply(UpReply::Failed(Failure::Unreachable)) => {
                 // The node may have been replaced (failover): look again, debounced by the
@@ -301,12 +315,26 @@ impl Op {
                     ctx.metrics.shared().retry(Retry::ReadonlyIo);
                     self.send(ctx, None, false);
                 } else {
-                    self.state = State::Done(replies::upstream_lost(node.as_str()));
+                    self.finish(replies::upstream_lost(node.as_str()));
                 }
             }
             Event::Reply(UpReply::Failed(Failure::Protocol)) => {
-                self.state = State::Done(replies::upstream_protocol(node.as_str()))
+                self.finish(replies::upstream_protocol(node.as_str()))
             }
+        }
+    }
+
+    /// End with `reply`.
+    fn finish(&mut self, reply: Bytes) {
+        self.wire = reply;
+        self.state = State::Done;
+    }
+
+    /// The repair's `SCRIPT LOAD`, if the next send must carry it (once).
+    fn take_prelude(&mut self) -> Option<Bytes> {
+        match &self.repair {
+            Some(r) if r.next_send => self.repair.take().map(|r| r.load),
+            _ => None,
         }
     }
 
@@ -320,7 +348,7 @@ impl Op {
             self.state = State::Backoff(at);
             true
         } else {
-            self.state = State::Done(final_reply);
+            self.finish(final_reply);
             false
         }
     }

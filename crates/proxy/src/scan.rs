@@ -112,7 +112,7 @@ pub(crate) fn route(ctx: &WorkerCtx, req: &Request, deadline: Instant) -> Entry 
     }
     let (position, node_cursor) = layout.resume(cursor);
     let step = layout.step(position);
-    let route = Route::Node(step.node.clone());
+    let route = Route::Node(Box::new(step.node.clone()));
     let mut ops = Vec::with_capacity(2);
     if node_cursor == 0 {
         // The primary's slots as its scan starts, on the same connection, just before.
@@ -262,7 +262,7 @@ impl ScanOp {
             None => match self.first_stage(&replies) {
                 Ok(Some(done)) => done,
                 Ok(None) => {
-                    let route = Route::Node(self.step.node.clone());
+                    let route = Route::Node(Box::new(self.step.node.clone()));
                     self.ops = vec![Op::start(
                         ctx,
                         route,

@@ -377,18 +377,13 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     }
 }
 #[cfg(test)]
-mod size_probe {
+mod tests {
+    /// Requests are moved into and out of the session's queue by value: up to 128 bytes the
+    /// compiler moves them inline; past that, every move was a `memcpy` call (about 190
+    /// instructions per GET at `-P 16` when `Pending` was 216 bytes).
     #[test]
-    fn sizes() {
-        eprintln!(
-            "Op {} Entry {} Pending {} UpRequest {} UpReply {} Route {} Bytes {}",
-            std::mem::size_of::<crate::op::Op>(),
-            std::mem::size_of::<crate::entry::Entry>(),
-            std::mem::size_of::<super::Pending>(),
-            std::mem::size_of::<crate::upstream::UpRequest>(),
-            std::mem::size_of::<crate::upstream::UpReply>(),
-            std::mem::size_of::<crate::op::Route>(),
-            std::mem::size_of::<bytes::Bytes>()
-        );
+    fn a_queued_request_fits_in_128_bytes() {
+        assert!(std::mem::size_of::<super::Pending>() <= 128);
+        assert!(std::mem::size_of::<crate::op::Op>() <= 112);
     }
 }
