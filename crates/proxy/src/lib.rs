@@ -17,6 +17,7 @@ mod entry;
 pub mod error;
 mod hold;
 mod keyspace;
+mod latency;
 mod local;
 mod local_queue;
 mod logs;

@@ -4,7 +4,7 @@
 //! - rare events (accepts, redirects, retries, upstream errors, refreshes) go straight to the
 //!   shared prometheus counters — an atomic add each;
 //! - per-command and per-upstream-request instruments live in each worker's
-//!   [`WorkerMetrics`] (plain thread-local counters and `LocalHistogram`s), resolved once
+//!   [`WorkerMetrics`] (plain thread-local counters and [`LocalLatency`] histograms), resolved once
 //!   per command index and node, and flushed into the shared registry once a second and
 //!   before every scrape (DESIGN §5).
 
@@ -15,14 +15,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use prometheus::local::{LocalHistogram, LocalIntCounter};
+use prometheus::local::LocalIntCounter;
 use prometheus::{
-    Counter, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry,
+    Counter, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 use slotgate_cluster::NodeAddr;
 use slotgate_commands::COMMAND_COUNT;
 use tokio::sync::watch;
+
+use crate::latency::{LatencyVec, LocalLatency};
 
 /// Histogram buckets for client-observed and upstream latency: 50 µs to 5 s.
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -137,11 +138,11 @@ pub struct Metrics {
     connections_tls_error: IntCounter,
     auth_failures: IntCounterVec,
     commands: IntCounterVec,
-    command_duration: HistogramVec,
+    command_duration: LatencyVec,
     upstream_requests: IntCounterVec,
     upstream_errors: IntCounterVec,
     upstream_connections: IntGaugeVec,
-    upstream_duration: HistogramVec,
+    upstream_duration: LatencyVec,
     redirects_moved: IntCounter,
     redirects_ask: IntCounter,
     retries: Vec<IntCounter>,
@@ -182,9 +183,8 @@ fn int_gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     g
 }
 
-fn histogram_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
-    let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
-    let h = HistogramVec::new(opts, labels).expect("valid metric");
+fn latency_vec(registry: &Registry, name: &str, help: &str, label: &str) -> LatencyVec {
+    let h = LatencyVec::new(name, help, label);
     registry
         .register(Box::new(h.clone()))
         .expect("unique metric");
@@ -259,11 +259,11 @@ impl Metrics {
                 "Client commands answered, by command and result.",
                 &["command", "result"],
             ),
-            command_duration: histogram_vec(
+            command_duration: latency_vec(
                 &r,
                 "slotgate_command_duration_seconds",
                 "Time from reading a command to having its reply ready, in the proxy.",
-                &["command"],
+                "command",
             ),
             upstream_requests: counter_vec(
                 &r,
@@ -283,11 +283,11 @@ impl Metrics {
                 "Established connections to each cluster node.",
                 &["node", "kind"],
             ),
-            upstream_duration: histogram_vec(
+            upstream_duration: latency_vec(
                 &r,
                 "slotgate_upstream_duration_seconds",
                 "Time from writing a request to a node to reading its reply.",
-                &["node"],
+                "node",
             ),
             redirects_moved: redirects.with_label_values(&["moved"]),
             redirects_ask: redirects.with_label_values(&["ask"]),
@@ -467,22 +467,16 @@ pub(crate) fn mono_ns(at: std::time::Instant) -> u64 {
     at.saturating_duration_since(base).as_nanos() as u64
 }
 
-/// Seconds between two [`mono_ns`] readings, for a histogram.
-#[inline]
-pub(crate) fn secs_between(earlier_ns: u64, later_ns: u64) -> f64 {
-    later_ns.saturating_sub(earlier_ns) as f64 * 1e-9
-}
-
 /// One command's thread-local instruments, resolved on first use.
 struct CommandHandles {
     counts: [Option<LocalIntCounter>; 4],
-    duration: LocalHistogram,
+    duration: LocalLatency,
 }
 
 /// Thread-local per-node request instruments, shared by a worker's connections to a node.
 pub(crate) struct NodeMetrics {
     requests: LocalIntCounter,
-    duration: LocalHistogram,
+    duration: LocalLatency,
 }
 
 impl NodeMetrics {
@@ -492,10 +486,10 @@ impl NodeMetrics {
         self.requests.inc_by(n);
     }
 
-    /// One reply arrived `secs` after its request was written.
+    /// One reply arrived `ns` nanoseconds after its request was written.
     #[inline]
-    pub fn observe(&self, secs: f64) {
-        self.duration.observe(secs);
+    pub fn observe_ns(&self, ns: u64) {
+        self.duration.observe_ns(ns);
     }
 
     fn flush(&self) {
@@ -542,7 +536,7 @@ impl WorkerMetrics {
     /// Count one finished client command: `cmd` is a command table index or
     /// [`UNKNOWN_COMMAND`].
     #[inline]
-    pub fn command(&self, cmd: u16, result: CmdResult, elapsed_secs: f64) {
+    pub fn command(&self, cmd: u16, result: CmdResult, elapsed_ns: u64) {
         if !self.shared.enabled {
             return;
         }
@@ -553,11 +547,7 @@ impl WorkerMetrics {
         let handles = slot.get_or_insert_with(|| {
             Box::new(CommandHandles {
                 counts: [None, None, None, None],
-                duration: self
-                    .shared
-                    .command_duration
-                    .with_label_values(&[command_label(cmd)])
-                    .local(),
+                duration: self.shared.command_duration.local(command_label(cmd)),
             })
         });
         handles.counts[result as usize]
@@ -568,7 +558,7 @@ impl WorkerMetrics {
                     .local()
             })
             .inc();
-        handles.duration.observe(elapsed_secs);
+        handles.duration.observe_ns(elapsed_ns);
     }
 
     /// The request instruments for `node` (`None` when metrics are disabled).
@@ -586,11 +576,7 @@ impl WorkerMetrics {
                 .upstream_requests
                 .with_label_values(&[node.as_str()])
                 .local(),
-            duration: self
-                .shared
-                .upstream_duration
-                .with_label_values(&[node.as_str()])
-                .local(),
+            duration: self.shared.upstream_duration.local(node.as_str()),
         });
         nodes.insert(node.clone(), Rc::downgrade(&m));
         Some(m)
@@ -777,9 +763,9 @@ mod tests {
         let w = WorkerMetrics::new(Arc::clone(&m));
         let get = slotgate_commands::lookup_name(b"get").unwrap().index;
         for _ in 0..3 {
-            w.command(get, CmdResult::Ok, 120e-6);
+            w.command(get, CmdResult::Ok, 120_000);
         }
-        w.command(UNKNOWN_COMMAND, CmdResult::Error, 10e-6);
+        w.command(UNKNOWN_COMMAND, CmdResult::Error, 10_000);
         let before = m.encode();
         assert!(
             !before.contains("command=\"get\",result=\"ok\"} 3"),
@@ -808,7 +794,7 @@ mod tests {
     fn disabled_metrics_count_no_commands() {
         let m = Arc::new(Metrics::new(false));
         let w = WorkerMetrics::new(Arc::clone(&m));
-        w.command(0, CmdResult::Ok, 1e-6);
+        w.command(0, CmdResult::Ok, 1_000);
         w.flush();
         assert!(!m.encode().contains("slotgate_commands_total{"));
         assert!(w.node(&NodeAddr::new("127.0.0.1:1")).is_none());

@@ -329,7 +329,7 @@ fn drain_ready(ctx: &WorkerCtx, queue: &mut VecDeque<Pending>, wbuf: &mut BytesM
         if let Some(p) = queue.pop_front() {
             let (result, close) = p.entry.write_reply(wbuf);
             ctx.metrics
-                .command(p.cmd, result, crate::metrics::secs_between(p.start, now_ns));
+                .command(p.cmd, result, now_ns.saturating_sub(p.start));
             if close {
                 return true;
             }

@@ -349,7 +349,7 @@ where
                 match waiters.borrow_mut().pop_front() {
                     Some(Waiter::Client(tx, sent)) => {
                         if let Some(m) = metrics {
-                            m.observe(crate::metrics::secs_between(sent, now));
+                            m.observe_ns(now.saturating_sub(sent));
                         }
                         tx.send(UpReply::Frame(reply));
                     }
