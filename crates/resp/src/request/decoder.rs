@@ -235,8 +235,10 @@ impl RequestDecoder {
         if at > self.limits.max_inline {
             return None;
         }
-        let mut args = ArgRanges::default();
-        for _ in 0..count {
+        // Filled here rather than through `ArgRanges::push`, whose spill path keeps it from
+        // being inlined: the count is known to fit, and an offset beyond `u32` falls back.
+        let mut items = [(0u32, 0u32); INLINE_ARGS];
+        for item in &mut items[..count] {
             if b.get(at) != Some(&b'$') {
                 return None;
             }
@@ -248,12 +250,15 @@ impl RequestDecoder {
             if at > b.len() {
                 return None;
             }
-            args.push(start, len);
+            *item = (u32::try_from(start).ok()?, u32::try_from(len).ok()?);
         }
         Some(Request {
             raw: buf.split_to(at).freeze(),
             encoded: None,
-            args,
+            args: ArgRanges::Inline {
+                len: count as u8,
+                items,
+            },
         })
     }
 
