@@ -1,9 +1,9 @@
 //! A one-shot slot carrying one upstream reply from a connection task to the op waiting for
 //! it. Both live on the same worker thread, so this is what `tokio::sync::oneshot` does
-//! without its atomics: an `Rc`, a `RefCell`, and a waker. Slots are recycled through a
+//! without its atomics: an `Rc` of `Cell`s (no borrow flag to check), and a waker. Slots are recycled through a
 //! per-thread pool, so a request costs no allocation once the pool is warm.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -11,25 +11,26 @@ use std::task::{Context, Poll, Waker};
 
 use crate::upstream::UpReply;
 
+#[derive(Default)]
 struct Slot {
-    value: Option<UpReply>,
-    waker: Option<Waker>,
+    value: Cell<Option<UpReply>>,
+    waker: Cell<Option<Waker>>,
     /// The sending side was dropped (with or without sending).
-    sender_gone: bool,
+    sender_gone: Cell<bool>,
 }
 
 /// The sending half, kept by the connection task with the request it wrote.
-pub(crate) struct ReplyTx(Rc<RefCell<Slot>>);
+pub(crate) struct ReplyTx(Rc<Slot>);
 
 /// The receiving half, kept by the op.
-pub(crate) struct ReplyRx(Rc<RefCell<Slot>>);
+pub(crate) struct ReplyRx(Rc<Slot>);
 
 /// Most idle slots kept per thread for reuse.
 const POOL_MAX: usize = 4096;
 
 thread_local! {
     /// Idle slots (both halves dropped), reset and ready for reuse.
-    static POOL: RefCell<Vec<Rc<RefCell<Slot>>>> = const { RefCell::new(Vec::new()) };
+    static POOL: RefCell<Vec<Rc<Slot>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Why [`ReplyRx::try_recv`] has no reply.
@@ -45,13 +46,7 @@ pub(crate) enum Empty {
 pub(crate) fn reply_slot() -> (ReplyTx, ReplyRx) {
     let slot = POOL
         .with(|pool| pool.borrow_mut().pop())
-        .unwrap_or_else(|| {
-            Rc::new(RefCell::new(Slot {
-                value: None,
-                waker: None,
-                sender_gone: false,
-            }))
-        });
+        .unwrap_or_default();
     (ReplyTx(Rc::clone(&slot)), ReplyRx(slot))
 }
 
@@ -60,7 +55,7 @@ pub(crate) fn reply_slot() -> (ReplyTx, ReplyRx) {
 impl ReplyTx {
     /// Deliver the reply (dropped if the receiver is gone) and wake the receiver.
     pub fn send(self, reply: UpReply) {
-        self.0.borrow_mut().value = Some(reply);
+        self.0.value.set(Some(reply));
         // Dropping `self` wakes the receiver.
     }
 
@@ -72,12 +67,8 @@ impl ReplyTx {
 
 impl Drop for ReplyTx {
     fn drop(&mut self) {
-        let waker = {
-            let mut slot = self.0.borrow_mut();
-            slot.sender_gone = true;
-            slot.waker.take()
-        };
-        if let Some(w) = waker {
+        self.0.sender_gone.set(true);
+        if let Some(w) = self.0.waker.take() {
             w.wake();
         }
     }
@@ -88,10 +79,9 @@ impl Drop for ReplyTx {
 impl ReplyRx {
     /// The reply if it is there.
     pub fn try_recv(&mut self) -> Result<UpReply, Empty> {
-        let mut slot = self.0.borrow_mut();
-        match slot.value.take() {
+        match self.0.value.take() {
             Some(v) => Ok(v),
-            None if slot.sender_gone => Err(Empty::Closed),
+            None if self.0.sender_gone.get() => Err(Empty::Closed),
             None => Err(Empty::Pending),
         }
     }
@@ -102,17 +92,18 @@ impl Future for ReplyRx {
     type Output = Option<UpReply>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<UpReply>> {
-        let mut slot = self.0.borrow_mut();
+        let slot = &self.0;
         if let Some(v) = slot.value.take() {
             return Poll::Ready(Some(v));
         }
-        if slot.sender_gone {
+        if slot.sender_gone.get() {
             return Poll::Ready(None);
         }
-        match &slot.waker {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => slot.waker = Some(cx.waker().clone()),
-        }
+        let waker = match slot.waker.take() {
+            Some(w) if w.will_wake(cx.waker()) => w,
+            _ => cx.waker().clone(),
+        };
+        slot.waker.set(Some(waker));
         Poll::Pending
     }
 }
@@ -122,11 +113,9 @@ impl Drop for ReplyRx {
         // Recycle the slot when the sender is gone too (the usual order: the reply arrived,
         // then the op moved on); otherwise the sender's drop frees it.
         if Rc::strong_count(&self.0) == 1 {
-            *self.0.borrow_mut() = Slot {
-                value: None,
-                waker: None,
-                sender_gone: false,
-            };
+            self.0.value.set(None);
+            self.0.waker.set(None);
+            self.0.sender_gone.set(false);
             POOL.with(|pool| {
                 let mut pool = pool.borrow_mut();
                 if pool.len() < POOL_MAX {
