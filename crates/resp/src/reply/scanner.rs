@@ -86,6 +86,13 @@ impl ReplyScanner {
                     }
                 }
                 Some(&ty @ (b'+' | b':')) => {
+                    // A short line (`+OK`, a small integer) ends before the word search
+                    // in `find_crlf` is set up; a lone `\n` or a longer line takes it.
+                    if let Some(newline) = buf.iter().take(32).position(|&b| b == b'\n') {
+                        if newline >= 2 && buf[newline - 1] == b'\r' {
+                            return Ok(Some((newline + 1, root_kind(ty, b""))));
+                        }
+                    }
                     return Ok(match find_crlf(buf, 0, 0) {
                         Ok(newline) => Some((newline + 1, root_kind(ty, b""))),
                         Err(resume) => {

@@ -64,6 +64,13 @@ fn one_pass_replies_agree_with_the_general_path() {
     one(b"$1\r\n\r\r\n", ReplyKind::Bulk);
     one(b":0\r\n", ReplyKind::Integer);
     one(b"+a\nb\r\n", ReplyKind::Simple);
+    // The short-line loop: an empty line, a lone `\r` before the end, a line ending just
+    // inside and just past its 32 bytes.
+    one(b"+\r\n", ReplyKind::Simple);
+    one(b"+a\rb\r\n", ReplyKind::Simple);
+    one(b":-1234567890123456789\r\n", ReplyKind::Integer);
+    one(b"+0123456789012345678901234567890\r\n", ReplyKind::Simple);
+    one(b"+01234567890123456789012345678901\r\n", ReplyKind::Simple);
     fails(b"$01\r\nx\r\n", ProtocolError::InvalidReplyLength);
     fails(b"$5\r\nhelloXY", ProtocolError::MissingCrlf);
     fails(b"$5\n\r\nhello\r\n", ProtocolError::InvalidReplyLength);
