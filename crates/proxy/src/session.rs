@@ -376,6 +376,7 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
 #[cfg(test)]
 mod tests {
     /// Requests are moved into and out of the session's queue by value: up to 128 bytes the

@@ -119,7 +119,9 @@ impl Upstream {
     /// Queue `req` on one of the node's connections (round robin).
     pub fn send(&self, req: UpRequest) {
         let i = self.next.get();
-        self.next.set((i + 1) % self.conns.len());
+        // A compare, not `%`: an integer division on every request costs tens of cycles.
+        self.next
+            .set(if i + 1 < self.conns.len() { i + 1 } else { 0 });
         if let Err(req) = self.conns[i].send(req) {
             req.reply.send(UpReply::Failed(Failure::Unreachable));
         }
