@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::slots::{keep_waker, Slots};
+
 /// One worker's hold clock.
 pub(crate) struct HoldClock {
     /// How long a hold lasts unless stopped.
@@ -28,14 +30,8 @@ pub(crate) struct HoldClock {
     /// Holds in the order they began (so by end time): `(end, holder, hold number)`. A
     /// stopped hold stays queued until its end, then is skipped.
     queue: RefCell<VecDeque<(Instant, usize, u64)>>,
-    holders: RefCell<Holders>,
-}
-
-/// Per registered session: its current hold; freed registrations are reused.
-#[derive(Default)]
-struct Holders {
-    slots: Vec<HolderSlot>,
-    free: Vec<usize>,
+    /// Per registered session, its current hold.
+    holders: RefCell<Slots<HolderSlot>>,
 }
 
 #[derive(Default)]
@@ -55,7 +51,7 @@ impl HoldClock {
             next: Cell::new(None),
             runner: RefCell::new(None),
             queue: RefCell::new(VecDeque::new()),
-            holders: RefCell::new(Holders::default()),
+            holders: RefCell::new(Slots::default()),
         })
     }
 
@@ -65,10 +61,7 @@ impl HoldClock {
             let at = poll_fn(|cx| match self.next.get() {
                 Some(at) => Poll::Ready(at),
                 None => {
-                    let mut runner = self.runner.borrow_mut();
-                    if !runner.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                        *runner = Some(cx.waker().clone());
-                    }
+                    keep_waker(&mut self.runner.borrow_mut(), cx.waker());
                     Poll::Pending
                 }
             })
@@ -88,11 +81,10 @@ impl HoldClock {
                 break;
             }
             queue.pop_front();
-            if let Some(slot) = holders.slots.get_mut(index) {
-                if slot.hold == hold && !slot.expired {
-                    slot.expired = true;
-                    wakers.extend(slot.waker.take());
-                }
+            let slot = holders.get_mut(index);
+            if slot.hold == hold && !slot.expired {
+                slot.expired = true;
+                wakers.extend(slot.waker.take());
             }
         }
         self.next.set(queue.front().map(|&(end, ..)| end));
@@ -104,14 +96,7 @@ impl HoldClock {
 
     /// A registration for one session (released when dropped).
     pub fn holder(self: &Rc<Self>) -> Holder {
-        let mut holders = self.holders.borrow_mut();
-        let index = match holders.free.pop() {
-            Some(i) => i,
-            None => {
-                holders.slots.push(HolderSlot::default());
-                holders.slots.len() - 1
-            }
-        };
+        let index = self.holders.borrow_mut().acquire();
         Holder {
             clock: Rc::clone(self),
             index,
@@ -131,7 +116,7 @@ impl Holder {
         let clock = &self.clock;
         let hold = {
             let mut holders = clock.holders.borrow_mut();
-            let slot = &mut holders.slots[self.index];
+            let slot = holders.get_mut(self.index);
             slot.hold += 1;
             slot.expired = false;
             slot.hold
@@ -149,7 +134,7 @@ impl Holder {
     /// End the hold early (the rest of the batch arrived): its end will not wake this session.
     pub fn stop(&self) {
         let mut holders = self.clock.holders.borrow_mut();
-        let slot = &mut holders.slots[self.index];
+        let slot = holders.get_mut(self.index);
         slot.hold += 1;
         slot.expired = false;
         slot.waker = None;
@@ -157,15 +142,12 @@ impl Holder {
 
     fn poll_expired(&self, cx: &mut Context<'_>) -> Poll<()> {
         let mut holders = self.clock.holders.borrow_mut();
-        let slot = &mut holders.slots[self.index];
+        let slot = holders.get_mut(self.index);
         if slot.expired {
             slot.expired = false;
             return Poll::Ready(());
         }
-        match &slot.waker {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => slot.waker = Some(cx.waker().clone()),
-        }
+        keep_waker(&mut slot.waker, cx.waker());
         Poll::Pending
     }
 
@@ -178,12 +160,10 @@ impl Holder {
 
 impl Drop for Holder {
     fn drop(&mut self) {
-        let mut holders = self.clock.holders.borrow_mut();
-        let slot = &mut holders.slots[self.index];
-        slot.hold += 1; // a queued hold of this registration is now stale
-        slot.expired = false;
-        slot.waker = None;
-        holders.free.push(self.index);
+        // Stopped, a queued hold of this registration is stale for its next owner too (the
+        // hold number is kept across owners).
+        self.stop();
+        self.clock.holders.borrow_mut().release(self.index);
     }
 }
 

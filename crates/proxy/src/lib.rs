@@ -33,6 +33,7 @@ mod scripts;
 mod session;
 mod shardsub;
 mod shutdown;
+mod slots;
 mod split;
 pub mod status;
 mod tls;

@@ -8,6 +8,8 @@ use std::future::poll_fn;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 
+use crate::slots::keep_waker;
+
 struct Inner<T> {
     items: VecDeque<T>,
     /// The receiver, waiting for an item.
@@ -77,10 +79,7 @@ impl<T> QueueRx<T> {
                 if inner.closed {
                     return Poll::Ready(0);
                 }
-                match &inner.waker {
-                    Some(w) if w.will_wake(cx.waker()) => {}
-                    _ => inner.waker = Some(cx.waker().clone()),
-                }
+                keep_waker(&mut inner.waker, cx.waker());
                 return Poll::Pending;
             }
             let n = inner.items.len().min(limit);

@@ -454,7 +454,13 @@ impl Metrics {
 
 /// Milliseconds of `at` since the first call (process-wide, monotonic); never 0.
 pub(crate) fn mono_ms(at: std::time::Instant) -> u64 {
-    mono_ns(at) / 1_000_000
+    ns_to_ms(mono_ns(at))
+}
+
+/// A [`mono_ns`] reading as [`mono_ms`] would give it.
+#[inline]
+pub(crate) fn ns_to_ms(ns: u64) -> u64 {
+    ns / 1_000_000
 }
 
 /// Nanoseconds of `at` since the first call (process-wide, monotonic; the same base as

@@ -9,6 +9,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
+use crate::slots::keep_waker;
 use crate::upstream::UpReply;
 
 #[derive(Default)]
@@ -99,11 +100,9 @@ impl Future for ReplyRx {
         if slot.sender_gone.get() {
             return Poll::Ready(None);
         }
-        let waker = match slot.waker.take() {
-            Some(w) if w.will_wake(cx.waker()) => w,
-            _ => cx.waker().clone(),
-        };
-        slot.waker.set(Some(waker));
+        let mut waker = slot.waker.take();
+        keep_waker(&mut waker, cx.waker());
+        slot.waker.set(waker);
         Poll::Pending
     }
 }

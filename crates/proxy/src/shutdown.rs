@@ -8,17 +8,13 @@ use std::future::poll_fn;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
+use crate::slots::{keep_waker, Slots};
+
 /// One worker's shutdown flag and its waiting sessions.
 pub(crate) struct LocalShutdown {
     fired: Cell<bool>,
-    waiters: RefCell<Waiters>,
-}
-
-/// Registered wakers by slot; freed slots are reused.
-#[derive(Default)]
-struct Waiters {
-    slots: Vec<Option<Waker>>,
-    free: Vec<usize>,
+    /// The waiting sessions' wakers, by registration.
+    waiters: RefCell<Slots<Option<Waker>>>,
 }
 
 impl LocalShutdown {
@@ -26,7 +22,7 @@ impl LocalShutdown {
     pub fn new() -> Rc<LocalShutdown> {
         Rc::new(LocalShutdown {
             fired: Cell::new(false),
-            waiters: RefCell::new(Waiters::default()),
+            waiters: RefCell::new(Slots::default()),
         })
     }
 
@@ -42,7 +38,6 @@ impl LocalShutdown {
         let wakers: Vec<Waker> = self
             .waiters
             .borrow_mut()
-            .slots
             .iter_mut()
             .filter_map(Option::take)
             .collect();
@@ -53,14 +48,7 @@ impl LocalShutdown {
 
     /// A place to wait, for one session (released when dropped).
     pub fn waiter(self: &Rc<Self>) -> ShutdownWait {
-        let mut waiters = self.waiters.borrow_mut();
-        let index = match waiters.free.pop() {
-            Some(i) => i,
-            None => {
-                waiters.slots.push(None);
-                waiters.slots.len() - 1
-            }
-        };
+        let index = self.waiters.borrow_mut().acquire();
         ShutdownWait {
             signal: Rc::clone(self),
             index,
@@ -80,13 +68,10 @@ impl ShutdownWait {
         if self.signal.is_fired() {
             return Poll::Ready(());
         }
-        let mut waiters = self.signal.waiters.borrow_mut();
-        if let Some(slot) = waiters.slots.get_mut(self.index) {
-            match slot {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                _ => *slot = Some(cx.waker().clone()),
-            }
-        }
+        keep_waker(
+            self.signal.waiters.borrow_mut().get_mut(self.index),
+            cx.waker(),
+        );
         Poll::Pending
     }
 
@@ -99,10 +84,8 @@ impl ShutdownWait {
 impl Drop for ShutdownWait {
     fn drop(&mut self) {
         let mut waiters = self.signal.waiters.borrow_mut();
-        if let Some(slot) = waiters.slots.get_mut(self.index) {
-            *slot = None;
-            waiters.free.push(self.index);
-        }
+        *waiters.get_mut(self.index) = None;
+        waiters.release(self.index);
     }
 }
 

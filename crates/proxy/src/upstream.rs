@@ -296,7 +296,7 @@ where
                 if queued == 0 && !w.is_empty() {
                     // The oldest unanswered request is now this batch (readiness).
                     pending.store(
-                        sent / 1_000_000, // mono_ms
+                        crate::metrics::ns_to_ms(sent),
                         std::sync::atomic::Ordering::Relaxed,
                     );
                 }
@@ -366,7 +366,7 @@ where
             }
             // Once per read: when the oldest request still unanswered was written.
             let oldest = waiters.borrow().iter().find_map(|w| match w {
-                Waiter::Client(_, sent) => Some(sent / 1_000_000), // mono_ms
+                Waiter::Client(_, sent) => Some(crate::metrics::ns_to_ms(*sent)),
                 Waiter::Asking => None,
             });
             pending.store(oldest.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
