@@ -13,11 +13,28 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    /// Starts `redis-server` (no persistence) and waits until it answers PING.
+    /// Starts `redis-server` (no persistence) and waits until it answers.
+    ///
+    /// The free port is picked before the server binds it, so another test's server can take
+    /// it first: ours then exits, and answering there is that other server (which may be
+    /// gone before this test ends). So the server must say it is our child (`process_id`),
+    /// and a server that lost its port is started again on another.
     ///
     /// # Panics
     /// When redis-server is not installed or does not come up within 10 s.
     pub fn start() -> RedisServer {
+        for _ in 0..5 {
+            if let Some(server) = RedisServer::try_start() {
+                return server;
+            }
+        }
+        panic!(
+            "redis-server exited before answering, five times (its port taken, or it cannot start)"
+        );
+    }
+
+    /// One attempt; `None` when the server exited (its port was taken).
+    fn try_start() -> Option<RedisServer> {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("bind a free port")
@@ -35,22 +52,25 @@ impl RedisServer {
                 )
             });
         let mut server = RedisServer { child, port };
+        let pid_line = format!("process_id:{}", server.child.id());
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(mut c) = server.try_connect() {
-                if matches!(c.call(&[b"PING"]), Reply::Simple(ref s) if s == "PONG") {
-                    return server;
+                if let Reply::Bulk(Some(info)) = c.call(&[&b"INFO"[..], b"server"]) {
+                    if String::from_utf8_lossy(&info)
+                        .lines()
+                        .any(|l| l.trim_end() == pid_line)
+                    {
+                        return Some(server);
+                    }
                 }
             }
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!(
-                    "redis-server exited early ({status}) on port {}",
-                    server.port
-                );
+            if let Ok(Some(_)) = server.child.try_wait() {
+                return None;
             }
             assert!(
                 Instant::now() < deadline,
-                "redis-server did not answer PING in 10 s"
+                "redis-server did not answer in 10 s"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
