@@ -50,8 +50,9 @@ impl RedisServer {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(mut conn) = server.try_connect() {
-                if let Reply::Bulk(Some(info)) = conn.call(&["INFO", "server"]) {
-                    let info = String::from_utf8_lossy(&info);
+                let reply = conn.call(&["INFO", "server"]);
+                if matches!(reply, Reply::Bulk(Some(_))) {
+                    let info = reply.text();
                     if info.lines().any(|l| l.trim_end() == pid_line) {
                         assert!(
                             info.contains("redis_version:7.0."),
