@@ -2,45 +2,38 @@
 //! Nothing here is a fake: a missing redis-server fails the test with a clear message.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// A redis-server child process on a free loopback port, killed on drop.
+/// A redis-server child process listening on its own Unix socket only, killed on drop.
+///
+/// No TCP port: a port picked as free can be taken by another process before the server
+/// binds it, and the server answering there is then someone else's. A socket path of our
+/// own cannot be.
 pub struct RedisServer {
     child: Child,
-    port: u16,
+    socket: PathBuf,
 }
 
 impl RedisServer {
     /// Starts `redis-server` (no persistence) and waits until it answers.
     ///
-    /// The free port is picked before the server binds it, so another test's server can take
-    /// it first: ours then exits, and answering there is that other server (which may be
-    /// gone before this test ends). So the server must say it is our child (`process_id`),
-    /// and a server that lost its port is started again on another.
-    ///
     /// # Panics
-    /// When redis-server is not installed or does not come up within 10 s.
+    /// When redis-server is not installed, exits, or does not answer within 10 s.
     pub fn start() -> RedisServer {
-        for _ in 0..5 {
-            if let Some(server) = RedisServer::try_start() {
-                return server;
-            }
-        }
-        panic!(
-            "redis-server exited before answering, five times (its port taken, or it cannot start)"
-        );
-    }
-
-    /// One attempt; `None` when the server exited (its port was taken).
-    fn try_start() -> Option<RedisServer> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("bind a free port")
-            .port();
+        static STARTED: AtomicU32 = AtomicU32::new(0);
+        let socket = std::env::temp_dir().join(format!(
+            "slotgate-commands-redis-{}-{}.sock",
+            std::process::id(),
+            STARTED.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_file(&socket);
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--port", "0", "--unixsocket"])
+            .arg(&socket)
             .args(["--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -51,22 +44,11 @@ impl RedisServer {
                      on PATH (Debian/Ubuntu: apt-get install redis-server)"
                 )
             });
-        let mut server = RedisServer { child, port };
-        let pid_line = format!("process_id:{}", server.child.id());
+        let mut server = RedisServer { child, socket };
         let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(mut c) = server.try_connect() {
-                if let Reply::Bulk(Some(info)) = c.call(&[&b"INFO"[..], b"server"]) {
-                    if String::from_utf8_lossy(&info)
-                        .lines()
-                        .any(|l| l.trim_end() == pid_line)
-                    {
-                        return Some(server);
-                    }
-                }
-            }
-            if let Ok(Some(_)) = server.child.try_wait() {
-                return None;
+        while server.try_connect().is_err() {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("redis-server exited before answering ({status})");
             }
             assert!(
                 Instant::now() < deadline,
@@ -74,10 +56,11 @@ impl RedisServer {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        server
     }
 
     fn try_connect(&self) -> std::io::Result<Client> {
-        let stream = TcpStream::connect(("127.0.0.1", self.port))?;
+        let stream = UnixStream::connect(&self.socket)?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
         Ok(Client {
             reader: BufReader::new(stream.try_clone()?),
@@ -95,6 +78,7 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.socket);
     }
 }
 
@@ -134,8 +118,8 @@ impl Reply {
 
 /// A blocking RESP2 connection.
 pub struct Client {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
 }
 
 impl Client {

@@ -2,39 +2,32 @@
 //! A missing redis-server is a test failure with a message saying how to install it.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// A redis-server child on a free loopback port, killed on drop.
+/// A redis-server child listening on its own Unix socket only, killed on drop. No TCP port:
+/// a port picked as free can be taken by another process before the server binds it.
 pub struct RedisServer {
     child: Child,
-    port: u16,
+    socket: PathBuf,
 }
 
 impl RedisServer {
-    /// Starts redis-server 7.0 and waits until it answers. Another test's server can take
-    /// the picked port first: ours then exits, and the server answering there is not ours.
-    /// So it must say it is our child (`process_id`), and a lost port means another start.
+    /// Starts redis-server 7.0 and waits until it answers.
     pub fn start() -> RedisServer {
-        for _ in 0..5 {
-            if let Some(server) = RedisServer::try_start() {
-                return server;
-            }
-        }
-        panic!(
-            "redis-server exited before answering, five times (its port taken, or it cannot start)"
-        );
-    }
-
-    /// One attempt; `None` when the server exited (its port was taken).
-    fn try_start() -> Option<RedisServer> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("bind a free port")
-            .port();
+        static STARTED: AtomicU32 = AtomicU32::new(0);
+        let socket = std::env::temp_dir().join(format!(
+            "slotgate-acl-redis-{}-{}.sock",
+            std::process::id(),
+            STARTED.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_file(&socket);
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--port", "0", "--unixsocket"])
+            .arg(&socket)
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -45,36 +38,31 @@ impl RedisServer {
                      redis-server 7.0 on PATH (Debian/Ubuntu: apt-get install redis-server)"
                 )
             });
-        let mut server = RedisServer { child, port };
-        let pid_line = format!("process_id:{}", server.child.id());
+        let mut server = RedisServer { child, socket };
         let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(mut conn) = server.try_connect() {
-                let reply = conn.call(&["INFO", "server"]);
-                if matches!(reply, Reply::Bulk(Some(_))) {
-                    let info = reply.text();
-                    if info.lines().any(|l| l.trim_end() == pid_line) {
-                        assert!(
-                            info.contains("redis_version:7.0."),
-                            "these tests compare with Redis 7.0; found:\n{info}"
-                        );
-                        return Some(server);
-                    }
-                }
+        let mut conn = loop {
+            if let Ok(conn) = server.try_connect() {
+                break conn;
             }
-            if let Ok(Some(_)) = server.child.try_wait() {
-                return None;
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("redis-server exited before answering ({status})");
             }
             assert!(
                 Instant::now() < deadline,
                 "redis-server did not answer in 10 s"
             );
             std::thread::sleep(Duration::from_millis(20));
-        }
+        };
+        let info = conn.call(&["INFO", "server"]).text();
+        assert!(
+            info.contains("redis_version:7.0."),
+            "these tests compare with Redis 7.0; found:\n{info}"
+        );
+        server
     }
 
     fn try_connect(&self) -> std::io::Result<Conn> {
-        let stream = TcpStream::connect(("127.0.0.1", self.port))?;
+        let stream = UnixStream::connect(&self.socket)?;
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;
         Ok(Conn {
             reader: BufReader::new(stream.try_clone()?),
@@ -91,6 +79,7 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.socket);
     }
 }
 
@@ -114,8 +103,8 @@ impl Reply {
 }
 
 pub struct Conn {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
 }
 
 impl Conn {
