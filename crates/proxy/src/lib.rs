@@ -19,7 +19,6 @@ mod hold;
 mod keyspace;
 mod latency;
 mod local;
-mod local_queue;
 mod logs;
 pub mod metrics;
 mod node_client;

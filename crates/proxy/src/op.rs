@@ -20,7 +20,7 @@ use crate::metrics::{CmdResult, RefreshTrigger, Retry, UpstreamError};
 use crate::protocol::Protocol;
 use crate::replies;
 use crate::reply_slot::{reply_slot, Empty, ReplyRx};
-use crate::upstream::{Failure, UpReply, UpRequest, Upstream};
+use crate::upstream::{Failure, UpReply, Upstream};
 use crate::worker::WorkerCtx;
 
 /// First retry delay after TRYAGAIN/CLUSTERDOWN/LOADING or an unreachable node.
@@ -172,12 +172,8 @@ impl Op {
             return;
         };
         let (tx, rx) = reply_slot();
-        upstream.send(UpRequest {
-            data: self.wire.clone(),
-            asking,
-            prelude: self.take_prelude(),
-            reply: tx,
-        });
+        let prelude = self.take_prelude();
+        upstream.send(&self.wire, asking, prelude.as_deref(), tx);
         self.state = State::Waiting { rx, upstream };
     }
 

@@ -1,5 +1,5 @@
 //! Pieces shared by the worker-local wait registries (`shutdown.rs`, `hold.rs`) and the
-//! single-waiter channels (`local_queue.rs`, `reply_slot.rs`).
+//! single-waiter channels (the upstream outbox, `reply_slot.rs`).
 
 use std::task::Waker;
 
