@@ -25,6 +25,7 @@ pub mod process;
 pub mod promtool;
 pub mod raw;
 pub mod slotgate;
+pub mod standalone;
 pub mod tls;
 
 pub use bench::{redis_benchmark, redis_benchmark_with_timeout, BenchOutcome};

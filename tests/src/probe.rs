@@ -36,6 +36,37 @@ impl Reply {
             _ => None,
         }
     }
+
+    /// The text of a status or bulk string reply.
+    ///
+    /// # Panics
+    /// On any other reply.
+    pub fn string(&self) -> String {
+        self.text()
+            .unwrap_or_else(|| panic!("expected a string, got {self:?}"))
+    }
+
+    /// The elements of an array reply.
+    ///
+    /// # Panics
+    /// On any other reply.
+    pub fn array(self) -> Vec<Reply> {
+        match self {
+            Reply::Array(Some(a)) => a,
+            other => panic!("expected an array, got {other:?}"),
+        }
+    }
+
+    /// The value of an integer reply.
+    ///
+    /// # Panics
+    /// On any other reply.
+    pub fn int(&self) -> i64 {
+        match self {
+            Reply::Int(i) => *i,
+            other => panic!("expected an integer, got {other:?}"),
+        }
+    }
 }
 
 /// Sends `args` as one command to `127.0.0.1:port` and returns the reply.
@@ -85,7 +116,7 @@ fn encode(args: &[&str]) -> Vec<u8> {
 }
 
 /// Reads one reply (recursively for arrays).
-fn read_reply(reader: &mut impl BufRead) -> Result<Reply, String> {
+pub(crate) fn read_reply(reader: &mut impl BufRead) -> Result<Reply, String> {
     let mut line = Vec::new();
     reader
         .read_until(b'\n', &mut line)

@@ -1,13 +1,12 @@
 //! Differential tests against a live redis-server 7.0: key extraction against
 //! `COMMAND GETKEYS`, and the whole table against `COMMAND LIST` / `COMMAND INFO`.
 
-mod support;
-
 use slotgate_commands::{
     all, flag, key_flag, lookup, lookup_name, BeginSearch, Category, Command, FindKeys, KeyIndices,
     KeySpec, COMMAND_COUNT,
 };
-use support::{RedisServer, Reply};
+use slotgate_tests::probe::Reply;
+use slotgate_tests::standalone::RedisServer;
 
 /// Subcommands newer than redis-server 7.0 that the table carries anyway
 /// (gen/extra-commands.json).

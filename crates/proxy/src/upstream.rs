@@ -568,12 +568,15 @@ mod tests {
     use super::*;
     use crate::reply_slot::{reply_slot, ReplyRx};
 
-    fn handle(outbox: &Rc<RefCell<Outbox>>) -> Upstream {
-        Upstream {
+    /// A handle with one connection, and that connection's outbox.
+    fn handle() -> (Rc<RefCell<Outbox>>, Upstream) {
+        let outbox = Rc::new(RefCell::new(Outbox::new()));
+        let up = Upstream {
             addr: NodeAddr::new("127.0.0.1:1"),
-            conns: vec![Rc::clone(outbox)],
+            conns: vec![Rc::clone(&outbox)],
             next: Cell::new(0),
-        }
+        };
+        (outbox, up)
     }
 
     fn request(up: &Upstream, data: &[u8], asking: bool, prelude: Option<&[u8]>) -> ReplyRx {
@@ -605,8 +608,7 @@ mod tests {
 
     #[test]
     fn abandoned_requests_are_cut_out_with_their_asking() {
-        let outbox = Rc::new(RefCell::new(Outbox::new()));
-        let up = handle(&outbox);
+        let (outbox, up) = handle();
         let a = request(&up, b"A\r\n", false, None);
         let b = request(&up, b"B\r\n", true, None);
         let c = request(&up, b"C\r\n", true, Some(b"L\r\n"));
@@ -624,8 +626,7 @@ mod tests {
         let local = tokio::task::LocalSet::new();
         local
             .run_until(async {
-                let outbox = Rc::new(RefCell::new(Outbox::new()));
-                let up = handle(&outbox);
+                let (outbox, up) = handle();
                 let (proxy_end, mut node) = tokio::io::duplex(4096);
                 let pending = Rc::new(AtomicU64::new(0));
                 let task = {
@@ -664,38 +665,32 @@ mod tests {
 
     #[tokio::test]
     async fn a_broken_connection_fails_written_requests_as_lost_and_others_as_unreachable() {
-        let local = tokio::task::LocalSet::new();
-        local
-            .run_until(async {
-                let outbox = Rc::new(RefCell::new(Outbox::new()));
-                let up = handle(&outbox);
-                let (proxy_end, mut node) = tokio::io::duplex(4096);
-                let pending = AtomicU64::new(0);
-                let mut written = request(&up, b"W\r\n", false, None);
-                let (rd, wr) = tokio::io::split(proxy_end);
-                let serving = serve(rd, wr, &outbox, None, &pending);
-                let node_side = async {
-                    assert_eq!(node_reads(&mut node, 3).await, b"W\r\n");
-                    drop(node);
-                };
-                let (ended, ()) = tokio::join!(serving, node_side);
-                assert!(matches!(ended, Ended::Broken(..)));
-                assert_eq!(failure(&mut written), Failure::Lost);
-                // Queued while the connection was down: failed at once by fail_until, and
-                // refused until it ends.
-                let mut queued = request(&up, b"Q\r\n", false, None);
-                let until = Instant::now() + Duration::from_millis(30);
-                let retry = fail_until(&outbox, until);
-                tokio::pin!(retry);
-                assert!(futures_poll_once(retry.as_mut()).await.is_none());
-                assert_eq!(failure(&mut queued), Failure::Unreachable);
-                let mut refused = request(&up, b"R\r\n", false, None);
-                assert_eq!(failure(&mut refused), Failure::Unreachable);
-                assert_eq!(retry.await, Some(()));
-                let _accepted = request(&up, b"S\r\n", false, None);
-                assert_eq!(outbox.borrow().unsent, 1);
-            })
-            .await;
+        let (outbox, up) = handle();
+        let (proxy_end, mut node) = tokio::io::duplex(4096);
+        let pending = AtomicU64::new(0);
+        let mut written = request(&up, b"W\r\n", false, None);
+        let (rd, wr) = tokio::io::split(proxy_end);
+        let serving = serve(rd, wr, &outbox, None, &pending);
+        let node_side = async {
+            assert_eq!(node_reads(&mut node, 3).await, b"W\r\n");
+            drop(node);
+        };
+        let (ended, ()) = tokio::join!(serving, node_side);
+        assert!(matches!(ended, Ended::Broken(..)));
+        assert_eq!(failure(&mut written), Failure::Lost);
+        // Queued after the connection broke: failed at once by fail_until, and the
+        // requests that come before it ends are refused.
+        let mut queued = request(&up, b"Q\r\n", false, None);
+        let until = Instant::now() + Duration::from_millis(30);
+        let retry = fail_until(&outbox, until);
+        tokio::pin!(retry);
+        assert!(futures_poll_once(retry.as_mut()).await.is_none());
+        assert_eq!(failure(&mut queued), Failure::Unreachable);
+        let mut refused = request(&up, b"R\r\n", false, None);
+        assert_eq!(failure(&mut refused), Failure::Unreachable);
+        assert_eq!(retry.await, Some(()));
+        let _accepted = request(&up, b"S\r\n", false, None);
+        assert_eq!(outbox.borrow().unsent, 1);
     }
 
     /// Polls `f` once: `Some` when it finished.

@@ -7,12 +7,10 @@
 //!
 //! A missing redis-server fails these tests with a message saying how to install it.
 
-#[path = "acl_dryrun/redis.rs"]
-mod redis;
-
-use redis::{Conn, RedisServer, Reply};
 use slotgate_commands::{all, lookup, Category};
 use slotgate_proxy::acl::{glob_match, AclRules, Denied, RuleErrorKind};
+use slotgate_tests::probe::Reply;
+use slotgate_tests::standalone::{Conn, RedisServer};
 
 // === comparing answers ===
 

@@ -1,26 +1,37 @@
-//! A real redis-server for the ACL differential tests, and a small pipelining RESP2 client.
-//! A missing redis-server is a test failure with a message saying how to install it.
+//! One standalone redis-server (no cluster) and a blocking, pipelining RESP2 connection to
+//! it, for the differential tests that compare slotgate's own tables and rules with what
+//! Redis answers (`slotgate-commands`' command table against `COMMAND INFO`/`GETKEYS`,
+//! `slotgate-proxy`'s ACL rules against `ACL DRYRUN`).
+//!
+//! The server listens on a Unix socket of its own and on no TCP port: a port picked as free
+//! can be taken by another process before the server binds it, and the server answering
+//! there is then someone else's (which CI once met as a connection reset).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// A redis-server child listening on its own Unix socket only, killed on drop. No TCP port:
-/// a port picked as free can be taken by another process before the server binds it.
+use crate::probe::{read_reply, Reply};
+
+/// A redis-server child process, killed on drop.
 pub struct RedisServer {
     child: Child,
     socket: PathBuf,
 }
 
 impl RedisServer {
-    /// Starts redis-server 7.0 and waits until it answers.
+    /// Starts redis-server 7.0 (no persistence) and waits until it answers.
+    ///
+    /// # Panics
+    /// When redis-server is not installed, exits, does not answer within 10 s, or is not
+    /// version 7.0 (the tables these tests check come from 7.0).
     pub fn start() -> RedisServer {
         static STARTED: AtomicU32 = AtomicU32::new(0);
         let socket = std::env::temp_dir().join(format!(
-            "slotgate-acl-redis-{}-{}.sock",
+            "slotgate-test-redis-{}-{}.sock",
             std::process::id(),
             STARTED.fetch_add(1, Ordering::Relaxed)
         ));
@@ -34,8 +45,8 @@ impl RedisServer {
             .spawn()
             .unwrap_or_else(|e| {
                 panic!(
-                    "cannot start redis-server ({e}): the ACL differential tests need a real \
-                     redis-server 7.0 on PATH (Debian/Ubuntu: apt-get install redis-server)"
+                    "cannot start redis-server ({e}): these tests need a real redis-server 7.0 \
+                     on PATH (Debian/Ubuntu: apt-get install redis-server)"
                 )
             });
         let mut server = RedisServer { child, socket };
@@ -53,7 +64,7 @@ impl RedisServer {
             );
             std::thread::sleep(Duration::from_millis(20));
         };
-        let info = conn.call(&["INFO", "server"]).text();
+        let info = conn.call(&["INFO", "server"]).string();
         assert!(
             info.contains("redis_version:7.0."),
             "these tests compare with Redis 7.0; found:\n{info}"
@@ -70,6 +81,10 @@ impl RedisServer {
         })
     }
 
+    /// A new connection.
+    ///
+    /// # Panics
+    /// When the server cannot be reached.
     pub fn connect(&self) -> Conn {
         self.try_connect().expect("connect to redis-server")
     }
@@ -83,37 +98,26 @@ impl Drop for RedisServer {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
-    Status(String),
-    Error(String),
-    Int(i64),
-    Bulk(Option<Vec<u8>>),
-    Array(Option<Vec<Reply>>),
-}
-
-impl Reply {
-    pub fn text(&self) -> String {
-        match self {
-            Reply::Status(s) | Reply::Error(s) => s.clone(),
-            Reply::Bulk(Some(b)) => String::from_utf8_lossy(b).into_owned(),
-            other => panic!("expected text, got {other:?}"),
-        }
-    }
-}
-
+/// A blocking RESP2 connection to a [`RedisServer`].
 pub struct Conn {
     reader: BufReader<UnixStream>,
     writer: UnixStream,
 }
 
 impl Conn {
+    /// Sends one command and reads its reply.
+    ///
+    /// # Panics
+    /// When the connection fails or the reply is not RESP2.
     pub fn call<T: AsRef<[u8]>>(&mut self, args: &[T]) -> Reply {
         self.pipeline(&[args.iter().map(|a| a.as_ref().to_vec()).collect()])
             .remove(0)
     }
 
     /// Sends every command, then reads every reply.
+    ///
+    /// # Panics
+    /// When the connection fails or a reply is not RESP2.
     pub fn pipeline(&mut self, commands: &[Vec<Vec<u8>>]) -> Vec<Reply> {
         let mut buf = Vec::new();
         for args in commands {
@@ -125,39 +129,9 @@ impl Conn {
             }
         }
         self.writer.write_all(&buf).expect("write to redis-server");
-        commands.iter().map(|_| self.read()).collect()
-    }
-
-    fn read(&mut self) -> Reply {
-        let mut line = String::new();
-        self.reader
-            .read_line(&mut line)
-            .expect("read from redis-server");
-        assert!(line.ends_with("\r\n"), "truncated reply line {line:?}");
-        line.truncate(line.len() - 2);
-        let (kind, rest) = line.split_at(1);
-        match kind {
-            "+" => Reply::Status(rest.into()),
-            "-" => Reply::Error(rest.into()),
-            ":" => Reply::Int(rest.parse().expect("integer")),
-            "$" => {
-                let n: i64 = rest.parse().expect("bulk length");
-                if n < 0 {
-                    return Reply::Bulk(None);
-                }
-                let mut data = vec![0; n as usize + 2];
-                self.reader.read_exact(&mut data).expect("bulk body");
-                data.truncate(n as usize);
-                Reply::Bulk(Some(data))
-            }
-            "*" => {
-                let n: i64 = rest.parse().expect("array length");
-                if n < 0 {
-                    return Reply::Array(None);
-                }
-                Reply::Array(Some((0..n).map(|_| self.read()).collect()))
-            }
-            _ => panic!("unexpected RESP2 line {line:?}"),
-        }
+        commands
+            .iter()
+            .map(|_| read_reply(&mut self.reader).expect("read a reply from redis-server"))
+            .collect()
     }
 }
