@@ -30,6 +30,8 @@ use crate::topology::Topology;
 
 /// `ASKING` as sent before a command redirected by `-ASK`.
 const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
+/// A write buffer grown past this (a large request) is released once written.
+const BUFFER_SHRINK: usize = 1024 * 1024;
 /// First reconnect delay; doubles up to [`BACKOFF_MAX`].
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 /// Longest reconnect delay.
@@ -99,11 +101,16 @@ impl Outbox {
         }
     }
 
-    /// Take every unsent request out of the queue, oldest first (their bytes are dropped).
+    /// Take every unsent request out of the queue, oldest first (their bytes are dropped,
+    /// and a buffer grown past 1 MiB by a large request is released).
     fn take_unsent(&mut self) -> Vec<Waiter> {
         let first = self.waiters.len() - self.unsent;
         self.unsent = 0;
-        self.out.clear();
+        if self.out.capacity() > BUFFER_SHRINK {
+            self.out = BytesMut::new();
+        } else {
+            self.out.clear();
+        }
         self.waiters.drain(first..).collect()
     }
 
@@ -426,7 +433,7 @@ where
             {
                 return Ended::Broken(format!("write: {e}"), UpstreamError::Io);
             }
-            if out.capacity() > 1024 * 1024 {
+            if out.capacity() > BUFFER_SHRINK {
                 out = BytesMut::with_capacity(16 * 1024);
             } else {
                 out.clear();
@@ -618,7 +625,18 @@ mod tests {
         assert_eq!(&o.out[..], &b"A\r\nL\r\n*1\r\n$6\r\nASKING\r\nC\r\n"[..]);
         assert_eq!((o.unsent, o.waiters.len()), (2, 2));
         assert_eq!(o.waiters[1].skip, 2);
+        drop(o);
         drop((a, c));
+    }
+
+    #[test]
+    fn a_large_request_failed_unsent_releases_its_buffer() {
+        let (outbox, up) = handle();
+        let _big = request(&up, &vec![b'x'; 2 * BUFFER_SHRINK], false, None);
+        assert_eq!(outbox.borrow_mut().take_unsent().len(), 1);
+        let o = outbox.borrow();
+        assert!(o.out.capacity() <= BUFFER_SHRINK);
+        assert_eq!((o.unsent, o.waiters.len()), (0, 0));
     }
 
     #[tokio::test]
