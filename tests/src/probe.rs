@@ -105,11 +105,12 @@ pub fn query_text(port: u16, args: &[&str], timeout: Duration) -> Result<String,
 }
 
 /// Encodes a command as a RESP multibulk.
-fn encode(args: &[&str]) -> Vec<u8> {
+pub(crate) fn encode<T: AsRef<[u8]>>(args: &[T]) -> Vec<u8> {
     let mut out = format!("*{}\r\n", args.len()).into_bytes();
     for arg in args {
+        let arg = arg.as_ref();
         out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        out.extend_from_slice(arg.as_bytes());
+        out.extend_from_slice(arg);
         out.extend_from_slice(b"\r\n");
     }
     out

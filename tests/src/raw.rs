@@ -44,13 +44,7 @@ impl RawConn {
 
     /// Send a command as a multibulk array.
     pub fn send_command(&mut self, args: &[&[u8]]) -> bool {
-        let mut out = format!("*{}\r\n", args.len()).into_bytes();
-        for a in args {
-            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-            out.extend_from_slice(a);
-            out.extend_from_slice(b"\r\n");
-        }
-        self.send(&out)
+        self.send(&crate::probe::encode(args))
     }
 
     /// Read exactly `expected.len()` bytes and assert they equal `expected`.

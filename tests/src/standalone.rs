@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::probe::{read_reply, Reply};
+use crate::probe::{encode, read_reply, Reply};
 
 /// A redis-server child process, killed on drop.
 pub struct RedisServer {
@@ -119,15 +119,7 @@ impl Conn {
     /// # Panics
     /// When the connection fails or a reply is not RESP2.
     pub fn pipeline(&mut self, commands: &[Vec<Vec<u8>>]) -> Vec<Reply> {
-        let mut buf = Vec::new();
-        for args in commands {
-            buf.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-            for a in args {
-                buf.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-                buf.extend_from_slice(a);
-                buf.extend_from_slice(b"\r\n");
-            }
-        }
+        let buf: Vec<u8> = commands.iter().flat_map(|args| encode(args)).collect();
         self.writer.write_all(&buf).expect("write to redis-server");
         commands
             .iter()
