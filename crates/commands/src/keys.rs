@@ -45,6 +45,26 @@ impl Command {
         self.extract(args, out, true)
     }
 
+    /// The one argument whose slot routes this command line, when the command's only key
+    /// spec is "the key at index 1" (GET, SET, INCR, HGET …) and the line has it: the
+    /// common case of [`Command::routing_indices`], without filling a [`KeyIndices`].
+    #[inline]
+    pub fn sole_routing_key<'a, A: ArgSource + ?Sized>(&self, args: &'a A) -> Option<&'a [u8]> {
+        match self.key_specs {
+            [KeySpec {
+                begin: BeginSearch::Index(1),
+                find:
+                    FindKeys::Range {
+                        last_key: 0,
+                        step: 1,
+                        limit: 0,
+                    },
+                flags,
+            }] if flags & key_flag::INCOMPLETE == 0 && args.argc() > 1 => Some(args.arg(1)),
+            _ => None,
+        }
+    }
+
     fn extract<A: ArgSource + ?Sized>(
         &self,
         args: &A,

@@ -188,6 +188,9 @@ pub(crate) fn is_readonly(cmd: &Command) -> bool {
 /// for a keyless call, or a malformed key count (the node then answers with Redis's exact
 /// error for that command), `Err(CROSSSLOT)` for keys in several slots.
 pub(crate) fn single_slot(cmd: &Command, req: &Request) -> Result<Option<u16>, Bytes> {
+    if let Some(key) = cmd.sole_routing_key(&ReqArgs(req)) {
+        return Ok(Some(slotgate_cluster::slot(key)));
+    }
     let mut keys = KeyIndices::new();
     if cmd.routing_indices(&ReqArgs(req), &mut keys).is_err() {
         return Ok(None);

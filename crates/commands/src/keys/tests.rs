@@ -177,3 +177,47 @@ fn key_indices_spill_and_clear() {
     assert_eq!(k.len(), 20);
     assert_eq!(k.as_slice()[19], 39);
 }
+
+/// `sole_routing_key` is the shortcut of `routing_indices` for one key at index 1: for every
+/// command (and subcommand) of the table, on lines of 1 to 6 arguments, it gives that key
+/// exactly when `routing_indices` gives `[1]`, and nothing when the command routes otherwise.
+#[test]
+fn sole_routing_key_agrees_with_routing_indices() {
+    let words = ["k1", "2", "k3", "STREAMS", "5", "k6"];
+    let mut shortcuts = 0;
+    for top in crate::all() {
+        let mut cmds = vec![top];
+        cmds.extend(top.subcommands.iter());
+        for cmd in cmds {
+            for n in 0..=words.len() {
+                let mut line: Vec<&[u8]> = cmd.name.split('|').map(str::as_bytes).collect();
+                let named = line.len();
+                line.extend(words[..n].iter().map(|w| w.as_bytes()));
+                let Some(key) = cmd.sole_routing_key(&line[..]) else {
+                    continue;
+                };
+                shortcuts += 1;
+                assert_eq!(named, 1, "{}: a subcommand has no key at index 1", cmd.name);
+                assert_eq!(key, line[1], "{}", cmd.name);
+                let mut out = KeyIndices::new();
+                assert_eq!(
+                    cmd.routing_indices(&line[..], &mut out),
+                    Ok(()),
+                    "{}",
+                    cmd.name
+                );
+                assert_eq!(out.as_slice(), [1], "{} with {n} arguments", cmd.name);
+            }
+        }
+    }
+    // GET, SET, INCR, HGET … each on lines of 1 to 6 arguments.
+    assert!(shortcuts > 100 * 6, "only {shortcuts} shortcuts taken");
+    assert!(lookup(&["GET"][..])
+        .unwrap()
+        .sole_routing_key(&["GET"][..])
+        .is_none());
+    assert!(lookup(&["MGET", "a", "b"][..])
+        .unwrap()
+        .sole_routing_key(&["MGET", "a", "b"][..])
+        .is_none());
+}
