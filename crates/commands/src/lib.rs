@@ -33,7 +33,7 @@ pub use command::{flag, key_flag, BeginSearch, Category, Command, FindKeys, KeyS
 pub use error::KeyError;
 pub use family::{Family, MergeKind, SplitKind};
 pub use keys::KeyIndices;
-pub use lookup::{all, by_index, is_blocking_call, lookup, lookup_name};
+pub use lookup::{all, by_index, is_blocking_call, lookup, lookup_name, LookupCache};
 pub use table_data::COMMAND_COUNT;
 
 /// Read access to a command line's arguments without copying them.

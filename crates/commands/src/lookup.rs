@@ -22,6 +22,48 @@ pub fn lookup<A: ArgSource + ?Sized>(args: &A) -> Option<&'static Command> {
     Some(top)
 }
 
+/// [`lookup`] that remembers the last command it found by name alone, so a pipeline of one
+/// command (a bulk load, a batch of GETs) compares `argv[0]` with the last name instead of
+/// searching the table. Containers (`CONFIG GET` …) are never remembered: their entry
+/// depends on `argv[1]`. One per client connection.
+#[derive(Clone, Debug, Default)]
+pub struct LookupCache {
+    /// `argv[0]` exactly as the client spelled it, zero-padded.
+    name: [u8; CACHED_NAME],
+    len: usize,
+    /// What `name` found; `None` while nothing is remembered.
+    cmd: Option<&'static Command>,
+}
+
+/// Longest `argv[0]` a [`LookupCache`] remembers.
+const CACHED_NAME: usize = 16;
+
+impl LookupCache {
+    /// The same as [`lookup`]`(args)`.
+    #[inline]
+    pub fn lookup<A: ArgSource + ?Sized>(&mut self, args: &A) -> Option<&'static Command> {
+        if args.argc() == 0 {
+            return None;
+        }
+        let name = args.arg(0);
+        if let Some(cmd) = self.cmd {
+            if name.len() == self.len && name == &self.name[..self.len] {
+                return Some(cmd);
+            }
+        }
+        let top = lookup_name(name)?;
+        if top.is_container() {
+            return lookup(args);
+        }
+        if name.len() <= CACHED_NAME {
+            self.name[..name.len()].copy_from_slice(name);
+            self.len = name.len();
+            self.cmd = Some(top);
+        }
+        Some(top)
+    }
+}
+
 /// The top-level command named `name`, case-insensitively (`b"GeT"` finds `get`).
 #[inline]
 pub fn lookup_name(name: &[u8]) -> Option<&'static Command> {

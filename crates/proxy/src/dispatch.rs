@@ -42,7 +42,7 @@ pub(crate) fn route_command(
     now: Instant,
 ) -> (Entry, u16) {
     let args = ReqArgs(&req);
-    let Some(cmd) = commands::lookup(&args) else {
+    let Some(cmd) = client.lookup.lookup(&args) else {
         client.transaction.flag_error(); // in MULTI, EXEC then answers -EXECABORT
         return (
             Entry::Ready(replies::unknown_command(req.arg(0), req.args().skip(1))),

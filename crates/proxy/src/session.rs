@@ -64,6 +64,8 @@ pub(crate) struct ClientState {
     pub pubsub: Option<PubSub>,
     /// The slots this connection's writes went to, for WAIT (see `wait`).
     pub writes: crate::wait::WrittenSlots,
+    /// The last command found by name (see [`slotgate_commands::LookupCache`]).
+    pub lookup: slotgate_commands::LookupCache,
 }
 
 impl ClientState {
@@ -126,6 +128,7 @@ pub(crate) async fn run_session<R, W>(
         transaction: TxState::default(),
         pubsub: None,
         writes: Default::default(),
+        lookup: Default::default(),
     };
     let limits = Limits {
         max_bulk: ctx.cfg.limits.max_request_bytes,

@@ -219,3 +219,45 @@ fn lookup_newer_client_subcommands() {
         assert!(cmd.arity_ok(argc), "{sub} arity {}", cmd.arity);
     }
 }
+
+/// A `LookupCache` finds what `lookup` finds, line after line, whatever came before:
+/// repeats, case changes, containers (never remembered), unknown names, long names.
+#[test]
+fn lookup_cache_agrees_with_lookup() {
+    let lines: Vec<Vec<&str>> = vec![
+        vec!["GET", "k"],
+        vec!["GET", "k"],
+        vec!["get", "k"],
+        vec!["SET", "k", "v"],
+        vec!["CONFIG", "GET", "save"],
+        vec!["CONFIG", "SET", "x", "y"],
+        vec!["CONFIG"],
+        vec!["CONFIG", "nosuch"],
+        vec!["config", "get", "x"],
+        vec!["GET", "k"],
+        vec!["GETT", "k"],
+        vec!["GE", "k"],
+        vec!["GET", "k"],
+        vec![""],
+        vec!["georadiusbymember_ro", "k"],
+        vec!["georadiusbymember_ro", "k"],
+        vec!["restore-asking", "k"],
+        vec!["get\0", "k"],
+        vec!["client", "setname", "n"],
+        vec!["client", "setname", "n"],
+        vec!["get", "k"],
+    ];
+    let mut cache = LookupCache::default();
+    for line in &lines {
+        let want = lookup(&line[..]).map(|c| c.name);
+        assert_eq!(cache.lookup(&line[..]).map(|c| c.name), want, "{line:?}");
+    }
+    let empty: [&[u8]; 0] = [];
+    assert!(cache.lookup(&empty[..]).is_none());
+    // A remembered name is compared byte for byte: a prefix or an extension is not it.
+    assert_eq!(cache.lookup(&["get", "k"][..]).unwrap().name, "get");
+    assert!(cache.lookup(&["ge", "k"][..]).is_none());
+    assert!(cache.lookup(&["getx", "k"][..]).is_none());
+    assert_eq!(cache.lookup(&["getex", "k"][..]).unwrap().name, "getex");
+    assert_eq!(cache.lookup(&["get", "k"][..]).unwrap().name, "get");
+}
