@@ -227,6 +227,16 @@ impl Op {
 
     /// Apply `event`.
     pub fn on_event(&mut self, ctx: &WorkerCtx, event: Event) {
+        // The common case first: a reply that is not an error is the final reply.
+        let event = match event {
+            Event::Reply(UpReply::Frame(reply))
+                if !matches!(reply.kind, ReplyKind::Error(_))
+                    && matches!(self.state, State::Waiting { .. }) =>
+            {
+                return self.finish(reply.raw);
+            }
+            event => event,
+        };
         let upstream = match &self.state {
             State::Waiting { upstream, .. } => Rc::clone(upstream),
             State::Backoff(_) => {
