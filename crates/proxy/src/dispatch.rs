@@ -33,13 +33,14 @@ impl ArgSource for ReqArgs<'_> {
     }
 }
 
-/// Turn one client request into its reply-queue entry, sending whatever must go upstream.
+/// Turn one client request into its reply-queue entry, sending whatever must go upstream;
+/// `deadline` is when its upstream ops time out (`op_timeout` after the request was read).
 /// Also returns the command's table index (or [`UNKNOWN_COMMAND`]) for its metrics.
 pub(crate) fn route_command(
     ctx: &WorkerCtx,
     client: &mut ClientState,
     req: Request,
-    now: Instant,
+    deadline: Instant,
 ) -> (Entry, u16) {
     let args = ReqArgs(&req);
     let Some(cmd) = client.lookup.lookup(&args) else {
@@ -49,7 +50,7 @@ pub(crate) fn route_command(
             UNKNOWN_COMMAND,
         );
     };
-    (route_known(ctx, client, cmd, &req, now), cmd.index)
+    (route_known(ctx, client, cmd, &req, deadline), cmd.index)
 }
 
 fn route_known(
@@ -57,7 +58,7 @@ fn route_known(
     client: &mut ClientState,
     cmd: &'static Command,
     req: &Request,
-    now: Instant,
+    deadline: Instant,
 ) -> Entry {
     if !cmd.subcommands.is_empty() {
         // A container command whose argv[1] named no subcommand.
@@ -102,7 +103,6 @@ fn route_known(
             return entry;
         }
     }
-    let deadline = now + ctx.cfg.upstream.op_timeout;
     match cmd.family {
         Family::Local => local::run(ctx, client, cmd, req, deadline),
         Family::Single => route_single(ctx, cmd, req, deadline, client),

@@ -163,10 +163,12 @@ pub(crate) async fn run_session<R, W>(
         if reading {
             let now = Instant::now();
             let start = crate::metrics::mono_ns(now.into_std());
+            // One deadline for the batch: adding to an `Instant` normalises nanoseconds.
+            let deadline = now + ctx.cfg.upstream.op_timeout;
             while queue.len() < max_pipeline {
                 match decoder.decode(&mut rbuf) {
                     Ok(Some(req)) => {
-                        let (entry, cmd) = route_command(&ctx, &mut client, req, now);
+                        let (entry, cmd) = route_command(&ctx, &mut client, req, deadline);
                         let closes = matches!(entry, Entry::Close(_));
                         queue.push_back(Pending { entry, cmd, start });
                         if closes {
