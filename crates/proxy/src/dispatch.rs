@@ -50,16 +50,17 @@ pub(crate) fn route_command(
             UNKNOWN_COMMAND,
         );
     };
-    (route_known(ctx, client, cmd, &req, deadline), cmd.index)
+    (route_known(ctx, client, cmd, req, deadline), cmd.index)
 }
 
 fn route_known(
     ctx: &WorkerCtx,
     client: &mut ClientState,
     cmd: &'static Command,
-    req: &Request,
+    owned: Request,
     deadline: Instant,
 ) -> Entry {
+    let req = &owned;
     if !cmd.subcommands.is_empty() {
         // A container command whose argv[1] named no subcommand.
         client.transaction.flag_error();
@@ -105,11 +106,11 @@ fn route_known(
     }
     match cmd.family {
         Family::Local => local::run(ctx, client, cmd, req, deadline),
-        Family::Single => route_single(ctx, cmd, req, deadline, client),
+        Family::Single => route_single(ctx, cmd, owned, deadline, client),
         Family::Keyless => Entry::Single(Op::start(
             ctx,
             Route::Any,
-            req.wire(),
+            owned.into_wire(),
             is_readonly(cmd),
             deadline,
             client.proto,
@@ -211,38 +212,41 @@ pub(crate) fn single_slot(cmd: &Command, req: &Request) -> Result<Option<u16>, B
 fn route_single(
     ctx: &WorkerCtx,
     cmd: &Command,
-    req: &Request,
+    req: Request,
     deadline: Instant,
     client: &mut ClientState,
 ) -> Entry {
     let proto = client.proto;
-    if commands::is_blocking_call(cmd, &ReqArgs(req)) {
-        client.writes.note(cmd, req);
-        return route_blocking(ctx, cmd, req, proto);
+    if commands::is_blocking_call(cmd, &ReqArgs(&req)) {
+        client.writes.note(cmd, &req);
+        return route_blocking(ctx, cmd, &req, proto);
     }
-    let route = match single_slot(cmd, req) {
+    let route = match single_slot(cmd, &req) {
         Ok(Some(slot)) => {
             client.writes.note_slot(cmd, slot);
             Route::Slot(slot)
         }
         Ok(None) => {
-            client.writes.note(cmd, req);
+            client.writes.note(cmd, &req);
             Route::Any
         }
         Err(reply) => {
-            client.writes.note(cmd, req);
+            client.writes.note(cmd, &req);
             return Entry::Ready(reply);
         }
     };
-    let mut op = Op::start(ctx, route, req.wire(), is_readonly(cmd), deadline, proto);
-    match cmd.name {
-        "eval" | "eval_ro" => ctx.shared.scripts.remember(req.arg(1)),
-        "evalsha" | "evalsha_ro" => {
-            if let Some(load) = ctx.shared.scripts.load_command(req.arg(1)) {
-                op.repair_noscript(load);
-            }
+    let repair = match cmd.name {
+        "eval" | "eval_ro" => {
+            ctx.shared.scripts.remember(req.arg(1));
+            None
         }
-        _ => {}
+        "evalsha" | "evalsha_ro" => ctx.shared.scripts.load_command(req.arg(1)),
+        _ => None,
+    };
+    // The request's bytes move into the op (no reference count taken and dropped).
+    let mut op = Op::start(ctx, route, req.into_wire(), is_readonly(cmd), deadline, proto);
+    if let Some(load) = repair {
+        op.repair_noscript(load);
     }
     Entry::Single(op)
 }

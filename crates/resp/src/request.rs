@@ -117,6 +117,12 @@ impl Request {
         self.encoded.as_ref().unwrap_or(&self.raw).clone()
     }
 
+    /// [`Request::wire`], taking the request apart instead of sharing its bytes.
+    #[inline]
+    pub fn into_wire(self) -> Bytes {
+        self.encoded.unwrap_or(self.raw)
+    }
+
     /// Build a multibulk request from arguments (sub-commands made by the proxy, tests).
     ///
     /// An empty `args` gives a request with `argc() == 0` whose wire form is `*0\r\n`.
