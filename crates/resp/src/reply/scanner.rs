@@ -80,6 +80,10 @@ impl ReplyScanner {
                 Some(b'$') if buf.starts_with(b"$-1\r\n") => {
                     return Ok(Some((5, ReplyKind::Null)));
                 }
+                Some(b'+') if buf.starts_with(b"+OK\r\n") => {
+                    // Every successful write's reply: no line search.
+                    return Ok(Some((5, ReplyKind::Simple)));
+                }
                 Some(b'$') => {
                     if let Some(len) = whole_bulk(buf) {
                         return Ok(Some((len, ReplyKind::Bulk)));

@@ -67,6 +67,10 @@ fn one_pass_replies_agree_with_the_general_path() {
     // The short-line loop: an empty line, a lone `\r` before the end, a line ending just
     // inside and just past its 32 bytes.
     one(b"+\r\n", ReplyKind::Simple);
+    // `+OK` has a path of its own; lines that only start like it do not take it.
+    one(b"+OKAY\r\n", ReplyKind::Simple);
+    one(b"+OK\rX\r\n", ReplyKind::Simple);
+    one(b"+O\r\n", ReplyKind::Simple);
     one(b"+a\rb\r\n", ReplyKind::Simple);
     one(b":-1234567890123456789\r\n", ReplyKind::Integer);
     one(b"+0123456789012345678901234567890\r\n", ReplyKind::Simple);
