@@ -244,7 +244,14 @@ fn route_single(
         _ => None,
     };
     // The request's bytes move into the op (no reference count taken and dropped).
-    let mut op = Op::start(ctx, route, req.into_wire(), is_readonly(cmd), deadline, proto);
+    let mut op = Op::start(
+        ctx,
+        route,
+        req.into_wire(),
+        is_readonly(cmd),
+        deadline,
+        proto,
+    );
     if let Some(load) = repair {
         op.repair_noscript(load);
     }
