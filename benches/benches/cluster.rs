@@ -3,7 +3,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use slotgate_cluster::{slot, SlotMap};
+use slotgate_cluster::{crc16, slot, SlotMap};
 use slotgate_resp::value::Value;
 
 fn node(port: i64) -> Value {
@@ -34,6 +34,16 @@ fn bench_slot(c: &mut Criterion) {
     });
     let long = vec![b'k'; 256];
     c.bench_function("slot/256-byte key", |b| b.iter(|| slot(black_box(&long))));
+    // The checksum alone, in-house against the `crc16` crate DESIGN §3 names.
+    for len in [8, 16, 256] {
+        let data: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+        c.bench_function(&format!("crc16/in-house {len} bytes"), |b| {
+            b.iter(|| crc16(black_box(&data)))
+        });
+        c.bench_function(&format!("crc16/crc16 crate {len} bytes"), |b| {
+            b.iter(|| ::crc16::State::<::crc16::XMODEM>::calculate(black_box(&data)))
+        });
+    }
     let map = three_shard_map();
     c.bench_function("slotmap/primary_for_slot", |b| {
         b.iter(|| map.primary_for_slot(black_box(12182)).is_some())

@@ -27,7 +27,7 @@ const TABLE: [u16; 256] = {
 /// `TABLES[k][x]`: the CRC of byte `x` followed by `k` zero bytes ([`TABLE`] is `k = 0`).
 /// By the linearity of the CRC, eight bytes fold into the register with eight independent
 /// lookups (`crc16`'s loop) instead of a chain of eight lookups each waiting on the last.
-const TABLES: [[u16; 256]; 8] = {
+static TABLES: [[u16; 256]; 8] = {
     let mut tables = [[0u16; 256]; 8];
     tables[0] = TABLE;
     let mut k = 1;
@@ -45,7 +45,7 @@ const TABLES: [[u16; 256]; 8] = {
 
 #[inline(always)]
 fn update(crc: u16, byte: u8) -> u16 {
-    (crc << 8) ^ TABLE[((crc >> 8) as u8 ^ byte) as usize]
+    (crc << 8) ^ TABLES[0][((crc >> 8) as u8 ^ byte) as usize]
 }
 
 /// CRC16/XMODEM (poly 0x1021, init 0), the checksum Redis Cluster uses.
@@ -75,7 +75,7 @@ pub fn slot(key: &[u8]) -> u16 {
     let hashed = match slotgate_resp::find_byte(key, b'{') {
         Some(open) => {
             let rest = &key[open + 1..];
-            match rest.iter().position(|&c| c == b'}') {
+            match slotgate_resp::find_byte(rest, b'}') {
                 Some(len) if len > 0 => &rest[..len],
                 // Only the first `{` counts: without a tag after it, the whole key is hashed.
                 _ => key,
