@@ -50,6 +50,18 @@ impl Command {
     /// common case of [`Command::routing_indices`], without filling a [`KeyIndices`].
     #[inline]
     pub fn sole_routing_key<'a, A: ArgSource + ?Sized>(&self, args: &'a A) -> Option<&'a [u8]> {
+        match self.key_at_1_flags() {
+            Some(flags) if flags & key_flag::INCOMPLETE == 0 && args.argc() > 1 => {
+                Some(args.arg(1))
+            }
+            _ => None,
+        }
+    }
+
+    /// The flags of the command's key spec when it has just one, "the key at index 1" (most
+    /// keyed commands: GET, SET, INCR, HGET …).
+    #[inline]
+    fn key_at_1_flags(&self) -> Option<u32> {
         match self.key_specs {
             [KeySpec {
                 begin: BeginSearch::Index(1),
@@ -60,7 +72,7 @@ impl Command {
                         limit: 0,
                     },
                 flags,
-            }] if flags & key_flag::INCOMPLETE == 0 && args.argc() > 1 => Some(args.arg(1)),
+            }] => Some(*flags),
             _ => None,
         }
     }
@@ -72,18 +84,7 @@ impl Command {
         include_not_key: bool,
     ) -> Result<(), KeyError> {
         out.clear();
-        // Most keyed commands (GET, SET, INCR, HGET …) have one spec: the key at index 1.
-        if let [KeySpec {
-            begin: BeginSearch::Index(1),
-            find:
-                FindKeys::Range {
-                    last_key: 0,
-                    step: 1,
-                    limit: 0,
-                },
-            flags,
-        }] = self.key_specs
-        {
+        if let Some(flags) = self.key_at_1_flags() {
             let counted = include_not_key || flags & key_flag::NOT_KEY == 0;
             if counted && flags & key_flag::INCOMPLETE == 0 && args.argc() > 1 {
                 out.push(1);
