@@ -86,23 +86,10 @@ pub fn slot(key: &[u8]) -> u16 {
     crc16(hashed) & (SLOT_COUNT as u16 - 1)
 }
 
-/// The part of `key` that is hashed: the bytes between the first `{` and the first `}` after it,
-/// if that is non-empty; otherwise the whole key.
-#[cfg(test)]
-fn hash_tag(key: &[u8]) -> &[u8] {
-    if let Some(open) = key.iter().position(|&b| b == b'{') {
-        if let Some(len) = key[open + 1..].iter().position(|&b| b == b'}') {
-            if len > 0 {
-                return &key[open + 1..open + 1 + len];
-            }
-        }
-    }
-    key
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fuzzing::{bitwise_crc16, hash_tag};
 
     #[test]
     fn crc16_reference_vector() {
@@ -111,23 +98,13 @@ mod tests {
 
     #[test]
     fn table_crc_matches_bitwise_crc() {
-        fn bitwise(data: &[u8]) -> u16 {
-            let mut crc = 0u16;
-            for &b in data {
-                crc ^= (b as u16) << 8;
-                for _ in 0..8 {
-                    crc = if crc & 0x8000 != 0 {
-                        (crc << 1) ^ 0x1021
-                    } else {
-                        crc << 1
-                    };
-                }
-            }
-            crc
-        }
         let data: Vec<u8> = (0..=255u8).chain(0..=255u8).collect();
         for len in 0..data.len() {
-            assert_eq!(crc16(&data[..len]), bitwise(&data[..len]), "len {len}");
+            assert_eq!(
+                crc16(&data[..len]),
+                bitwise_crc16(&data[..len]),
+                "len {len}"
+            );
         }
     }
 

@@ -26,4 +26,65 @@ pub mod fuzzing {
         }
         let _ = crate::Redirect::parse(data);
     }
+
+    /// Hash arbitrary bytes as a key: [`crate::crc16`] (eight bytes per step) must equal the
+    /// bit-by-bit CRC, and [`crate::slot`] (a word-at-a-time brace search) must equal that CRC
+    /// of the hash tag found byte by byte.
+    pub fn slot(data: &[u8]) {
+        let crc = crate::crc16(data);
+        assert_eq!(crc, bitwise_crc16(data), "crc16 of {data:?}");
+        let want = bitwise_crc16(hash_tag(data)) % crate::SLOT_COUNT as u16;
+        assert_eq!(crate::slot(data), want, "slot of {data:?}");
+    }
+
+    /// CRC16/XMODEM one bit at a time, straight from its definition (poly 0x1021, init 0):
+    /// the reference the table-driven [`crate::crc16`] is checked against.
+    pub fn bitwise_crc16(data: &[u8]) -> u16 {
+        let mut crc = 0u16;
+        for &b in data {
+            crc ^= u16::from(b) << 8;
+            for _ in 0..8 {
+                crc = if crc & 0x8000 != 0 {
+                    (crc << 1) ^ 0x1021
+                } else {
+                    crc << 1
+                };
+            }
+        }
+        crc
+    }
+
+    /// The part of `key` that is hashed, found byte by byte: the bytes between the first `{`
+    /// and the first `}` after it, if that is non-empty; otherwise the whole key.
+    pub fn hash_tag(key: &[u8]) -> &[u8] {
+        if let Some(open) = key.iter().position(|&b| b == b'{') {
+            if let Some(len) = key[open + 1..].iter().position(|&b| b == b'}') {
+                if len > 0 {
+                    return &key[open + 1..open + 1 + len];
+                }
+            }
+        }
+        key
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn slot_holds_for_odd_keys() {
+            for key in [
+                &b""[..],
+                b"{",
+                b"}",
+                b"{}",
+                b"{{}}",
+                b"foo{}{bar}",
+                b"{user1000}.following",
+                b"0123456789abcdef{x}",
+                &[0xfb; 17],
+                &[b'{'; 33],
+            ] {
+                super::slot(key);
+            }
+        }
+    }
 }
