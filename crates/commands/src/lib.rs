@@ -90,11 +90,34 @@ impl<T: AsRef<[u8]>> ArgSource for Vec<T> {
 pub mod fuzzing {
     //! Entry point for the `classify` fuzz target in `fuzz/`.
 
-    /// Treat `data` as a command line whose arguments are separated by NUL bytes and run every
-    /// classification step on it; must never panic, and key indices must be in range.
+    /// Treat `data` as command lines separated by `\n`, each with its arguments separated by
+    /// NUL bytes, and run every classification step on each line; must never panic, and key
+    /// indices must be in range. The dispatch shortcuts must agree with what they shortcut:
+    /// one [`crate::LookupCache`] over all the lines finds what [`crate::lookup`] finds, and
+    /// [`Command::sole_routing_key`](crate::Command::sole_routing_key) gives a key only when
+    /// `routing_indices` gives exactly that one, at index 1.
     pub fn classify(data: &[u8]) {
-        let args: Vec<&[u8]> = data.split(|&b| b == 0).collect();
-        let Some(cmd) = crate::lookup(&args[..]) else {
+        let mut cache = crate::LookupCache::default();
+        for line in data.split(|&b| b == b'\n') {
+            classify_line(line, &mut cache);
+        }
+    }
+
+    fn classify_line(line: &[u8], cache: &mut crate::LookupCache) {
+        let args: Vec<&[u8]> = line.split(|&b| b == 0).collect();
+        let found = crate::lookup(&args[..]);
+        let cached = cache.lookup(&args[..]);
+        assert!(
+            match (found, cached) {
+                (Some(a), Some(b)) => std::ptr::eq(a, b),
+                (None, None) => true,
+                _ => false,
+            },
+            "the lookup cache found {:?}, lookup {:?}, for {args:?}",
+            cached.map(|c| c.name),
+            found.map(|c| c.name),
+        );
+        let Some(cmd) = found else {
             return;
         };
         let _ = cmd.arity_ok(args.len());
@@ -117,6 +140,17 @@ pub mod fuzzing {
                 }
             }
         }
+        if let Some(key) = cmd.sole_routing_key(&args[..]) {
+            keys.clear();
+            assert_eq!(
+                cmd.routing_indices(&args[..], &mut keys),
+                Ok(()),
+                "{}: the shortcut routes a line routing_indices rejects",
+                cmd.name
+            );
+            assert_eq!(keys.as_slice(), [1], "{}: {args:?}", cmd.name);
+            assert!(std::ptr::eq(key, args[1]), "{}: not argument 1", cmd.name);
+        }
     }
 
     #[cfg(test)]
@@ -136,6 +170,8 @@ pub mod fuzzing {
                 b"ZUNIONSTORE\0d\x003\0a",
                 b"client\0setname",
                 b"OBJECT\0encoding",
+                b"get\0k\nGET\0k\nGETEX\0k\nget\nconfig\0get\0x\nget\0k",
+                b"set\0k\0v\nse\0k\nsetx\0k\nSET\0k\0v\0GET",
             ] {
                 super::classify(line);
             }
