@@ -140,17 +140,26 @@ pub mod fuzzing {
                 }
             }
         }
-        if let Some(key) = cmd.sole_routing_key(&args[..]) {
-            keys.clear();
-            assert_eq!(
-                cmd.routing_indices(&args[..], &mut keys),
-                Ok(()),
-                "{}: the shortcut routes a line routing_indices rejects",
-                cmd.name
-            );
-            assert_eq!(keys.as_slice(), [1], "{}: {args:?}", cmd.name);
-            assert!(std::ptr::eq(key, args[1]), "{}: not argument 1", cmd.name);
-        }
+        check_sole_routing_key(cmd, &args);
+    }
+
+    /// When [`Command::sole_routing_key`](crate::Command::sole_routing_key) gives a key for
+    /// `args`, assert that it is argument 1 and that `routing_indices` gives exactly `[1]`.
+    /// Whether the shortcut gave one.
+    pub fn check_sole_routing_key(cmd: &crate::Command, args: &[&[u8]]) -> bool {
+        let Some(key) = cmd.sole_routing_key(args) else {
+            return false;
+        };
+        assert!(std::ptr::eq(key, args[1]), "{}: not argument 1", cmd.name);
+        let mut keys = crate::KeyIndices::new();
+        assert_eq!(
+            cmd.routing_indices(args, &mut keys),
+            Ok(()),
+            "{}: the shortcut routes a line routing_indices rejects",
+            cmd.name
+        );
+        assert_eq!(keys.as_slice(), [1], "{}: {args:?}", cmd.name);
+        true
     }
 
     #[cfg(test)]
