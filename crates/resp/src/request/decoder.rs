@@ -207,6 +207,17 @@ impl RequestDecoder {
         /// unchecked, as Redis does).
         #[inline(always)]
         fn number(b: &[u8], mut at: usize) -> Option<(usize, usize)> {
+            // One or two digits, the usual case, read from one window without a loop.
+            // Anything else (or a window running past the buffer) takes the loop below.
+            if let Some(&[d0, d1, d2, _]) = b.get(at..at + 4) {
+                match (d0, d1, d2) {
+                    (b'0'..=b'9', b'\r', _) => return Some((usize::from(d0 - b'0'), at + 3)),
+                    (b'1'..=b'9', b'0'..=b'9', b'\r') => {
+                        return Some((usize::from(d0 - b'0') * 10 + usize::from(d1 - b'0'), at + 4))
+                    }
+                    _ => {}
+                }
+            }
             let start = at;
             let mut v = 0usize;
             while let Some(&c) = b.get(at) {

@@ -82,6 +82,22 @@ fn multibulk_requests() {
     expect(b"*1\r\n$4\r\nPIN", &[], 11);
 }
 
+/// Lengths of one, two and three digits, around the one-window path for one or two digits
+/// (`decode` also feeds every input one byte at a time, where that path cannot apply).
+#[test]
+fn lengths_of_one_two_and_three_digits() {
+    for n in [0, 1, 9, 10, 11, 99, 100, 101] {
+        let arg = "x".repeat(n);
+        let input = format!("*2\r\n$4\r\nECHO\r\n${n}\r\n{arg}\r\n");
+        expect(input.as_bytes(), &[&["ECHO", &arg]], 0);
+    }
+    let eleven = format!("*11\r\n{}", "$1\r\nx\r\n".repeat(11));
+    expect(eleven.as_bytes(), &[&["x"; 11]], 0);
+    // A length cut short after its `\r`: nothing is consumed until the rest arrives.
+    expect(b"*1\r\n$12\r", &[], 8);
+    expect(b"*1\r\n$1\r", &[], 7);
+}
+
 #[test]
 fn binary_arguments_are_kept_exactly() {
     let mut input = b"*2\r\n$4\r\nECHO\r\n$256\r\n".to_vec();
