@@ -47,7 +47,7 @@ impl LookupCache {
         }
         let name = args.arg(0);
         if let Some(cmd) = self.cmd {
-            if name.len() == self.len && name == &self.name[..self.len] {
+            if name.len() == self.len && same_bytes(name, &self.name) {
                 return Some(cmd);
             }
         }
@@ -62,6 +62,18 @@ impl LookupCache {
         }
         Some(top)
     }
+}
+
+/// Whether `name` equals the start of `cached`, for a name of at most [`CACHED_NAME`]
+/// bytes. Folds the differences instead of stopping at the first, so the compiler keeps a
+/// short loop where `==` on slices calls `memcmp` (a call for three bytes, on every
+/// request of a pipeline).
+#[inline]
+fn same_bytes(name: &[u8], cached: &[u8; CACHED_NAME]) -> bool {
+    name.iter()
+        .zip(cached)
+        .fold(0, |diff, (a, b)| diff | (a ^ b))
+        == 0
 }
 
 /// The top-level command named `name`, case-insensitively (`b"GeT"` finds `get`).
