@@ -729,6 +729,11 @@ def summarize(runs, test_name, pipeline, modes):
                           if r["slotgate_cpu_s"] is not None]),
             "redis_us": med([us_per_req(r["redis_cpu_s"], r["total_requests"]) for r in rs]),
             "client_us": med([us_per_req(r["client_cpu_s"], r["total_requests"]) for r in rs]),
+            # slotgate's CPU over the CPU of the redis-benchmark that drove it, per run: the
+            # client does the same work whatever slotgate does, so it gauges how expensive
+            # the machine was during that run (see benchmarks.md).
+            "sg_per_client": med([ratio(r["slotgate_cpu_s"], r["client_cpu_s"]) for r in rs
+                                  if r["slotgate_cpu_s"] is not None]),
             "wall": med([r["wall_s"] for r in rs]),
             "per_round": [(r["round"], row, r) for r, row in zip(rs, rows)],
         }
@@ -757,6 +762,8 @@ def summarize(runs, test_name, pipeline, modes):
             "ops_ratio": ratio(a["ops"], b["ops"]),
             "paired": pr, "paired_median": med([x for _, x in pr]),
             "cpu_us_ratio": ratio(a["sg_us"], b["sg_us"]),
+            # The same, each side first divided by its runs' client CPU.
+            "cpu_per_client_ratio": ratio(a["sg_per_client"], b["sg_per_client"]),
         })
     # The key of earlier versions of this file (same numbers, no label).
     out["metrics_overhead"] = next(
@@ -794,12 +801,13 @@ def print_report(runs, meta, modes, checks):
         print(f"### {test_name}, -P {pipeline}")
         print()
         print("| mode | ops/s (median) | vs direct | p50 ms | p99 ms | slotgate CPU µs/req "
-              "| redis CPU µs/req | client CPU µs/req | wall s |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+              "| redis CPU µs/req | client CPU µs/req | slotgate ÷ client CPU | wall s |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for name, m in s["modes"].items():
             print(f"| {name} | {fmt_ops(m['ops'])} | {fmt_num(m['ratio_vs_direct'], '.2f')} | "
                   f"{m['p50']:.3f} | {m['p99']:.3f} | {fmt_num(m['sg_us'], '.2f')} | "
-                  f"{m['redis_us']:.2f} | {m['client_us']:.2f} | {m['wall']:.2f} |")
+                  f"{m['redis_us']:.2f} | {m['client_us']:.2f} | "
+                  f"{fmt_num(m['sg_per_client'], '.2f')} | {m['wall']:.2f} |")
         print()
         for name, m in s["modes"].items():
             if name == "direct" or "direct" not in s["modes"]:
@@ -808,7 +816,8 @@ def print_report(runs, meta, modes, checks):
             print(f"Per-round {name}/direct: {' '.join(f'{x:.2f}' for x in xs)} "
                   f"(median {fmt_num(med(xs), '.2f')})  ")
         for c in s["comparisons"]:
-            cpu = (f"; CPU µs/req ratio = {fmt_num(c['cpu_us_ratio'], '.3f')}"
+            cpu = (f"; CPU µs/req ratio = {fmt_num(c['cpu_us_ratio'], '.3f')}, of slotgate "
+                   f"÷ client CPU = {fmt_num(c['cpu_per_client_ratio'], '.3f')}"
                    if c["cpu_us_ratio"] == c["cpu_us_ratio"] else "")
             print(f"{c['label']}: ops/s {c['num']} ÷ {c['den']} = "
                   f"{fmt_num(c['ops_ratio'], '.3f')} (paired per round: "
@@ -831,8 +840,8 @@ def print_report(runs, meta, modes, checks):
     print("### Summary")
     print()
     print("| test | -P | mode | ops/s | vs direct | paired vs direct | p50 ms | p99 ms "
-          "| slotgate µs/req | redis µs/req | client µs/req |")
-    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| slotgate µs/req | redis µs/req | client µs/req | slotgate ÷ client CPU |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for test_name, pipeline, s in summary_rows:
         for name, m in s["modes"].items():
             pm = med([x for _, x in m["paired_vs_direct"]]) if m["paired_vs_direct"] \
@@ -840,20 +849,22 @@ def print_report(runs, meta, modes, checks):
             print(f"| {test_name} | {pipeline} | {name} | {fmt_ops(m['ops'])} | "
                   f"{fmt_num(m['ratio_vs_direct'], '.2f')} | {fmt_num(pm, '.2f')} | "
                   f"{m['p50']:.3f} | {m['p99']:.3f} | {fmt_num(m['sg_us'], '.2f')} | "
-                  f"{m['redis_us']:.2f} | {m['client_us']:.2f} |")
+                  f"{m['redis_us']:.2f} | {m['client_us']:.2f} | "
+                  f"{fmt_num(m['sg_per_client'], '.2f')} |")
     if any(s["comparisons"] for _, _, s in summary_rows):
         print()
         print("### Ratios")
         print()
         print("| test | -P | ratio | ops/s, ratio of medians | paired per round, median "
-              "| slotgate CPU µs/req ratio |")
-        print("|---|---:|---|---:|---:|---:|")
+              "| slotgate CPU µs/req ratio | ratio of slotgate ÷ client CPU |")
+        print("|---|---:|---|---:|---:|---:|---:|")
         for test_name, pipeline, s in summary_rows:
             for c in s["comparisons"]:
                 print(f"| {test_name} | {pipeline} | {c['label']}: {c['num']} ÷ {c['den']} | "
                       f"{fmt_num(c['ops_ratio'], '.3f')} | "
                       f"{fmt_num(c['paired_median'], '.3f')} | "
-                      f"{fmt_num(c['cpu_us_ratio'], '.3f')} |")
+                      f"{fmt_num(c['cpu_us_ratio'], '.3f')} | "
+                      f"{fmt_num(c['cpu_per_client_ratio'], '.3f')} |")
     if checks:
         print()
         print("### Metrics check")
@@ -961,6 +972,9 @@ def parse_args(argv):
                     help="seconds before one redis-benchmark run counts as hung "
                          "(default: %(default)s)")
     ap.add_argument("--json", metavar="FILE", help="write all raw data to FILE")
+    ap.add_argument("--report", metavar="FILE",
+                    help="run nothing: print the report of a run saved with --json FILE "
+                         "again (with this version's columns)")
     ap.add_argument("--keep-tmp", action="store_true",
                     help="keep the temp dir (logs, configs) after exit")
     ap.add_argument("--redis-server", default="redis-server", help=argparse.SUPPRESS)
@@ -1005,8 +1019,23 @@ def version_of(argv):
         return "unknown"
 
 
+def report_saved(path):
+    """Print the report of a run saved with --json again; 0, or 1 when it cannot be read."""
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+        runs, meta = saved["runs"], saved["meta"]
+    except (OSError, ValueError, KeyError) as e:
+        print(f"FAIL: cannot read a saved run from {path}: {e}", file=sys.stderr)
+        return 1
+    print_report(runs, meta, meta["modes"], saved.get("metrics_checks") or {})
+    return 0
+
+
 def main(argv):
     args = parse_args(argv)
+    if args.report:
+        return report_saved(args.report)
     procs = Procs()
     tmp = None
 
