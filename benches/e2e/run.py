@@ -1024,11 +1024,11 @@ def report_saved(path):
     try:
         with open(path) as f:
             saved = json.load(f)
-        runs, meta = saved["runs"], saved["meta"]
-    except (OSError, ValueError, KeyError) as e:
-        print(f"FAIL: cannot read a saved run from {path}: {e}", file=sys.stderr)
+        runs, meta, modes = saved["runs"], saved["meta"], saved["meta"]["modes"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        print(f"FAIL: cannot read a saved run from {path}: {e!r}", file=sys.stderr)
         return 1
-    print_report(runs, meta, meta["modes"], saved.get("metrics_checks") or {})
+    print_report(runs, meta, modes, saved.get("metrics_checks") or {})
     return 0
 
 
