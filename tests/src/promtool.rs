@@ -162,6 +162,7 @@ pub const METRICS: &[MetricSpec] = &[
     ),
     metric("slotgate_ready", Gauge, &[]),
     metric("slotgate_build_info", Gauge, &[label("version", &[])]),
+    metric("slotgate_panics_total", Counter, &[]),
     metric("process_cpu_seconds_total", Counter, &[]),
     metric("process_resident_memory_bytes", Gauge, &[]),
     metric("process_virtual_memory_bytes", Gauge, &[]),

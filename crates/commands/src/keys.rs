@@ -45,6 +45,30 @@ impl Command {
         self.extract(args, out, true)
     }
 
+    /// Whether the arguments after the keys' start come in whole groups where the command's
+    /// key spec says keys repeat every `step` arguments to the end of the line (MSET and
+    /// MSETNX: key-value pairs). `MSET a 1 b` is not: Redis answers it with the arity
+    /// error, and a split would read past the last argument.
+    #[inline]
+    pub fn key_groups_complete(&self, argc: usize) -> bool {
+        self.key_specs
+            .iter()
+            .all(|spec| match (spec.begin, spec.find) {
+                (
+                    BeginSearch::Index(begin),
+                    FindKeys::Range {
+                        last_key: -1,
+                        step,
+                        limit: 0,
+                    },
+                ) if step > 1 && begin > 0 => {
+                    let (begin, step) = (begin as usize, step as usize);
+                    argc < begin || (argc - begin) % step == 0
+                }
+                _ => true,
+            })
+    }
+
     /// The one argument whose slot routes this command line, when the command's only key
     /// spec is "the key at index 1" (GET, SET, INCR, HGET …) and the line has it: the
     /// common case of [`Command::routing_indices`], without filling a [`KeyIndices`].

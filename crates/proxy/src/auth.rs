@@ -20,12 +20,13 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
-use slotgate_commands::{flag, ArgSource, Command};
+use slotgate_commands::{flag, ArgSource, Category, Command};
 use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::acl::{AclRules, RuleError};
+use crate::config::RestrictedScripts;
 use crate::entry::Entry;
 use crate::logs;
 use crate::replies;
@@ -57,6 +58,10 @@ pub struct UserSpec {
     pub rules: AclRules,
     /// The rules as written in the config, for `check-config` and log lines.
     pub rules_text: String,
+    /// Script and function commands are refused for this user: its rules grant less than
+    /// every key and channel and `scripting.restricted_users` is `refuse`. Set when the
+    /// user table is installed or reloaded ([`UserSpec::with_script_policy`]).
+    scripts_refused: bool,
 }
 
 /// A `password_sha256` value that is not 64 hexadecimal digits.
@@ -133,7 +138,26 @@ impl UserSpec {
             password,
             rules: AclRules::parse(rules)?,
             rules_text: rules.to_string(),
+            scripts_refused: false,
         })
+    }
+
+    /// Whether the rules grant less than every key and every channel (`~*` and `&*`): a
+    /// script run for this user on a node could reach what the rules forbid.
+    pub fn is_restricted(&self) -> bool {
+        !(self.rules.allows_all_keys() && self.rules.allows_all_channels())
+    }
+
+    /// This user under `policy`: with [`RestrictedScripts::Refuse`], a restricted user's
+    /// script and function commands are refused by the gate.
+    pub fn with_script_policy(mut self, policy: RestrictedScripts) -> UserSpec {
+        self.scripts_refused = policy == RestrictedScripts::Refuse && self.is_restricted();
+        self
+    }
+
+    /// Whether the gate refuses this user's script and function commands.
+    pub fn scripts_refused(&self) -> bool {
+        self.scripts_refused
     }
 }
 
@@ -185,10 +209,9 @@ impl Users {
 
     /// Set the users the proxy starts with (before any worker runs); a non-empty list makes
     /// authentication required for the life of the process.
-    pub fn install(&self, users: &[UserSpec]) {
+    pub fn install(&self, users: &[UserSpec], scripts: RestrictedScripts) {
         self.required.store(!users.is_empty(), Ordering::Release);
-        self.table
-            .store(Arc::new(users.iter().cloned().map(Arc::new).collect()));
+        self.table.store(table(users, scripts));
     }
 
     /// Replace the table (SIGHUP). Connections keep their authentication; from their next
@@ -198,7 +221,7 @@ impl Users {
     /// # Errors
     /// When the change would turn authentication on or off (needs a restart), or the list is
     /// invalid; the old table stays.
-    pub fn reload(&self, users: &[UserSpec]) -> Result<(), String> {
+    pub fn reload(&self, users: &[UserSpec], scripts: RestrictedScripts) -> Result<(), String> {
         validate_users(users)?;
         let required = self.required.load(Ordering::Acquire);
         if required && users.is_empty() {
@@ -216,8 +239,7 @@ impl Users {
         if !required {
             return Ok(());
         }
-        self.table
-            .store(Arc::new(users.iter().cloned().map(Arc::new).collect()));
+        self.table.store(table(users, scripts));
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         self.changed.send_replace(generation);
         tracing::info!(users = users.len(), "users reloaded");
@@ -256,6 +278,16 @@ impl Users {
         let user = self.find(name)?;
         (user.password.matches_digest(&candidate) && user.rules.is_enabled()).then_some(user)
     }
+}
+
+/// The shared table of `users`, each under the script policy.
+fn table(users: &[UserSpec], scripts: RestrictedScripts) -> Arc<Vec<Arc<UserSpec>>> {
+    Arc::new(
+        users
+            .iter()
+            .map(|u| Arc::new(u.clone().with_script_policy(scripts)))
+            .collect(),
+    )
 }
 
 /// A connection's authentication, present when users are configured.
@@ -337,6 +369,10 @@ pub(crate) fn gate<A: ArgSource + ?Sized>(
         ctx.shared.metrics.auth_failure("noauth");
         return Some(Entry::Ready(Bytes::from_static(replies::NOAUTH)));
     };
+    if user.scripts_refused && cmd.in_category(Category::Scripting) {
+        ctx.shared.metrics.auth_failure("noperm");
+        return Some(Entry::Ready(replies::script_refused(cmd.name)));
+    }
     match user.rules.check(cmd, args) {
         Ok(()) => None,
         Err(denied) => {

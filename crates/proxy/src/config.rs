@@ -32,6 +32,26 @@ pub struct Config {
     /// Downstream users (`users:`): empty means clients need not authenticate. Reloadable
     /// (`ProxyHandle::reload`), except that turning authentication on or off needs a restart.
     pub users: Vec<UserSpec>,
+    /// Whether users with narrower than full key or channel access may run scripts and
+    /// functions (`scripting.restricted_users`). Reloadable with the users.
+    pub restricted_scripts: RestrictedScripts,
+}
+
+/// `scripting.restricted_users`: what slotgate does with a script or function command
+/// (`@scripting`: EVAL, EVALSHA, FCALL, SCRIPT …, FUNCTION …) from a user whose rules grant
+/// less than every key and every channel (`~*` and `&*`).
+///
+/// A node runs a script as slotgate's upstream user, not as the client's: the keys and
+/// channels the script touches inside the node are never checked against the client's
+/// rules. Refusing is the only safe answer until the node can check them itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RestrictedScripts {
+    /// Refuse with `-NOPERM` (the default).
+    #[default]
+    Refuse,
+    /// Let them run, unchecked inside the script: such a user can read and write any key
+    /// and publish to any channel through a script.
+    Allow,
 }
 
 /// Client-facing TLS.
@@ -151,6 +171,7 @@ impl Config {
             shutdown_grace: Duration::from_secs(10),
             metrics: true,
             users: Vec::new(),
+            restricted_scripts: RestrictedScripts::default(),
         }
     }
 

@@ -35,22 +35,23 @@ impl ArgSource for ReqArgs<'_> {
 
 /// Turn one client request into its reply-queue entry, sending whatever must go upstream;
 /// `deadline` is when its upstream ops time out (`op_timeout` after the request was read).
-/// Also returns the command's table index (or [`UNKNOWN_COMMAND`]) for its metrics.
+/// Also sets `index` to the command's table index (or leaves [`UNKNOWN_COMMAND`]) for its
+/// metrics, first thing, so that it names the command even if routing panics.
 pub(crate) fn route_command(
     ctx: &WorkerCtx,
     client: &mut ClientState,
     req: Request,
     deadline: Instant,
-) -> (Entry, u16) {
+    index: &mut u16,
+) -> Entry {
+    *index = UNKNOWN_COMMAND;
     let args = ReqArgs(&req);
     let Some(cmd) = client.lookup.lookup(&args) else {
         client.transaction.flag_error(); // in MULTI, EXEC then answers -EXECABORT
-        return (
-            Entry::Ready(replies::unknown_command(req.arg(0), req.args().skip(1))),
-            UNKNOWN_COMMAND,
-        );
+        return Entry::Ready(replies::unknown_command(req.arg(0), req.args().skip(1)));
     };
-    (route_known(ctx, client, cmd, req, deadline), cmd.index)
+    *index = cmd.index;
+    route_known(ctx, client, cmd, req, deadline)
 }
 
 fn route_known(
@@ -103,6 +104,11 @@ fn route_known(
         if let Some(entry) = transaction::queue(ctx, client, cmd, req) {
             return entry;
         }
+    }
+    // MSET a 1 b: Redis's command answers the arity error (inside MULTI, at EXEC, where the
+    // node answers it); checked before the keys are grouped by slot.
+    if !cmd.key_groups_complete(req.argc()) {
+        return Entry::Ready(replies::wrong_arity(cmd.name));
     }
     match cmd.family {
         Family::Local => local::run(ctx, client, cmd, req, deadline),

@@ -23,6 +23,7 @@ mod logs;
 pub mod metrics;
 mod node_client;
 mod op;
+mod panics;
 mod protocol;
 mod pubsub;
 pub mod replies;
@@ -50,7 +51,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub use auth::{PasswordCheck, UserSpec};
-pub use config::{Config, LimitsConfig, TlsConfig, UpstreamConfig, UpstreamTlsConfig};
+pub use config::{
+    Config, LimitsConfig, RestrictedScripts, TlsConfig, UpstreamConfig, UpstreamTlsConfig,
+};
 pub use error::ProxyError;
 pub use metrics::Metrics;
 pub use status::Status;
@@ -114,7 +117,7 @@ impl ProxyHandle {
         self.status
             .shared
             .users
-            .reload(&config.users)
+            .reload(&config.users, config.restricted_scripts)
             .map_err(ProxyError::Config)?;
         if let Some((current, new)) = new_tls {
             current.install(new);
@@ -151,6 +154,7 @@ impl Drop for ProxyHandle {
 /// [`ProxyError::UpstreamTls`] when a node's certificate does not verify.
 pub fn start(config: Config) -> Result<ProxyHandle, ProxyError> {
     config.validate().map_err(ProxyError::Config)?;
+    panics::install_hook();
     let server_tls = config
         .tls
         .as_ref()
@@ -210,7 +214,9 @@ pub fn start(config: Config) -> Result<ProxyHandle, ProxyError> {
         Arc::clone(&metrics),
         server_tls.clone(),
     ));
-    shared.users.install(&config.users);
+    shared
+        .users
+        .install(&config.users, config.restricted_scripts);
     let status = Arc::new(Status {
         metrics: Arc::clone(&metrics),
         topology: Arc::clone(&topology),

@@ -231,6 +231,8 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(last_refresh.clone()))
             .expect("unique metric");
+        r.register(Box::new(crate::panics::PANICS.clone()))
+            .expect("unique metric");
         let (flush, _) = watch::channel(0);
         Metrics {
             enabled,
@@ -609,7 +611,7 @@ impl WorkerMetrics {
 }
 
 /// The `command` label for a table index: the lowercase Redis name (`get`, `config|get`).
-fn command_label(cmd: u16) -> &'static str {
+pub(crate) fn command_label(cmd: u16) -> &'static str {
     if (cmd as usize) < COMMAND_COUNT {
         slotgate_commands::by_index(cmd).name
     } else {

@@ -68,8 +68,24 @@ pub const BAD_CLIENT_NAME: &[u8] =
 pub const SHUTTING_DOWN: &[u8] = b"-ERR slotgate: shutting down\r\n";
 /// A SCAN cursor that is not an unsigned 64-bit decimal number (Redis 7.0's text).
 pub const INVALID_CURSOR: &[u8] = b"-ERR invalid cursor\r\n";
+/// Routing the command panicked (a bug, counted in `slotgate_panics_total` and logged);
+/// the connection closes after this reply.
+pub const INTERNAL_ERROR: &[u8] =
+    b"-ERR slotgate: internal error while handling this command (logged); closing the connection\r\n";
 /// A node's reply did not have the shape its command promises.
 pub const UNEXPECTED_REPLY: &[u8] = b"-ERR slotgate: unexpected reply shape from upstream\r\n";
+
+/// A script or function command from a user whose rules grant less than every key and
+/// channel, under `scripting.restricted_users: refuse`. Redis's NOPERM wording for a refused
+/// command, then why: a node would run the script with slotgate's rights, not the user's.
+pub fn script_refused(name: &str) -> Bytes {
+    error(
+        format!(
+            "NOPERM this user has no permissions to run the '{name}' command: slotgate runs scripts and functions only for users with access to every key and channel (~* &*)"
+        )
+        .as_bytes(),
+    )
+}
 
 /// A node returned a SCAN cursor too large for slotgate's client cursor (see `scan.rs`).
 pub fn scan_cursor_too_large(node: &str, cursor: u64, limit: u64) -> Bytes {

@@ -15,12 +15,12 @@ use tokio::time::Instant;
 use crate::auth::{self, ClientAuth};
 use crate::dispatch::route_command;
 use crate::entry::Entry;
-use crate::logs;
 use crate::op::Event;
 use crate::protocol::Protocol;
 use crate::pubsub::{LinkFrame, PubSub};
 use crate::transaction::TxState;
 use crate::worker::WorkerCtx;
+use crate::{logs, panics, replies};
 
 /// Read buffer size kept free before each read.
 const READ_RESERVE: usize = 16 * 1024;
@@ -168,7 +168,14 @@ pub(crate) async fn run_session<R, W>(
             while queue.len() < max_pipeline {
                 match decoder.decode(&mut rbuf) {
                     Ok(Some(req)) => {
-                        let (entry, cmd) = route_command(&ctx, &mut client, req, deadline);
+                        let mut cmd = crate::metrics::UNKNOWN_COMMAND;
+                        let routed = panics::guard(|| {
+                            route_command(&ctx, &mut client, req, deadline, &mut cmd)
+                        });
+                        let entry = routed.unwrap_or_else(|caught| {
+                            caught.log(crate::metrics::command_label(cmd));
+                            Entry::Close(Bytes::from_static(replies::INTERNAL_ERROR))
+                        });
                         let closes = matches!(entry, Entry::Close(_));
                         queue.push_back(Pending { entry, cmd, start });
                         if closes {

@@ -47,7 +47,10 @@ pub(crate) fn route(
     let mut ops = Vec::with_capacity(groups.len());
     let mut positions = Vec::with_capacity(groups.len());
     for (slot, members) in groups {
-        let wire = sub_command(req, kind, &members);
+        let Some(wire) = sub_command(req, kind, &members) else {
+            // A key without its value; the dispatcher's group check answers this first.
+            return Entry::Ready(crate::replies::wrong_arity(cmd.name));
+        };
         let route = Route::Slot(slot);
         ops.push(Op::start(ctx, route, wire, readonly, deadline, proto));
         positions.push(members.iter().map(|&(pos, _)| pos).collect());
@@ -78,8 +81,9 @@ fn group_by_slot(req: &Request, keys: &[u32]) -> Vec<(u16, Vec<(u32, u32)>)> {
     groups
 }
 
-/// The command for one slot's share of the keys, named as the client named it.
-fn sub_command(req: &Request, kind: SplitKind, members: &[(u32, u32)]) -> Bytes {
+/// The command for one slot's share of the keys, named as the client named it; `None` when
+/// a key's value is missing.
+fn sub_command(req: &Request, kind: SplitKind, members: &[(u32, u32)]) -> Option<Bytes> {
     let per_key = if matches!(kind, SplitKind::Mset) {
         2
     } else {
@@ -88,12 +92,12 @@ fn sub_command(req: &Request, kind: SplitKind, members: &[(u32, u32)]) -> Bytes 
     let mut args: Vec<&[u8]> = Vec::with_capacity(1 + members.len() * per_key);
     args.push(req.arg(0));
     for &(_, arg) in members {
-        args.push(req.arg(arg as usize));
+        args.push(req.get(arg as usize)?);
         if per_key == 2 {
-            args.push(req.arg(arg as usize + 1));
+            args.push(req.get(arg as usize + 1)?);
         }
     }
     let mut buf = BytesMut::new();
     encode::command(&mut buf, &args);
-    buf.freeze()
+    Some(buf.freeze())
 }

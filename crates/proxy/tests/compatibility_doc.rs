@@ -133,6 +133,24 @@ fn behaviour(cmd: &Command) -> String {
     }
 }
 
+/// What every row adds after the family's behaviour: key groups and restricted users' scripts.
+fn notes(cmd: &Command) -> String {
+    let mut text = String::new();
+    if !cmd.key_groups_complete(4) {
+        text.push_str(
+            "; a key without its value gets Redis's `-ERR wrong number of arguments`, whether or \
+             not the keys share a slot",
+        );
+    }
+    if cmd.in_category(slotgate_commands::Category::Scripting) {
+        text.push_str(
+            "; refused (`-NOPERM`) for users with less than `~* &*` unless \
+             `scripting.restricted_users: allow` (docs/configuration.md)",
+        );
+    }
+    text
+}
+
 fn family(cmd: &Command) -> String {
     match cmd.family {
         Family::Split(_) => "split".into(),
@@ -170,7 +188,7 @@ fn render() -> String {
             "| `{}` | {} | {} |\n",
             cmd.name.replace('|', " ").to_uppercase(),
             family(cmd),
-            behaviour(cmd)
+            behaviour(cmd) + &notes(cmd)
         ));
     }
     out

@@ -80,6 +80,13 @@ impl Request {
         &self.source()[start..start + len]
     }
 
+    /// Argument `i`, or `None` past the last one: for positions computed from the
+    /// arguments themselves, where a short line must be an error, not a panic.
+    #[inline]
+    pub fn get(&self, i: usize) -> Option<&[u8]> {
+        (i < self.argc()).then(|| self.arg(i))
+    }
+
     /// Argument `i` as a zero-copy [`Bytes`] slice of the request buffer.
     ///
     /// # Panics

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use serde::Deserialize;
-use slotgate_proxy::{Config, LimitsConfig, TlsConfig, UpstreamConfig, UpstreamTlsConfig};
+use slotgate_proxy::{
+    Config, LimitsConfig, RestrictedScripts, TlsConfig, UpstreamConfig, UpstreamTlsConfig,
+};
 
 /// The file as written.
 #[derive(Debug, Deserialize)]
@@ -32,6 +34,17 @@ struct FileConfig {
     log: LogSettings,
     #[serde(default)]
     users: Vec<users::FileUser>,
+    #[serde(default)]
+    scripting: FileScripting,
+}
+
+/// `scripting:` — script and function commands of restricted users.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileScripting {
+    /// `refuse` (default) or `allow`.
+    #[serde(default)]
+    restricted_users: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -229,6 +242,14 @@ impl Settings {
         let _ = writeln!(s, "  auth_failure_delay: {:?}", l.auth_failure_delay);
         let _ = writeln!(s, "  max_pubsub_backlog: {}", l.max_pubsub_backlog);
         users::describe(&mut s, &p.users);
+        let _ = writeln!(
+            s,
+            "scripting:\n  restricted_users: {}",
+            match p.restricted_scripts {
+                RestrictedScripts::Refuse => "refuse",
+                RestrictedScripts::Allow => "allow # scripts run unchecked for restricted users",
+            }
+        );
         let _ = writeln!(s, "workers: {} # effective {}", p.workers, p.worker_count());
         let _ = writeln!(s, "shutdown_grace: {:?}", p.shutdown_grace);
         let _ = writeln!(
@@ -394,6 +415,13 @@ pub fn parse(text: &str) -> anyhow::Result<Settings> {
             .as_ref()
             .is_some_and(|a| a.metrics.unwrap_or(true)),
         users: users::resolve(file.users)?,
+        restricted_scripts: match file.scripting.restricted_users.as_deref() {
+            None | Some("refuse") => RestrictedScripts::Refuse,
+            Some("allow") => RestrictedScripts::Allow,
+            Some(other) => {
+                bail!("scripting.restricted_users: expected refuse|allow, got {other:?}")
+            }
+        },
     };
     proxy.validate().map_err(|e| anyhow!(e))?;
     if !["error", "warn", "info", "debug", "trace"].contains(&file.log.level.as_str()) {

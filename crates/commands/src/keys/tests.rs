@@ -212,3 +212,28 @@ fn sole_routing_key_agrees_with_routing_indices() {
         .sole_routing_key(&["MGET", "a", "b"][..])
         .is_none());
 }
+
+#[test]
+fn key_groups_complete_only_for_whole_pairs() {
+    let complete = |line: &str| {
+        let args: Vec<&str> = line.split(' ').collect();
+        lookup(&args[..]).unwrap().key_groups_complete(args.len())
+    };
+    assert!(complete("MSET a 1"));
+    assert!(complete("MSET a 1 b 2"));
+    assert!(!complete("MSET a 1 b"));
+    assert!(!complete("MSETNX a 1 b"));
+    assert!(complete("MSETNX a 1 b 2"));
+    // Commands whose keys do not repeat in groups are not affected.
+    assert!(complete("MGET a b c"));
+    assert!(complete("DEL a b c"));
+    assert!(complete("HSET h f"));
+    assert!(complete("EVAL s 2 a b c"));
+    // Only MSET and MSETNX have a repeating key group in the 7.0 table.
+    let grouped: Vec<&str> = crate::all()
+        .iter()
+        .filter(|c| !c.key_groups_complete(4))
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(grouped, ["mset", "msetnx"]);
+}

@@ -81,10 +81,13 @@ fn user_names_are_unique_and_plain() {
 #[test]
 fn authenticate_checks_name_password_and_on() {
     let users = Users::new();
-    users.install(&[
-        user("app", "apppass", "+@all ~app:*"),
-        user("gone", "gonepass", "off +@all ~*"),
-    ]);
+    users.install(
+        &[
+            user("app", "apppass", "+@all ~app:*"),
+            user("gone", "gonepass", "off +@all ~*"),
+        ],
+        RestrictedScripts::Refuse,
+    );
     assert!(users.required());
     assert_eq!(users.authenticate(b"app", b"apppass").unwrap().name, "app");
     assert!(users.authenticate(b"app", b"wrong").is_none());
@@ -102,7 +105,7 @@ fn authenticate_checks_name_password_and_on() {
 #[test]
 fn no_users_means_no_client_auth() {
     let users = Users::new();
-    users.install(&[]);
+    users.install(&[], RestrictedScripts::Refuse);
     assert!(!users.required());
     assert!(ClientAuth::for_new_connection(&users).is_none());
     assert!(users.subscribe().is_none());
@@ -111,7 +114,10 @@ fn no_users_means_no_client_auth() {
 #[test]
 fn reload_updates_rules_and_revokes_removed_or_off_users() {
     let users = Users::new();
-    users.install(&[user("app", "p", "+get ~*"), user("other", "p", "+@all ~*")]);
+    users.install(
+        &[user("app", "p", "+get ~*"), user("other", "p", "+@all ~*")],
+        RestrictedScripts::Refuse,
+    );
     let mut auth = ClientAuth::for_new_connection(&users).unwrap();
     assert!(auth.user().is_none());
     auth.user = users.authenticate(b"app", b"p");
@@ -121,10 +127,13 @@ fn reload_updates_rules_and_revokes_removed_or_off_users() {
 
     // New rules, new password: the session keeps its login and gets the rules.
     users
-        .reload(&[
-            user("app", "new", "+set ~*"),
-            user("other", "p", "+@all ~*"),
-        ])
+        .reload(
+            &[
+                user("app", "new", "+set ~*"),
+                user("other", "p", "+@all ~*"),
+            ],
+            RestrictedScripts::Refuse,
+        )
         .unwrap();
     assert!(rx.has_changed().unwrap());
     assert!(auth.refresh(&users));
@@ -132,7 +141,10 @@ fn reload_updates_rules_and_revokes_removed_or_off_users() {
 
     // Turned off: revoked.
     users
-        .reload(&[user("app", "new", "off +set ~*"), user("other", "p", "")])
+        .reload(
+            &[user("app", "new", "off +set ~*"), user("other", "p", "")],
+            RestrictedScripts::Refuse,
+        )
         .unwrap();
     assert!(!auth.refresh(&users));
 
@@ -140,26 +152,73 @@ fn reload_updates_rules_and_revokes_removed_or_off_users() {
     let mut auth2 = ClientAuth::for_new_connection(&users).unwrap();
     auth2.user = users.authenticate(b"other", b"p");
     auth2.generation = users.generation();
-    users.reload(&[user("app", "new", "+@all")]).unwrap();
+    users
+        .reload(&[user("app", "new", "+@all")], RestrictedScripts::Refuse)
+        .unwrap();
     assert!(!auth2.refresh(&users));
 }
 
 #[test]
 fn reload_cannot_turn_authentication_on_or_off() {
     let with = Users::new();
-    with.install(&[user("app", "p", "")]);
-    let err = with.reload(&[]).unwrap_err();
+    with.install(&[user("app", "p", "")], RestrictedScripts::Refuse);
+    let err = with.reload(&[], RestrictedScripts::Refuse).unwrap_err();
     assert!(err.contains("restart"), "{err}");
     let without = Users::new();
-    without.install(&[]);
-    let err = without.reload(&[user("app", "p", "")]).unwrap_err();
+    without.install(&[], RestrictedScripts::Refuse);
+    let err = without
+        .reload(&[user("app", "p", "")], RestrictedScripts::Refuse)
+        .unwrap_err();
     assert!(err.contains("restart"), "{err}");
-    assert!(without.reload(&[]).is_ok());
+    assert!(without.reload(&[], RestrictedScripts::Refuse).is_ok());
     // A refused reload keeps the old table.
     let err = with
-        .reload(&[user("a", "p", ""), user("a", "q", "")])
+        .reload(
+            &[user("a", "p", ""), user("a", "q", "")],
+            RestrictedScripts::Refuse,
+        )
         .unwrap_err();
     assert!(err.contains("twice"), "{err}");
     assert!(with.find(b"app").is_some());
     assert_eq!(with.generation(), 0);
+}
+
+#[test]
+fn scripts_are_refused_only_for_restricted_users_under_refuse() {
+    let users = Users::new();
+    users.install(
+        &[
+            user("full", "p", "+@all ~* &*"),
+            user("allkeys", "p", "+@all allkeys allchannels"),
+            user("keys", "p", "+@all ~app:* &*"),
+            user("channels", "p", "+@all ~* &app:*"),
+            user("readonly", "p", "+@all %R~* &*"),
+        ],
+        RestrictedScripts::Refuse,
+    );
+    let refused = |name: &str| users.find(name.as_bytes()).unwrap().scripts_refused();
+    assert!(!refused("full"));
+    assert!(!refused("allkeys"));
+    assert!(refused("keys"));
+    assert!(refused("channels"));
+    assert!(
+        refused("readonly"),
+        "%R~* is not every key with every access"
+    );
+
+    // A reload applies the policy again; under Allow nobody is refused.
+    users
+        .reload(
+            &[user("keys", "p", "+@all ~app:* &*")],
+            RestrictedScripts::Allow,
+        )
+        .unwrap();
+    assert!(!refused("keys"));
+    users
+        .reload(
+            &[user("keys", "p", "+@all ~app:* &*")],
+            RestrictedScripts::Refuse,
+        )
+        .unwrap();
+    assert!(refused("keys"));
 }

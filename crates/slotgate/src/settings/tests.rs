@@ -13,6 +13,26 @@ fn minimal_config_gets_defaults() {
     assert_eq!(s.proxy.limits.max_request_bytes, 512 * 1024 * 1024);
     assert_eq!(s.proxy.limits.client_idle_timeout, None);
     assert_eq!(s.log.level, "info");
+    assert_eq!(s.proxy.restricted_scripts, RestrictedScripts::Refuse);
+}
+
+#[test]
+fn scripting_restricted_users() {
+    let s = parse(&format!("{MINIMAL}scripting:\n  restricted_users: allow\n")).unwrap();
+    assert_eq!(s.proxy.restricted_scripts, RestrictedScripts::Allow);
+    assert!(s.describe().contains("restricted_users: allow"));
+    let s = parse(&format!(
+        "{MINIMAL}scripting:\n  restricted_users: refuse\n"
+    ))
+    .unwrap();
+    assert_eq!(s.proxy.restricted_scripts, RestrictedScripts::Refuse);
+    let err = parse(&format!("{MINIMAL}scripting:\n  restricted_users: maybe\n")).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("scripting.restricted_users"),
+        "{err:#}"
+    );
+    let err = parse(&format!("{MINIMAL}scripting:\n  users: allow\n")).unwrap_err();
+    assert!(format!("{err:#}").contains("users"), "{err:#}");
 }
 
 #[test]
