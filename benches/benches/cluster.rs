@@ -34,7 +34,7 @@ fn bench_slot(c: &mut Criterion) {
     });
     let long = vec![b'k'; 256];
     c.bench_function("slot/256-byte key", |b| b.iter(|| slot(black_box(&long))));
-    // The checksum alone, in-house against the `crc16` crate DESIGN §3 names.
+    // The checksum alone, in-house against the `crc16` crate (docs/architecture.md, "Dependencies").
     for len in [8, 16, 256] {
         let data: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
         c.bench_function(&format!("crc16/in-house {len} bytes"), |b| {

@@ -1,5 +1,5 @@
 //! `promtool` (Prometheus's own checker, from the Debian package `prometheus`) and the metric
-//! contract of DESIGN §4 as data, for tests of the `/metrics` output, the alerting rules and
+//! contract of docs/metrics.md as data, for tests of the `/metrics` output, the alerting rules and
 //! the Grafana dashboard in `deploy/`.
 //!
 //! [`METRICS`] is the one list of metric names, types and labels; every other list
@@ -11,7 +11,7 @@
 //!
 //! Flags: `promtool check metrics` (2.42, Debian bookworm) has no lint switch; it exits 1 on a
 //! parse error and 3 on a lint problem (missing HELP, a counter without `_total`, a bad unit
-//! suffix, ...). DESIGN §4 says promtool must *accept* the output, so [`check_metrics`] treats
+//! suffix, ...). docs/metrics.md says promtool must *accept* the output, so [`check_metrics`] treats
 //! any non-zero exit, lint included, as a failure. (Newer promtool versions add
 //! `check metrics --lint=none`; disabling the lint would defeat the point, so it is never
 //! passed.) `promtool check rules` runs with `--lint=all --lint-fatal`, so duplicate rules
@@ -65,7 +65,7 @@ const fn metric(name: &'static str, kind: MetricKind, labels: &'static [LabelSpe
 
 use MetricKind::{Counter, Gauge, Histogram};
 
-/// Every metric slotgate exports (DESIGN §4; documented in docs/metrics.md). Names and labels
+/// Every metric slotgate exports (documented in docs/metrics.md). Names and labels
 /// are a public API: alerts and dashboards depend on them.
 pub const METRICS: &[MetricSpec] = &[
     metric("slotgate_client_connections", Gauge, &[]),

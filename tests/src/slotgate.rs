@@ -22,7 +22,7 @@ use crate::process::{send_signal, DirGuard, GuardedChild};
 /// How long slotgate may take to answer `PING` after start.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A minimal config per DESIGN §4: listen on `127.0.0.1:listen_port`, upstream cluster seeds,
+/// A minimal config (docs/configuration.md): listen on `127.0.0.1:listen_port`, upstream cluster seeds,
 /// log level info.
 pub fn slotgate_config(seeds: &[String], listen_port: u16) -> String {
     let seeds = seeds

@@ -1,4 +1,4 @@
-//! Downstream users and ACLs (issue 4) against a real cluster: the exact OK / NOAUTH /
+//! Downstream users and ACLs against a real cluster: the exact OK / NOAUTH /
 //! WRONGPASS / NOPERM replies for a matrix of users × commands × keys (split commands with
 //! one forbidden key run nothing), real clients logging in (redis-cli `--user/--pass` and
 //! `-a`, redis-rs with a `redis://user:pass@` URL), the delay after repeated failures, users

@@ -1,4 +1,4 @@
-//! The binary's command line (DESIGN §4): `keyslot`, `check-config`, `--version`, a missing
+//! The binary's command line (docs/cli.md): `keyslot`, `check-config`, `--version`, a missing
 //! config, and a clean exit on SIGTERM with a client mid-pipeline.
 
 use std::process::Command;

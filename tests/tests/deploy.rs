@@ -1,6 +1,6 @@
-//! The files in `deploy/` (DESIGN §2): the Prometheus alerting rules pass `promtool check
+//! The files in `deploy/` (deploy/README.md): the Prometheus alerting rules pass `promtool check
 //! rules` and their unit tests (`promtool test rules`), the rules and the Grafana dashboard use
-//! only contract metrics and labels (DESIGN §4, `slotgate_tests::promtool::METRICS`), the
+//! only contract metrics and labels (docs/metrics.md, `slotgate_tests::promtool::METRICS`), the
 //! dashboard is well-formed, the real binary's `/metrics` passes `promtool check metrics` and
 //! matches that same contract, the Kubernetes ConfigMap's slotgate.yaml passes
 //! `slotgate check-config`, and the Dockerfile, systemd unit and Kubernetes manifests agree

@@ -1,4 +1,4 @@
-//! Decoder limits (DESIGN §6): a huge declared bulk, a 10 MB inline line and a 2^31 array
+//! Decoder limits (docs/configuration.md): a huge declared bulk, a 10 MB inline line and a 2^31 array
 //! header each get Redis's protocol error and close only that connection, and the proxy's
 //! memory stays flat while it is attacked.
 

@@ -1,5 +1,5 @@
 //! Routing families: the one decision the session makes for every command after lookup
-//! (DESIGN.md §1). Each family has its own file in the proxy.
+//! (docs/architecture.md). Each family has its own file in the proxy.
 
 /// How slotgate routes a command. Assigned in `gen/families.tsv`; unlisted commands are
 /// [`Family::Single`] when they have keys, else [`Family::Keyless`].

@@ -1,6 +1,6 @@
 //! The static Redis 7.0 command table and slotgate's routing families.
 //!
-//! In the path of a command (DESIGN.md §1) this crate sits between the request decoder
+//! In the path of a command (docs/architecture.md) this crate sits between the request decoder
 //! and the session: the session calls [`lookup`] on the decoded arguments, checks
 //! [`Command::arity_ok`] and ACL categories, asks [`Command::key_indices`] where the keys
 //! are, and dispatches on [`Command::family`].

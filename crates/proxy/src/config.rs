@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::auth::UserSpec;
+use crate::auth::users::{RestrictedScripts, UserSpec};
 
 /// Everything the engine needs to run.
 #[derive(Debug, Clone)]
@@ -35,23 +35,6 @@ pub struct Config {
     /// Whether users with narrower than full key or channel access may run scripts and
     /// functions (`scripting.restricted_users`). Reloadable with the users.
     pub restricted_scripts: RestrictedScripts,
-}
-
-/// `scripting.restricted_users`: what slotgate does with a script or function command
-/// (`@scripting`: EVAL, EVALSHA, FCALL, SCRIPT …, FUNCTION …) from a user whose rules grant
-/// less than every key and every channel (`~*` and `&*`).
-///
-/// A node runs a script as slotgate's upstream user, not as the client's: the keys and
-/// channels the script touches inside the node are never checked against the client's
-/// rules. Refusing is the only safe answer until the node can check them itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum RestrictedScripts {
-    /// Refuse with `-NOPERM` (the default).
-    #[default]
-    Refuse,
-    /// Let them run, unchecked inside the script: such a user can read and write any key
-    /// and publish to any channel through a script.
-    Allow,
 }
 
 /// Client-facing TLS.
@@ -214,7 +197,7 @@ impl Config {
         if self.limits.max_pipeline == 0 || self.limits.max_clients == 0 {
             return Err("limits.max_pipeline and limits.max_clients must be at least 1".into());
         }
-        crate::auth::validate_users(&self.users)?;
+        crate::auth::users::validate_users(&self.users)?;
         if self.limits.max_request_bytes < 1024 {
             return Err("limits.max_request_bytes must be at least 1kb".into());
         }

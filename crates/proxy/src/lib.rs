@@ -8,40 +8,26 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod acl;
 pub mod auth;
 pub mod config;
-mod dedicated;
-mod dispatch;
-mod entry;
 pub mod error;
-mod hold;
-mod keyspace;
-mod latency;
-mod local;
-mod logs;
-pub mod metrics;
-mod node_client;
-mod op;
-mod panics;
+mod family;
+mod glob;
 mod protocol;
-mod pubsub;
 pub mod replies;
-mod reply_slot;
-mod scan;
-mod scripts;
+mod runtime;
+mod server;
 mod session;
-mod shardsub;
-mod shutdown;
-mod slots;
-mod split;
-pub mod status;
+pub mod telemetry;
+#[cfg(test)]
+mod testing;
 mod tls;
-pub mod topology;
-mod transaction;
 mod upstream;
-mod wait;
-mod worker;
+
+pub use auth::acl;
+pub use server::status;
+pub use telemetry::metrics;
+pub use upstream::topology;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -50,10 +36,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-pub use auth::{PasswordCheck, UserSpec};
-pub use config::{
-    Config, LimitsConfig, RestrictedScripts, TlsConfig, UpstreamConfig, UpstreamTlsConfig,
-};
+pub use auth::users::{PasswordCheck, RestrictedScripts, UserSpec};
+pub use config::{Config, LimitsConfig, TlsConfig, UpstreamConfig, UpstreamTlsConfig};
 pub use error::ProxyError;
 pub use metrics::Metrics;
 pub use status::Status;
@@ -154,7 +138,7 @@ impl Drop for ProxyHandle {
 /// [`ProxyError::UpstreamTls`] when a node's certificate does not verify.
 pub fn start(config: Config) -> Result<ProxyHandle, ProxyError> {
     config.validate().map_err(ProxyError::Config)?;
-    panics::install_hook();
+    telemetry::panics::install_hook();
     let server_tls = config
         .tls
         .as_ref()
@@ -189,14 +173,15 @@ pub fn start(config: Config) -> Result<ProxyHandle, ProxyError> {
     }
 
     let workers = config.worker_count();
-    let listeners =
-        worker::bind_listeners(config.listen, workers).map_err(|source| ProxyError::Bind {
+    let listeners = server::worker::bind_listeners(config.listen, workers).map_err(|source| {
+        ProxyError::Bind {
             addr: config.listen.to_string(),
             source,
-        })?;
+        }
+    })?;
     let local_addr = listeners[0].local_addr()?;
     let mut plaintext: Vec<Option<std::net::TcpListener>> = match config.plaintext_listen {
-        Some(addr) => worker::bind_listeners(addr, workers)
+        Some(addr) => server::worker::bind_listeners(addr, workers)
             .map_err(|source| ProxyError::Bind {
                 addr: addr.to_string(),
                 source,
@@ -210,7 +195,7 @@ pub fn start(config: Config) -> Result<ProxyHandle, ProxyError> {
         Some(l) => Some(l.local_addr()?),
         None => None,
     };
-    let shared = Arc::new(worker::Shared::new(
+    let shared = Arc::new(runtime::context::Shared::new(
         Arc::clone(&metrics),
         server_tls.clone(),
     ));
@@ -248,7 +233,9 @@ pub fn start(config: Config) -> Result<ProxyHandle, ProxyError> {
             std::thread::Builder::new()
                 .name(format!("slotgate-worker-{i}"))
                 .spawn(move || {
-                    if let Err(e) = worker::run_worker(cfg, topo, shared, listener, plain, rx) {
+                    if let Err(e) =
+                        server::worker::run_worker(cfg, topo, shared, listener, plain, rx)
+                    {
                         tracing::error!(worker = i, error = %e, "worker failed");
                     }
                 })?,

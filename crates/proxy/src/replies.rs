@@ -72,6 +72,37 @@ pub const INVALID_CURSOR: &[u8] = b"-ERR invalid cursor\r\n";
 /// the connection closes after this reply.
 pub const INTERNAL_ERROR: &[u8] =
     b"-ERR slotgate: internal error while handling this command (logged); closing the connection\r\n";
+/// A reply that a task of its own should have computed never came (the task ended
+/// without one: a bug, or the worker is stopping).
+pub const TASK_ENDED: &[u8] =
+    b"-ERR slotgate: internal error: the command's task ended without a reply\r\n";
+/// CLUSTER COUNTKEYSINSLOT with a slot outside 0..16383 (Redis 7.0's text).
+pub const INVALID_SLOT: &[u8] = b"-ERR Invalid slot\r\n";
+/// HELLO with a protocol version that is not a number (Redis 7.0's text).
+pub const HELLO_BAD_PROTOVER: &[u8] =
+    b"-ERR Protocol version is not an integer or out of range\r\n";
+
+/// The text of the NOPERM reply for a refused key (Redis 7.0), without `-` and CRLF.
+macro_rules! noperm_key {
+    () => {
+        "NOPERM this user has no permissions to access one of the keys used as arguments"
+    };
+}
+/// The text of the NOPERM reply for a refused channel (Redis 7.0), without `-` and CRLF.
+macro_rules! noperm_channel {
+    () => {
+        "NOPERM this user has no permissions to access one of the channels used as arguments"
+    };
+}
+/// A key the user's ACL rules do not allow, as text ([`NOPERM_KEY`] without `-` and CRLF).
+pub const NOPERM_KEY_TEXT: &str = noperm_key!();
+/// A key the user's ACL rules do not allow (Redis 7.0's text).
+pub const NOPERM_KEY: &[u8] = concat!("-", noperm_key!(), "\r\n").as_bytes();
+/// A channel the user's ACL rules do not allow, as text.
+pub const NOPERM_CHANNEL_TEXT: &str = noperm_channel!();
+/// A channel the user's ACL rules do not allow (Redis 7.0's text).
+pub const NOPERM_CHANNEL: &[u8] = concat!("-", noperm_channel!(), "\r\n").as_bytes();
+
 /// A node's reply did not have the shape its command promises.
 pub const UNEXPECTED_REPLY: &[u8] = b"-ERR slotgate: unexpected reply shape from upstream\r\n";
 
@@ -136,6 +167,22 @@ pub fn unknown_subcommand(command: &str, sub: &[u8]) -> Bytes {
 /// `client|setname` for subcommands).
 pub fn wrong_arity(name: &str) -> Bytes {
     error(format!("ERR wrong number of arguments for '{name}' command").as_bytes())
+}
+
+/// `-ERR Syntax error in HELLO option '<opt>'` (Redis 7.0's text).
+pub fn hello_bad_option(opt: &[u8]) -> Bytes {
+    let mut text = b"ERR Syntax error in HELLO option '".to_vec();
+    text.extend_from_slice(opt);
+    text.push(b'\'');
+    error(&text)
+}
+
+/// `-ERR Unrecognized option '<attr>'` for CLIENT SETINFO (Redis 7.2's text).
+pub fn setinfo_bad_option(attr: &[u8]) -> Bytes {
+    let mut text = b"ERR Unrecognized option '".to_vec();
+    text.extend_from_slice(attr);
+    text.push(b'\'');
+    error(&text)
 }
 
 /// `-ERR slotgate: command '<name>' is not supported by the proxy`.
@@ -332,5 +379,52 @@ mod tests {
     #[test]
     fn newlines_never_break_the_frame() {
         assert_eq!(&error(b"ERR a\r\nb")[..], b"-ERR a  b\r\n");
+    }
+
+    /// docs/replies.md documents every reply: each fixed error text of this module (every
+    /// `b"-…"` literal outside the tests, and the NOPERM texts) appears there.
+    #[test]
+    fn every_fixed_reply_is_documented() {
+        let doc = include_str!("../../../docs/replies.md");
+        let source = include_str!("replies.rs");
+        let code = &source[..source.find("#[cfg(test)]").unwrap()];
+        let mut texts: Vec<String> = code
+            .split("b\"-")
+            .skip(1)
+            .filter(|rest| rest.starts_with(|c: char| c.is_ascii_uppercase()))
+            .map(|rest| rest[..rest.find("\\r\\n").unwrap()].to_string())
+            .collect();
+        texts.push(NOPERM_KEY_TEXT.into());
+        texts.push(NOPERM_CHANNEL_TEXT.into());
+        assert!(texts.len() > 30, "found only {} replies", texts.len());
+        for text in texts {
+            assert!(
+                doc.contains(&format!("`-{text}`")),
+                "docs/replies.md lacks -{text}"
+            );
+        }
+        // The functions' fixed parts too.
+        for reply in [
+            script_refused("eval"),
+            unsupported("x"),
+            not_yet("x"),
+            not_in_transaction("x"),
+            upstream_timeout("n"),
+            upstream_timeout_write("n"),
+            upstream_unreachable("n"),
+            upstream_lost("n"),
+            upstream_protocol("n"),
+        ] {
+            let text = std::str::from_utf8(&reply[1..reply.len() - 2]).unwrap();
+            let head = text.split(['\'', '<']).next().unwrap();
+            let head = head
+                .split(" x")
+                .next()
+                .unwrap()
+                .split(" n ")
+                .next()
+                .unwrap();
+            assert!(doc.contains(head), "docs/replies.md lacks {head}");
+        }
     }
 }

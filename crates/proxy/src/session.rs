@@ -3,6 +3,15 @@
 //! are ready. Reading pauses while `max_pipeline` commands are in flight (backpressure); a
 //! protocol error or QUIT stops reading, flushes what is owed, and closes.
 
+pub(crate) mod client;
+pub(crate) mod dispatch;
+pub(crate) mod entry;
+pub(crate) mod gate;
+pub(crate) mod merge;
+pub(crate) mod op;
+pub(crate) mod request;
+pub(crate) mod task;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -12,23 +21,22 @@ use slotgate_resp::{Limits, RequestDecoder};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::auth::{self, ClientAuth};
-use crate::dispatch::route_command;
-use crate::entry::Entry;
-use crate::op::Event;
-use crate::protocol::Protocol;
-use crate::pubsub::{LinkFrame, PubSub};
-use crate::transaction::TxState;
-use crate::worker::WorkerCtx;
-use crate::{logs, panics, replies};
+use crate::auth::users::ClientAuth;
+use crate::session::client::ClientState;
+
+use crate::family::pubsub::{LinkFrame, PubSub};
+use crate::replies;
+use crate::runtime::context::WorkerCtx;
+use crate::session::dispatch::route_command;
+use crate::session::entry::Entry;
+use crate::session::op::Event;
+use crate::telemetry::logs;
+use crate::telemetry::panics;
 
 /// Read buffer size kept free before each read.
 const READ_RESERVE: usize = 16 * 1024;
 /// Buffers that grew past this (a huge request or reply) are released after use.
 const BUFFER_SHRINK: usize = 1024 * 1024;
-/// Longest that finished replies wait for the rest of their batch (see [`worth_holding`]),
-/// so a batch spread over shards goes back in one write instead of one per shard.
-pub(crate) const COALESCE: std::time::Duration = std::time::Duration::from_micros(200);
 /// Replies are held only while at most this many entries are unfinished.
 const COALESCE_MAX_ENTRIES: usize = 64;
 
@@ -37,70 +45,8 @@ struct Pending {
     entry: Entry,
     /// Command table index, or `UNKNOWN_COMMAND`.
     cmd: u16,
-    /// When the request was decoded ([`crate::metrics::mono_ns`]).
+    /// When the request was decoded ([`crate::telemetry::metrics::mono_ns`]).
     start: u64,
-}
-
-/// What the proxy knows about one client connection.
-pub(crate) struct ClientState {
-    /// Unique per process, as CLIENT ID reports it.
-    pub id: u64,
-    /// Set by CLIENT SETNAME / HELLO SETNAME.
-    pub name: Option<Bytes>,
-    /// RESP2 until `HELLO 3`.
-    pub proto: Protocol,
-    /// The client's address.
-    pub peer: SocketAddr,
-    /// The proxy's address on this connection.
-    pub local: SocketAddr,
-    /// When the connection was accepted.
-    pub created: Instant,
-    /// Who the client authenticated as; `None` when no users are configured (then the auth
-    /// gate is one branch).
-    pub auth: Option<ClientAuth>,
-    /// MULTI queue and WATCH connection (see `transaction`).
-    pub transaction: TxState,
-    /// The Pub/Sub link, once the client used SUBSCRIBE and friends (see `pubsub`).
-    pub pubsub: Option<PubSub>,
-    /// The slots this connection's writes went to, for WAIT (see `wait`).
-    pub writes: crate::wait::WrittenSlots,
-    /// The last command found by name (see [`slotgate_commands::LookupCache`]).
-    pub lookup: slotgate_commands::LookupCache,
-}
-
-impl ClientState {
-    /// Whether commands may run: no users configured, or AUTH succeeded.
-    pub fn is_authenticated(&self) -> bool {
-        self.auth.as_ref().is_none_or(|a| a.user().is_some())
-    }
-
-    /// The user name `ACL WHOAMI` and `CLIENT INFO` report (`default` without users).
-    pub fn user_name(&self) -> &str {
-        self.auth
-            .as_ref()
-            .and_then(|a| a.user())
-            .map_or(crate::auth::DEFAULT_USER, |u| u.name.as_str())
-    }
-
-    /// A `CLIENT INFO` line in Redis's format (the fields that mean something here).
-    pub fn info_line(&self) -> String {
-        let name = self
-            .name
-            .as_ref()
-            .map(|n| String::from_utf8_lossy(n).into_owned())
-            .unwrap_or_default();
-        format!(
-            "id={} addr={} laddr={} fd=-1 name={} age={} idle=0 flags=N db=0 sub=0 psub=0 ssub=0 multi={} user={} redir=-1 resp={}\n",
-            self.id,
-            self.peer,
-            self.local,
-            name,
-            self.created.elapsed().as_secs(),
-            self.transaction.queued_count(),
-            self.user_name(),
-            self.proto.version()
-        )
-    }
 }
 
 /// Serve one client until it leaves, breaks the protocol, or the proxy shuts down. `rd` and
@@ -117,19 +63,12 @@ pub(crate) async fn run_session<R, W>(
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut client = ClientState {
+    let mut client = ClientState::new(
         id,
-        name: None,
-        proto: Protocol::Resp2,
         peer,
         local,
-        created: Instant::now(),
-        auth: ClientAuth::for_new_connection(&ctx.shared.users),
-        transaction: TxState::default(),
-        pubsub: None,
-        writes: Default::default(),
-        lookup: Default::default(),
-    };
+        ClientAuth::for_new_connection(&ctx.shared.users),
+    );
     let limits = Limits {
         max_bulk: ctx.cfg.limits.max_request_bytes,
         ..Limits::default()
@@ -162,18 +101,18 @@ pub(crate) async fn run_session<R, W>(
         let mut backlog = false;
         if reading {
             let now = Instant::now();
-            let start = crate::metrics::mono_ns(now.into_std());
+            let start = crate::telemetry::metrics::mono_ns(now.into_std());
             // One deadline for the batch: adding to an `Instant` normalises nanoseconds.
             let deadline = now + ctx.cfg.upstream.op_timeout;
             while queue.len() < max_pipeline {
                 match decoder.decode(&mut rbuf) {
                     Ok(Some(req)) => {
-                        let mut cmd = crate::metrics::UNKNOWN_COMMAND;
+                        let mut cmd = crate::telemetry::metrics::UNKNOWN_COMMAND;
                         let routed = panics::guard(|| {
                             route_command(&ctx, &mut client, req, deadline, &mut cmd)
                         });
                         let entry = routed.unwrap_or_else(|caught| {
-                            caught.log(crate::metrics::command_label(cmd));
+                            caught.log(crate::telemetry::metrics::command_label(cmd));
                             Entry::Close(Bytes::from_static(replies::INTERNAL_ERROR))
                         });
                         let closes = matches!(entry, Entry::Close(_));
@@ -191,7 +130,7 @@ pub(crate) async fn run_session<R, W>(
                         );
                         queue.push_back(Pending {
                             entry: Entry::Close(Bytes::from_static(e.to_reply())),
-                            cmd: crate::metrics::UNKNOWN_COMMAND,
+                            cmd: crate::telemetry::metrics::UNKNOWN_COMMAND,
                             start,
                         });
                         reading = false;
@@ -318,8 +257,8 @@ pub(crate) async fn run_session<R, W>(
                     }
                 }
             }
-            _ = auth::users_changed(&mut users_changed), if reading && client.auth.is_some() => {
-                reading = auth::still_allowed(&ctx, &mut client);
+            _ = gate::users_changed(&mut users_changed), if reading && client.auth.is_some() => {
+                reading = gate::still_allowed(&ctx, &mut client);
             }
             _ = sleep_until_opt(idle_deadline), if reading && queue.is_empty() && idle_deadline.is_some() && client.pubsub.is_none() => {
                 tracing::debug!(client = %peer, "closing idle client");
@@ -333,7 +272,7 @@ pub(crate) async fn run_session<R, W>(
 /// one of them closes the connection (everything after it is dropped).
 fn drain_ready(ctx: &WorkerCtx, queue: &mut VecDeque<Pending>, wbuf: &mut BytesMut) -> bool {
     let now = Instant::now();
-    let now_ns = crate::metrics::mono_ns(now.into_std());
+    let now_ns = crate::telemetry::metrics::mono_ns(now.into_std());
     while let Some(front) = queue.front_mut() {
         if !front.entry.poll_sync(ctx, now) {
             return false;
@@ -350,7 +289,7 @@ fn drain_ready(ctx: &WorkerCtx, queue: &mut VecDeque<Pending>, wbuf: &mut BytesM
     false
 }
 
-/// Whether finished replies should wait (at most [`COALESCE`]) for the rest of the queue:
+/// Whether finished replies should wait (at most [`COALESCE`](crate::runtime::hold::COALESCE)) for the rest of the queue:
 /// only when every unfinished entry is an upstream op (bounded by `op_timeout`, usually
 /// answered within microseconds), never for a blocking command, a transaction step or a
 /// delayed reply, and not for a long queue (a deep pipeline writes large batches anyway).
@@ -397,6 +336,6 @@ mod tests {
     #[test]
     fn a_queued_request_fits_in_128_bytes() {
         assert!(std::mem::size_of::<super::Pending>() <= 128);
-        assert!(std::mem::size_of::<crate::op::Op>() <= 112);
+        assert!(std::mem::size_of::<crate::session::op::Op>() <= 112);
     }
 }

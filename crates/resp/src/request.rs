@@ -14,7 +14,7 @@ pub use decoder::RequestDecoder;
 
 use args::ArgRanges;
 
-/// Decoder limits (DESIGN §6). Breaking one is a [`crate::ProtocolError`] and the client
+/// Decoder limits (docs/configuration.md). Breaking one is a [`crate::ProtocolError`] and the client
 /// connection is closed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {

@@ -1,4 +1,4 @@
-//! The admin HTTP server (DESIGN §4): `/metrics`, `/healthz`, `/readyz`, `/topology` and `/`
+//! The admin HTTP server (docs/metrics.md): `/metrics`, `/healthz`, `/readyz`, `/topology` and `/`
 //! listing them. Nothing else is served: other paths get 404, other methods 405. It runs on
 //! a thread of its own, so a slow scraper never competes with a worker's event loop.
 

@@ -1,4 +1,4 @@
-//! The YAML configuration file (DESIGN §4): parsed strictly (unknown keys are errors),
+//! The YAML configuration file (docs/configuration.md): parsed strictly (unknown keys are errors),
 //! `${VAR}` expanded, units resolved, validated, and turned into the engine's [`Config`].
 
 use std::fmt::Write as _;

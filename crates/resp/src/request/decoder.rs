@@ -1,5 +1,5 @@
 //! The resumable request decoder: multibulk and inline commands, with Redis 7.0's framing
-//! rules and error replies, and DESIGN §6 limits.
+//! rules and error replies, and the decoder limits (docs/configuration.md).
 //!
 //! Framing follows `processMultibulkBuffer`/`processInlineBuffer` in Redis's `networking.c`,
 //! so the proxy and the upstream always agree on where a request ends:

@@ -42,7 +42,7 @@ pub(super) fn resolve(users: Vec<FileUser>) -> anyhow::Result<Vec<UserSpec>> {
             .with_context(what)?;
         out.push(spec);
     }
-    slotgate_proxy::auth::validate_users(&out).map_err(|e| anyhow!(e))?;
+    slotgate_proxy::auth::users::validate_users(&out).map_err(|e| anyhow!(e))?;
     Ok(out)
 }
 

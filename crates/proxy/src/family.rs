@@ -1,0 +1,23 @@
+//! The routing families: one module per way a command is served, each called by
+//! `session::dispatch` with a command that passed the arity and auth checks.
+//!
+//! - [`local`]: answered by slotgate itself (PING, HELLO, AUTH, CLIENT, INFO, CLUSTER …);
+//! - [`split`]: multi-key commands split by slot and merged;
+//! - [`keyspace`]: INFO's keyspace section summed over the primaries;
+//! - [`scan`]: SCAN across the primaries with one cursor;
+//! - [`transaction`]: MULTI/EXEC/WATCH on a dedicated connection;
+//! - [`pubsub`] and [`shardsub`]: the client's Pub/Sub link and its shard channels;
+//! - [`wait`]: WAIT emulated over the replicas of the slots a client wrote;
+//! - [`blocking`]: commands that block in Redis, each on a dedicated connection;
+//! - [`scripts`]: the script bodies slotgate saw, to repair EVALSHA after NOSCRIPT.
+
+pub(crate) mod blocking;
+pub(crate) mod keyspace;
+pub(crate) mod local;
+pub(crate) mod pubsub;
+pub(crate) mod scan;
+pub(crate) mod scripts;
+pub(crate) mod shardsub;
+pub(crate) mod split;
+pub(crate) mod transaction;
+pub(crate) mod wait;

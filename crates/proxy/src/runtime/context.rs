@@ -1,0 +1,138 @@
+//! The context every session of a worker is handed: the process-wide parts all workers share
+//! ([`Shared`]: metrics registry, users, script cache, client count) and the worker's own
+//! ([`WorkerCtx`]: its connections to the nodes, dedicated pool, hold clock, shutdown flag
+//! and thread-local metrics). It sits low in the module graph: the session, the routing
+//! families and the reply entries import it; it imports only what it holds.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::auth::users::Users;
+use crate::config::Config;
+use crate::family::scripts::ScriptCache;
+use crate::runtime::hold::HoldClock;
+use crate::runtime::shutdown::LocalShutdown;
+use crate::telemetry::metrics::{Metrics, WorkerMetrics};
+use crate::tls::ServerTls;
+use crate::upstream::dedicated::DedicatedPool;
+use crate::upstream::routes::Routes;
+use crate::upstream::topology::Topology;
+
+/// What all workers share: read-mostly, behind `Arc`.
+pub(crate) struct Shared {
+    /// Process start.
+    pub started: std::time::Instant,
+    /// The process-wide metrics registry.
+    pub metrics: Arc<Metrics>,
+    /// Client TLS on the main listener (`None`: plaintext).
+    pub tls: Option<Arc<ServerTls>>,
+    /// Script bodies seen, to repair EVALSHA after NOSCRIPT.
+    pub scripts: ScriptCache,
+    /// Downstream users (`users:`), replaced whole on reload.
+    pub users: Users,
+    clients: AtomicUsize,
+    next_client_id: AtomicU64,
+}
+
+// === impl Shared ===
+
+impl Shared {
+    /// The shared state at start: no clients, no users (see [`Users::install`]).
+    pub fn new(metrics: Arc<Metrics>, tls: Option<Arc<ServerTls>>) -> Shared {
+        Shared {
+            started: std::time::Instant::now(),
+            metrics,
+            tls,
+            scripts: ScriptCache::default(),
+            users: Users::new(),
+            clients: AtomicUsize::new(0),
+            next_client_id: AtomicU64::new(1),
+        }
+    }
+
+    /// Connected clients across all workers.
+    pub fn client_count(&self) -> usize {
+        self.clients.load(Ordering::Relaxed)
+    }
+
+    /// Count a new client unless `max` are connected already; `false`: refuse it.
+    pub fn admit_client(&self, max: usize) -> bool {
+        if self.clients.fetch_add(1, Ordering::Relaxed) + 1 > max {
+            self.clients.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// A client admitted by [`Shared::admit_client`] left.
+    pub fn release_client(&self) {
+        self.clients.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The next `CLIENT ID` (unique in the process, from 1).
+    pub fn next_client_id(&self) -> u64 {
+        self.next_client_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Everything a session needs from its worker.
+pub(crate) struct WorkerCtx {
+    /// The validated configuration.
+    pub cfg: Arc<Config>,
+    /// The slot map and its refresh.
+    pub topology: Arc<Topology>,
+    /// The worker's multiplexed node connections and the slot → connection lookup.
+    pub routes: Routes,
+    /// What all workers share.
+    pub shared: Arc<Shared>,
+    /// The process's shutdown signal on the worker's thread, for sessions to wait on.
+    pub local_shutdown: Rc<LocalShutdown>,
+    /// The timer sessions share for holding finished replies back.
+    pub hold_clock: Rc<HoldClock>,
+    /// This worker's thread-local instruments.
+    pub metrics: Rc<WorkerMetrics>,
+    /// Dedicated connections (blocking commands, transactions, Pub/Sub).
+    pub dedicated: Rc<DedicatedPool>,
+    sessions: Cell<usize>,
+}
+
+// === impl WorkerCtx ===
+
+impl WorkerCtx {
+    /// A worker's context: no connection is open yet.
+    pub fn new(cfg: Arc<Config>, topology: Arc<Topology>, shared: Arc<Shared>) -> WorkerCtx {
+        let metrics = Rc::new(WorkerMetrics::new(Arc::clone(&shared.metrics)));
+        WorkerCtx {
+            routes: Routes::new(&cfg.upstream, Arc::clone(&topology), &metrics),
+            dedicated: Rc::new(DedicatedPool::new(
+                Arc::new(cfg.upstream.clone()),
+                Arc::clone(&topology),
+                Arc::clone(&shared.metrics),
+            )),
+            cfg,
+            topology,
+            shared,
+            local_shutdown: LocalShutdown::new(),
+            hold_clock: HoldClock::new(crate::runtime::hold::COALESCE),
+            metrics,
+            sessions: Cell::new(0),
+        }
+    }
+
+    /// A session started on this worker.
+    pub fn session_started(&self) {
+        self.sessions.set(self.sessions.get() + 1);
+    }
+
+    /// A session of this worker ended.
+    pub fn session_ended(&self) {
+        self.sessions.set(self.sessions.get() - 1);
+    }
+
+    /// Sessions running on this worker.
+    pub fn session_count(&self) -> usize {
+        self.sessions.get()
+    }
+}

@@ -1,0 +1,226 @@
+//! Shared-nothing workers: each is one thread running a single-threaded tokio runtime that
+//! owns its listener socket (SO_REUSEPORT: the kernel spreads connections), its client
+//! sessions and its upstream connections. Workers share only the read-only config, the
+//! topology snapshot and a few counters.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::replies;
+use crate::runtime::context::{Shared, WorkerCtx};
+use crate::runtime::shutdown::LocalShutdown;
+use crate::session::run_session;
+use crate::telemetry::logs;
+use crate::telemetry::metrics::WorkerMetrics;
+use crate::tls::ServerTls;
+use crate::upstream::topology::Topology;
+
+/// Counts a session out when it ends, however it ends (the client count and the worker's
+/// session count).
+struct SessionGuard<'a> {
+    ctx: &'a WorkerCtx,
+}
+
+impl Drop for SessionGuard<'_> {
+    fn drop(&mut self) {
+        self.ctx.shared.release_client();
+        self.ctx.session_ended();
+    }
+}
+
+/// Run one worker on the current thread until shutdown; returns when its sessions are done
+/// or `shutdown_grace` has passed.
+pub(crate) fn run_worker(
+    cfg: Arc<Config>,
+    topology: Arc<Topology>,
+    shared: Arc<Shared>,
+    listener: std::net::TcpListener,
+    plaintext: Option<std::net::TcpListener>,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let listener = TcpListener::from_std(listener)?;
+        let ctx = Rc::new(WorkerCtx::new(cfg, topology, shared));
+        tokio::task::spawn_local(maintain_upstreams(Rc::clone(&ctx)));
+        tokio::task::spawn_local(relay_shutdown(
+            shutdown.clone(),
+            Rc::clone(&ctx.local_shutdown),
+        ));
+        tokio::task::spawn_local(flush_metrics(Rc::clone(&ctx.metrics)));
+        tokio::task::spawn_local(Rc::clone(&ctx.hold_clock).run());
+        let plaintext = match plaintext {
+            Some(l) => {
+                let l = TcpListener::from_std(l)?;
+                let (ctx, shutdown) = (Rc::clone(&ctx), shutdown.clone());
+                Some(tokio::task::spawn_local(async move {
+                    accept_loop(&ctx, &l, None, shutdown).await
+                }))
+            }
+            None => None,
+        };
+        let tls = ctx.shared.tls.clone();
+        accept_loop(&ctx, &listener, tls, shutdown).await;
+        drop(listener);
+        if let Some(task) = plaintext {
+            let _ = task.await;
+        }
+        let grace_end = Instant::now() + ctx.cfg.shutdown_grace;
+        while ctx.session_count() > 0 && Instant::now() < grace_end {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    })
+}
+
+/// Pass the process's shutdown signal on to the worker's sessions.
+async fn relay_shutdown(mut shutdown: watch::Receiver<bool>, local: Rc<LocalShutdown>) {
+    if !*shutdown.borrow_and_update() {
+        let _ = shutdown.changed().await; // an error: the sender is gone, shut down too
+    }
+    local.fire();
+}
+
+/// Accept clients on `listener` until shutdown; with `tls`, each does a TLS handshake first.
+async fn accept_loop(
+    ctx: &Rc<WorkerCtx>,
+    listener: &TcpListener,
+    tls: Option<Arc<ServerTls>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => return,
+        };
+        let (mut stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                logs::limited(
+                    logs::Class::AcceptFailed,
+                    |suppressed| tracing::warn!(error = %e, suppressed, "accept failed"),
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if !ctx.shared.admit_client(ctx.cfg.limits.max_clients) {
+            ctx.shared.metrics.connections_rejected_limit.inc();
+            logs::limited(logs::Class::MaxClients, |suppressed| {
+                tracing::warn!(
+                    client = %peer,
+                    max_clients = ctx.cfg.limits.max_clients,
+                    suppressed,
+                    "client refused: max_clients reached"
+                )
+            });
+            tokio::task::spawn_local(async move {
+                let _ = stream.write_all(replies::MAX_CLIENTS).await;
+            });
+            continue;
+        }
+        ctx.session_started();
+        let id = ctx.shared.next_client_id();
+        let (ctx, tls) = (Rc::clone(ctx), tls.clone());
+        tokio::task::spawn_local(async move {
+            let _counted = SessionGuard { ctx: &ctx };
+            let _ = stream.set_nodelay(true);
+            let local = stream.local_addr().unwrap_or(peer);
+            let Some(tls) = tls else {
+                ctx.shared.metrics.connections_accepted.inc();
+                let (rd, wr) = stream.into_split();
+                return run_session(Rc::clone(&ctx), rd, wr, peer, local, id).await;
+            };
+            let failure =
+                match tokio::time::timeout(tls.handshake_timeout, tls.acceptor().accept(stream))
+                    .await
+                {
+                    Ok(Ok(stream)) => {
+                        ctx.shared.metrics.connections_accepted.inc();
+                        let (rd, wr) = tokio::io::split(stream);
+                        return run_session(Rc::clone(&ctx), rd, wr, peer, local, id).await;
+                    }
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => format!("no handshake within {:?}", tls.handshake_timeout),
+                };
+            ctx.shared.metrics.tls_error();
+            logs::limited(
+                logs::Class::TlsHandshake,
+                |suppressed| tracing::warn!(client = %peer, error = %failure, suppressed, "TLS handshake failed"),
+            );
+        });
+    }
+}
+
+/// Keep the worker's upstreams in line with the slot map: connect to every primary as soon
+/// as the map names it, and close connections to nodes that left the map.
+async fn maintain_upstreams(ctx: Rc<WorkerCtx>) {
+    let mut seen = None;
+    loop {
+        let now = ctx.topology.refresh_count();
+        if seen != Some(now) {
+            seen = Some(now);
+            ctx.routes.follow_map();
+            ctx.dedicated.retain_known(&ctx.topology.map().all_nodes());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Flush the worker's thread-local metrics once a second and whenever a scrape asks.
+async fn flush_metrics(metrics: Rc<WorkerMetrics>) {
+    let (mut asked, ack) = metrics.shared().register_worker();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            changed = asked.changed() => if changed.is_err() { return },
+        }
+        let epoch = *asked.borrow_and_update();
+        metrics.flush();
+        ack.store(epoch, Ordering::Release);
+    }
+}
+
+/// Bind `count` listeners on `addr` with SO_REUSEPORT (all on the same port, even when
+/// `addr` asks for port 0).
+pub(crate) fn bind_listeners(
+    addr: SocketAddr,
+    count: usize,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let mut out = Vec::with_capacity(count);
+    let mut addr = addr;
+    for _ in 0..count {
+        let domain = if addr.is_ipv6() {
+            socket2::Domain::IPV6
+        } else {
+            socket2::Domain::IPV4
+        };
+        let sock =
+            socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+        sock.set_reuse_address(true)?;
+        sock.set_reuse_port(true)?;
+        sock.set_nonblocking(true)?;
+        sock.bind(&addr.into())?;
+        sock.listen(1024)?;
+        let listener: std::net::TcpListener = sock.into();
+        addr = listener.local_addr()?;
+        out.push(listener);
+    }
+    Ok(out)
+}

@@ -1,0 +1,264 @@
+//! From a decoded request to a reply-queue [`Entry`]: look the command up in the command
+//! table, check arity, pass the auth gate (when users are configured), find its keys and
+//! slot, and hand it to its routing family — answered locally, sent to one slot's primary,
+//! split by slot, or fanned out to every primary.
+
+use bytes::Bytes;
+use slotgate_commands::{self as commands, Command, Family, MergeKind};
+use slotgate_resp::Request;
+use tokio::time::Instant;
+
+use crate::family::pubsub::PubSub;
+use crate::family::shardsub::ShardCmd;
+use crate::family::split;
+use crate::family::transaction;
+use crate::family::{blocking, local};
+use crate::protocol::Protocol;
+use crate::replies;
+use crate::runtime::context::WorkerCtx;
+use crate::session::client::ClientState;
+use crate::session::entry::{Entry, Fanout};
+use crate::session::gate;
+use crate::session::merge::Merge;
+use crate::session::op::{Op, Route};
+use crate::session::request::{is_readonly, single_slot, ReqArgs};
+use crate::telemetry::metrics::UNKNOWN_COMMAND;
+
+/// Turn one client request into its reply-queue entry, sending whatever must go upstream;
+/// `deadline` is when its upstream ops time out (`op_timeout` after the request was read).
+/// Also sets `index` to the command's table index (or leaves [`UNKNOWN_COMMAND`]) for its
+/// metrics, first thing, so that it names the command even if routing panics.
+pub(crate) fn route_command(
+    ctx: &WorkerCtx,
+    client: &mut ClientState,
+    req: Request,
+    deadline: Instant,
+    index: &mut u16,
+) -> Entry {
+    *index = UNKNOWN_COMMAND;
+    let args = ReqArgs(&req);
+    let Some(cmd) = client.lookup.lookup(&args) else {
+        client.transaction.flag_error(); // in MULTI, EXEC then answers -EXECABORT
+        return Entry::Ready(replies::unknown_command(req.arg(0), req.args().skip(1)));
+    };
+    *index = cmd.index;
+    route_known(ctx, client, cmd, req, deadline)
+}
+
+fn route_known(
+    ctx: &WorkerCtx,
+    client: &mut ClientState,
+    cmd: &'static Command,
+    owned: Request,
+    deadline: Instant,
+) -> Entry {
+    let req = &owned;
+    if !cmd.subcommands.is_empty() {
+        // A container command whose argv[1] named no subcommand.
+        client.transaction.flag_error();
+        return Entry::Ready(if req.argc() < 2 {
+            replies::wrong_arity(cmd.name)
+        } else {
+            replies::unknown_subcommand(cmd.name, req.arg(1))
+        });
+    }
+    if !cmd.arity_ok(req.argc()) {
+        let refusal = Entry::Ready(replies::wrong_arity(cmd.name));
+        return transaction::refused(ctx, &mut client.transaction, cmd, refusal);
+    }
+    // Like Redis: unknown commands and bad arity are answered before the auth check.
+    if client.auth.is_some() {
+        if let Some(refusal) = gate::gate(ctx, client, cmd, &ReqArgs(req)) {
+            return transaction::refused(ctx, &mut client.transaction, cmd, refusal);
+        }
+    }
+    // In subscribe mode (RESP2) only the Pub/Sub family, PING, QUIT and RESET run. A RESP3
+    // client may run anything: messages arrive as pushes, told apart from replies.
+    if client.proto == Protocol::Resp2 && client.pubsub.as_ref().is_some_and(|p| p.active) {
+        match cmd.name {
+            "subscribe" | "psubscribe" | "unsubscribe" | "punsubscribe" | "ping" => {
+                return relay_pubsub(ctx, client, cmd, req)
+            }
+            "quit" => {}
+            "reset" => client.pubsub = None,
+            "ssubscribe" | "sunsubscribe" => return relay_shard(ctx, client, cmd, req),
+            _ => return Entry::Ready(replies::subscribe_mode_only(cmd.name)),
+        }
+    }
+    // WAIT counts replicas for the slots this connection wrote to (queued writes too). A
+    // single-slot command outside MULTI is noted by `route_single`, which finds its slot.
+    if cmd.family != Family::Single || client.transaction.is_queuing() {
+        client.writes.note(cmd, req);
+    }
+    // In MULTI: queued (or refused) instead of run.
+    if client.transaction.is_queuing() {
+        if let Some(entry) =
+            transaction::queue(ctx, &mut client.transaction, client.proto, cmd, req)
+        {
+            return entry;
+        }
+    }
+    // MSET a 1 b: Redis's command answers the arity error (inside MULTI, at EXEC, where the
+    // node answers it); checked before the keys are grouped by slot.
+    if !cmd.key_groups_complete(req.argc()) {
+        return Entry::Ready(replies::wrong_arity(cmd.name));
+    }
+    match cmd.family {
+        Family::Local => local::run(ctx, client, cmd, req, deadline),
+        Family::Single => route_single(ctx, cmd, owned, deadline, client),
+        Family::Keyless => Entry::Single(Op::start(
+            ctx,
+            Route::Any,
+            owned.into_wire(),
+            is_readonly(cmd),
+            deadline,
+            client.proto,
+        )),
+        Family::Split(kind) => split::route(ctx, cmd, kind, req, deadline, client.proto),
+        Family::AllShards(kind) => route_all_shards(ctx, cmd, kind, req, deadline, client.proto),
+        // WAIT is emulated: the client's writes went over shared connections.
+        Family::Blocking if cmd.name == "wait" => {
+            crate::family::wait::route(ctx, &client.writes, req)
+        }
+        Family::Blocking => blocking::route(ctx, cmd, req, client.proto),
+        Family::Transaction => {
+            transaction::route(ctx, &mut client.transaction, client.proto, cmd, req)
+        }
+        Family::PubSub if matches!(cmd.name, "ssubscribe" | "sunsubscribe") => {
+            relay_shard(ctx, client, cmd, req)
+        }
+        Family::PubSub => relay_pubsub(ctx, client, cmd, req),
+        Family::Unsupported => Entry::Ready(replies::unsupported(cmd.name)),
+    }
+}
+
+/// SUBSCRIBE and friends (and PING in subscribe mode): sent down the client's Pub/Sub link,
+/// started on first use; the node's answers reach the client through the link, so the entry
+/// itself writes nothing.
+fn route_pubsub_link<'c>(ctx: &WorkerCtx, client: &'c mut ClientState) -> &'c mut PubSub {
+    client.pubsub.get_or_insert_with(|| {
+        PubSub::start(
+            std::rc::Rc::clone(&ctx.dedicated),
+            std::sync::Arc::clone(&ctx.topology),
+            ctx.cfg.limits.max_pubsub_backlog,
+            client.id,
+        )
+    })
+}
+
+/// SSUBSCRIBE / SUNSUBSCRIBE: to the client's shard-channel coordinator; the channels of one
+/// call must share a slot, as in Redis Cluster.
+fn relay_shard(ctx: &WorkerCtx, client: &mut ClientState, cmd: &Command, req: &Request) -> Entry {
+    let slot = match single_slot(cmd, req) {
+        Ok(slot) => slot,
+        Err(reply) => return Entry::Ready(reply),
+    };
+    let channels: Vec<Bytes> = (1..req.argc())
+        .map(|i| Bytes::copy_from_slice(req.arg(i)))
+        .collect();
+    let shard_cmd = match (cmd.name, slot) {
+        ("ssubscribe", Some(slot)) => ShardCmd::Subscribe { slot, channels },
+        _ => ShardCmd::Unsubscribe { channels },
+    };
+    route_pubsub_link(ctx, client).forward_shard(shard_cmd);
+    Entry::Relayed
+}
+
+fn relay_pubsub(ctx: &WorkerCtx, client: &mut ClientState, cmd: &Command, req: &Request) -> Entry {
+    let subscribes = matches!(cmd.name, "subscribe" | "psubscribe");
+    route_pubsub_link(ctx, client).forward(req.wire(), subscribes);
+    Entry::Relayed
+}
+
+/// A single-slot command, noted for WAIT with the slot found here.
+fn route_single(
+    ctx: &WorkerCtx,
+    cmd: &Command,
+    req: Request,
+    deadline: Instant,
+    client: &mut ClientState,
+) -> Entry {
+    let proto = client.proto;
+    if commands::is_blocking_call(cmd, &ReqArgs(&req)) {
+        client.writes.note(cmd, &req);
+        return blocking::route(ctx, cmd, &req, proto);
+    }
+    let route = match single_slot(cmd, &req) {
+        Ok(Some(slot)) => {
+            client.writes.note_slot(cmd, slot);
+            Route::Slot(slot)
+        }
+        Ok(None) => {
+            client.writes.note(cmd, &req);
+            Route::Any
+        }
+        Err(reply) => {
+            client.writes.note(cmd, &req);
+            return Entry::Ready(reply);
+        }
+    };
+    let repair = match cmd.name {
+        "eval" | "eval_ro" => {
+            ctx.shared.scripts.remember(req.arg(1));
+            None
+        }
+        "evalsha" | "evalsha_ro" => ctx.shared.scripts.load_command(req.arg(1)),
+        _ => None,
+    };
+    // The request's bytes move into the op (no reference count taken and dropped).
+    let mut op = Op::start(
+        ctx,
+        route,
+        req.into_wire(),
+        is_readonly(cmd),
+        deadline,
+        proto,
+    );
+    if let Some(load) = repair {
+        op.repair_noscript(load);
+    }
+    Entry::Single(op)
+}
+
+/// Send `req` to every primary that serves slots and merge the replies.
+fn route_all_shards(
+    ctx: &WorkerCtx,
+    cmd: &Command,
+    kind: MergeKind,
+    req: &Request,
+    deadline: Instant,
+    proto: Protocol,
+) -> Entry {
+    if cmd.name == "script|load" {
+        ctx.shared.scripts.remember(req.arg(2));
+    }
+    let merge = match kind {
+        MergeKind::SumInteger => Merge::SumInteger,
+        MergeKind::ConcatArrays => Merge::ConcatArrays,
+        MergeKind::AllOk => Merge::AllOk,
+        MergeKind::First => Merge::First,
+        MergeKind::AnyNonNil => Merge::AnyNonNil,
+        MergeKind::AndArrays => Merge::AndArrays,
+        MergeKind::SumPairs => Merge::SumPairs,
+        MergeKind::Scan => {
+            return crate::family::scan::route(ctx, req, deadline)
+                .map_or_else(Entry::Ready, Entry::Scan)
+        }
+    };
+    let primaries = ctx.routes.serving_primaries();
+    if primaries.is_empty() {
+        ctx.topology
+            .request_refresh(crate::telemetry::metrics::RefreshTrigger::Error);
+        return Entry::Ready(Bytes::from_static(replies::CLUSTERDOWN_UNCOVERED));
+    }
+    let wire = req.wire();
+    let readonly = is_readonly(cmd);
+    let ops = primaries
+        .into_iter()
+        .map(|node| {
+            let route = Route::Node(Box::new(node));
+            Op::start(ctx, route, wire.clone(), readonly, deadline, proto)
+        })
+        .collect();
+    Entry::Fanout(Box::new(Fanout { ops, merge }))
+}

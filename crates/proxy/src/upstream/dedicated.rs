@@ -1,0 +1,292 @@
+//! Dedicated upstream connections: one client's command (or conversation) owns a node
+//! connection for as long as it needs, so a command that blocks in Redis (BLPOP, XREAD
+//! BLOCK …) never holds up the multiplexed connections other clients share. Each worker
+//! keeps a pool per node: a few idle connections for reuse and a cap on how many exist at
+//! once (`upstream.max_dedicated_per_node`).
+//!
+//! The work runs in a task of its own (`session::task::Task`); the client's reply-queue entry
+//! waits for its result. When the client goes away the entry is dropped, the task sees its
+//! result is no longer wanted, and drops the connection — Redis then unblocks and forgets
+//! that client.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use slotgate_cluster::NodeAddr;
+use slotgate_resp::{Reply, ReplyKind, ReplyScanner};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+
+use crate::config::UpstreamConfig;
+use crate::protocol::Protocol;
+use crate::replies;
+use crate::telemetry::metrics::Metrics;
+use crate::upstream::node_client::{self, NodeStream};
+use crate::upstream::redirect::ASKING;
+use crate::upstream::topology::Topology;
+
+/// Idle connections kept per node for reuse.
+const MAX_IDLE: usize = 16;
+/// An idle connection older than this is closed rather than reused.
+const IDLE_TTL: Duration = Duration::from_secs(60);
+
+/// One connection owned by one client command at a time.
+pub(crate) struct DedicatedConn {
+    node: NodeAddr,
+    stream: NodeStream,
+    buf: BytesMut,
+    scanner: ReplyScanner,
+    metrics: Arc<Metrics>,
+    idle_since: Instant,
+    /// The protocol the connection speaks (`HELLO` switches it).
+    proto: Protocol,
+}
+
+impl DedicatedConn {
+    /// Make the connection speak `proto` (a `HELLO` round trip when it does not yet).
+    ///
+    /// # Errors
+    /// The connection failed, or the node refused the protocol.
+    async fn use_protocol(&mut self, proto: Protocol) -> Result<(), String> {
+        if self.proto == proto {
+            return Ok(());
+        }
+        self.send(proto.hello()).await?;
+        let reply = self.read_reply().await?;
+        if reply.is_error() {
+            return Err(format!(
+                "HELLO {} refused: {}",
+                proto.version(),
+                String::from_utf8_lossy(&reply.raw).trim_end()
+            ));
+        }
+        self.proto = proto;
+        Ok(())
+    }
+
+    /// Send `wire` (after `ASKING` when `asking`) and read its one reply; a refused
+    /// ASKING's error instead, with both replies read so the connection stays in step.
+    ///
+    /// # Errors
+    /// The connection failed or the node sent something that is not RESP; the command may
+    /// have run.
+    pub async fn request(&mut self, wire: &[u8], asking: bool) -> Result<Reply, String> {
+        if !asking {
+            self.send(wire).await?;
+            return self.read_reply().await;
+        }
+        self.send(ASKING).await?;
+        self.send(wire).await?;
+        let asked = self.read_reply().await?;
+        let reply = self.read_reply().await?;
+        Ok(if asked.is_error() { asked } else { reply })
+    }
+
+    /// Write `wire` whole.
+    ///
+    /// # Errors
+    /// The connection failed.
+    pub async fn send(&mut self, wire: &[u8]) -> Result<(), String> {
+        self.stream
+            .write_all(wire)
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        self.stream.flush().await.map_err(|e| format!("write: {e}"))
+    }
+
+    /// Read the next reply (RESP3 pushes skipped).
+    ///
+    /// # Errors
+    /// The connection failed or the node sent something that is not RESP.
+    pub async fn read_reply(&mut self) -> Result<Reply, String> {
+        loop {
+            match self.scanner.scan(&mut self.buf) {
+                Ok(Some(reply)) if reply.kind == ReplyKind::Push => continue,
+                Ok(Some(reply)) => return Ok(reply),
+                Ok(None) => {}
+                Err(e) => return Err(format!("invalid reply: {e}")),
+            }
+            if self.buf.capacity() - self.buf.len() < 4096 {
+                self.buf.reserve(16 * 1024);
+            }
+            match self.stream.read_buf(&mut self.buf).await {
+                Ok(0) => return Err("closed by the node".into()),
+                Ok(_) => {}
+                Err(e) => return Err(format!("read: {e}")),
+            }
+        }
+    }
+}
+
+impl Drop for DedicatedConn {
+    fn drop(&mut self) {
+        self.metrics.dedicated_connection(&self.node, -1);
+    }
+}
+
+/// A worker's dedicated connections, per node.
+pub(crate) struct DedicatedPool {
+    /// The upstream settings (credentials, timeouts, `max_redirects`).
+    pub cfg: Arc<UpstreamConfig>,
+    /// The slot map, for the commands that follow redirects on these connections.
+    pub topology: Arc<Topology>,
+    /// The process-wide metrics.
+    pub metrics: Arc<Metrics>,
+    idle: RefCell<HashMap<NodeAddr, Vec<DedicatedConn>>>,
+    open: RefCell<HashMap<NodeAddr, usize>>,
+}
+
+/// A connection taken from the pool; gives its slot back when dropped.
+pub(crate) struct Lease {
+    pool: Rc<DedicatedPool>,
+    conn: Option<DedicatedConn>,
+    node: NodeAddr,
+}
+
+impl Lease {
+    pub fn conn(&mut self) -> &mut DedicatedConn {
+        self.conn
+            .as_mut()
+            .expect("a lease holds its connection until dropped")
+    }
+
+    /// Return a connection in a clean state (its last reply fully read) for reuse.
+    pub fn give_back(mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            if conn.buf.is_empty() {
+                conn.idle_since = Instant::now();
+                let mut idle = self.pool.idle.borrow_mut();
+                let list = idle.entry(self.node.clone()).or_default();
+                if list.len() < MAX_IDLE {
+                    list.push(conn);
+                    return; // still open: the slot stays counted
+                }
+            }
+            drop(conn);
+            self.pool.closed(&self.node);
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if self.conn.take().is_some() {
+            self.pool.closed(&self.node);
+        }
+    }
+}
+
+impl DedicatedPool {
+    pub fn new(
+        cfg: Arc<UpstreamConfig>,
+        topology: Arc<Topology>,
+        metrics: Arc<Metrics>,
+    ) -> DedicatedPool {
+        DedicatedPool {
+            cfg,
+            topology,
+            metrics,
+            idle: RefCell::new(HashMap::new()),
+            open: RefCell::new(HashMap::new()),
+        }
+    }
+
+    fn closed(&self, node: &NodeAddr) {
+        if let Some(n) = self.open.borrow_mut().get_mut(node) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    /// A connection to `node` speaking `proto`: an idle one, or a new one within the cap.
+    ///
+    /// # Errors
+    /// The reply to give the client: the cap is reached or the node cannot be reached.
+    pub async fn take(self: &Rc<Self>, node: &NodeAddr, proto: Protocol) -> Result<Lease, Bytes> {
+        let mut lease = self.take_any(node).await?;
+        match lease.conn().use_protocol(proto).await {
+            Ok(()) => Ok(lease),
+            Err(e) => {
+                tracing::debug!(node = %node, error = %e, "dedicated connection failed");
+                Err(replies::upstream_unreachable(node.as_str()))
+            }
+        }
+    }
+
+    /// A connection to `node` in whatever protocol it was left in.
+    async fn take_any(self: &Rc<Self>, node: &NodeAddr) -> Result<Lease, Bytes> {
+        loop {
+            let conn = self
+                .idle
+                .borrow_mut()
+                .get_mut(node)
+                .and_then(|list| list.pop());
+            let Some(conn) = conn else { break };
+            if conn.idle_since.elapsed() < IDLE_TTL {
+                return Ok(Lease {
+                    pool: Rc::clone(self),
+                    conn: Some(conn),
+                    node: node.clone(),
+                });
+            }
+            drop(conn);
+            self.closed(node);
+        }
+        {
+            let mut open = self.open.borrow_mut();
+            let n = open.entry(node.clone()).or_insert(0);
+            if *n >= self.cfg.max_dedicated_per_node {
+                return Err(replies::dedicated_limit(
+                    node.as_str(),
+                    self.cfg.max_dedicated_per_node,
+                ));
+            }
+            *n += 1;
+        }
+        match node_client::connect(node.as_str(), &self.cfg, self.topology.upstream_tls()).await {
+            Ok(stream) => {
+                self.metrics.dedicated_connection(node, 1);
+                Ok(Lease {
+                    pool: Rc::clone(self),
+                    conn: Some(DedicatedConn {
+                        node: node.clone(),
+                        stream,
+                        buf: BytesMut::with_capacity(4096),
+                        scanner: ReplyScanner::new(),
+                        metrics: Arc::clone(&self.metrics),
+                        idle_since: Instant::now(),
+                        proto: Protocol::Resp2,
+                    }),
+                    node: node.clone(),
+                })
+            }
+            Err(e) => {
+                self.closed(node);
+                tracing::debug!(node = %node, error = %e, "dedicated connection failed");
+                self.topology
+                    .request_refresh(crate::telemetry::metrics::RefreshTrigger::Error);
+                Err(replies::upstream_unreachable(node.as_str()))
+            }
+        }
+    }
+
+    /// Drop the idle connections of nodes that left the slot map.
+    pub fn retain_known(&self, known: &[NodeAddr]) {
+        let mut idle = self.idle.borrow_mut();
+        let gone: Vec<NodeAddr> = idle
+            .keys()
+            .filter(|n| !known.contains(n))
+            .cloned()
+            .collect();
+        for node in gone {
+            if let Some(list) = idle.remove(&node) {
+                for _ in list {
+                    self.closed(&node);
+                }
+            }
+        }
+    }
+}

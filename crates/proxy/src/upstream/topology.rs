@@ -1,0 +1,418 @@
+//! The live view of the cluster: the current [`SlotMap`] snapshot, shared read-only by every
+//! worker, and the refresher that replaces it (every `refresh_interval`, and on demand after
+//! a MOVED or an upstream failure). A snapshot is never modified; it is replaced whole.
+
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::{ArcSwap, Guard};
+use bytes::BytesMut;
+use slotgate_cluster::{NodeAddr, SlotMap, SLOT_COUNT};
+use slotgate_resp::value::Value;
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+
+use crate::config::UpstreamConfig;
+use crate::error::ProxyError;
+use crate::telemetry::metrics::{Metrics, RefreshResult, RefreshTrigger};
+use crate::tls::UpstreamTls;
+use crate::upstream::node_client;
+
+/// Shortest gap between two on-demand refreshes (a burst of MOVED costs one refresh).
+const REFRESH_DEBOUNCE: Duration = Duration::from_millis(100);
+/// How many nodes a refresh asks before choosing the majority view.
+const REFRESH_QUORUM: usize = 3;
+
+/// The shared topology: slot map snapshot plus refresh bookkeeping.
+///
+/// # Concurrency
+/// Readers call [`Topology::map`] on every command (a wait-free `ArcSwap` load); writers are
+/// the refresher and [`Topology::apply_moved`].
+pub struct Topology {
+    map: ArcSwap<SlotMap>,
+    /// Bumped after every swap of `map`, so a worker can keep its own `Arc` of the map and
+    /// check one atomic per command instead of loading the `ArcSwap`.
+    generation: AtomicU64,
+    cfg: UpstreamConfig,
+    wake: Notify,
+    redis_version: Mutex<String>,
+    refreshes: AtomicU64,
+    last_refresh_unix_ms: AtomicU64,
+    /// Bits (1 << [`RefreshTrigger`]) of the on-demand triggers since the last refresh.
+    pending: AtomicU8,
+    metrics: Arc<Metrics>,
+    tls: Option<Arc<UpstreamTls>>,
+}
+
+impl Topology {
+    /// An empty topology; call [`Topology::refresh`] to load it.
+    pub(crate) fn new(
+        cfg: UpstreamConfig,
+        metrics: Arc<Metrics>,
+        tls: Option<Arc<UpstreamTls>>,
+    ) -> Topology {
+        Topology {
+            map: ArcSwap::from_pointee(SlotMap::empty()),
+            generation: AtomicU64::new(0),
+            cfg,
+            wake: Notify::new(),
+            redis_version: Mutex::new(String::new()),
+            refreshes: AtomicU64::new(0),
+            last_refresh_unix_ms: AtomicU64::new(0),
+            pending: AtomicU8::new(0),
+            metrics,
+            tls,
+        }
+    }
+
+    /// The current snapshot.
+    #[inline]
+    pub fn map(&self) -> Guard<Arc<SlotMap>> {
+        self.map.load()
+    }
+
+    /// How many times the map was swapped. A reader that saw generation `g` and then loaded
+    /// the map has a map at least as new as the one published as `g`.
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The current snapshot, to keep.
+    pub fn map_arc(&self) -> Arc<SlotMap> {
+        self.map.load_full()
+    }
+
+    /// TLS towards the nodes, when configured.
+    pub(crate) fn upstream_tls(&self) -> Option<&UpstreamTls> {
+        self.tls.as_deref()
+    }
+
+    /// The `redis_version` the cluster reported at the last refresh.
+    pub fn redis_version(&self) -> String {
+        self.redis_version
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default()
+    }
+
+    /// Completed refreshes since start.
+    pub fn refresh_count(&self) -> u64 {
+        self.refreshes.load(Ordering::Relaxed)
+    }
+
+    /// Unix time in milliseconds of the last successful refresh (0: never).
+    pub fn last_refresh_unix_ms(&self) -> u64 {
+        self.last_refresh_unix_ms.load(Ordering::Relaxed)
+    }
+
+    /// Ask the refresher to reload the map soon (debounced); `trigger` says why, for
+    /// `slotgate_topology_refreshes_total`.
+    pub fn request_refresh(&self, trigger: RefreshTrigger) {
+        self.pending.fetch_or(1 << trigger as u8, Ordering::Relaxed);
+        self.wake.notify_one();
+    }
+
+    /// Count a refresh in `slotgate_topology_refreshes_total`.
+    pub(crate) fn count_refresh(&self, trigger: RefreshTrigger, ok: bool) {
+        let result = if ok {
+            RefreshResult::Ok
+        } else {
+            RefreshResult::Error
+        };
+        self.metrics.refresh(trigger, result);
+    }
+
+    /// The trigger to report for an on-demand refresh: MOVED before errors before manual.
+    fn take_trigger(&self) -> RefreshTrigger {
+        let bits = self.pending.swap(0, Ordering::Relaxed);
+        [
+            RefreshTrigger::Moved,
+            RefreshTrigger::Error,
+            RefreshTrigger::Manual,
+        ]
+        .into_iter()
+        .find(|t| bits & (1 << *t as u8) != 0)
+        .unwrap_or(RefreshTrigger::Periodic)
+    }
+
+    /// Replace the map as a refresh would (tests and fixtures that need a given map).
+    #[cfg(test)]
+    pub(crate) fn install_map(&self, map: SlotMap) {
+        self.map.store(Arc::new(map));
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Record what a `-MOVED slot addr` said: swap in a map with that slot patched, and
+    /// schedule a full refresh.
+    pub fn apply_moved(&self, slot: u16, addr: &str) {
+        self.map.rcu(|cur| match cur.with_moved(slot, addr) {
+            Some(next) => Arc::new(next),
+            None => Arc::clone(cur),
+        });
+        self.generation.fetch_add(1, Ordering::Release);
+        self.request_refresh(RefreshTrigger::Moved);
+    }
+
+    /// Reload the slot map: ask up to three nodes (known primaries first, then seeds) for
+    /// `CLUSTER SLOTS` and keep the view most of them agree on.
+    ///
+    /// # Errors
+    /// The last node error when no node answered with a usable map.
+    pub async fn refresh(&self) -> Result<(), ProxyError> {
+        self.refresh_outcome().await.map(|_| ())
+    }
+
+    /// [`Topology::refresh`], saying whether the new map was swapped in (`Ok`) or refused
+    /// as stale (`Rejected`: it would uncover slots whose owner still answers for them).
+    async fn refresh_outcome(&self) -> Result<RefreshResult, ProxyError> {
+        let current = self.map.load_full();
+        let mut candidates: Vec<String> =
+            current.all_nodes().iter().map(|n| n.to_string()).collect();
+        for seed in &self.cfg.seeds {
+            if !candidates.contains(seed) {
+                candidates.push(seed.clone());
+            }
+        }
+        let mut views: Vec<SlotMap> = Vec::new();
+        let mut last_err = None;
+        for addr in &candidates {
+            if views.len() >= REFRESH_QUORUM {
+                break;
+            }
+            match self.fetch_view(addr, views.is_empty()).await {
+                Ok(map) if map.covered() > 0 => views.push(map),
+                Ok(_) => {
+                    last_err = Some(ProxyError::Upstream {
+                        addr: addr.clone(),
+                        reason: "node serves no slot".into(),
+                    })
+                }
+                Err(e) => last_err = Some(e),
+            }
+        }
+        let views_len = views.len();
+        let Some(chosen) = choose_view(views) else {
+            return Err(last_err.unwrap_or(ProxyError::Upstream {
+                addr: "(none)".into(),
+                reason: "no seed or known node".into(),
+            }));
+        };
+        tracing::debug!(
+            views = views_len,
+            covered = chosen.covered(),
+            changed = !chosen.same_assignment(&current),
+            "topology refreshed"
+        );
+        // A view that uncovers slots is believed only if their owners no longer claim them:
+        // a node that just restarted or lost its config can answer with a partial map.
+        for (owner, slots) in uncovered_by(&current, &chosen) {
+            if let Ok(view) = self.fetch_view(owner.as_str(), false).await {
+                if slots
+                    .iter()
+                    .any(|&s| view.primary_for_slot(s) == Some(&owner))
+                {
+                    crate::telemetry::logs::limited(
+                        crate::telemetry::logs::Class::RefreshFailed,
+                        |suppressed| {
+                            tracing::warn!(
+                                owner = %owner,
+                                slots = slots.len(),
+                                suppressed,
+                                "slot map refresh rejected: it uncovers slots their owner still serves"
+                            )
+                        },
+                    );
+                    return Ok(RefreshResult::Rejected);
+                }
+            }
+        }
+        if !chosen.same_assignment(&current) {
+            tracing::info!(
+                covered = chosen.covered(),
+                shards = chosen.serving_shards().len(),
+                "slot map updated"
+            );
+        }
+        self.map.store(Arc::new(chosen));
+        self.generation.fetch_add(1, Ordering::Release);
+        self.refreshes.fetch_add(1, Ordering::Relaxed);
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        self.last_refresh_unix_ms.store(now_ms, Ordering::Relaxed);
+        Ok(RefreshResult::Ok)
+    }
+
+    /// One node's view; also records the server version from the first node asked.
+    async fn fetch_view(&self, addr: &str, want_version: bool) -> Result<SlotMap, ProxyError> {
+        let mut stream = node_client::connect(addr, &self.cfg, self.tls.as_deref()).await?;
+        let mut buf = BytesMut::new();
+        let reply = node_client::query(
+            &mut stream,
+            &mut buf,
+            &[b"CLUSTER", b"SLOTS"],
+            self.cfg.op_timeout,
+        )
+        .await?;
+        let map = SlotMap::from_cluster_slots(&reply, addr).map_err(|e| ProxyError::Upstream {
+            addr: addr.to_string(),
+            reason: e.to_string(),
+        })?;
+        if want_version {
+            if let Ok(Value::Bulk(info)) = node_client::query(
+                &mut stream,
+                &mut buf,
+                &[b"INFO", b"server"],
+                self.cfg.op_timeout,
+            )
+            .await
+            {
+                if let Some(v) = info_field(&info, "redis_version") {
+                    if let Ok(mut slot) = self.redis_version.lock() {
+                        *slot = v;
+                    }
+                }
+            }
+        }
+        Ok(map)
+    }
+
+    /// The refresher loop: periodic, plus on demand; ends when `shutdown` turns true.
+    pub async fn run_refresher(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut last = Instant::now();
+        let mut failing = self.map.load().covered() == 0;
+        loop {
+            // While refreshes fail, retry every second rather than every refresh_interval.
+            let every = if failing {
+                self.cfg.refresh_interval.min(Duration::from_secs(1))
+            } else {
+                self.cfg.refresh_interval
+            };
+            let periodic = tokio::time::sleep_until(last + every);
+            let mut trigger = RefreshTrigger::Periodic;
+            tokio::select! {
+                _ = periodic => {}
+                _ = self.wake.notified() => {
+                    trigger = RefreshTrigger::Error;
+                    let earliest = last + REFRESH_DEBOUNCE;
+                    if Instant::now() < earliest {
+                        tokio::time::sleep_until(earliest).await;
+                    }
+                }
+                _ = shutdown.changed() => return,
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            if trigger != RefreshTrigger::Periodic {
+                trigger = self.take_trigger();
+            }
+            let result = self.refresh_outcome().await;
+            self.metrics.refresh(
+                trigger,
+                match &result {
+                    Ok(r) => *r,
+                    Err(_) => RefreshResult::Error,
+                },
+            );
+            failing = match result {
+                Ok(_) => false,
+                Err(e) => {
+                    crate::telemetry::logs::limited(
+                        crate::telemetry::logs::Class::RefreshFailed,
+                        |suppressed| tracing::warn!(error = %e, suppressed, "topology refresh failed"),
+                    );
+                    true
+                }
+            };
+            last = Instant::now();
+        }
+    }
+}
+
+/// The slots `current` serves that `next` leaves uncovered, grouped by their current owner.
+fn uncovered_by(current: &SlotMap, next: &SlotMap) -> Vec<(NodeAddr, Vec<u16>)> {
+    let mut out: Vec<(NodeAddr, Vec<u16>)> = Vec::new();
+    for slot in 0..SLOT_COUNT as u16 {
+        if next.primary_for_slot(slot).is_some() {
+            continue;
+        }
+        let Some(owner) = current.primary_for_slot(slot) else {
+            continue;
+        };
+        match out.iter_mut().find(|(o, _)| o == owner) {
+            Some((_, slots)) => slots.push(slot),
+            None => out.push((owner.clone(), vec![slot])),
+        }
+    }
+    out
+}
+
+/// The view most answers agree with; ties go to the view covering more slots.
+fn choose_view(views: Vec<SlotMap>) -> Option<SlotMap> {
+    let scores: Vec<(usize, usize)> = views
+        .iter()
+        .map(|v| {
+            (
+                views.iter().filter(|o| o.same_assignment(v)).count(),
+                v.covered(),
+            )
+        })
+        .collect();
+    let best = (0..views.len()).max_by_key(|&i| scores[i])?;
+    views.into_iter().nth(best)
+}
+
+/// `field:value` from an INFO text.
+pub(crate) fn info_field(info: &[u8], field: &str) -> Option<String> {
+    let text = std::str::from_utf8(info).ok()?;
+    text.lines().find_map(|l| {
+        l.strip_prefix(field)?
+            .strip_prefix(':')
+            .map(|v| v.trim().to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(port: i64) -> Value {
+        Value::Array(vec![
+            Value::Bulk(b"127.0.0.1".to_vec()),
+            Value::Integer(port),
+        ])
+    }
+
+    fn map(ranges: &[(i64, i64, i64)]) -> SlotMap {
+        let reply = Value::Array(
+            ranges
+                .iter()
+                .map(|&(a, b, port)| {
+                    Value::Array(vec![Value::Integer(a), Value::Integer(b), node(port)])
+                })
+                .collect(),
+        );
+        SlotMap::from_cluster_slots(&reply, "127.0.0.1:1").unwrap()
+    }
+
+    #[test]
+    fn uncovered_slots_are_grouped_by_their_current_owner() {
+        let current = map(&[(0, 99, 7001), (100, 199, 7002), (200, 16383, 7003)]);
+        // The same assignment, and a move to another owner, uncover nothing.
+        assert!(uncovered_by(&current, &current).is_empty());
+        let moved = map(&[(0, 199, 7002), (200, 16383, 7003)]);
+        assert!(uncovered_by(&current, &moved).is_empty());
+        // A partial view uncovers 7001's slots 50-99 and all of 7003's.
+        let partial = map(&[(0, 49, 7001), (100, 199, 7002)]);
+        let lost = uncovered_by(&current, &partial);
+        assert_eq!(lost.len(), 2);
+        assert_eq!(lost[0].0.as_str(), "127.0.0.1:7001");
+        assert_eq!(lost[0].1, (50..100).collect::<Vec<u16>>());
+        assert_eq!(lost[1].0.as_str(), "127.0.0.1:7003");
+        assert_eq!(lost[1].1.len(), 16384 - 200);
+    }
+}
