@@ -24,7 +24,8 @@ use tokio::time::Instant;
 use crate::auth::users::ClientAuth;
 use crate::session::client::ClientState;
 
-use crate::family::pubsub::{LinkFrame, PubSub};
+use crate::family::pubsub::PubSub;
+use crate::family::shardsub::LinkFrame;
 use crate::replies;
 use crate::runtime::context::WorkerCtx;
 use crate::session::dispatch::route_command;
@@ -45,7 +46,7 @@ struct Pending {
     entry: Entry,
     /// Command table index, or `UNKNOWN_COMMAND`.
     cmd: u16,
-    /// When the request was decoded ([`crate::telemetry::metrics::mono_ns`]).
+    /// When the request was decoded ([`crate::telemetry::clock::mono_ns`]).
     start: u64,
 }
 
@@ -54,8 +55,8 @@ struct Pending {
 /// on it.
 pub(crate) async fn run_session<R, W>(
     ctx: Rc<WorkerCtx>,
-    mut rd: R,
-    mut wr: W,
+    rd: R,
+    wr: W,
     peer: SocketAddr,
     local: SocketAddr,
     id: u64,
@@ -63,208 +64,314 @@ pub(crate) async fn run_session<R, W>(
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut client = ClientState::new(
-        id,
-        peer,
-        local,
-        ClientAuth::for_new_connection(&ctx.shared.users),
-    );
-    let limits = Limits {
-        max_bulk: ctx.cfg.limits.max_request_bytes,
-        ..Limits::default()
-    };
-    let mut decoder = RequestDecoder::new(limits);
-    let mut rbuf = BytesMut::with_capacity(READ_RESERVE);
-    let mut wbuf = BytesMut::with_capacity(READ_RESERVE);
-    let mut queue: VecDeque<Pending> = VecDeque::new();
-    let shutdown = ctx.local_shutdown.waiter();
-    let max_pipeline = ctx.cfg.limits.max_pipeline;
-    let idle_timeout = ctx.cfg.limits.client_idle_timeout;
-    let mut reading = !ctx.local_shutdown.is_fired();
-    // The shutdown signal is waited for only while nothing is owed (a busy session looks at
-    // the flag instead); reading stops when it fires. The timer for the front entry's
-    // deadline is kept across loop turns, so a wake-up does not register and drop it again.
-    // Deadlines grow along the queue, so a timer armed for an earlier entry fires early at
-    // worst and is re-armed then: once per op_timeout, not per command.
-    let mut deadline_timer = std::pin::pin!(tokio::time::sleep_until(Instant::now()));
-    let mut timer_at: Option<Instant> = None;
-    // Holding finished replies for the rest of their batch: holding, and ran out.
-    let holder = ctx.hold_clock.holder();
-    let (mut coalescing, mut coalesce_expired) = (false, false);
-    let mut last_read = Instant::now();
-    // Wakes on a users reload, to close a removed user's connection while it is idle.
-    let mut users_changed = ctx.shared.users.subscribe();
-
+    let mut session = Session::new(ctx, rd, wr, peer, local, id);
     loop {
-        // True when decoding stopped because the pipeline was full: complete requests may
-        // still sit in `rbuf`, and the client may send nothing more until they are answered.
-        let mut backlog = false;
-        if reading {
-            let now = Instant::now();
-            let start = crate::telemetry::metrics::mono_ns(now.into_std());
-            // One deadline for the batch: adding to an `Instant` normalises nanoseconds.
-            let deadline = now + ctx.cfg.upstream.op_timeout;
-            while queue.len() < max_pipeline {
-                match decoder.decode(&mut rbuf) {
-                    Ok(Some(req)) => {
-                        let mut cmd = crate::telemetry::metrics::UNKNOWN_COMMAND;
-                        let routed = panics::guard(|| {
-                            route_command(&ctx, &mut client, req, deadline, &mut cmd)
-                        });
-                        let entry = routed.unwrap_or_else(|caught| {
-                            caught.log(crate::telemetry::metrics::command_label(cmd));
-                            Entry::Close(Bytes::from_static(replies::INTERNAL_ERROR))
-                        });
-                        let closes = matches!(entry, Entry::Close(_));
-                        queue.push_back(Pending { entry, cmd, start });
-                        if closes {
-                            reading = false;
-                            break;
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        logs::limited(
-                            logs::Class::ProtocolError,
-                            |suppressed| tracing::warn!(client = %peer, error = %e, suppressed, "client protocol error; closing"),
-                        );
-                        queue.push_back(Pending {
-                            entry: Entry::Close(Bytes::from_static(e.to_reply())),
-                            cmd: crate::telemetry::metrics::UNKNOWN_COMMAND,
-                            start,
-                        });
-                        reading = false;
+        let backlog = session.read_requests();
+        if session.write_replies().await == Flow::Stop {
+            return;
+        }
+        session.make_room_to_read();
+        if backlog && session.queue.len() < session.max_pipeline {
+            continue; // room again: decode what is already buffered before waiting for more
+        }
+        if session.wait_for_progress().await == Flow::Stop {
+            return;
+        }
+    }
+}
+
+/// Whether the session goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Go,
+    Stop,
+}
+
+/// One client connection's state between the steps of [`run_session`].
+struct Session<R, W> {
+    ctx: Rc<WorkerCtx>,
+    client: ClientState,
+    rd: R,
+    wr: W,
+    decoder: RequestDecoder,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    /// One entry per request, in request order; replies leave from the front.
+    queue: VecDeque<Pending>,
+    max_pipeline: usize,
+    idle_timeout: Option<std::time::Duration>,
+    /// Requests are still read (false after QUIT, a protocol error, EOF or shutdown).
+    reading: bool,
+    last_read: Instant,
+    shutdown: crate::runtime::shutdown::ShutdownWait,
+    /// The timer for the front entry's deadline, kept across loop turns so a wake-up does
+    /// not register and drop it again. Deadlines grow along the queue, so a timer armed for
+    /// an earlier entry fires early at worst and is re-armed then: once per op_timeout, not
+    /// per command.
+    deadline_timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    timer_at: Option<Instant>,
+    /// Holding finished replies for the rest of their batch (see [`worth_holding`]).
+    holder: crate::runtime::hold::Holder,
+    coalescing: bool,
+    coalesce_expired: bool,
+    /// Wakes on a users reload, to close a removed user's connection while it is idle.
+    users_changed: Option<tokio::sync::watch::Receiver<u64>>,
+}
+
+impl<R, W> Session<R, W>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    fn new(ctx: Rc<WorkerCtx>, rd: R, wr: W, peer: SocketAddr, local: SocketAddr, id: u64) -> Self {
+        let auth = ClientAuth::for_new_connection(&ctx.shared.users);
+        let limits = Limits {
+            max_bulk: ctx.cfg.limits.max_request_bytes,
+            ..Limits::default()
+        };
+        Session {
+            client: ClientState::new(id, peer, local, auth),
+            rd,
+            wr,
+            decoder: RequestDecoder::new(limits),
+            rbuf: BytesMut::with_capacity(READ_RESERVE),
+            wbuf: BytesMut::with_capacity(READ_RESERVE),
+            queue: VecDeque::new(),
+            max_pipeline: ctx.cfg.limits.max_pipeline,
+            idle_timeout: ctx.cfg.limits.client_idle_timeout,
+            reading: !ctx.local_shutdown.is_fired(),
+            last_read: Instant::now(),
+            shutdown: ctx.local_shutdown.waiter(),
+            deadline_timer: Box::pin(tokio::time::sleep_until(Instant::now())),
+            timer_at: None,
+            holder: ctx.hold_clock.holder(),
+            coalescing: false,
+            coalesce_expired: false,
+            users_changed: ctx.shared.users.subscribe(),
+            ctx,
+        }
+    }
+
+    /// Decode every complete request in the read buffer (up to `max_pipeline` in flight)
+    /// and route each into the queue. Returns true when it stopped because the pipeline is
+    /// full: complete requests may still sit in the buffer, and the client may send nothing
+    /// more until they are answered.
+    fn read_requests(&mut self) -> bool {
+        if !self.reading {
+            return false;
+        }
+        let now = Instant::now();
+        let start = crate::telemetry::clock::mono_ns(now.into_std());
+        // One deadline for the batch: adding to an `Instant` normalises nanoseconds.
+        let deadline = now + self.ctx.cfg.upstream.op_timeout;
+        while self.queue.len() < self.max_pipeline {
+            match self.decoder.decode(&mut self.rbuf) {
+                Ok(Some(req)) => {
+                    let (ctx, client) = (&self.ctx, &mut self.client);
+                    let mut cmd = crate::telemetry::metrics::UNKNOWN_COMMAND;
+                    let routed =
+                        panics::guard(|| route_command(ctx, client, req, deadline, &mut cmd));
+                    let entry = routed.unwrap_or_else(|caught| {
+                        caught.log(crate::telemetry::local::command_label(cmd));
+                        Entry::Close(Bytes::from_static(replies::INTERNAL_ERROR))
+                    });
+                    let closes = matches!(entry, Entry::Close(_));
+                    self.queue.push_back(Pending { entry, cmd, start });
+                    if closes {
+                        self.reading = false;
                         break;
                     }
                 }
+                Ok(None) => break,
+                Err(e) => {
+                    let peer = self.client.peer;
+                    logs::limited(
+                        logs::Class::ProtocolError,
+                        |suppressed| tracing::warn!(client = %peer, error = %e, suppressed, "client protocol error; closing"),
+                    );
+                    self.queue.push_back(Pending {
+                        entry: Entry::Close(Bytes::from_static(e.to_reply())),
+                        cmd: crate::telemetry::metrics::UNKNOWN_COMMAND,
+                        start,
+                    });
+                    self.reading = false;
+                    break;
+                }
             }
-            backlog = reading && queue.len() >= max_pipeline;
         }
+        self.reading && self.queue.len() >= self.max_pipeline
+    }
 
-        let mut close = drain_ready(&ctx, &mut queue, &mut wbuf);
-        if !close && !wbuf.is_empty() && !queue.is_empty() {
+    /// Move the finished replies at the front of the queue into one write, unless they are
+    /// worth holding for the rest of their batch; [`Flow::Stop`] when the connection is done
+    /// (closed by a reply, nothing more to read and nothing owed, or the client is gone).
+    async fn write_replies(&mut self) -> Flow {
+        let ctx = &*self.ctx;
+        let mut close = drain_ready(ctx, &mut self.queue, &mut self.wbuf);
+        if !close && !self.wbuf.is_empty() && !self.queue.is_empty() {
             // Only part of what is owed is ready: the rest is often from another shard whose
             // reply is already readable. Let this tick's other tasks run first, so one write
             // carries both (fewer, larger writes to the client).
             tokio::task::yield_now().await;
-            close = drain_ready(&ctx, &mut queue, &mut wbuf);
+            close = drain_ready(ctx, &mut self.queue, &mut self.wbuf);
         }
-        let hold = !close && !wbuf.is_empty() && !coalesce_expired && worth_holding(&queue);
-        if hold && !coalescing {
-            holder.start();
-            coalescing = true;
+        let hold =
+            !close && !self.wbuf.is_empty() && !self.coalesce_expired && worth_holding(&self.queue);
+        if hold && !self.coalescing {
+            self.holder.start();
+            self.coalescing = true;
         }
-        if !hold && !wbuf.is_empty() {
-            // flush: a TLS stream may hold records back until asked (a no-op for TCP).
-            let write = async { wr.write_all(&wbuf).await.and(wr.flush().await) };
-            let written = match &client.pubsub {
-                // A subscriber may stop reading: give up on it when its link does.
-                Some(pubsub) => tokio::select! {
-                    r = write => r.is_ok(),
-                    _ = pubsub.gave_up() => false,
-                },
-                None => write.await.is_ok(),
-            };
-            if !written {
-                return;
+        if !hold && !self.wbuf.is_empty() {
+            if self.flush().await == Flow::Stop {
+                return Flow::Stop;
             }
-            if wbuf.capacity() > BUFFER_SHRINK {
-                wbuf = BytesMut::with_capacity(READ_RESERVE);
-            } else {
-                wbuf.clear();
+            if self.coalescing {
+                self.holder.stop();
             }
-            if coalescing {
-                holder.stop();
-            }
-            (coalescing, coalesce_expired) = (false, false);
+            (self.coalescing, self.coalesce_expired) = (false, false);
         }
-        if close || (!reading && queue.is_empty()) {
-            let _ = wr.shutdown().await;
-            return;
+        if close || (!self.reading && self.queue.is_empty()) {
+            let _ = self.wr.shutdown().await;
+            return Flow::Stop;
         }
+        Flow::Go
+    }
 
-        if rbuf.capacity() - rbuf.len() < READ_RESERVE / 4 {
-            if rbuf.is_empty() && rbuf.capacity() > BUFFER_SHRINK {
-                rbuf = BytesMut::with_capacity(READ_RESERVE);
+    /// Write the output buffer whole; [`Flow::Stop`] when the client is gone (or, for a
+    /// subscriber, when its Pub/Sub link gave up on it).
+    async fn flush(&mut self) -> Flow {
+        // flush: a TLS stream may hold records back until asked (a no-op for TCP).
+        let (wr, wbuf) = (&mut self.wr, &self.wbuf);
+        let write = async { wr.write_all(wbuf).await.and(wr.flush().await) };
+        let written = match &self.client.pubsub {
+            // A subscriber may stop reading: give up on it when its link does.
+            Some(pubsub) => tokio::select! {
+                r = write => r.is_ok(),
+                _ = pubsub.gave_up() => false,
+            },
+            None => write.await.is_ok(),
+        };
+        if !written {
+            return Flow::Stop;
+        }
+        if self.wbuf.capacity() > BUFFER_SHRINK {
+            self.wbuf = BytesMut::with_capacity(READ_RESERVE);
+        } else {
+            self.wbuf.clear();
+        }
+        Flow::Go
+    }
+
+    /// Keep room in the read buffer; release one that grew past [`BUFFER_SHRINK`].
+    fn make_room_to_read(&mut self) {
+        if self.rbuf.capacity() - self.rbuf.len() < READ_RESERVE / 4 {
+            if self.rbuf.is_empty() && self.rbuf.capacity() > BUFFER_SHRINK {
+                self.rbuf = BytesMut::with_capacity(READ_RESERVE);
             } else {
-                rbuf.reserve(READ_RESERVE);
+                self.rbuf.reserve(READ_RESERVE);
             }
         }
-        if backlog && queue.len() < max_pipeline {
-            continue; // room again: decode what is already buffered before waiting for more
+    }
+
+    /// Wait for whatever moves the session on: the front entry's next event or deadline,
+    /// the end of a hold, bytes from the client, shutdown, a Pub/Sub frame, a users reload
+    /// or the idle timeout. [`Flow::Stop`] when the session must end now.
+    async fn wait_for_progress(&mut self) -> Flow {
+        let ctx = &*self.ctx;
+        let can_read = self.reading && self.queue.len() < self.max_pipeline;
+        let idle_deadline = self.idle_timeout.map(|t| self.last_read + t);
+        if self.reading && !self.queue.is_empty() && ctx.local_shutdown.is_fired() {
+            self.reading = false;
         }
-        let can_read = reading && queue.len() < max_pipeline;
-        let idle_deadline = idle_timeout.map(|t| last_read + t);
-        if reading && !queue.is_empty() && ctx.local_shutdown.is_fired() {
-            reading = false;
-        }
-        let front_deadline = queue.front().and_then(|p| p.entry.deadline());
+        let front_deadline = self.queue.front().and_then(|p| p.entry.deadline());
         if let Some(due) = front_deadline {
-            if timer_at.is_none_or(|at| at > due) {
-                deadline_timer.as_mut().reset(due);
-                timer_at = Some(due);
+            if self.timer_at.is_none_or(|at| at > due) {
+                self.deadline_timer.as_mut().reset(due);
+                self.timer_at = Some(due);
             }
         }
+        let idle = self.reading
+            && self.queue.is_empty()
+            && idle_deadline.is_some()
+            && self.client.pubsub.is_none();
         tokio::select! {
             biased;
-            (index, event) = front_event(&mut queue) => {
-                if let Some(front) = queue.front_mut() {
-                    front.entry.on_event(&ctx, index, event);
+            (index, event) = front_event(&mut self.queue) => {
+                if let Some(front) = self.queue.front_mut() {
+                    front.entry.on_event(ctx, index, event);
                 }
             }
-            () = holder.expired(), if coalescing => {
-                (coalescing, coalesce_expired) = (false, true);
+            () = self.holder.expired(), if self.coalescing => {
+                (self.coalescing, self.coalesce_expired) = (false, true);
             }
-            () = &mut deadline_timer, if timer_at.is_some() && front_deadline.is_some() => {
-                timer_at = None;
-                if let Some(front) = queue.front_mut() {
-                    front.entry.on_timeout(&ctx, Instant::now());
+            () = &mut self.deadline_timer, if self.timer_at.is_some() && front_deadline.is_some() => {
+                self.timer_at = None;
+                if let Some(front) = self.queue.front_mut() {
+                    front.entry.on_timeout(ctx, Instant::now());
                 }
             }
-            read = rd.read_buf(&mut rbuf), if can_read => match read {
-                Ok(0) => {
-                    // The client half-closed: answer what it sent, then close. Except for a
-                    // command blocked in Redis: its reply may never come, and dropping it
-                    // releases the dedicated connection (Redis stops blocking for it), as
-                    // Redis itself frees a client at EOF. (Transaction steps end within
-                    // op_timeout: their replies are still written.)
-                    if queue
-                        .iter()
-                        .any(|p| matches!(&p.entry, Entry::Task(t, _) if t.may_block()))
-                    {
-                        return;
-                    }
-                    reading = false;
-                }
-                // The clock is read only for the idle timeout that needs it.
-                Ok(_) if idle_timeout.is_some() => last_read = Instant::now(),
-                Ok(_) => {}
-                Err(_) => return,
-            },
-            () = shutdown.fired(), if reading && queue.is_empty() => reading = false,
-            frame = link_frame(&mut client.pubsub), if queue.is_empty() && client.pubsub.is_some() => {
-                // Messages and confirmations from the Pub/Sub link, written only when no
-                // reply is owed, so they never overtake one.
-                let Some(frame) = frame else {
-                    return; // the link gave up on this client (it does not read)
-                };
-                if let Some(pubsub) = client.pubsub.as_mut() {
-                    let mut next = Some(frame);
-                    while let Some(f) = next {
-                        pubsub.note(&f);
-                        wbuf.extend_from_slice(&client.proto.pubsub_frame(f.frame));
-                        next = if wbuf.len() < READ_RESERVE { pubsub.try_next() } else { None };
-                    }
-                }
+            read = self.rd.read_buf(&mut self.rbuf), if can_read => return self.on_read(read),
+            () = self.shutdown.fired(), if self.reading && self.queue.is_empty() => self.reading = false,
+            frame = link_frame(&mut self.client.pubsub), if self.queue.is_empty() && self.client.pubsub.is_some() => {
+                return self.on_link_frame(frame);
             }
-            _ = gate::users_changed(&mut users_changed), if reading && client.auth.is_some() => {
-                reading = gate::still_allowed(&ctx, &mut client);
+            _ = gate::users_changed(&mut self.users_changed), if self.reading && self.client.auth.is_some() => {
+                self.reading = gate::still_allowed(ctx, &mut self.client);
             }
-            _ = sleep_until_opt(idle_deadline), if reading && queue.is_empty() && idle_deadline.is_some() && client.pubsub.is_none() => {
-                tracing::debug!(client = %peer, "closing idle client");
-                return;
+            _ = sleep_until_opt(idle_deadline), if idle => {
+                tracing::debug!(client = %self.client.peer, "closing idle client");
+                return Flow::Stop;
             }
         }
+        Flow::Go
+    }
+
+    /// Bytes (or EOF, or an error) from the client.
+    fn on_read(&mut self, read: std::io::Result<usize>) -> Flow {
+        match read {
+            Ok(0) => {
+                // The client half-closed: answer what it sent, then close. Except for a
+                // command blocked in Redis: its reply may never come, and dropping it
+                // releases the dedicated connection (Redis stops blocking for it), as
+                // Redis itself frees a client at EOF. (Transaction steps end within
+                // op_timeout: their replies are still written.)
+                if self
+                    .queue
+                    .iter()
+                    .any(|p| matches!(&p.entry, Entry::Task(t, _) if t.may_block()))
+                {
+                    return Flow::Stop;
+                }
+                self.reading = false;
+            }
+            // The clock is read only for the idle timeout that needs it.
+            Ok(_) if self.idle_timeout.is_some() => self.last_read = Instant::now(),
+            Ok(_) => {}
+            Err(_) => return Flow::Stop,
+        }
+        Flow::Go
+    }
+
+    /// Messages and confirmations from the Pub/Sub link, written only when no reply is owed,
+    /// so they never overtake one. `None`: the link gave up on this client (it does not read).
+    fn on_link_frame(&mut self, frame: Option<LinkFrame>) -> Flow {
+        let Some(frame) = frame else {
+            return Flow::Stop;
+        };
+        if let Some(pubsub) = self.client.pubsub.as_mut() {
+            let mut next = Some(frame);
+            while let Some(f) = next {
+                pubsub.note(&f);
+                self.wbuf
+                    .extend_from_slice(&self.client.proto.pubsub_frame(f.frame));
+                next = if self.wbuf.len() < READ_RESERVE {
+                    pubsub.try_next()
+                } else {
+                    None
+                };
+            }
+        }
+        Flow::Go
     }
 }
 
@@ -272,7 +379,7 @@ pub(crate) async fn run_session<R, W>(
 /// one of them closes the connection (everything after it is dropped).
 fn drain_ready(ctx: &WorkerCtx, queue: &mut VecDeque<Pending>, wbuf: &mut BytesMut) -> bool {
     let now = Instant::now();
-    let now_ns = crate::telemetry::metrics::mono_ns(now.into_std());
+    let now_ns = crate::telemetry::clock::mono_ns(now.into_std());
     while let Some(front) = queue.front_mut() {
         if !front.entry.poll_sync(ctx, now) {
             return false;

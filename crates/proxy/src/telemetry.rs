@@ -1,8 +1,13 @@
-//! What slotgate reports about itself: the Prometheus registry and the per-worker instruments
-//! ([`metrics`]), latency histograms ([`latency`]), rate-limited log lines ([`logs`]) and the
-//! panic net ([`panics`]). Everything else may use these; they use nothing above them.
+//! What slotgate reports about itself: the Prometheus registry ([`metrics`]), each worker's
+//! thread-local instruments ([`local`]), latency histograms ([`latency`]), the process's own
+//! figures ([`process`]), the hot path's clock ([`clock`]), rate-limited log lines ([`logs`])
+//! and the panic net ([`panics`]). Everything else may use these; they use nothing above them.
 
+pub(crate) mod clock;
 pub(crate) mod latency;
+pub(crate) mod local;
 pub(crate) mod logs;
 pub mod metrics;
 pub(crate) mod panics;
+pub(crate) mod process;
+pub(crate) mod registry;

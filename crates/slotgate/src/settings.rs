@@ -292,7 +292,59 @@ pub fn parse(text: &str) -> anyhow::Result<Settings> {
             );
         }
     }
-    let up = file.upstream;
+    let upstream = resolve_upstream(file.upstream)?;
+    let limits = resolve_limits(file.limits)?;
+    let tls = resolve_tls(file.tls)?;
+    let plaintext_listen = file
+        .plaintext_listen
+        .as_deref()
+        .map(|a| resolve_addr(a).context("plaintext_listen"))
+        .transpose()?;
+    let proxy = Config {
+        listen,
+        plaintext_listen,
+        tls,
+        upstream,
+        limits,
+        workers: file.workers,
+        shutdown_grace: opt_duration(
+            file.shutdown_grace,
+            Duration::from_secs(10),
+            "shutdown_grace",
+        )?,
+        // Per-command metrics only mean something when someone can scrape them.
+        metrics: file
+            .admin
+            .as_ref()
+            .is_some_and(|a| a.metrics.unwrap_or(true)),
+        users: users::resolve(file.users)?,
+        restricted_scripts: match file.scripting.restricted_users.as_deref() {
+            None | Some("refuse") => RestrictedScripts::Refuse,
+            Some("allow") => RestrictedScripts::Allow,
+            Some(other) => {
+                bail!("scripting.restricted_users: expected refuse|allow, got {other:?}")
+            }
+        },
+    };
+    proxy.validate().map_err(|e| anyhow!(e))?;
+    if !["error", "warn", "info", "debug", "trace"].contains(&file.log.level.as_str()) {
+        bail!(
+            "log.level: expected error|warn|info|debug|trace, got {:?}",
+            file.log.level
+        );
+    }
+    if !["text", "json"].contains(&file.log.format.as_str()) {
+        bail!("log.format: expected text|json, got {:?}", file.log.format);
+    }
+    Ok(Settings {
+        proxy,
+        admin,
+        log: file.log,
+    })
+}
+
+/// `upstream:` resolved: variables expanded, the password read, durations parsed.
+fn resolve_upstream(up: FileUpstream) -> anyhow::Result<UpstreamConfig> {
     if let Some(mode) = &up.mode {
         if mode != "cluster" {
             bail!("upstream.mode: only \"cluster\" is supported in this version, not {mode:?}");
@@ -353,91 +405,53 @@ pub fn parse(text: &str) -> anyhow::Result<Settings> {
             key: t.key.map(PathBuf::from),
         }),
     };
+    Ok(upstream)
+}
+
+/// `limits:` resolved, defaults filled in.
+fn resolve_limits(limits: FileLimits) -> anyhow::Result<LimitsConfig> {
     let ld = LimitsConfig::default();
     let idle = opt_duration(
-        file.limits.client_idle_timeout,
+        limits.client_idle_timeout,
         Duration::ZERO,
         "limits.client_idle_timeout",
     )?;
     let limits = LimitsConfig {
-        max_clients: file.limits.max_clients.unwrap_or(ld.max_clients),
+        max_clients: limits.max_clients.unwrap_or(ld.max_clients),
         client_idle_timeout: (!idle.is_zero()).then_some(idle),
-        max_request_bytes: match file.limits.max_request_bytes {
+        max_request_bytes: match limits.max_request_bytes {
             Some(s) => parse_size(&s).context("limits.max_request_bytes")?,
             None => ld.max_request_bytes,
         },
-        max_pipeline: file.limits.max_pipeline.unwrap_or(ld.max_pipeline),
-        max_pubsub_backlog: match file.limits.max_pubsub_backlog {
+        max_pipeline: limits.max_pipeline.unwrap_or(ld.max_pipeline),
+        max_pubsub_backlog: match limits.max_pubsub_backlog {
             Some(s) => parse_size(&s).context("limits.max_pubsub_backlog")?,
             None => ld.max_pubsub_backlog,
         },
         auth_failure_delay: opt_duration(
-            file.limits.auth_failure_delay,
+            limits.auth_failure_delay,
             ld.auth_failure_delay,
             "limits.auth_failure_delay",
         )?,
     };
-    let tls = file
-        .tls
-        .map(|t| -> anyhow::Result<TlsConfig> {
-            Ok(TlsConfig {
-                cert: PathBuf::from(t.cert),
-                key: PathBuf::from(t.key),
-                client_ca: t.client_ca.map(PathBuf::from),
-                handshake_timeout: opt_duration(
-                    t.handshake_timeout,
-                    Duration::from_secs(5),
-                    "tls.handshake_timeout",
-                )?,
-            })
+    Ok(limits)
+}
+
+/// `tls:` resolved (`None`: plaintext).
+fn resolve_tls(tls: Option<FileTls>) -> anyhow::Result<Option<TlsConfig>> {
+    tls.map(|t| -> anyhow::Result<TlsConfig> {
+        Ok(TlsConfig {
+            cert: PathBuf::from(t.cert),
+            key: PathBuf::from(t.key),
+            client_ca: t.client_ca.map(PathBuf::from),
+            handshake_timeout: opt_duration(
+                t.handshake_timeout,
+                Duration::from_secs(5),
+                "tls.handshake_timeout",
+            )?,
         })
-        .transpose()?;
-    let plaintext_listen = file
-        .plaintext_listen
-        .as_deref()
-        .map(|a| resolve_addr(a).context("plaintext_listen"))
-        .transpose()?;
-    let proxy = Config {
-        listen,
-        plaintext_listen,
-        tls,
-        upstream,
-        limits,
-        workers: file.workers,
-        shutdown_grace: opt_duration(
-            file.shutdown_grace,
-            Duration::from_secs(10),
-            "shutdown_grace",
-        )?,
-        // Per-command metrics only mean something when someone can scrape them.
-        metrics: file
-            .admin
-            .as_ref()
-            .is_some_and(|a| a.metrics.unwrap_or(true)),
-        users: users::resolve(file.users)?,
-        restricted_scripts: match file.scripting.restricted_users.as_deref() {
-            None | Some("refuse") => RestrictedScripts::Refuse,
-            Some("allow") => RestrictedScripts::Allow,
-            Some(other) => {
-                bail!("scripting.restricted_users: expected refuse|allow, got {other:?}")
-            }
-        },
-    };
-    proxy.validate().map_err(|e| anyhow!(e))?;
-    if !["error", "warn", "info", "debug", "trace"].contains(&file.log.level.as_str()) {
-        bail!(
-            "log.level: expected error|warn|info|debug|trace, got {:?}",
-            file.log.level
-        );
-    }
-    if !["text", "json"].contains(&file.log.format.as_str()) {
-        bail!("log.format: expected text|json, got {:?}", file.log.format);
-    }
-    Ok(Settings {
-        proxy,
-        admin,
-        log: file.log,
     })
+    .transpose()
 }
 
 fn resolve_addr(s: &str) -> anyhow::Result<SocketAddr> {

@@ -21,22 +21,13 @@ use bytes::Bytes;
 use slotgate_resp::{aggregate_children, parse_integer};
 use tokio::sync::mpsc;
 
-use crate::family::shardsub::ShardCmd;
+use crate::family::shardsub::{LinkFrame, ShardCmd};
 use crate::protocol::Protocol;
 use crate::upstream::dedicated::DedicatedPool;
 use crate::upstream::topology::Topology;
 
 /// Wait between reconnect attempts of a broken link.
 const RECONNECT_DELAY: Duration = Duration::from_millis(100);
-
-/// One frame for the client, with the subscription count when it is a (un)subscribe
-/// confirmation.
-pub(crate) struct LinkFrame {
-    pub frame: Bytes,
-    pub count: Option<i64>,
-    /// From the shard-channel coordinator (its counts are shard subscriptions).
-    pub shard: bool,
-}
 
 /// The session's side of its Pub/Sub link.
 pub(crate) struct PubSub {

@@ -19,12 +19,20 @@ use slotgate_cluster::NodeAddr;
 use slotgate_resp::{aggregate_children, encode, parse_integer, ErrorClass, ReplyKind};
 use tokio::sync::mpsc;
 
-use crate::family::pubsub::LinkFrame;
 use crate::protocol::Protocol;
 use crate::telemetry::metrics::RefreshTrigger;
 use crate::upstream::dedicated::DedicatedPool;
 use crate::upstream::redirect;
 use crate::upstream::topology::Topology;
+
+/// One frame for the client from its Pub/Sub link or from the shard-channel coordinator,
+/// with the subscription count when it is a (un)subscribe confirmation.
+pub(crate) struct LinkFrame {
+    pub frame: Bytes,
+    pub count: Option<i64>,
+    /// From the shard-channel coordinator (its counts are shard subscriptions).
+    pub shard: bool,
+}
 
 /// How long after a lost subscription the coordinator waits for the map to catch up.
 const RESUBSCRIBE_DELAY: Duration = Duration::from_millis(200);

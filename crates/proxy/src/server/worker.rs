@@ -19,8 +19,8 @@ use crate::replies;
 use crate::runtime::context::{Shared, WorkerCtx};
 use crate::runtime::shutdown::LocalShutdown;
 use crate::session::run_session;
+use crate::telemetry::local::WorkerMetrics;
 use crate::telemetry::logs;
-use crate::telemetry::metrics::WorkerMetrics;
 use crate::tls::ServerTls;
 use crate::upstream::topology::Topology;
 

@@ -15,7 +15,11 @@ use std::sync::{Arc, Mutex};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto;
 
-use crate::telemetry::metrics::LATENCY_BUCKETS;
+/// Histogram buckets for client-observed and upstream latency: 50 µs to 5 s.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0,
+];
 
 /// Number of finite bucket bounds.
 const BOUNDS: usize = 16;

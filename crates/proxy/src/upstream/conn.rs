@@ -21,9 +21,10 @@ use tokio::time::Instant;
 use crate::config::UpstreamConfig;
 use crate::protocol::Protocol;
 use crate::runtime::wakers::keep_waker;
+use crate::telemetry::local::{NodeMetrics, WorkerMetrics};
 use crate::telemetry::logs;
 use crate::telemetry::metrics::RefreshTrigger;
-use crate::telemetry::metrics::{Metrics, NodeMetrics, UpstreamError, WorkerMetrics};
+use crate::telemetry::metrics::{Metrics, UpstreamError};
 use crate::upstream::node_client::{self, NodeStream};
 use crate::upstream::redirect::ASKING;
 use crate::upstream::reply_channel::{Failure, ReplyTx, UpReply};
@@ -213,7 +214,7 @@ impl Drop for Upstream {
 /// A request waiting for its reply on a connection.
 struct Waiter {
     reply: ReplyTx,
-    /// When it was written ([`crate::telemetry::metrics::mono_ns`]); 0 while unsent.
+    /// When it was written ([`crate::telemetry::clock::mono_ns`]); 0 while unsent.
     sent: u64,
     /// Its bytes in [`Outbox::out`] while unsent, with any `ASKING` or prelude before it.
     len: usize,
@@ -342,10 +343,11 @@ enum Ended {
     Broken(String, UpstreamError),
 }
 
-/// Pump requests out and replies back on one established connection (its two halves).
+/// Pump requests out and replies back on one established connection (its two halves),
+/// until the worker lets go or the connection fails; then fail what was written.
 async fn serve<R, W>(
-    mut rd: R,
-    mut wr: W,
+    rd: R,
+    wr: W,
     outbox: &RefCell<Outbox>,
     metrics: Option<&NodeMetrics>,
     pending: &std::sync::atomic::AtomicU64,
@@ -354,134 +356,183 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let writer = async {
-        // Swapped with the outbox's buffer for each write, so sessions append to one while
-        // the other is written.
-        let mut out = BytesMut::with_capacity(16 * 1024);
-        loop {
-            let more = poll_fn(|cx| {
-                let mut o = outbox.borrow_mut();
-                if o.unsent > 0 {
-                    Poll::Ready(true)
-                } else if o.closed {
-                    Poll::Ready(false)
-                } else {
-                    keep_waker(&mut o.task, cx.waker());
-                    Poll::Pending
-                }
-            })
-            .await;
-            if !more {
-                return Ended::Closed;
-            }
-            // Let the event loop look for more input once (a non-blocking poll) before
-            // writing: the sessions it wakes add their requests to this write, so one
-            // write (and one wake-up of the node) carries more requests.
-            tokio::task::yield_now().await;
-            {
-                let mut o = outbox.borrow_mut();
-                o.drop_abandoned();
-                if o.unsent == 0 {
-                    continue;
-                }
-                std::mem::swap(&mut o.out, &mut out);
-                let sent = crate::telemetry::metrics::mono_ns(Instant::now().into_std());
-                let first = o.waiters.len() - o.unsent;
-                let mut commands = 0;
-                for w in o.waiters.range_mut(first..) {
-                    w.sent = sent;
-                    commands += 1 + u64::from(w.skip);
-                }
-                o.unsent = 0;
-                if let Some(m) = metrics {
-                    m.requests(commands);
-                }
-                if first == 0 {
-                    // The oldest unanswered request is now this batch (readiness).
-                    pending.store(
-                        crate::telemetry::metrics::ns_to_ms(sent),
-                        std::sync::atomic::Ordering::Relaxed,
-                    );
-                }
-            }
-            if let Err(e) = async {
-                wr.write_all(&out).await?;
-                wr.flush().await
-            }
-            .await
-            {
-                return Ended::Broken(format!("write: {e}"), UpstreamError::Io);
-            }
-            if out.capacity() > BUFFER_SHRINK {
-                out = BytesMut::with_capacity(16 * 1024);
-            } else {
-                out.clear();
-            }
-        }
-    };
-
-    let reader = async {
-        let mut buf = BytesMut::with_capacity(16 * 1024);
-        let mut scanner = ReplyScanner::new();
-        loop {
-            if buf.capacity() - buf.len() < 4096 {
-                buf.reserve(16 * 1024);
-            }
-            match rd.read_buf(&mut buf).await {
-                Ok(0) => return Ended::Broken("closed by the node".into(), UpstreamError::Io),
-                Ok(_) => {}
-                Err(e) => return Ended::Broken(format!("read: {e}"), UpstreamError::Io),
-            }
-            let now = crate::telemetry::metrics::mono_ns(Instant::now().into_std());
-            let mut o = outbox.borrow_mut();
-            loop {
-                let reply = match scanner.scan(&mut buf) {
-                    Ok(Some(reply)) => reply,
-                    Ok(None) => break,
-                    Err(e) => {
-                        return Ended::Broken(
-                            format!("invalid reply: {e}"),
-                            UpstreamError::Protocol,
-                        );
-                    }
-                };
-                if reply.kind == ReplyKind::Push {
-                    continue; // out-of-band (RESP3 push); nothing waits for it
-                }
-                if o.waiters.len() == o.unsent {
-                    return Ended::Broken(
-                        "reply without a request".into(),
-                        UpstreamError::Protocol,
-                    );
-                }
-                if let Some(front) = o.waiters.front_mut().filter(|w| w.skip > 0) {
-                    front.skip -= 1; // the reply to its ASKING or prelude
-                    continue;
-                }
-                if let Some(w) = o.waiters.pop_front() {
-                    if let Some(m) = metrics {
-                        m.observe_ns(now.saturating_sub(w.sent));
-                    }
-                    w.reply.send(UpReply::Frame(reply));
-                }
-            }
-            // Once per read: when the oldest request still unanswered was written.
-            let oldest = match o.waiters.front() {
-                Some(w) if o.waiters.len() > o.unsent => {
-                    crate::telemetry::metrics::ns_to_ms(w.sent)
-                }
-                _ => 0,
-            };
-            pending.store(oldest, std::sync::atomic::Ordering::Relaxed);
-        }
-    };
-
     let ended = tokio::select! {
-        e = writer => e,
-        e = reader => e,
+        e = write_requests(wr, outbox, metrics, pending) => e,
+        e = read_replies(rd, outbox, metrics, pending) => e,
     };
-    // What was written gets no reply now; what was not may go over the next connection
-    // (`fail_until` fails it as unreachable, so its op retries).
+    fail_written(outbox, &ended);
+    ended
+}
+
+/// The writer: wait for queued requests, then send everything queued in one write.
+async fn write_requests<W: AsyncWrite + Unpin>(
+    mut wr: W,
+    outbox: &RefCell<Outbox>,
+    metrics: Option<&NodeMetrics>,
+    pending: &std::sync::atomic::AtomicU64,
+) -> Ended {
+    // Swapped with the outbox's buffer for each write, so sessions append to one while the
+    // other is written.
+    let mut out = BytesMut::with_capacity(16 * 1024);
+    loop {
+        if !requests_queued(outbox).await {
+            return Ended::Closed;
+        }
+        // Let the event loop look for more input once (a non-blocking poll) before writing:
+        // the sessions it wakes add their requests to this write, so one write (and one
+        // wake-up of the node) carries more requests.
+        tokio::task::yield_now().await;
+        if !take_batch(outbox, &mut out, metrics, pending) {
+            continue;
+        }
+        if let Err(e) = async {
+            wr.write_all(&out).await?;
+            wr.flush().await
+        }
+        .await
+        {
+            return Ended::Broken(format!("write: {e}"), UpstreamError::Io);
+        }
+        if out.capacity() > BUFFER_SHRINK {
+            out = BytesMut::with_capacity(16 * 1024);
+        } else {
+            out.clear();
+        }
+    }
+}
+
+/// Resolves with true once requests are queued, false once the worker let go of the
+/// connection and nothing is left to send.
+async fn requests_queued(outbox: &RefCell<Outbox>) -> bool {
+    poll_fn(|cx| {
+        let mut o = outbox.borrow_mut();
+        if o.unsent > 0 {
+            Poll::Ready(true)
+        } else if o.closed {
+            Poll::Ready(false)
+        } else {
+            keep_waker(&mut o.task, cx.waker());
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+/// Swap the outbox's unsent requests into `out` and stamp them as sent now (for the
+/// upstream latency and readiness); false when every queued request was abandoned.
+fn take_batch(
+    outbox: &RefCell<Outbox>,
+    out: &mut BytesMut,
+    metrics: Option<&NodeMetrics>,
+    pending: &std::sync::atomic::AtomicU64,
+) -> bool {
+    let mut o = outbox.borrow_mut();
+    o.drop_abandoned();
+    if o.unsent == 0 {
+        return false;
+    }
+    std::mem::swap(&mut o.out, out);
+    let sent = crate::telemetry::clock::mono_ns(Instant::now().into_std());
+    let first = o.waiters.len() - o.unsent;
+    let mut commands = 0;
+    for w in o.waiters.range_mut(first..) {
+        w.sent = sent;
+        commands += 1 + u64::from(w.skip);
+    }
+    o.unsent = 0;
+    if let Some(m) = metrics {
+        m.requests(commands);
+    }
+    if first == 0 {
+        // The oldest unanswered request is now this batch (readiness).
+        pending.store(
+            crate::telemetry::clock::ns_to_ms(sent),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+    true
+}
+
+/// The reader: scan reply frames and complete the waiters in FIFO order.
+async fn read_replies<R: AsyncRead + Unpin>(
+    mut rd: R,
+    outbox: &RefCell<Outbox>,
+    metrics: Option<&NodeMetrics>,
+    pending: &std::sync::atomic::AtomicU64,
+) -> Ended {
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut scanner = ReplyScanner::new();
+    loop {
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(16 * 1024);
+        }
+        match rd.read_buf(&mut buf).await {
+            Ok(0) => return Ended::Broken("closed by the node".into(), UpstreamError::Io),
+            Ok(_) => {}
+            Err(e) => return Ended::Broken(format!("read: {e}"), UpstreamError::Io),
+        }
+        if let Err(ended) = complete_waiters(&mut scanner, &mut buf, outbox, metrics) {
+            return ended;
+        }
+        // Once per read: when the oldest request still unanswered was written.
+        let o = outbox.borrow();
+        let oldest = match o.waiters.front() {
+            Some(w) if o.waiters.len() > o.unsent => crate::telemetry::clock::ns_to_ms(w.sent),
+            _ => 0,
+        };
+        pending.store(oldest, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Hand every whole reply frame in `buf` to its waiter, in order (the reply to an `ASKING`
+/// or a prelude is skipped for the request it came before).
+///
+/// # Errors
+/// The node sent bytes that are not RESP, or a reply nothing asked for.
+fn complete_waiters(
+    scanner: &mut ReplyScanner,
+    buf: &mut BytesMut,
+    outbox: &RefCell<Outbox>,
+    metrics: Option<&NodeMetrics>,
+) -> Result<(), Ended> {
+    let now = crate::telemetry::clock::mono_ns(Instant::now().into_std());
+    let mut o = outbox.borrow_mut();
+    loop {
+        let reply = match scanner.scan(buf) {
+            Ok(Some(reply)) => reply,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                return Err(Ended::Broken(
+                    format!("invalid reply: {e}"),
+                    UpstreamError::Protocol,
+                ));
+            }
+        };
+        if reply.kind == ReplyKind::Push {
+            continue; // out-of-band (RESP3 push); nothing waits for it
+        }
+        if o.waiters.len() == o.unsent {
+            return Err(Ended::Broken(
+                "reply without a request".into(),
+                UpstreamError::Protocol,
+            ));
+        }
+        if let Some(front) = o.waiters.front_mut().filter(|w| w.skip > 0) {
+            front.skip -= 1; // the reply to its ASKING or prelude
+            continue;
+        }
+        if let Some(w) = o.waiters.pop_front() {
+            if let Some(m) = metrics {
+                m.observe_ns(now.saturating_sub(w.sent));
+            }
+            w.reply.send(UpReply::Frame(reply));
+        }
+    }
+}
+
+/// What was written gets no reply now; what was not may go over the next connection
+/// (`fail_until` fails it as unreachable, so its op retries).
+fn fail_written(outbox: &RefCell<Outbox>, ended: &Ended) {
     let failure = match ended {
         Ended::Broken(_, UpstreamError::Protocol) => Failure::Protocol,
         _ => Failure::Lost,
@@ -494,7 +545,6 @@ where
     for w in written {
         w.reply.send(UpReply::Failed(failure));
     }
-    ended
 }
 
 /// Per-worker map of node → [`Upstream`], all speaking one protocol.

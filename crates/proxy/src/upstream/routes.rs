@@ -15,7 +15,7 @@ use slotgate_cluster::{NodeAddr, SlotMap, SLOT_COUNT};
 
 use crate::config::UpstreamConfig;
 use crate::protocol::Protocol;
-use crate::telemetry::metrics::WorkerMetrics;
+use crate::telemetry::local::WorkerMetrics;
 use crate::upstream::conn::{Upstream, UpstreamSet};
 use crate::upstream::topology::Topology;
 
