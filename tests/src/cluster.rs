@@ -613,6 +613,39 @@ impl RedisCluster {
         panic!("no running node knows the owner of every slot");
     }
 
+    /// Waits until the primary owning `key` reports a blocked client (a BLPOP or the like
+    /// is waiting there), at most 10 s.
+    ///
+    /// # Panics
+    /// When none shows up in time.
+    pub fn wait_blocked(&self, key: &str) {
+        let node = self.node_for_slot(slotgate_cluster::slot(key.as_bytes()));
+        let blocked = || {
+            self.cli(node, &["INFO", "clients"])
+                .lines()
+                .find_map(|l| l.strip_prefix("blocked_clients:"))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        assert!(
+            crate::wait_until(std::time::Duration::from_secs(10), || blocked() > 0),
+            "no client blocked on {node} (the owner of {key}) within 10 s"
+        );
+    }
+
+    /// The value of `key` read straight from the primary that owns its slot (not through
+    /// slotgate); `None` when the key does not exist.
+    ///
+    /// # Panics
+    /// When the node does not answer with a bulk string.
+    pub fn get(&self, key: &str) -> Option<String> {
+        let node = self.node_for_slot(slotgate_cluster::slot(key.as_bytes()));
+        match self.query(node, &["GET", key]) {
+            Ok(crate::Reply::Bulk(v)) => v.map(|v| String::from_utf8_lossy(&v).into_owned()),
+            other => panic!("GET {key} on {node}: {other:?}"),
+        }
+    }
+
     /// Port of the primary serving `slot`, as the first running node answering sees it.
     ///
     /// # Panics

@@ -33,7 +33,7 @@ pub use cluster::{shared_cluster, ClusterOptions, RedisCluster};
 pub use load::{cluster_under_load, Load, LoadReport};
 pub use ports::{free_cluster_port, free_port};
 pub use probe::Reply;
-pub use slotgate::{slotgate_bin, slotgate_config, Slotgate, SlotgateBuilder};
+pub use slotgate::{shared_proxy, slotgate_bin, slotgate_config, Slotgate, SlotgateBuilder};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};

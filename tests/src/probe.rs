@@ -105,7 +105,7 @@ pub fn query_text(port: u16, args: &[&str], timeout: Duration) -> Result<String,
 }
 
 /// Encodes a command as a RESP multibulk.
-pub(crate) fn encode<T: AsRef<[u8]>>(args: &[T]) -> Vec<u8> {
+pub fn encode<T: AsRef<[u8]>>(args: &[T]) -> Vec<u8> {
     let mut out = format!("*{}\r\n", args.len()).into_bytes();
     for arg in args {
         let arg = arg.as_ref();
@@ -117,7 +117,7 @@ pub(crate) fn encode<T: AsRef<[u8]>>(args: &[T]) -> Vec<u8> {
 }
 
 /// Reads one reply (recursively for arrays).
-pub(crate) fn read_reply(reader: &mut impl BufRead) -> Result<Reply, String> {
+pub fn read_reply(reader: &mut impl BufRead) -> Result<Reply, String> {
     let mut line = Vec::new();
     reader
         .read_until(b'\n', &mut line)

@@ -150,3 +150,13 @@ impl RawConn {
         false
     }
 }
+
+/// `s` as a RESP bulk string: `$<len>\r\n<s>\r\n`.
+pub fn bulk(s: &str) -> Vec<u8> {
+    format!("${}\r\n{s}\r\n", s.len()).into_bytes()
+}
+
+/// `s` as a RESP bulk string, as text (for replies compared as strings).
+pub fn bulk_text(s: &str) -> String {
+    format!("${}\r\n{s}\r\n", s.len())
+}

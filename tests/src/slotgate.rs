@@ -360,3 +360,16 @@ fn ping(addr: SocketAddr) -> Result<(), String> {
         Err(format!("PING answered {reply:?}"))
     }
 }
+
+/// One slotgate with the default configuration in front of the test binary's
+/// [`crate::shared_cluster`], started on first use and shared by every test of the binary
+/// (isolate data with [`crate::unique_key_prefix`]).
+pub fn shared_proxy() -> &'static Slotgate {
+    static PROXY: std::sync::OnceLock<Slotgate> = std::sync::OnceLock::new();
+    PROXY.get_or_init(|| {
+        Slotgate::spawn(&slotgate_config(
+            &crate::shared_cluster().seeds(),
+            crate::free_port(),
+        ))
+    })
+}

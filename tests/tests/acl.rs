@@ -12,10 +12,10 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use slotgate_tests::admin::with_admin;
+use slotgate_tests::raw::bulk;
 use slotgate_tests::raw::RawConn;
 use slotgate_tests::{
-    assert_eventually, free_port, shared_cluster, slotgate_config, unique_key_prefix, Reply,
-    Slotgate,
+    assert_eventually, free_port, shared_cluster, slotgate_config, unique_key_prefix, Slotgate,
 };
 
 const OK: &[u8] = b"+OK\r\n";
@@ -87,20 +87,6 @@ fn login(c: &mut RawConn, user: &str, pass: &str) {
 fn rt(c: &mut RawConn, args: &[&str], expected: &[u8]) {
     let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
     c.roundtrip(&args, expected);
-}
-
-fn bulk(s: &str) -> Vec<u8> {
-    format!("${}\r\n{s}\r\n", s.len()).into_bytes()
-}
-
-/// The value of `key` read straight from the node that owns it (not through slotgate).
-fn cluster_get(key: &str) -> Option<String> {
-    let cluster = shared_cluster();
-    let node = cluster.node_for_slot(slotgate_cluster::slot(key.as_bytes()));
-    match cluster.query(node, &["GET", key]) {
-        Ok(Reply::Bulk(v)) => v.map(|v| String::from_utf8_lossy(&v).into_owned()),
-        other => panic!("GET {key} on {node}: {other:?}"),
-    }
 }
 
 #[test]
@@ -282,10 +268,14 @@ fn key_command_and_channel_permissions() {
     rt(&mut c, &["MGET", &a, &other], NOPERM_KEY);
     rt(&mut c, &["DEL", &k, &other], NOPERM_KEY);
     rt(&mut c, &["EXISTS", &a, &other], NOPERM_KEY);
-    assert_eq!(cluster_get(&a), None, "nothing of a refused MSET may run");
-    assert_eq!(cluster_get(&b), None);
     assert_eq!(
-        cluster_get(&k).as_deref(),
+        shared_cluster().get(&a),
+        None,
+        "nothing of a refused MSET may run"
+    );
+    assert_eq!(shared_cluster().get(&b), None);
+    assert_eq!(
+        shared_cluster().get(&k).as_deref(),
         Some("v"),
         "a refused DEL deletes nothing"
     );
@@ -301,7 +291,7 @@ fn key_command_and_channel_permissions() {
     rt(&mut r, &["SET", &other, "v"], NOPERM_KEY);
     rt(&mut r, &["DEL", &other], NOPERM_KEY);
     rt(&mut r, &["MSET", &other, "1"], NOPERM_KEY);
-    assert_eq!(cluster_get(&other), None);
+    assert_eq!(shared_cluster().get(&other), None);
     // `default` here has every permission.
     let mut d = conn();
     rt(&mut d, &["AUTH", "defpass"], OK);

@@ -1,16 +1,13 @@
 //! redis-benchmark's whole default test list through slotgate must run clean: it stops at
 //! the first error reply, so one wrong reply anywhere fails the run.
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use slotgate_tests::{
-    free_port, redis_benchmark_with_timeout, shared_cluster, slotgate_config, Slotgate,
-};
+use slotgate_tests::{redis_benchmark_with_timeout, shared_proxy, Slotgate};
 
 fn proxy() -> &'static Slotgate {
-    static PROXY: OnceLock<Slotgate> = OnceLock::new();
-    PROXY.get_or_init(|| Slotgate::spawn(&slotgate_config(&shared_cluster().seeds(), free_port())))
+    shared_proxy()
 }
 
 /// Every test of the default list reported a rate and nothing else was printed as an error.

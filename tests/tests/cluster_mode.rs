@@ -4,15 +4,12 @@
 use std::process::Command;
 use std::time::Duration;
 
+use slotgate_tests::raw::bulk_text as bulk;
 use slotgate_tests::raw::RawConn;
 use slotgate_tests::{
     assert_eventually, free_port, shared_cluster, slotgate_config, ClusterOptions, RedisCluster,
     Slotgate,
 };
-
-fn bulk(s: &str) -> String {
-    format!("${}\r\n{s}\r\n", s.len())
-}
 
 #[test]
 fn cluster_topology_commands_name_only_slotgate() {

@@ -324,16 +324,6 @@ fn random_command(
     line
 }
 
-fn encode(args: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
-}
-
 /// How long the fuzz runs: `SLOTGATE_WIRE_FUZZ_SECS`, default 20.
 fn fuzz_duration() -> Duration {
     let secs = std::env::var("SLOTGATE_WIRE_FUZZ_SECS")
@@ -379,7 +369,9 @@ fn random_well_framed_commands_never_panic() {
                     let batch = 1 + rng.below(16);
                     let mut wire = Vec::new();
                     for _ in 0..batch {
-                        wire.extend(encode(&random_command(&mut rng, &commands, &prefix)));
+                        wire.extend(slotgate_tests::probe::encode(&random_command(
+                            &mut rng, &commands, &prefix,
+                        )));
                     }
                     if stream.write_all(&wire).is_err() {
                         continue;

@@ -2,15 +2,13 @@
 //! header each get Redis's protocol error and close only that connection, and the proxy's
 //! memory stays flat while it is attacked.
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use slotgate_tests::raw::RawConn;
-use slotgate_tests::{free_port, shared_cluster, slotgate_config, Slotgate};
+use slotgate_tests::{free_port, shared_cluster, shared_proxy, Slotgate};
 
 fn proxy() -> &'static Slotgate {
-    static PROXY: OnceLock<Slotgate> = OnceLock::new();
-    PROXY.get_or_init(|| Slotgate::spawn(&slotgate_config(&shared_cluster().seeds(), free_port())))
+    shared_proxy()
 }
 
 fn rss_kib(pid: u32) -> u64 {

@@ -6,6 +6,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use slotgate_tests::raw::bulk_text as bulk;
 use slotgate_tests::raw::RawConn;
 use slotgate_tests::{
     assert_eventually, free_port, shared_cluster, slotgate_config, ClusterOptions, RedisCluster,
@@ -22,10 +23,6 @@ fn publish(proxy: &Slotgate, channel: &str, message: &str) -> i64 {
         .arg(message)
         .query(&mut c)
         .unwrap()
-}
-
-fn bulk(s: &str) -> String {
-    format!("${}\r\n{s}\r\n", s.len())
 }
 
 #[test]

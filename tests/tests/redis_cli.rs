@@ -3,13 +3,11 @@
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 
-use slotgate_tests::{free_port, shared_cluster, slotgate_config, unique_key_prefix, Slotgate};
+use slotgate_tests::{shared_proxy, unique_key_prefix, Slotgate};
 
 fn proxy() -> &'static Slotgate {
-    static PROXY: OnceLock<Slotgate> = OnceLock::new();
-    PROXY.get_or_init(|| Slotgate::spawn(&slotgate_config(&shared_cluster().seeds(), free_port())))
+    shared_proxy()
 }
 
 fn redis_cli(args: &[&str], stdin: &[u8]) -> (String, String, bool) {

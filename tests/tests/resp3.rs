@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use redis::Value;
+use slotgate_tests::raw::bulk_text as bulk;
 use slotgate_tests::raw::RawConn;
 use slotgate_tests::{shared_cluster, slotgate_config, Slotgate};
 
@@ -15,10 +16,6 @@ fn proxy() -> Slotgate {
         &cluster.seeds(),
         slotgate_tests::free_port(),
     ))
-}
-
-fn bulk(s: &str) -> String {
-    format!("${}\r\n{s}\r\n", s.len())
 }
 
 /// `HELLO 3` on a raw connection; returns the reply.

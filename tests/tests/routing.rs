@@ -2,15 +2,13 @@
 //! client and a raw connection for byte-exact replies.
 
 use std::collections::HashSet;
-use std::sync::OnceLock;
 
 use redis::Value;
 use slotgate_tests::raw::RawConn;
-use slotgate_tests::{free_port, shared_cluster, slotgate_config, unique_key_prefix, Slotgate};
+use slotgate_tests::{shared_cluster, shared_proxy, unique_key_prefix, Slotgate};
 
 fn proxy() -> &'static Slotgate {
-    static PROXY: OnceLock<Slotgate> = OnceLock::new();
-    PROXY.get_or_init(|| Slotgate::spawn(&slotgate_config(&shared_cluster().seeds(), free_port())))
+    shared_proxy()
 }
 
 fn conn() -> redis::Connection {

@@ -9,10 +9,9 @@
 
 use std::sync::OnceLock;
 
+use slotgate_tests::raw::bulk;
 use slotgate_tests::raw::RawConn;
-use slotgate_tests::{
-    free_port, shared_cluster, slotgate_config, unique_key_prefix, Reply, Slotgate,
-};
+use slotgate_tests::{free_port, shared_cluster, slotgate_config, unique_key_prefix, Slotgate};
 
 const OK: &[u8] = b"+OK\r\n";
 const EXECABORT: &[u8] = b"-EXECABORT Transaction discarded because of previous errors.\r\n";
@@ -72,26 +71,12 @@ fn rt(c: &mut RawConn, args: &[&str], expected: &[u8]) {
     c.roundtrip(&args, expected);
 }
 
-fn bulk(s: &str) -> Vec<u8> {
-    format!("${}\r\n{s}\r\n", s.len()).into_bytes()
-}
-
 /// `{prefix}app:{x}` (allowed for `app`) and `{prefix}other:{x}` (not), in one slot.
 fn app_key() -> String {
     format!("{}app:{{x}}", prefix())
 }
 fn other_key() -> String {
     format!("{}other:{{x}}", prefix())
-}
-
-/// The value of `key` read straight from the node that owns it.
-fn cluster_get(key: &str) -> Option<String> {
-    let cluster = shared_cluster();
-    let node = cluster.node_for_slot(slotgate_cluster::slot(key.as_bytes()));
-    match cluster.query(node, &["GET", key]) {
-        Ok(Reply::Bulk(v)) => v.map(|v| String::from_utf8_lossy(&v).into_owned()),
-        other => panic!("GET {key} on {node}: {other:?}"),
-    }
 }
 
 const READ_OTHER: &str = "return redis.call('get', ARGV[1])";
@@ -158,7 +143,7 @@ fn restricted_users_cannot_run_scripts_or_functions() {
         &["EVAL", WRITE_OTHER, "0", &other],
         &script_refused("eval"),
     );
-    assert_eq!(cluster_get(&other).as_deref(), Some("secret"));
+    assert_eq!(shared_cluster().get(&other).as_deref(), Some("secret"));
     rt(
         &mut c,
         &["EVAL_RO", READ_OTHER, "0", &other],
@@ -218,7 +203,7 @@ fn restricted_users_cannot_run_scripts_or_functions() {
         &script_refused("eval"),
     );
     rt(&mut c, &["EXEC"], EXECABORT);
-    assert_eq!(cluster_get(&other).as_deref(), Some("secret"));
+    assert_eq!(shared_cluster().get(&other).as_deref(), Some("secret"));
     // The user's ordinary commands are untouched.
     rt(&mut c, &["GET", &app], &bulk("mine"));
     rt(&mut c, &["GET", &other], NOPERM_KEY);
@@ -244,7 +229,7 @@ fn restricted_users_cannot_run_scripts_or_functions() {
         &["EVAL_RO", "return redis.call('get', KEYS[1])", "1", &app],
         &script_refused("eval_ro"),
     );
-    assert_eq!(cluster_get(&app).as_deref(), Some("mine"));
+    assert_eq!(shared_cluster().get(&app).as_deref(), Some("mine"));
 }
 
 #[test]
@@ -273,7 +258,7 @@ fn users_with_every_key_and_channel_script_as_before() {
         &["EVAL", "return redis.call('set', KEYS[1], 'w')", "1", &key],
         OK,
     );
-    assert_eq!(cluster_get(&key).as_deref(), Some("w"));
+    assert_eq!(shared_cluster().get(&key).as_deref(), Some("w"));
 }
 
 #[test]

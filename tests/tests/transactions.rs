@@ -7,6 +7,7 @@
 use std::net::TcpStream;
 use std::time::Duration;
 
+use slotgate_tests::raw::bulk;
 use slotgate_tests::raw::RawConn;
 use slotgate_tests::{
     assert_eventually, shared_cluster, unique_key_prefix, ClusterOptions, RedisCluster, Slotgate,
@@ -32,9 +33,6 @@ fn tag(name: &str) -> String {
 }
 
 /// Bulk-string bytes of `s`.
-fn bulk(s: &str) -> Vec<u8> {
-    format!("${}\r\n{s}\r\n", s.len()).into_bytes()
-}
 
 #[test]
 fn an_atomic_pipeline_on_one_slot_returns_its_results_and_writes_its_keys() {

@@ -9,6 +9,7 @@ mod indices;
 #[cfg(test)]
 mod tests;
 
+pub use fallback::{visit_finder_keys, xread_options, XreadOptions};
 pub use indices::KeyIndices;
 
 // === impl Command ===
@@ -51,6 +52,12 @@ impl Command {
     /// error, and a split would read past the last argument.
     #[inline]
     pub fn key_groups_complete(&self, argc: usize) -> bool {
+        // The legacy key step mirrors the specs: only a command whose keys repeat every
+        // other argument or more needs the walk (a test holds the two to each other).
+        self.key_step <= 1 || self.key_groups_by_specs(argc)
+    }
+
+    fn key_groups_by_specs(&self, argc: usize) -> bool {
         self.key_specs
             .iter()
             .all(|spec| match (spec.begin, spec.find) {
@@ -119,7 +126,7 @@ impl Command {
         if result.is_err() {
             out.clear();
             if let Some(find) = fallback::finder(self.name) {
-                find(args, out);
+                find(self, args, out);
                 if !out.is_empty() {
                     return Ok(());
                 }
@@ -135,7 +142,32 @@ impl Command {
         out: &mut KeyIndices,
         include_not_key: bool,
     ) -> Result<(), KeyError> {
+        for span in self.key_spans(args, include_not_key)?.iter() {
+            let mut i = span.first;
+            while i <= span.last {
+                out.push(i as u32);
+                i += span.step;
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the key specs put this line's keys: one [`KeySpan`] per spec that finds keys,
+    /// in spec order, as Redis 7.0's `getKeysUsingKeySpecs` walks them (specs flagged
+    /// `NOT_KEY` only with `include_not_key`). The one key-spec walker: routing uses it
+    /// through [`Command::key_indices`], the ACL check for each key's flags.
+    ///
+    /// # Errors
+    /// [`KeyError::InvalidNumKeys`] where Redis gives up on the specs and falls back to the
+    /// command's own key finder ([`visit_finder_keys`]): an `unknown` spec, an `incomplete`
+    /// one, a numkeys that is not a canonical count, a span outside the arguments.
+    pub fn key_spans<A: ArgSource + ?Sized>(
+        &self,
+        args: &A,
+        include_not_key: bool,
+    ) -> Result<KeySpans, KeyError> {
         let argc = args.argc() as i64;
+        let mut spans = KeySpans::default();
         for spec in self.key_specs {
             if spec.flags & key_flag::NOT_KEY != 0 && !include_not_key {
                 continue;
@@ -165,20 +197,60 @@ impl Command {
                 }
                 FindKeys::Unknown => return Err(KeyError::InvalidNumKeys),
             };
-            if last >= argc || last < first || first >= argc || step <= 0 {
+            if first < 1 || last >= argc || last < first || step <= 0 || spans.len == MAX_SPECS {
                 return Err(KeyError::InvalidNumKeys);
-            }
-            let mut i = first;
-            while i <= last {
-                out.push(i as u32);
-                i += step as i64;
             }
             if spec.flags & key_flag::INCOMPLETE != 0 {
                 return Err(KeyError::InvalidNumKeys); // Redis uses the fallback finder
             }
+            spans.spans[spans.len] = KeySpan {
+                first: first as usize,
+                last: last as usize,
+                step: step as usize,
+                flags: spec.flags,
+            };
+            spans.len += 1;
         }
-        Ok(())
+        Ok(spans)
     }
+}
+
+/// No command has more key specs than this (a test checks the table).
+pub const MAX_SPECS: usize = 4;
+
+/// Keys `first..=last`, every `step`, all with one key spec's `flags`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KeySpan {
+    /// Index of the first key.
+    pub first: usize,
+    /// Index of the last key (at least `first`).
+    pub last: usize,
+    /// Distance between keys (at least 1).
+    pub step: usize,
+    /// The spec's [`key_flag`] bits.
+    pub flags: u32,
+}
+
+/// The spans of one command line ([`Command::key_spans`]); never allocates.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeySpans {
+    spans: [KeySpan; MAX_SPECS],
+    len: usize,
+}
+
+impl KeySpans {
+    /// The spans, in key-spec order.
+    pub fn iter(&self) -> impl Iterator<Item = &KeySpan> {
+        self.spans[..self.len].iter()
+    }
+}
+
+/// Whether argument `arg` is option `keyword` the way Redis compares them (`strcasecmp`):
+/// ASCII case-insensitive, and only up to the first NUL byte of `arg`, so `STORE\0x` is the
+/// STORE option to Redis and therefore here.
+pub fn keyword_eq(arg: &[u8], keyword: &[u8]) -> bool {
+    let end = arg.iter().position(|&b| b == 0).unwrap_or(arg.len());
+    arg[..end].eq_ignore_ascii_case(keyword)
 }
 
 /// Index of the first key of `spec`, `Ok(None)` when its keyword is absent.
@@ -216,10 +288,7 @@ fn find_keyword<A: ArgSource + ?Sized>(
         if i >= argc || i < 1 {
             break;
         }
-        if args
-            .arg(i as usize)
-            .eq_ignore_ascii_case(keyword.as_bytes())
-        {
+        if keyword_eq(args.arg(i as usize), keyword.as_bytes()) {
             return Some(i + 1);
         }
         i = if start <= end { i + 1 } else { i - 1 };

@@ -32,7 +32,10 @@ mod table_data;
 pub use command::{flag, key_flag, BeginSearch, Category, Command, FindKeys, KeySpec};
 pub use error::KeyError;
 pub use family::{Family, MergeKind, SplitKind};
-pub use keys::KeyIndices;
+pub use keys::{
+    keyword_eq, visit_finder_keys, xread_options, KeyIndices, KeySpan, KeySpans, XreadOptions,
+    MAX_SPECS,
+};
 pub use lookup::{all, by_index, is_blocking_call, lookup, lookup_name, LookupCache};
 pub use table_data::COMMAND_COUNT;
 

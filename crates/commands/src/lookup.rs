@@ -137,30 +137,9 @@ pub fn all() -> &'static [Command] {
 pub fn is_blocking_call<A: ArgSource + ?Sized>(cmd: &Command, args: &A) -> bool {
     match cmd.family {
         Family::Blocking => true,
-        _ if cmd.name == "xread" || cmd.name == "xreadgroup" => has_block_option(args),
+        _ if cmd.name == "xread" || cmd.name == "xreadgroup" => crate::xread_options(args).block,
         _ => false,
     }
-}
-
-/// Scans XREAD/XREADGROUP options (`GROUP g c`, `COUNT n`, `BLOCK ms`, `NOACK`) up to
-/// `STREAMS`.
-fn has_block_option<A: ArgSource + ?Sized>(args: &A) -> bool {
-    let mut i = 1;
-    while i < args.argc() {
-        let arg = args.arg(i);
-        if arg.eq_ignore_ascii_case(b"streams") {
-            return false;
-        } else if arg.eq_ignore_ascii_case(b"block") {
-            return i + 1 < args.argc();
-        } else if arg.eq_ignore_ascii_case(b"count") {
-            i += 2;
-        } else if arg.eq_ignore_ascii_case(b"group") {
-            i += 3;
-        } else {
-            i += 1;
-        }
-    }
-    false
 }
 
 #[cfg(test)]

@@ -236,4 +236,37 @@ fn key_groups_complete_only_for_whole_pairs() {
         .map(|c| c.name)
         .collect();
     assert_eq!(grouped, ["mset", "msetnx"]);
+    // The legacy-step shortcut never hides a command the specs would check.
+    for cmd in crate::all()
+        .iter()
+        .flat_map(|c| std::iter::once(c).chain(c.subcommands))
+    {
+        for argc in 1..8 {
+            assert_eq!(
+                cmd.key_groups_complete(argc),
+                cmd.key_groups_by_specs(argc),
+                "{} with {argc} arguments",
+                cmd.name
+            );
+        }
+    }
+}
+
+#[test]
+fn c_atoi() {
+    for (s, want) in [
+        (&b"1"[..], 1),
+        (b"01", 1),
+        (b"  +7x", 7),
+        (b"-3", -3),
+        (b"", 0),
+        (b"x1", 0),
+        (b"4294967297", 1),
+        (b"99999999999999999999", -1),
+        (b"-99999999999999999999", 0),
+        (b"-9223372036854775808", 0),
+        (b"2\x003", 2),
+    ] {
+        assert_eq!(super::fallback::c_atoi(s), want, "{s:?}");
+    }
 }

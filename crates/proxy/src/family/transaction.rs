@@ -50,7 +50,7 @@ use crate::runtime::context::WorkerCtx;
 use crate::session::entry::Entry;
 use crate::session::request::single_slot;
 use crate::session::task::Task;
-use crate::telemetry::metrics::{Metrics, RefreshTrigger, Retry};
+use crate::telemetry::metrics::{Metrics, RefreshTrigger};
 use crate::upstream::dedicated::{DedicatedConn, DedicatedPool, Lease};
 use crate::upstream::redirect::{self, Attempts, Verdict, ASKING};
 use crate::upstream::topology::Topology;
@@ -385,30 +385,33 @@ impl Env {
         node
     }
 
-    /// What `reply`, an error from `node`, means for this step (see `upstream::redirect`).
-    fn judge(&self, attempts: &mut Attempts, reply: &Reply, node: &NodeAddr) -> Verdict {
-        attempts.judge(
+    /// Where to send a step again after `reply`, an error from `node`: the redirect's
+    /// target (and whether with `ASKING`), or the slot's owner after a retry's backoff;
+    /// `None` when `reply` is the answer (see `upstream::redirect`).
+    async fn next_target(
+        &self,
+        attempts: &mut Attempts,
+        reply: &Reply,
+        node: &NodeAddr,
+        slot: Option<u16>,
+        deadline: Instant,
+    ) -> Option<(NodeAddr, bool)> {
+        match attempts.judge(
             reply,
             node,
             self.max_redirects,
             &self.topology,
             &self.metrics,
-        )
-    }
-
-    /// After [`Verdict::Retry`]: wait out the backoff and return the slot's owner then, or
-    /// `None` when the deadline comes first or no primary serves the slot.
-    async fn retry(
-        &self,
-        attempts: &mut Attempts,
-        reason: Retry,
-        slot: Option<u16>,
-        deadline: Instant,
-    ) -> Option<NodeAddr> {
-        let at = attempts.retry_at(Instant::now(), deadline)?;
-        self.metrics.retry(reason);
-        tokio::time::sleep_until(at).await;
-        self.owner(slot)
+        ) {
+            Verdict::Redirect { target, asking } => Some((target, asking)),
+            Verdict::Retry(reason) => {
+                let at = attempts.retry_at(Instant::now(), deadline)?;
+                self.metrics.retry(reason);
+                tokio::time::sleep_until(at).await;
+                Some((self.owner(slot)?, false))
+            }
+            Verdict::Final => None,
+        }
     }
 
     /// A dedicated connection to `node` before `deadline`.
@@ -514,18 +517,12 @@ async fn first_watch(env: &Env, slot: u16, wire: &[u8], deadline: Instant) -> (B
         };
         if reply.is_error() {
             lease.give_back(); // a refused WATCH watched nothing
-            match env.judge(&mut attempts, &reply, &node) {
-                Verdict::Redirect {
-                    target,
-                    asking: ask,
-                } => (node, asking) = (target, ask),
-                Verdict::Retry(reason) => {
-                    match env.retry(&mut attempts, reason, Some(slot), deadline).await {
-                        Some(owner) => (node, asking) = (owner, false),
-                        None => return (reply.raw, Watched::None),
-                    }
-                }
-                Verdict::Final => return (reply.raw, Watched::None),
+            match env
+                .next_target(&mut attempts, &reply, &node, Some(slot), deadline)
+                .await
+            {
+                Some(to) => (node, asking) = to,
+                None => return (reply.raw, Watched::None),
             }
             continue;
         }
@@ -614,18 +611,12 @@ async fn exec_anywhere(
             Outcome::Done(answer) => return answer,
             Outcome::NotRun { reply, answer } => (reply, answer),
         };
-        match env.judge(&mut attempts, &reply, &node) {
-            Verdict::Redirect {
-                target,
-                asking: ask,
-            } => (node, asking) = (target, ask),
-            Verdict::Retry(reason) => {
-                match env.retry(&mut attempts, reason, slot, deadline).await {
-                    Some(owner) => (node, asking) = (owner, false),
-                    None => return answer,
-                }
-            }
-            Verdict::Final => return answer,
+        match env
+            .next_target(&mut attempts, &reply, &node, slot, deadline)
+            .await
+        {
+            Some(to) => (node, asking) = to,
+            None => return answer,
         }
     }
 }

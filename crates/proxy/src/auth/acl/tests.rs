@@ -1,7 +1,9 @@
 use proptest::prelude::*;
 use slotgate_commands::{all, key_flag, lookup, Command, KeyIndices};
 
-use super::keys::{atoi_for_tests, collect_keys, MAX_SPECS};
+use slotgate_commands::MAX_SPECS;
+
+use super::keys::collect_keys;
 use super::{AclRules, Denied, KeyPerm, RuleErrorKind};
 
 fn rules(text: &str) -> AclRules {
@@ -385,25 +387,6 @@ fn option_keywords_compare_like_strcasecmp() {
 
 fn cmd_of_slices(args: &[&[u8]]) -> &'static Command {
     lookup(args).unwrap()
-}
-
-#[test]
-fn c_atoi() {
-    for (s, want) in [
-        (&b"1"[..], 1),
-        (b"01", 1),
-        (b"  +7x", 7),
-        (b"-3", -3),
-        (b"", 0),
-        (b"x1", 0),
-        (b"4294967297", 1),
-        (b"99999999999999999999", -1),
-        (b"-99999999999999999999", 0),
-        (b"-9223372036854775808", 0),
-        (b"2\x003", 2),
-    ] {
-        assert_eq!(atoi_for_tests(s), want, "{s:?}");
-    }
 }
 
 // --- channels ---------------------------------------------------------------------------
