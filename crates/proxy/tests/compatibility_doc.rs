@@ -74,6 +74,10 @@ fn behaviour(cmd: &Command) -> String {
             }
             text
         }
+        Family::Keyless if name == "publish" => "sent to the Pub/Sub home (the primary of slot 0), where every \
+            subscriber connected through slotgate is: one publisher's messages reach every subscriber in publish \
+            order, and the reply counts every subscriber connected through slotgate (docs/architecture.md, Pub/Sub)"
+            .into(),
         Family::Keyless => "sent to one primary (rotating)".into(),
         Family::Split(kind) => format!(
             "split by slot (one sub-command per slot, sent in parallel), merged: {}",

@@ -3,10 +3,20 @@
 //! confirmations, messages, PING replies — is relayed to the client in order. In Redis
 //! Cluster a PUBLISH reaches every node over the cluster bus, so one node sees every message.
 //!
+//! **One home node.** Every link of every worker goes to the Pub/Sub *home*, the primary
+//! that serves [`HOME_SLOT`], and every PUBLISH is routed to that same slot's primary. So:
+//! - a publisher's messages reach subscribers in the order it sent them: they all enter the
+//!   cluster at one node, which delivers them to its own subscribers in order and forwards
+//!   them to the other nodes over one ordered bus link each (sent to rotating primaries, a
+//!   later message could overtake an earlier one still on the bus);
+//! - PUBLISH's reply counts every subscriber connected through slotgate (and clients
+//!   subscribed directly on the home node), as one server would.
+//!
 //! The link remembers what the client is subscribed to. If its connection breaks (the node
-//! failed, was removed, or killed the connection) it reconnects to a primary of the current
-//! map and subscribes again, swallowing the confirmations, so the client keeps receiving
-//! messages; messages published during the gap are lost (Pub/Sub is at most once).
+//! failed, was removed, or killed the connection), or the home moves to another node (a
+//! failover, a reshard of slot 0), it connects to the current home and subscribes again,
+//! swallowing the confirmations, so the client keeps receiving messages; messages published
+//! during the gap are lost (Pub/Sub is at most once), and order still holds.
 //!
 //! A client that does not read its messages is disconnected once
 //! `limits.max_pubsub_backlog` bytes wait for it, as Redis does with its pubsub
@@ -28,6 +38,17 @@ use crate::upstream::topology::Topology;
 
 /// Wait between reconnect attempts of a broken link.
 const RECONNECT_DELAY: Duration = Duration::from_millis(100);
+/// How often a link checks that it is still on the home node.
+const HOME_CHECK: Duration = Duration::from_millis(100);
+
+/// The slot whose primary is the Pub/Sub home: every link subscribes there and every
+/// PUBLISH is sent there.
+pub(crate) const HOME_SLOT: u16 = 0;
+
+/// The current Pub/Sub home, if slot [`HOME_SLOT`] is served.
+fn home(topology: &Topology) -> Option<slotgate_cluster::NodeAddr> {
+    topology.map().primary_for_slot(HOME_SLOT).cloned()
+}
 
 /// The session's side of its Pub/Sub link.
 pub(crate) struct PubSub {
@@ -44,13 +65,11 @@ pub(crate) struct PubSub {
 }
 
 impl PubSub {
-    /// Start a link for this client.
-    /// Start a link for this client; `seed` (the client id) spreads links over primaries.
+    /// Start a link for this client (it connects to the home on the first subscribe).
     pub fn start(
         pool: Rc<DedicatedPool>,
         topology: std::sync::Arc<Topology>,
         max_backlog: usize,
-        seed: u64,
     ) -> PubSub {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (frame_tx, frame_rx) = mpsc::unbounded_channel();
@@ -69,7 +88,6 @@ impl PubSub {
             frames: frame_tx,
             backlog: Rc::clone(&backlog),
             max_backlog,
-            seed,
         }));
         PubSub {
             commands: cmd_tx,
@@ -147,7 +165,6 @@ struct Link {
     frames: mpsc::UnboundedSender<LinkFrame>,
     backlog: Rc<Cell<usize>>,
     max_backlog: usize,
-    seed: u64,
 }
 
 /// What a frame from the node is.
@@ -236,9 +253,7 @@ async fn run_link(link: Link) {
         frames,
         backlog,
         max_backlog,
-        seed,
     } = link;
-    let mut attempt = seed as usize;
     let mut channels: BTreeSet<Bytes> = BTreeSet::new();
     let mut patterns: BTreeSet<Bytes> = BTreeSet::new();
     // No connection until the client sends its first (un)subscribe on this link (a client
@@ -248,14 +263,7 @@ async fn run_link(link: Link) {
         None => return,
     };
     loop {
-        let node = {
-            let map = topology.map();
-            let shards = map.serving_shards();
-            // Spread links over primaries; a reconnect tries the next one.
-            let n = shards.len();
-            attempt = attempt.wrapping_add(1);
-            (n > 0).then(|| shards[attempt % n].primary.clone())
-        };
+        let node = home(&topology);
         let Some(node) = node else {
             tokio::select! {
                 _ = tokio::time::sleep(RECONNECT_DELAY) => continue,
@@ -298,8 +306,16 @@ async fn run_link(link: Link) {
                 continue;
             }
         }
+        let mut home_check = tokio::time::interval(HOME_CHECK);
+        home_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = home_check.tick() => {
+                    if home(&topology).is_some_and(|h| h != node) {
+                        tracing::debug!(node = %node, "the Pub/Sub home moved; subscribing again there");
+                        break;
+                    }
+                }
                 cmd = commands.recv() => match cmd {
                     Some(wire) => if lease.conn().send(&wire).await.is_err() { break },
                     None => return, // the client is gone: the lease closes the connection
@@ -342,7 +358,7 @@ async fn run_link(link: Link) {
                 _ = frames.closed() => return,
             }
         }
-        tracing::debug!(node = %node, "pub/sub link lost; subscribing again on a primary");
+        tracing::debug!(node = %node, "pub/sub link lost or moved; subscribing again on the home");
         drop(lease);
         tokio::time::sleep(RECONNECT_DELAY).await;
     }

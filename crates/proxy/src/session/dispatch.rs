@@ -106,9 +106,15 @@ fn route_known(
     match cmd.family {
         Family::Local => local::run(ctx, client, cmd, req, deadline),
         Family::Single => route_single(ctx, cmd, owned, deadline, client),
+        // PUBLISH goes to the Pub/Sub home, where every link subscribes (order and counts:
+        // see family::pubsub); other keyless commands to a rotating primary.
         Family::Keyless => Entry::Single(Op::start(
             ctx,
-            Route::Any,
+            if cmd.name == "publish" {
+                Route::Slot(crate::family::pubsub::HOME_SLOT)
+            } else {
+                Route::Any
+            },
             owned.into_wire(),
             is_readonly(cmd),
             deadline,
@@ -141,7 +147,6 @@ fn route_pubsub_link<'c>(ctx: &WorkerCtx, client: &'c mut ClientState) -> &'c mu
             std::rc::Rc::clone(&ctx.dedicated),
             std::sync::Arc::clone(&ctx.topology),
             ctx.cfg.limits.max_pubsub_backlog,
-            client.id,
         )
     })
 }
