@@ -12,6 +12,8 @@ pub mod auth;
 pub mod config;
 pub mod error;
 mod family;
+#[doc(hidden)]
+pub mod fuzzing;
 mod glob;
 mod protocol;
 pub mod replies;

@@ -126,3 +126,64 @@ impl FakeNode {
             .collect()
     }
 }
+
+/// A worker context whose slot map is `ranges` (see [`slot_map`]), with `op_timeout` and
+/// at most 3 redirects; nothing is connected yet.
+pub(crate) fn worker_ctx(
+    ranges: &[(u16, u16, &str)],
+    op_timeout: std::time::Duration,
+) -> crate::runtime::context::WorkerCtx {
+    let seeds = ranges.iter().map(|(_, _, a)| a.to_string()).collect();
+    let mut cfg = crate::config::Config::new("127.0.0.1:0".parse().unwrap(), seeds);
+    cfg.upstream.op_timeout = op_timeout;
+    cfg.upstream.max_redirects = 3;
+    let metrics = Arc::new(Metrics::new(true));
+    let topology = Topology::new(cfg.upstream.clone(), Arc::clone(&metrics), None);
+    topology.install_map(slot_map(ranges));
+    let shared = Arc::new(crate::runtime::context::Shared::new(metrics, None));
+    crate::runtime::context::WorkerCtx::new(Arc::new(cfg), Arc::new(topology), shared)
+}
+
+/// Route each command line through the session's dispatcher for `client` and drive its
+/// reply-queue entry to the end, as the session does: the replies, in order.
+pub(crate) async fn replies_of(
+    ctx: &crate::runtime::context::WorkerCtx,
+    client: &mut crate::session::client::ClientState,
+    lines: &[&[&str]],
+) -> Vec<String> {
+    use tokio::time::Instant;
+    let mut out = Vec::new();
+    for line in lines {
+        let req = slotgate_resp::Request::from_args(line);
+        let deadline = Instant::now() + ctx.cfg.upstream.op_timeout;
+        let mut index = 0;
+        let mut entry =
+            crate::session::dispatch::route_command(ctx, client, req, deadline, &mut index);
+        while !entry.poll_sync(ctx, Instant::now()) {
+            let due = entry.deadline();
+            tokio::select! {
+                (i, event) = entry.next_event() => entry.on_event(ctx, i, event),
+                () = async {
+                    match due {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => entry.on_timeout(ctx, Instant::now()),
+            }
+        }
+        let mut buf = BytesMut::new();
+        entry.write_reply(&mut buf);
+        out.push(String::from_utf8_lossy(&buf).into_owned());
+    }
+    out
+}
+
+/// Runs `test` on a current-thread runtime inside a `LocalSet` (the worker's connections are
+/// local tasks).
+pub(crate) fn local<F: std::future::Future<Output = ()>>(test: impl FnOnce() -> F) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tokio::task::LocalSet::new().block_on(&rt, test());
+}

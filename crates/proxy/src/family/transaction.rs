@@ -677,3 +677,6 @@ fn classify(reply: Reply, answer: Bytes) -> Outcome {
         Outcome::Done(answer)
     }
 }
+
+#[cfg(test)]
+mod tests;

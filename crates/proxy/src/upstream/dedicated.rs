@@ -140,7 +140,7 @@ pub(crate) struct DedicatedPool {
     open: RefCell<HashMap<NodeAddr, usize>>,
 }
 
-/// A connection taken from the pool; gives its slot back when dropped.
+/// A connection taken from the pool; gives its place under the cap back when dropped.
 pub(crate) struct Lease {
     pool: Rc<DedicatedPool>,
     conn: Option<DedicatedConn>,
@@ -163,7 +163,7 @@ impl Lease {
                 let list = idle.entry(self.node.clone()).or_default();
                 if list.len() < MAX_IDLE {
                     list.push(conn);
-                    return; // still open: the slot stays counted
+                    return; // still open: it stays counted under the cap
                 }
             }
             drop(conn);
@@ -290,3 +290,6 @@ impl DedicatedPool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -137,8 +137,7 @@ impl Topology {
         .unwrap_or(RefreshTrigger::Periodic)
     }
 
-    /// Replace the map as a refresh would (tests and fixtures that need a given map).
-    #[cfg(test)]
+    /// Replace the map as a refresh would (tests and the fuzzing world need a given map).
     pub(crate) fn install_map(&self, map: SlotMap) {
         self.map.store(Arc::new(map));
         self.generation.fetch_add(1, Ordering::Release);

@@ -1,31 +1,21 @@
 //! The op state machine against scripted fake nodes on loopback ports: every way a request
 //! to the cluster can end.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::*;
-use crate::config::Config;
-use crate::runtime::context::{Shared, WorkerCtx};
-use crate::testing::{fake_node, slot_map, Answer, FakeNode};
-use crate::upstream::topology::Topology;
+use crate::runtime::context::WorkerCtx;
+use crate::testing::{fake_node, local, worker_ctx, Answer, FakeNode};
 
 const GET: &[u8] = b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n";
 const SET: &[u8] = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n";
 
-/// A worker context whose slot map gives every slot to `owner`.
-fn worker(owner: &str, op_timeout: Duration, max_redirects: u8) -> WorkerCtx {
-    let mut cfg = Config::new("127.0.0.1:0".parse().unwrap(), vec![owner.to_string()]);
-    cfg.upstream.op_timeout = op_timeout;
-    cfg.upstream.max_redirects = max_redirects;
-    let metrics = Arc::new(crate::telemetry::metrics::Metrics::new(true));
-    let topology = Topology::new(cfg.upstream.clone(), Arc::clone(&metrics), None);
-    topology.install_map(slot_map(&[(0, 16383, owner)]));
-    let shared = Arc::new(Shared::new(metrics, None));
-    WorkerCtx::new(Arc::new(cfg), Arc::new(topology), shared)
+/// A worker context whose slot map gives every slot to `owner` (at most 3 redirects).
+fn worker(owner: &str, op_timeout: Duration) -> WorkerCtx {
+    worker_ctx(&[(0, 16383, owner)], op_timeout)
 }
 
 /// Drive `op` as a session would until it finishes: its reply and outcome.
@@ -66,20 +56,11 @@ fn reply(text: &str) -> Answer {
     Answer::Reply(text.as_bytes().to_vec())
 }
 
-/// Runs `test` on a `LocalSet` (the worker's connections are local tasks).
-fn local<F: std::future::Future<Output = ()>>(test: impl FnOnce() -> F) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    tokio::task::LocalSet::new().block_on(&rt, test());
-}
-
 #[test]
 fn a_plain_reply_finishes_at_once() {
     local(|| async {
         let a = fake_node(|_| reply("$1\r\nv\r\n")).await;
-        let ctx = worker(&a.addr, Duration::from_secs(2), 5);
+        let ctx = worker(&a.addr, Duration::from_secs(2));
         assert_eq!(
             finish(&ctx, start(&ctx, GET, true)).await,
             ("$1\r\nv\r\n".into(), CmdResult::Ok)
@@ -94,7 +75,7 @@ fn moved_patches_the_map_and_resends_to_the_new_owner() {
         let b = fake_node(|_| reply("$1\r\nb\r\n")).await;
         let moved = format!("-MOVED {} {}\r\n", slotgate_cluster::slot(b"k"), b.addr);
         let a = fake_node(move |_| reply(&moved)).await;
-        let ctx = worker(&a.addr, Duration::from_secs(2), 5);
+        let ctx = worker(&a.addr, Duration::from_secs(2));
         let (got, outcome) = finish(&ctx, start(&ctx, GET, true)).await;
         assert_eq!(
             (got.as_str(), outcome),
@@ -124,7 +105,7 @@ fn ask_sends_asking_and_the_command_together_and_keeps_the_map() {
         .await;
         let ask = format!("-ASK {} {}\r\n", slotgate_cluster::slot(b"k"), b.addr);
         let a = fake_node(move |_| reply(&ask)).await;
-        let ctx = worker(&a.addr, Duration::from_secs(2), 5);
+        let ctx = worker(&a.addr, Duration::from_secs(2));
         assert_eq!(finish(&ctx, start(&ctx, GET, true)).await.0, "$1\r\nb\r\n");
         assert_eq!(b.commands(), ["ASKING", "GET k"]);
         let seen = b.seen.borrow();
@@ -159,7 +140,7 @@ fn tryagain_clusterdown_and_loading_are_retried_until_an_answer() {
                 }
             })
             .await;
-            let ctx = worker(&a.addr, Duration::from_secs(2), 5);
+            let ctx = worker(&a.addr, Duration::from_secs(2));
             assert_eq!(
                 finish(&ctx, start(&ctx, SET, false)).await.0,
                 "+OK\r\n",
@@ -174,7 +155,7 @@ fn tryagain_clusterdown_and_loading_are_retried_until_an_answer() {
 fn a_retryable_error_that_lasts_past_the_deadline_is_the_reply() {
     local(|| async {
         let a = fake_node(|_| reply("-CLUSTERDOWN The cluster is down\r\n")).await;
-        let ctx = worker(&a.addr, Duration::from_millis(150), 5);
+        let ctx = worker(&a.addr, Duration::from_millis(150));
         let started = Instant::now();
         let (got, outcome) = finish(&ctx, start(&ctx, GET, true)).await;
         assert_eq!(
@@ -201,12 +182,12 @@ fn a_read_lost_after_the_write_is_resent_once_and_a_write_is_not() {
             }
         })
         .await;
-        let ctx = worker(&a.addr, Duration::from_secs(2), 5);
+        let ctx = worker(&a.addr, Duration::from_secs(2));
         assert_eq!(finish(&ctx, start(&ctx, GET, true)).await.0, "$1\r\nv\r\n");
         assert_eq!(a.commands(), ["GET k", "GET k"]);
 
         let b = fake_node(|_| Answer::Close).await;
-        let ctx = worker(&b.addr, Duration::from_secs(2), 5);
+        let ctx = worker(&b.addr, Duration::from_secs(2));
         let (got, _) = finish(&ctx, start(&ctx, SET, false)).await;
         assert_eq!(
             got,
@@ -216,7 +197,7 @@ fn a_read_lost_after_the_write_is_resent_once_and_a_write_is_not() {
 
         // A read lost twice is an error too.
         let c = fake_node(|_| Answer::Close).await;
-        let ctx = worker(&c.addr, Duration::from_secs(2), 5);
+        let ctx = worker(&c.addr, Duration::from_secs(2));
         assert!(finish(&ctx, start(&ctx, GET, true))
             .await
             .0
@@ -232,7 +213,7 @@ fn an_unreachable_node_is_retried_then_reported_unreachable() {
         let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = free.local_addr().unwrap().to_string();
         drop(free);
-        let ctx = worker(&addr, Duration::from_millis(200), 5);
+        let ctx = worker(&addr, Duration::from_millis(200));
         let (got, outcome) = finish(&ctx, start(&ctx, SET, false)).await;
         assert_eq!(
             got,
@@ -246,7 +227,7 @@ fn an_unreachable_node_is_retried_then_reported_unreachable() {
 fn a_silent_node_times_out_a_read_as_tryagain_and_a_write_as_maybe_executed() {
     local(|| async {
         let a: FakeNode = fake_node(|_| Answer::Silence).await;
-        let ctx = worker(&a.addr, Duration::from_millis(100), 5);
+        let ctx = worker(&a.addr, Duration::from_millis(100));
         let (got, outcome) = finish(&ctx, start(&ctx, GET, true)).await;
         assert_eq!(
             got,
@@ -275,7 +256,7 @@ fn the_redirect_limit_returns_the_last_redirect() {
         let a_addr = a.addr.clone();
         let b = fake_node(move |_| reply(&format!("-MOVED {slot} {a_addr}\r\n"))).await;
         *b_addr.borrow_mut() = b.addr.clone();
-        let ctx = worker(&a.addr, Duration::from_secs(2), 3);
+        let ctx = worker(&a.addr, Duration::from_secs(2));
         let (got, outcome) = finish(&ctx, start(&ctx, GET, true)).await;
         assert!(got.starts_with("-MOVED"), "{got}");
         assert_eq!(outcome, CmdResult::Error);
@@ -300,7 +281,7 @@ fn noscript_is_repaired_once_with_the_body_slotgate_saw() {
             _ => reply("-NOSCRIPT No matching script. Please use EVAL.\r\n"),
         })
         .await;
-        let ctx = worker(&a.addr, Duration::from_secs(2), 5);
+        let ctx = worker(&a.addr, Duration::from_secs(2));
         let wire: &'static [u8] =
             b"*3\r\n$7\r\nEVALSHA\r\n$40\r\ne0e1f9fabfc9d4800c877a703b823ac0578ff8db\r\n$1\r\n0\r\n";
         let mut op = start(&ctx, wire, false);
