@@ -18,6 +18,7 @@
 pub mod admin;
 pub mod bench;
 pub mod cluster;
+pub mod config;
 pub mod load;
 pub mod ports;
 pub mod probe;
@@ -30,6 +31,7 @@ pub mod tls;
 
 pub use bench::{redis_benchmark, redis_benchmark_with_timeout, BenchOutcome};
 pub use cluster::{shared_cluster, ClusterOptions, RedisCluster};
+pub use config::ProxyConfig;
 pub use load::{cluster_under_load, Load, LoadReport};
 pub use ports::{free_cluster_port, free_port};
 pub use probe::Reply;

@@ -24,17 +24,11 @@ const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A minimal config (docs/configuration.md): listen on `127.0.0.1:listen_port`, upstream cluster seeds,
 /// log level info.
+/// ([`crate::ProxyConfig`] builds richer ones.)
 pub fn slotgate_config(seeds: &[String], listen_port: u16) -> String {
-    let seeds = seeds
-        .iter()
-        .map(|s| format!("\"{s}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "listen: \"127.0.0.1:{listen_port}\"\n\
-         upstream:\n  seeds: [{seeds}]\n\
-         log: {{ level: info }}\n"
-    )
+    crate::ProxyConfig::new(seeds)
+        .listen_port(listen_port)
+        .yaml()
 }
 
 /// Path of the slotgate binary: `$SLOTGATE_BIN`, else `target/<profile>/slotgate` derived

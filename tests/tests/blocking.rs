@@ -8,7 +8,9 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use slotgate_tests::raw::RawConn;
-use slotgate_tests::{assert_eventually, shared_cluster, ClusterOptions, RedisCluster, Slotgate};
+use slotgate_tests::{
+    assert_eventually, shared_cluster, ClusterOptions, ProxyConfig, RedisCluster, Slotgate,
+};
 
 fn proxy_on(cluster: &RedisCluster, extra: &str) -> Slotgate {
     slotgate_tests::admin::spawn_with_admin(cluster, extra)
@@ -110,11 +112,10 @@ fn blpop_is_released_by_a_push_from_another_client() {
 #[test]
 fn the_commands_own_timeout_applies_not_op_timeout() {
     // op_timeout 500ms; BLPOP with a 2 s timeout must wait its 2 s and answer nil.
-    let proxy = proxy_on(shared_cluster(), "");
-    let config = std::fs::read_to_string(proxy.config_path()).unwrap();
-    drop(proxy);
-    let config = config.replace("upstream:\n", "upstream:\n  op_timeout: 500ms\n");
-    let proxy = Slotgate::spawn(&config);
+    let proxy = ProxyConfig::new(&shared_cluster().seeds())
+        .admin()
+        .op_timeout(Duration::from_millis(500))
+        .spawn();
     let mut raw = RawConn::connect(proxy.port());
     let start = Instant::now();
     raw.roundtrip(&[b"BLPOP", b"blk:empty", b"2"], b"*-1\r\n");
@@ -191,11 +192,11 @@ fn a_client_leaving_while_blocked_releases_its_upstream_connection() {
 
 #[test]
 fn the_per_node_cap_is_enforced() {
-    let proxy = proxy_on(shared_cluster(), "workers: 1\n");
-    let config = std::fs::read_to_string(proxy.config_path()).unwrap();
-    drop(proxy);
-    let config = config.replace("upstream:\n", "upstream:\n  max_dedicated_per_node: 3\n");
-    let proxy = Slotgate::spawn(&config);
+    let proxy = ProxyConfig::new(&shared_cluster().seeds())
+        .admin()
+        .workers(1)
+        .max_dedicated_per_node(3)
+        .spawn();
     // All on one slot, so on one node.
     let mut held = Vec::new();
     for _ in 0..3 {

@@ -139,7 +139,13 @@ fn json_logs_are_one_object_per_line_and_client_errors_are_rate_limited() {
         raw.send(b"*1\r\n$-5\r\n");
         assert!(raw.closed_within(Duration::from_secs(5)));
     }
-    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        slotgate_tests::wait_until(Duration::from_secs(5), || proxy
+            .log()
+            .contains("client protocol error")),
+        "no protocol error logged:\n{}",
+        proxy.log()
+    );
     let log = proxy.log();
     let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(!lines.is_empty());

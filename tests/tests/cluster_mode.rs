@@ -7,8 +7,8 @@ use std::time::Duration;
 use slotgate_tests::raw::bulk_text as bulk;
 use slotgate_tests::raw::RawConn;
 use slotgate_tests::{
-    assert_eventually, free_port, shared_cluster, slotgate_config, ClusterOptions, RedisCluster,
-    Slotgate,
+    assert_eventually, free_port, shared_cluster, slotgate_config, ClusterOptions, ProxyConfig,
+    RedisCluster, Slotgate,
 };
 
 #[test]
@@ -157,14 +157,13 @@ async fn cluster_client_workload(initial: String) {
 fn a_redis_rs_cluster_client_works_through_slotgate_alone() {
     // A cluster of its own: no other test's connections reach its nodes.
     let cluster = RedisCluster::start(ClusterOptions::default());
-    let config = slotgate_tests::admin::with_admin(
-        &slotgate_config(&cluster.seeds(), free_port()),
-        free_port(),
-    );
     // One worker, and no periodic topology refresh during the run: slotgate itself then
     // opens no connection to a node once its upstream connections are up.
-    let config = config.replace("upstream:\n", "upstream:\n  refresh_interval: 1h\n");
-    let proxy = Slotgate::spawn(&format!("{config}workers: 1\n"));
+    let proxy = ProxyConfig::new(&cluster.seeds())
+        .admin()
+        .refresh_interval(Duration::from_secs(3600))
+        .workers(1)
+        .spawn();
     let admin = proxy.admin_addr().unwrap();
     assert_eventually!(
         slotgate_tests::admin::http_get(admin, "/readyz").is_ok_and(|(code, _)| code == 200)

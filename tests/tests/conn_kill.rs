@@ -62,8 +62,9 @@ fn connections_received(cluster: &slotgate_tests::RedisCluster, port: u16) -> u6
 #[test]
 fn a_node_that_drops_every_connection_gets_a_capped_reconnect_rate() {
     let cluster = slotgate_tests::RedisCluster::start(ClusterOptions::default());
-    let config = slotgate_tests::slotgate_config(&cluster.seeds(), slotgate_tests::free_port());
-    let proxy = slotgate_tests::Slotgate::spawn(&format!("{config}workers: 2\n"));
+    let proxy = slotgate_tests::ProxyConfig::new(&cluster.seeds())
+        .workers(2)
+        .spawn();
     let victim = cluster.primaries()[0];
     let client = redis::Client::open(format!("redis://127.0.0.1:{victim}/")).unwrap();
     let mut killer = client.get_connection().unwrap();

@@ -18,21 +18,18 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use slotgate_commands::{flag, BeginSearch, Command};
 use slotgate_resp::ReplyScanner;
-use slotgate_tests::admin::{scrape, with_admin};
+use slotgate_tests::admin::scrape;
 use slotgate_tests::raw::RawConn;
 use slotgate_tests::standalone::RedisServer;
-use slotgate_tests::{
-    free_port, shared_cluster, slotgate_config, unique_key_prefix, Reply, Slotgate,
-};
+use slotgate_tests::{shared_cluster, unique_key_prefix, ProxyConfig, Reply, Slotgate};
 
 fn proxy() -> &'static Slotgate {
     static PROXY: OnceLock<Slotgate> = OnceLock::new();
     PROXY.get_or_init(|| {
-        let config = with_admin(
-            &slotgate_config(&shared_cluster().seeds(), free_port()),
-            free_port(),
-        );
-        Slotgate::spawn(&format!("{config}workers: 2\n"))
+        ProxyConfig::new(&shared_cluster().seeds())
+            .admin()
+            .workers(2)
+            .spawn()
     })
 }
 

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use slotgate_tests::raw::RawConn;
-use slotgate_tests::{free_port, shared_cluster, shared_proxy, Slotgate};
+use slotgate_tests::{shared_cluster, shared_proxy, ProxyConfig, Slotgate};
 
 fn proxy() -> &'static Slotgate {
     shared_proxy()
@@ -110,17 +110,10 @@ fn tiny_max_pipeline_is_exceeded_without_stalling() {
     // With max_pipeline 4, a pipeline of 3,000 commands (local ones answered at once and
     // upstream ones) must be answered completely and in order: reading pauses at 4 in
     // flight and resumes, including when every buffered command was already read.
-    let seeds: Vec<String> = shared_cluster()
-        .seeds()
-        .iter()
-        .map(|s| format!("\"{s}\""))
-        .collect();
-    let config = format!(
-        "listen: \"127.0.0.1:{}\"\nupstream:\n  seeds: [{}]\nlimits:\n  max_pipeline: 4\nlog: {{ level: warn }}\n",
-        free_port(),
-        seeds.join(", ")
-    );
-    let tiny = Slotgate::spawn(&config);
+    let tiny = ProxyConfig::new(&shared_cluster().seeds())
+        .max_pipeline(4)
+        .log_level("warn")
+        .spawn();
     let mut conn = RawConn::connect(tiny.port());
     let mut batch = Vec::new();
     let mut expected = Vec::new();
@@ -149,23 +142,14 @@ fn tiny_max_pipeline_is_exceeded_without_stalling() {
     conn.expect(&expected);
 }
 
-/// A slotgate with `limits:` lines of its own.
-fn proxy_with_limits(limits: &str) -> Slotgate {
-    let seeds: Vec<String> = shared_cluster()
-        .seeds()
-        .iter()
-        .map(|s| format!("\"{s}\""))
-        .collect();
-    Slotgate::spawn(&format!(
-        "listen: \"127.0.0.1:{}\"\nupstream:\n  seeds: [{}]\nlimits:\n{limits}log: {{ level: warn }}\n",
-        free_port(),
-        seeds.join(", ")
-    ))
+/// A slotgate with limits of its own.
+fn proxy_with_limits(limits: impl FnOnce(ProxyConfig) -> ProxyConfig) -> Slotgate {
+    limits(ProxyConfig::new(&shared_cluster().seeds()).log_level("warn")).spawn()
 }
 
 #[test]
 fn max_clients_refuses_the_next_connection() {
-    let limited = proxy_with_limits("  max_clients: 3\n");
+    let limited = proxy_with_limits(|c| c.max_clients(3));
     // The start-up readiness probe may still hold a slot for a moment: fill the three slots
     // with connections that got PONG.
     let mut held: Vec<RawConn> = Vec::new();
@@ -195,7 +179,7 @@ fn max_clients_refuses_the_next_connection() {
 
 #[test]
 fn client_idle_timeout_closes_idle_connections_only() {
-    let limited = proxy_with_limits("  client_idle_timeout: 300ms\n");
+    let limited = proxy_with_limits(|c| c.limit("client_idle_timeout", "300ms"));
     let mut idle = RawConn::connect(limited.port());
     idle.roundtrip(&[b"PING"], b"+PONG\r\n");
     let mut busy = RawConn::connect(limited.port());
@@ -212,7 +196,7 @@ fn client_idle_timeout_closes_idle_connections_only() {
 
 #[test]
 fn max_request_bytes_rejects_a_larger_bulk() {
-    let limited = proxy_with_limits("  max_request_bytes: 1kb\n");
+    let limited = proxy_with_limits(|c| c.limit("max_request_bytes", "1kb"));
     let mut ok = RawConn::connect(limited.port());
     let fits = vec![b'v'; 1024];
     ok.roundtrip(&[b"SET", b"limits:mrb", &fits], b"+OK\r\n");

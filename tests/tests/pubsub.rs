@@ -9,8 +9,8 @@ use std::time::Duration;
 use slotgate_tests::raw::bulk_text as bulk;
 use slotgate_tests::raw::RawConn;
 use slotgate_tests::{
-    assert_eventually, free_port, shared_cluster, slotgate_config, ClusterOptions, RedisCluster,
-    Slotgate,
+    assert_eventually, free_port, shared_cluster, slotgate_config, ClusterOptions, ProxyConfig,
+    RedisCluster, Slotgate,
 };
 
 fn publish(proxy: &Slotgate, channel: &str, message: &str) -> i64 {
@@ -160,9 +160,9 @@ fn subscriptions_survive_their_upstream_connection_being_killed() {
 
 #[test]
 fn a_subscriber_that_does_not_read_is_disconnected_alone() {
-    let config = slotgate_config(&shared_cluster().seeds(), free_port());
-    let config = format!("{config}limits:\n  max_pubsub_backlog: 256kb\n");
-    let proxy = Slotgate::spawn(&config);
+    let proxy = ProxyConfig::new(&shared_cluster().seeds())
+        .limit("max_pubsub_backlog", "256kb")
+        .spawn();
     // A subscriber that never reads.
     let mut lazy = TcpStream::connect(proxy.addr()).unwrap();
     lazy.write_all(b"*2\r\n$9\r\nSUBSCRIBE\r\n$5\r\nflood\r\n")
@@ -171,7 +171,15 @@ fn a_subscriber_that_does_not_read_is_disconnected_alone() {
     let mut good = RawConn::connect(proxy.port());
     good.send_command(&[b"SUBSCRIBE", b"calm"]);
     good.read_reply().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // The lazy one is subscribed once the node counts it.
+    assert_eventually!(
+        {
+            let mut c = RawConn::connect(proxy.port());
+            c.send_command(&[b"PUBSUB", b"NUMSUB", b"flood"]);
+            c.read_reply().unwrap() == b"*2\r\n$5\r\nflood\r\n:1\r\n"
+        },
+        Duration::from_secs(5)
+    );
 
     let payload = "x".repeat(16 * 1024);
     let mut c = redis::Client::open(proxy.url())

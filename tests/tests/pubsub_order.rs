@@ -10,18 +10,15 @@ use std::time::{Duration, Instant};
 
 use slotgate_tests::raw::RawConn;
 use slotgate_tests::{
-    assert_eventually, free_port, shared_cluster, slotgate_config, unique_key_prefix,
-    ClusterOptions, RedisCluster, Slotgate,
+    assert_eventually, shared_cluster, unique_key_prefix, ClusterOptions, ProxyConfig,
+    RedisCluster, Slotgate,
 };
 
 const CHANNELS: usize = 20;
 const MESSAGES: usize = 1000;
 
 fn proxy_on(cluster: &RedisCluster) -> Slotgate {
-    Slotgate::spawn(&format!(
-        "{}workers: 2\n",
-        slotgate_config(&cluster.seeds(), free_port())
-    ))
+    ProxyConfig::new(&cluster.seeds()).workers(2).spawn()
 }
 
 fn proxy() -> &'static Slotgate {

@@ -3,8 +3,6 @@
 //! exactly as a node sends them, Pub/Sub messages arrive as pushes while other commands
 //! run, transactions and blocking commands keep the protocol, and `HELLO 2` switches back.
 
-use std::time::Duration;
-
 use redis::Value;
 use slotgate_tests::raw::bulk_text as bulk;
 use slotgate_tests::raw::RawConn;
@@ -315,7 +313,6 @@ fn pubsub_messages_are_pushes_and_other_commands_still_run() {
         raw.read_reply().unwrap(),
         format!(">3\r\n{}_\r\n:0\r\n", bulk("punsubscribe")).into_bytes()
     );
-    std::thread::sleep(Duration::from_millis(10));
     raw.roundtrip(&[b"PING"], b"+PONG\r\n");
 }
 

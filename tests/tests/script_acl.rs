@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use slotgate_tests::raw::bulk;
 use slotgate_tests::raw::RawConn;
-use slotgate_tests::{free_port, shared_cluster, slotgate_config, unique_key_prefix, Slotgate};
+use slotgate_tests::{shared_cluster, unique_key_prefix, ProxyConfig, Slotgate};
 
 const OK: &[u8] = b"+OK\r\n";
 const EXECABORT: &[u8] = b"-EXECABORT Transaction discarded because of previous errors.\r\n";
@@ -32,31 +32,27 @@ fn prefix() -> &'static str {
 
 /// `admin` may do everything; `app` has keys `{prefix}app:*` and channels `app:*` (the
 /// issue's tenant); `nochan` every key but no channel; `reader` every key read-only.
-fn users_yaml(scripting: &str) -> String {
+fn proxy_with(scripting: Option<&'static str>) -> Slotgate {
     let p = prefix();
-    format!(
-        "users:\n\
-         \x20 - name: admin\n    password: \"adminpass\"\n    rules: \"+@all ~* &*\"\n\
-         \x20 - name: app\n    password: \"apppass\"\n    rules: \"+@all -@dangerous ~{p}app:* &app:*\"\n\
-         \x20 - name: nochan\n    password: \"nochanpass\"\n    rules: \"+@all ~*\"\n\
-         \x20 - name: reader\n    password: \"readerpass\"\n    rules: \"+@all %R~* &*\"\n\
-         {scripting}"
-    )
-}
-
-fn proxy_with(scripting: &str) -> Slotgate {
-    let config = format!(
-        "{}{}",
-        slotgate_config(&shared_cluster().seeds(), free_port()),
-        users_yaml(scripting)
-    );
-    Slotgate::spawn(&config)
+    let mut config = ProxyConfig::new(&shared_cluster().seeds())
+        .user("admin", "adminpass", "+@all ~* &*")
+        .user(
+            "app",
+            "apppass",
+            &format!("+@all -@dangerous ~{p}app:* &app:*"),
+        )
+        .user("nochan", "nochanpass", "+@all ~*")
+        .user("reader", "readerpass", "+@all %R~* &*");
+    if let Some(policy) = scripting {
+        config = config.restricted_scripts(policy);
+    }
+    config.spawn()
 }
 
 /// The default policy (no `scripting:` block).
 fn proxy() -> &'static Slotgate {
     static PROXY: OnceLock<Slotgate> = OnceLock::new();
-    PROXY.get_or_init(|| proxy_with(""))
+    PROXY.get_or_init(|| proxy_with(None))
 }
 
 fn login(proxy: &Slotgate, user: &str) -> RawConn {
@@ -265,7 +261,7 @@ fn users_with_every_key_and_channel_script_as_before() {
 fn allow_lets_restricted_users_script_unchecked() {
     // The opt-out documented in docs/configuration.md: the script runs with slotgate's
     // upstream rights, so the forbidden key is read. This pins what `allow` means.
-    let proxy = proxy_with("scripting:\n  restricted_users: allow\n");
+    let proxy = proxy_with(Some("allow"));
     let (app, other) = (
         format!("{}app:{{z}}", prefix()),
         format!("{}other:{{z}}", prefix()),
