@@ -214,3 +214,33 @@ fn a_redis_rs_cluster_client_works_through_slotgate_alone() {
         "a direct cluster client went unnoticed: {before:?} -> {after:?}"
     );
 }
+
+#[test]
+fn bare_command_returns_the_whole_table_as_cluster_clients_expect() {
+    // redis-py's RedisCluster sends a bare COMMAND when it is constructed and gives up if it
+    // fails; Redis answers the whole command table.
+    let proxy = ProxyConfig::new(&shared_cluster().seeds()).spawn();
+    let mut raw = RawConn::connect(proxy.port());
+    raw.send_command(&[b"COMMAND"]);
+    let reply = raw.read_reply().expect("a reply to COMMAND");
+    let text = String::from_utf8_lossy(&reply);
+    let count: usize = text[1..text.find("\r\n").unwrap()].parse().unwrap();
+    assert!(
+        text.starts_with('*') && count > 200,
+        "{}",
+        &text[..text.len().min(200)]
+    );
+    assert!(text.contains("\r\nget\r\n") && text.contains("\r\nmset\r\n"));
+    // The same count COMMAND COUNT gives, on the same connection.
+    raw.roundtrip(&[b"COMMAND", b"COUNT"], format!(":{count}\r\n").as_bytes());
+    // Other containers still need their subcommand.
+    raw.roundtrip(
+        &[b"CLIENT"],
+        b"-ERR wrong number of arguments for 'client' command\r\n",
+    );
+    // Inside MULTI it is queued and answered by EXEC like any command the node answers.
+    let mut c = proxy.connection();
+    let (table,): (Vec<redis::Value>,) =
+        redis::pipe().atomic().cmd("COMMAND").query(&mut c).unwrap();
+    assert_eq!(table.len(), count);
+}

@@ -180,11 +180,10 @@ fn render() -> String {
     );
     let mut rows: Vec<&Command> = Vec::new();
     for cmd in all() {
-        if cmd.subcommands.is_empty() {
-            rows.push(cmd);
-        } else {
-            rows.extend(cmd.subcommands.iter());
+        if cmd.subcommands.is_empty() || cmd.arity_ok(1) {
+            rows.push(cmd); // a container that runs bare too (COMMAND)
         }
+        rows.extend(cmd.subcommands.iter());
     }
     rows.sort_by_key(|c| c.name);
     for cmd in rows {

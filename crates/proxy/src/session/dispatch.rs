@@ -53,8 +53,11 @@ fn route_known(
     deadline: Instant,
 ) -> Entry {
     let req = &owned;
-    if !cmd.subcommands.is_empty() {
-        // A container command whose argv[1] named no subcommand.
+    // A container command whose argv[1] named no subcommand; bare COMMAND (arity -1) is a
+    // command of its own: the whole table, which cluster clients (redis-py's RedisCluster)
+    // ask for when they start.
+    let bare_ok = req.argc() == 1 && cmd.arity_ok(1);
+    if !cmd.subcommands.is_empty() && !bare_ok {
         client.transaction.flag_error();
         return Entry::Ready(if req.argc() < 2 {
             replies::wrong_arity(cmd.name)
