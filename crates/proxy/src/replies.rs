@@ -118,7 +118,7 @@ pub fn script_refused(name: &str) -> Bytes {
     )
 }
 
-/// A node returned a SCAN cursor too large for slotgate's client cursor (see `scan.rs`).
+/// A node returned a SCAN cursor too large for slotgate's client cursor (see `family/scan.rs`).
 pub fn scan_cursor_too_large(node: &str, cursor: u64, limit: u64) -> Bytes {
     error(
         format!(
