@@ -56,8 +56,7 @@ fn route_known(
     // A container command whose argv[1] named no subcommand; bare COMMAND (arity -1) is a
     // command of its own: the whole table, which cluster clients (redis-py's RedisCluster)
     // ask for when they start.
-    let bare_ok = req.argc() == 1 && cmd.arity_ok(1);
-    if !cmd.subcommands.is_empty() && !bare_ok {
+    if cmd.is_container() && !runs_bare(cmd, req) {
         client.transaction.flag_error();
         return Entry::Ready(if req.argc() < 2 {
             replies::wrong_arity(cmd.name)
@@ -139,6 +138,12 @@ fn route_known(
         Family::PubSub => relay_pubsub(ctx, client, cmd, req),
         Family::Unsupported => Entry::Ready(replies::unsupported(cmd.name)),
     }
+}
+
+/// Whether a container command without a subcommand runs as it is (only COMMAND, whose
+/// arity is -1). Asked only for containers, off the path of ordinary commands.
+fn runs_bare(cmd: &Command, req: &Request) -> bool {
+    req.argc() == 1 && cmd.arity_ok(1)
 }
 
 /// SUBSCRIBE and friends (and PING in subscribe mode): sent down the client's Pub/Sub link,
