@@ -117,6 +117,14 @@ pub(crate) async fn fake_node(script: impl FnMut(&[String]) -> Answer + 'static)
 }
 
 impl FakeNode {
+    /// How many connections the commands read so far came over.
+    pub fn connections(&self) -> usize {
+        let mut conns: Vec<usize> = self.seen.borrow().iter().map(|(c, _)| *c).collect();
+        conns.sort_unstable();
+        conns.dedup();
+        conns.len()
+    }
+
     /// The commands read so far, each as its arguments joined by spaces.
     pub fn commands(&self) -> Vec<String> {
         self.seen
