@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::Slotgate;
+use crate::{Slotgate, SlotgateBuilder};
 
 /// One downstream user (`users:`).
 #[derive(Debug, Clone)]
@@ -30,6 +30,8 @@ pub struct ProxyConfig {
     users: Vec<User>,
     restricted_scripts: Option<&'static str>,
     raw: String,
+    /// Environment of the process (not part of the YAML).
+    env: Vec<(String, String)>,
 }
 
 /// `d` as a config duration (`250ms`).
@@ -53,6 +55,7 @@ impl ProxyConfig {
             users: Vec::new(),
             restricted_scripts: None,
             raw: String::new(),
+            env: Vec::new(),
         }
     }
 
@@ -157,6 +160,14 @@ impl ProxyConfig {
         self
     }
 
+    /// An environment variable for the process, e.g. the value of a `${VAR}` password. Not
+    /// part of [`ProxyConfig::yaml`]: only [`ProxyConfig::builder`] and [`ProxyConfig::spawn`]
+    /// pass it on.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
     /// The admin address, when [`ProxyConfig::admin`] was asked for.
     pub fn admin_port(&self) -> Option<u16> {
         self.admin_port
@@ -201,8 +212,17 @@ impl ProxyConfig {
         y
     }
 
+    /// A [`Slotgate::builder`] for this configuration, with its [`ProxyConfig::env`].
+    pub fn builder(&self) -> SlotgateBuilder {
+        self.env
+            .iter()
+            .fold(Slotgate::builder(&self.yaml()), |b, (key, value)| {
+                b.env(key, value)
+            })
+    }
+
     /// Start the real binary with this configuration (see [`Slotgate::spawn`]).
     pub fn spawn(&self) -> Slotgate {
-        Slotgate::spawn(&self.yaml())
+        self.builder().spawn()
     }
 }

@@ -11,12 +11,9 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use slotgate_tests::admin::with_admin;
 use slotgate_tests::raw::bulk;
 use slotgate_tests::raw::RawConn;
-use slotgate_tests::{
-    assert_eventually, free_port, shared_cluster, slotgate_config, unique_key_prefix, Slotgate,
-};
+use slotgate_tests::{assert_eventually, shared_cluster, unique_key_prefix, ProxyConfig, Slotgate};
 
 const OK: &[u8] = b"+OK\r\n";
 const NIL: &[u8] = b"$-1\r\n";
@@ -35,32 +32,27 @@ fn noperm_command(name: &str) -> Vec<u8> {
     format!("-NOPERM this user has no permissions to run the '{name}' command\r\n").into_bytes()
 }
 
-/// The `users:` block: `default` (everything), `app` (no @dangerous, keys under
-/// `{prefix}app:`, channels `news:*`), `reader` (read-only on every key, password from the
-/// environment), `gone` (`off`).
-fn users_yaml(prefix: &str) -> String {
-    format!(
-        "users:\n\
-         \x20 - name: default\n    password: \"defpass\"\n    rules: \"+@all ~* &*\"\n\
-         \x20 - name: app\n    password_sha256: \"{APPPASS_SHA256}\"\n    rules: \"+@all -@dangerous ~{prefix}app:* &news:*\"\n\
-         \x20 - name: reader\n    password: \"${{ACL_TEST_READER_PW}}\"\n    rules: \"+@all %R~*\"\n\
-         \x20 - name: gone\n    password: \"gonepass\"\n    rules: \"off +@all ~*\"\n"
-    )
+/// A configuration in front of the shared cluster with the users `default` (everything),
+/// `app` (no @dangerous, keys under `{prefix}app:`, channels `news:*`), `reader` (read-only
+/// on every key, password from the environment), `gone` (`off`).
+fn with_users() -> ProxyConfig {
+    let prefix = prefix();
+    ProxyConfig::new(&shared_cluster().seeds())
+        .user("default", "defpass", "+@all ~* &*")
+        .user_sha256(
+            "app",
+            APPPASS_SHA256,
+            &format!("+@all -@dangerous ~{prefix}app:* &news:*"),
+        )
+        .user("reader", "${ACL_TEST_READER_PW}", "+@all %R~*")
+        .env("ACL_TEST_READER_PW", "readerpass")
+        .user("gone", "gonepass", "off +@all ~*")
 }
 
-/// The shared proxy for the matrix and the client tests: users for [`prefix`].
+/// The shared proxy for the matrix and the client tests: [`with_users`].
 fn proxy() -> &'static Slotgate {
     static PROXY: OnceLock<Slotgate> = OnceLock::new();
-    PROXY.get_or_init(|| {
-        let config = format!(
-            "{}{}",
-            slotgate_config(&shared_cluster().seeds(), free_port()),
-            users_yaml(prefix())
-        );
-        Slotgate::builder(&config)
-            .env("ACL_TEST_READER_PW", "readerpass")
-            .spawn()
-    })
+    PROXY.get_or_init(|| with_users().spawn())
 }
 
 fn prefix() -> &'static str {
@@ -376,14 +368,7 @@ fn timed(c: &mut RawConn, args: &[&str], expected: &[u8]) -> Duration {
 #[test]
 fn repeated_failures_are_delayed_without_slowing_others() {
     const DELAY: Duration = Duration::from_millis(400);
-    let config = format!(
-        "{}{}limits:\n  auth_failure_delay: 400ms\n",
-        slotgate_config(&shared_cluster().seeds(), free_port()),
-        users_yaml(prefix())
-    );
-    let proxy = Slotgate::builder(&config)
-        .env("ACL_TEST_READER_PW", "readerpass")
-        .spawn();
+    let proxy = with_users().auth_failure_delay(DELAY).spawn();
     let mut attacker = RawConn::connect(proxy.port());
     for i in 0..3 {
         let t = timed(&mut attacker, &["AUTH", "app", "guess"], WRONGPASS);
@@ -442,22 +427,22 @@ fn strip_ansi(text: &str) -> String {
     out
 }
 
-fn write_config(proxy: &Slotgate, yaml: &str) {
-    std::fs::write(proxy.config_path(), yaml).unwrap();
+/// Replaces the file `proxy` runs (then SIGHUP it).
+fn write_config(proxy: &Slotgate, config: &ProxyConfig) {
+    std::fs::write(proxy.config_path(), config.yaml()).unwrap();
 }
 
 #[test]
 fn sighup_reloads_users_while_clients_stay_connected() {
     let p = unique_key_prefix("acl-reload");
-    let seeds = shared_cluster().seeds();
-    let base = slotgate_config(&seeds, free_port());
-    let users_v1 = format!(
-        "users:\n\
-         \x20 - name: app\n    password: \"v1pass\"\n    rules: \"+@all ~{p}a:*\"\n\
-         \x20 - name: temp\n    password: \"temppass\"\n    rules: \"+@all ~*\"\n\
-         \x20 - name: switch\n    password: \"switchpass\"\n    rules: \"+@all ~*\"\n"
-    );
-    let proxy = Slotgate::spawn(&format!("{base}{users_v1}"));
+    // Every version listens on the same port.
+    let base = ProxyConfig::new(&shared_cluster().seeds());
+    let v1 = base
+        .clone()
+        .user("app", "v1pass", &format!("+@all ~{p}a:*"))
+        .user("temp", "temppass", "+@all ~*")
+        .user("switch", "switchpass", "+@all ~*");
+    let proxy = v1.spawn();
     let (a, b) = (format!("{p}a:1"), format!("{p}b:1"));
 
     let mut app = RawConn::connect(proxy.port());
@@ -470,12 +455,11 @@ fn sighup_reloads_users_while_clients_stay_connected() {
     login(&mut switch, "switch", "switchpass");
 
     // v2: app may write `b:` too and has a new password; temp is gone; switch is off.
-    let users_v2 = format!(
-        "users:\n\
-         \x20 - name: app\n    password: \"v2pass\"\n    rules: \"+@all ~{p}a:* ~{p}b:*\"\n\
-         \x20 - name: switch\n    password: \"switchpass\"\n    rules: \"off +@all ~*\"\n"
-    );
-    write_config(&proxy, &format!("{base}{users_v2}"));
+    let v2 = base
+        .clone()
+        .user("app", "v2pass", &format!("+@all ~{p}a:* ~{p}b:*"))
+        .user("switch", "switchpass", "off +@all ~*");
+    write_config(&proxy, &v2);
     assert!(proxy.signal("HUP"));
     assert_eventually!(
         proxy.log().contains("users reloaded"),
@@ -503,12 +487,7 @@ fn sighup_reloads_users_while_clients_stay_connected() {
     rt(&mut fresh, &["AUTH", "switch", "switchpass"], WRONGPASS);
 
     // A broken file: logged, the v2 users stay.
-    write_config(
-        &proxy,
-        &format!(
-            "{base}users:\n  - name: app\n    password: \"v3\"\n    rules: \"+@all +nosuch\"\n"
-        ),
-    );
+    write_config(&proxy, &base.clone().user("app", "v3", "+@all +nosuch"));
     assert!(proxy.signal("HUP"));
     assert_eventually!(
         proxy
@@ -543,17 +522,9 @@ fn sighup_reloads_users_while_clients_stay_connected() {
 
 #[test]
 fn metrics_count_every_refusal() {
-    let admin_port = free_port();
-    let config = format!(
-        "{}{}limits:\n  auth_failure_delay: 0s\n",
-        with_admin(
-            &slotgate_config(&shared_cluster().seeds(), free_port()),
-            admin_port
-        ),
-        users_yaml(prefix())
-    );
-    let proxy = Slotgate::builder(&config)
-        .env("ACL_TEST_READER_PW", "readerpass")
+    let proxy = with_users()
+        .admin()
+        .auth_failure_delay(Duration::ZERO)
         .spawn();
     let count = |reason: &str| {
         proxy.scrape().get(&format!(
@@ -580,7 +551,7 @@ fn metrics_count_every_refusal() {
 
 #[test]
 fn without_users_everyone_is_default() {
-    let proxy = Slotgate::spawn(&slotgate_config(&shared_cluster().seeds(), free_port()));
+    let proxy = ProxyConfig::new(&shared_cluster().seeds()).spawn();
     let mut c = RawConn::connect(proxy.port());
     rt(&mut c, &["ACL", "WHOAMI"], &bulk("default"));
     rt(
@@ -604,11 +575,10 @@ fn without_users_everyone_is_default() {
 fn check_config_masks_user_passwords() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("users.yaml");
-    let yaml = format!(
-        "{}users:\n  - name: app\n    password: \"clear-text-secret\"\n    rules: \"+@all ~app:*\"\n",
-        slotgate_config(&["127.0.0.1:7000".to_string()], 6390)
-    );
-    std::fs::write(&file, yaml).unwrap();
+    // Checked, never run: the addresses need not exist.
+    let config = ProxyConfig::new(&["127.0.0.1:7000".to_string()]).listen_port(6390);
+    let with_app = |password: &str, rules: &str| config.clone().user("app", password, rules);
+    std::fs::write(&file, with_app("clear-text-secret", "+@all ~app:*").yaml()).unwrap();
     let out = Command::new(slotgate_tests::slotgate_bin())
         .arg("check-config")
         .arg(&file)
@@ -625,14 +595,7 @@ fn check_config_masks_user_passwords() {
     assert!(!stdout.contains("clear-text-secret"), "{stdout}");
 
     // A bad rule: exit 1, the message names the user and the rule.
-    std::fs::write(
-        &file,
-        format!(
-            "{}users:\n  - name: app\n    password: \"x\"\n    rules: \"+@all +nosuch\"\n",
-            slotgate_config(&["127.0.0.1:7000".to_string()], 6390)
-        ),
-    )
-    .unwrap();
+    std::fs::write(&file, with_app("x", "+@all +nosuch").yaml()).unwrap();
     let out = Command::new(slotgate_tests::slotgate_bin())
         .arg("check-config")
         .arg(&file)
