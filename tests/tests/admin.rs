@@ -4,15 +4,15 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use slotgate_tests::admin::{http_get, http_request, scrape, with_admin};
 use slotgate_tests::raw::RawConn;
 use slotgate_tests::{
-    assert_eventually, free_port, redis_benchmark, shared_cluster, slotgate_config, ClusterOptions,
-    RedisCluster, Slotgate,
+    assert_eventually, free_port, probe, redis_benchmark, shared_cluster, slotgate_config,
+    wait_until, ClusterOptions, RedisCluster, Slotgate,
 };
 
 fn admin_addr(port: u16) -> SocketAddr {
@@ -281,9 +281,16 @@ fn readyz_and_topology_follow_a_primary_kill_and_the_failover() {
     drop(proxy);
 }
 
-/// One pipelining client: rounds of `depth` INCRs on its key; returns the integer replies it
-/// got, in order, and whether the stream ended on a frame boundary.
-fn pipelined_incr(port: u16, key: String, depth: usize, stop: Arc<AtomicBool>) -> (Vec<i64>, bool) {
+/// One pipelining client: rounds of `depth` INCRs on its key, counting the replies in
+/// `replies` as they come; returns the integer replies it got, in order, and whether the
+/// stream ended on a frame boundary.
+fn pipelined_incr(
+    port: u16,
+    key: String,
+    depth: usize,
+    stop: Arc<AtomicBool>,
+    replies: Arc<AtomicUsize>,
+) -> (Vec<i64>, bool) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let cmd = format!("*2\r\n$4\r\nINCR\r\n${}\r\n{key}\r\n", key.len());
@@ -303,6 +310,7 @@ fn pipelined_incr(port: u16, key: String, depth: usize, stop: Arc<AtomicBool>) -
                     values.push(std::str::from_utf8(&line[1..end]).unwrap().parse().unwrap());
                 }
                 got += 1;
+                replies.fetch_add(1, Ordering::Relaxed);
             }
             if got >= depth {
                 break;
@@ -333,21 +341,40 @@ fn sigterm_drains_pipelined_load_and_exits_zero() {
     let (mut proxy, admin) = spawn_with_admin(&cluster.seeds(), "");
     assert_eventually!(ready(admin), Duration::from_secs(10));
 
+    const DEPTH: usize = 64;
     let stop = Arc::new(AtomicBool::new(false));
+    // drain:0..7 land on every primary (two or more keys each).
     let keys: Vec<String> = (0..8).map(|i| format!("drain:{i}")).collect();
+    let replies: Vec<Arc<AtomicUsize>> = keys.iter().map(|_| Arc::default()).collect();
     let clients: Vec<_> = keys
         .iter()
-        .map(|k| {
+        .zip(&replies)
+        .map(|(k, replies)| {
             let (port, key, stop) = (proxy.port(), k.clone(), Arc::clone(&stop));
-            std::thread::spawn(move || pipelined_incr(port, key, 64, stop))
+            let replies = Arc::clone(replies);
+            std::thread::spawn(move || pipelined_incr(port, key, DEPTH, stop, replies))
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(500));
+    // Every client is going: each has had a whole round answered.
+    let counts = || -> Vec<usize> { replies.iter().map(|r| r.load(Ordering::Relaxed)).collect() };
+    assert_eventually!(
+        counts().iter().all(|&n| n >= DEPTH),
+        Duration::from_secs(10),
+        "replies per client: {:?}",
+        counts()
+    );
 
-    // Freeze one primary so commands for its slots are in flight when SIGTERM arrives.
+    // Freeze one primary so commands for its slots are in flight when SIGTERM arrives. Once
+    // it leaves a PING of its own unanswered it is frozen, and the rounds of the clients
+    // whose keys it holds (they pipeline without pause) wait on it.
     let frozen = cluster.primaries()[0];
     cluster.stop_node(frozen);
-    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            probe::query(frozen, &["PING"], Duration::from_millis(50)).is_err()
+        }),
+        "node {frozen} still answers PING after SIGSTOP"
+    );
     assert!(proxy.sigterm());
     let signalled = Instant::now();
     // The signal is handled asynchronously: /readyz turns 503 within moments, while the
@@ -361,7 +388,11 @@ fn sigterm_drains_pipelined_load_and_exits_zero() {
         "/readyz did not turn 503 on SIGTERM: {:?}",
         http_get(admin, "/readyz")
     );
-    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        proxy.wait_exit(Duration::from_millis(300)).is_none(),
+        "slotgate exited while commands were stuck on the frozen node {frozen}; log:\n{}",
+        proxy.log()
+    );
     cluster.cont_node(frozen);
 
     let status = proxy

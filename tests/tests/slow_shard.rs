@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use slotgate_tests::{free_port, ClusterOptions, RedisCluster, Slotgate};
+use slotgate_tests::{free_port, probe, wait_until, ClusterOptions, RedisCluster, Slotgate};
 
 #[test]
 fn stalled_shard_does_not_slow_the_others() {
@@ -57,7 +57,13 @@ fn stalled_shard_does_not_slow_the_others() {
             .unwrap();
         assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
     });
-    std::thread::sleep(Duration::from_millis(100));
+    // Asleep: a PING of its own goes unanswered.
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            probe::query(victim, &["PING"], Duration::from_millis(50)).is_err()
+        }),
+        "node {victim} kept answering PING after DEBUG SLEEP"
+    );
 
     // The stalled shard: a clear error at op_timeout, not a hang.
     let started = Instant::now();

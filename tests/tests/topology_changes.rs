@@ -213,10 +213,25 @@ fn remove_node_under_load_is_invisible() {
     );
     let forgotten = gone_at.elapsed();
     // Each worker drops the upstreams of nodes that left the map on a 250 ms tick; until
-    // then its connection task may try to reconnect once or twice. After that, nothing.
-    std::thread::sleep(Duration::from_millis(500));
+    // then its connection task may try to reconnect once or twice. Wait until the error
+    // count holds across two scrapes 400 ms apart (longer than that tick); after that, nothing.
     let errors = |s: &Scrape| s.sum("slotgate_upstream_errors_total", &[&node_label(victim)]);
-    let errors_then = errors(&proxy.scrape());
+    let settling = Instant::now();
+    let mut errors_then = errors(&proxy.scrape());
+    loop {
+        std::thread::sleep(Duration::from_millis(400));
+        let now = errors(&proxy.scrape());
+        if now == errors_then {
+            break;
+        }
+        assert!(
+            settling.elapsed() < Duration::from_secs(10),
+            "slotgate still counts errors for the removed node {victim} after {:?}: {now}",
+            settling.elapsed()
+        );
+        errors_then = now;
+    }
+    let settled = settling.elapsed();
     writes_continue(&load, 1000, "after del-node");
     let report = load.stop();
     let after = proxy.scrape();
@@ -251,7 +266,8 @@ fn remove_node_under_load_is_invisible() {
     eprintln!(
         "drain + del-node: {victim_slots} slots moved off in {drained:?} (the emptied node became a {role_after_drain}), \
          del-node {deleted:?}, gone from slotgate {forgotten:?} after; {} writes, {} reads, 0 errors; \
-         moved {}; {} upstream errors counted for the removed node (its process killed), none from 500 ms after it left the map on",
+         moved {}; {} upstream errors counted for the removed node (its process killed), none once the count held \
+         ({settled:?} after /topology dropped it)",
         report.acked.len(),
         report.reads,
         moved(&after) - moved(&before),
