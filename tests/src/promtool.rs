@@ -79,6 +79,17 @@ pub const METRICS: &[MetricSpec] = &[
         )],
     ),
     metric(
+        "slotgate_client_closes_total",
+        Counter,
+        &[label(
+            "reason",
+            &["output_limit", "output_soft_limit", "pubsub_backlog"],
+        )],
+    ),
+    metric("slotgate_buffered_bytes", Gauge, &[]),
+    metric("slotgate_buffered_bytes_limit", Gauge, &[]),
+    metric("slotgate_buffers_full_refusals_total", Counter, &[]),
+    metric(
         "slotgate_auth_failures_total",
         Counter,
         &[label("reason", &["wrongpass", "noauth", "noperm"])],

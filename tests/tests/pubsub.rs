@@ -161,6 +161,7 @@ fn subscriptions_survive_their_upstream_connection_being_killed() {
 #[test]
 fn a_subscriber_that_does_not_read_is_disconnected_alone() {
     let proxy = ProxyConfig::new(&shared_cluster().seeds())
+        .admin()
         .limit("max_pubsub_backlog", "256kb")
         .spawn();
     // A subscriber that never reads.
@@ -223,6 +224,12 @@ fn a_subscriber_that_does_not_read_is_disconnected_alone() {
     }
     assert!(total < 600 * payload.len(), "got everything: {total} bytes");
     assert!(proxy.log().contains("does not read its messages"));
+    assert_eq!(
+        proxy
+            .scrape()
+            .get("slotgate_client_closes_total{reason=\"pubsub_backlog\"}"),
+        1.0
+    );
 }
 
 fn channel_on(cluster: &RedisCluster, owner: u16, prefix: &str) -> String {

@@ -103,6 +103,18 @@ pub struct LimitsConfig {
     /// Bytes of Pub/Sub messages that may wait for a subscriber that does not read them;
     /// beyond that it is disconnected (like Redis's pubsub `client-output-buffer-limit`).
     pub max_pubsub_backlog: usize,
+    /// Bytes of replies slotgate may hold for one client (arrived, not yet written to it);
+    /// past it the client is closed (like Redis's `client-output-buffer-limit` hard limit).
+    pub max_client_output: usize,
+    /// At this many bytes held for a client, slotgate stops forwarding its requests until it
+    /// reads (backpressure); a client held at or past it for
+    /// [`LimitsConfig::client_output_soft_timeout`] is closed.
+    pub client_output_soft: usize,
+    /// How long a client may stay at or past the soft mark.
+    pub client_output_soft_timeout: Duration,
+    /// Bytes of requests and replies buffered for all clients together; past it new
+    /// commands are refused with `-OOM`.
+    pub max_buffered: usize,
     /// After 3 consecutive failed AUTHs on a connection, each further AUTH reply waits this
     /// long (zero: never).
     pub auth_failure_delay: Duration,
@@ -133,6 +145,10 @@ impl Default for LimitsConfig {
             max_request_bytes: 512 * 1024 * 1024,
             max_pipeline: 1024,
             max_pubsub_backlog: 32 * 1024 * 1024,
+            max_client_output: 32 * 1024 * 1024,
+            client_output_soft: 8 * 1024 * 1024,
+            client_output_soft_timeout: Duration::from_secs(60),
+            max_buffered: 1024 * 1024 * 1024,
             auth_failure_delay: Duration::from_secs(1),
         }
     }
@@ -198,6 +214,19 @@ impl Config {
             return Err("limits.max_pipeline and limits.max_clients must be at least 1".into());
         }
         crate::auth::users::validate_users(&self.users)?;
+        let l = &self.limits;
+        if l.client_output_soft < 1024 || l.client_output_soft > l.max_client_output {
+            return Err(
+                "limits.client_output_soft must be at least 1kb and at most limits.max_client_output"
+                    .into(),
+            );
+        }
+        if l.client_output_soft_timeout.is_zero() {
+            return Err("limits.client_output_soft_timeout must be above 0".into());
+        }
+        if l.max_buffered < 1024 * 1024 {
+            return Err("limits.max_buffered must be at least 1mb".into());
+        }
         if self.limits.max_request_bytes < 1024 {
             return Err("limits.max_request_bytes must be at least 1kb".into());
         }

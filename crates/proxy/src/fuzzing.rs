@@ -148,7 +148,7 @@ impl World {
         cfg.upstream.max_redirects = 3;
         let metrics = Arc::new(Metrics::new(true));
         let topology = Topology::new(cfg.upstream.clone(), Arc::clone(&metrics), None);
-        let shared = Arc::new(Shared::new(metrics, None));
+        let shared = Arc::new(Shared::new(metrics, None, 1 << 30));
         let ctx = Rc::new(WorkerCtx::new(Arc::new(cfg), Arc::new(topology), shared));
         World {
             rt,
@@ -268,7 +268,7 @@ impl World {
 /// Route every request like a session and drive its entry to its reply, in order.
 async fn drive(ctx: &WorkerCtx, wires: Vec<Bytes>) {
     let peer = "127.0.0.1:9".parse().expect("addr");
-    let mut client = ClientState::new(1, peer, peer, None);
+    let mut client = ClientState::new(1, peer, peer, None, ctx.client_budget());
     let mut decoder = RequestDecoder::new(Default::default());
     let mut input = BytesMut::new();
     for wire in &wires {

@@ -200,6 +200,7 @@ pub fn start(config: Config) -> Result<ProxyHandle, ProxyError> {
     let shared = Arc::new(runtime::context::Shared::new(
         Arc::clone(&metrics),
         server_tls.clone(),
+        config.limits.max_buffered,
     ));
     shared
         .users

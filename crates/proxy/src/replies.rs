@@ -68,6 +68,10 @@ pub const BAD_CLIENT_NAME: &[u8] =
 pub const SHUTTING_DOWN: &[u8] = b"-ERR slotgate: shutting down\r\n";
 /// A SCAN cursor that is not an unsigned 64-bit decimal number (Redis 7.0's text).
 pub const INVALID_CURSOR: &[u8] = b"-ERR invalid cursor\r\n";
+/// `limits.max_buffered` is reached: the replies and requests slotgate holds for all clients
+/// fill its budget. The command was not run.
+pub const BUFFERS_FULL: &[u8] =
+    b"-OOM slotgate: buffers for all clients are full (limits.max_buffered); command not run, try again later\r\n";
 /// Routing the command panicked (a bug, counted in `slotgate_panics_total` and logged);
 /// the connection closes after this reply.
 pub const INTERNAL_ERROR: &[u8] =

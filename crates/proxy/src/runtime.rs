@@ -2,6 +2,7 @@
 //! ([`context`]), the timer sessions share for holding replies ([`hold`]), the shutdown
 //! signal ([`shutdown`]) and the waker registries these are built on ([`wakers`]).
 
+pub(crate) mod budget;
 pub(crate) mod context;
 pub(crate) mod hold;
 pub(crate) mod shutdown;

@@ -1,7 +1,9 @@
 //! One client connection: read bytes, decode requests, route each into the ordered reply
 //! queue, and write finished replies back strictly in request order, as many per write as
-//! are ready. Reading pauses while `max_pipeline` commands are in flight (backpressure); a
-//! protocol error or QUIT stops reading, flushes what is owed, and closes.
+//! are ready. Reading pauses while `max_pipeline` commands are in flight, or while the
+//! client's output budget holds no room for another reply (backpressure, see
+//! `runtime::budget`); a client past its output limit is closed. A protocol error or QUIT
+//! stops reading, flushes what is owed, and closes.
 
 pub(crate) mod client;
 pub(crate) mod dispatch;
@@ -14,9 +16,12 @@ pub(crate) mod task;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::Poll;
+use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use slotgate_resp::{Limits, RequestDecoder};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
@@ -27,6 +32,7 @@ use crate::session::client::ClientState;
 use crate::family::pubsub::PubSub;
 use crate::family::shardsub::LinkFrame;
 use crate::replies;
+use crate::runtime::budget::{OutputBudget, Standing};
 use crate::runtime::context::WorkerCtx;
 use crate::session::dispatch::route_command;
 use crate::session::entry::Entry;
@@ -71,7 +77,7 @@ pub(crate) async fn run_session<R, W>(
             return;
         }
         session.make_room_to_read();
-        if backlog && session.queue.len() < session.max_pipeline {
+        if backlog && session.has_room() {
             continue; // room again: decode what is already buffered before waiting for more
         }
         if session.wait_for_progress().await == Flow::Stop {
@@ -116,6 +122,30 @@ struct Session<R, W> {
     coalesce_expired: bool,
     /// Wakes on a users reload, to close a removed user's connection while it is idle.
     users_changed: Option<tokio::sync::watch::Receiver<u64>>,
+    /// Since when the client has been seen at or past its soft output mark, while slotgate
+    /// waited to write to it.
+    soft_since: Option<Instant>,
+}
+
+/// Why slotgate closes a client that does not read.
+#[derive(Debug, Clone, Copy)]
+enum Unread {
+    /// Replies held for it passed `limits.max_client_output`.
+    OutputLimit,
+    /// It stayed at or past `limits.client_output_soft` for `client_output_soft_timeout`.
+    OutputSoftLimit,
+    /// Its Pub/Sub link gave up on it (`limits.max_pubsub_backlog`).
+    PubsubBacklog,
+}
+
+impl Unread {
+    fn label(self) -> &'static str {
+        match self {
+            Unread::OutputLimit => "output_limit",
+            Unread::OutputSoftLimit => "output_soft_limit",
+            Unread::PubsubBacklog => "pubsub_backlog",
+        }
+    }
 }
 
 impl<R, W> Session<R, W>
@@ -130,7 +160,7 @@ where
             ..Limits::default()
         };
         Session {
-            client: ClientState::new(id, peer, local, auth),
+            client: ClientState::new(id, peer, local, auth, ctx.client_budget()),
             rd,
             wr,
             decoder: RequestDecoder::new(limits),
@@ -148,14 +178,22 @@ where
             coalescing: false,
             coalesce_expired: false,
             users_changed: ctx.shared.users.subscribe(),
+            soft_since: None,
             ctx,
         }
     }
 
-    /// Decode every complete request in the read buffer (up to `max_pipeline` in flight)
-    /// and route each into the queue. Returns true when it stopped because the pipeline is
-    /// full: complete requests may still sit in the buffer, and the client may send nothing
-    /// more until they are answered.
+    /// Whether another request may be routed: fewer than `max_pipeline` in flight, and room
+    /// in the client's output budget for its reply.
+    #[inline]
+    fn has_room(&self) -> bool {
+        self.queue.len() < self.max_pipeline && self.client.budget.admits(self.queue.len())
+    }
+
+    /// Decode every complete request in the read buffer (while [`Session::has_room`]) and
+    /// route each into the queue. Returns true when it stopped for lack of room: complete
+    /// requests may still sit in the buffer, and the client may send nothing more until
+    /// they are answered.
     fn read_requests(&mut self) -> bool {
         if !self.reading {
             return false;
@@ -164,7 +202,7 @@ where
         let start = crate::telemetry::clock::mono_ns(now.into_std());
         // One deadline for the batch: adding to an `Instant` normalises nanoseconds.
         let deadline = now + self.ctx.cfg.upstream.op_timeout;
-        while self.queue.len() < self.max_pipeline {
+        while self.has_room() {
             match self.decoder.decode(&mut self.rbuf) {
                 Ok(Some(req)) => {
                     let (ctx, client) = (&self.ctx, &mut self.client);
@@ -199,7 +237,8 @@ where
                 }
             }
         }
-        self.reading && self.queue.len() >= self.max_pipeline
+        self.client.budget.set_requests(self.rbuf.len());
+        self.reading && !self.has_room()
     }
 
     /// Move the finished replies at the front of the queue into one write, unless they are
@@ -207,13 +246,13 @@ where
     /// (closed by a reply, nothing more to read and nothing owed, or the client is gone).
     async fn write_replies(&mut self) -> Flow {
         let ctx = &*self.ctx;
-        let mut close = drain_ready(ctx, &mut self.queue, &mut self.wbuf);
+        let mut close = drain_ready(ctx, &mut self.queue, &mut self.wbuf, &self.client.budget);
         if !close && !self.wbuf.is_empty() && !self.queue.is_empty() {
             // Only part of what is owed is ready: the rest is often from another shard whose
             // reply is already readable. Let this tick's other tasks run first, so one write
             // carries both (fewer, larger writes to the client).
             tokio::task::yield_now().await;
-            close = drain_ready(ctx, &mut self.queue, &mut self.wbuf);
+            close = drain_ready(ctx, &mut self.queue, &mut self.wbuf, &self.client.budget);
         }
         let hold =
             !close && !self.wbuf.is_empty() && !self.coalesce_expired && worth_holding(&self.queue);
@@ -237,19 +276,20 @@ where
         Flow::Go
     }
 
-    /// Write the output buffer whole; [`Flow::Stop`] when the client is gone (or, for a
-    /// subscriber, when its Pub/Sub link gave up on it).
+    /// Write the output buffer whole; [`Flow::Stop`] when the client is gone, or when it
+    /// stops reading past its limits (see [`Session::write_blocked`]).
     async fn flush(&mut self) -> Flow {
-        // flush: a TLS stream may hold records back until asked (a no-op for TCP).
-        let (wr, wbuf) = (&mut self.wr, &self.wbuf);
-        let write = async { wr.write_all(wbuf).await.and(wr.flush().await) };
-        let written = match &self.client.pubsub {
-            // A subscriber may stop reading: give up on it when its link does.
-            Some(pubsub) => tokio::select! {
-                r = write => r.is_ok(),
-                _ = pubsub.gave_up() => false,
-            },
-            None => write.await.is_ok(),
+        let budget = &*self.client.budget;
+        // The usual case: the socket takes everything at once, no timer or select needed.
+        let written = match write_now(&mut self.wr, &mut self.wbuf).await {
+            Some(Ok(())) => true,
+            Some(Err(_)) => false,
+            None => {
+                budget.set_unwritten(self.wbuf.len());
+                let written = self.write_blocked().await;
+                self.client.budget.set_unwritten(0);
+                written
+            }
         };
         if !written {
             return Flow::Stop;
@@ -260,6 +300,53 @@ where
             self.wbuf.clear();
         }
         Flow::Go
+    }
+
+    /// Write the output buffer to a client that is not taking it at once, counting what is
+    /// still unwritten in its budget. Gives up (false) when the client is gone, when the
+    /// replies held for it pass `limits.max_client_output`, when it stays at or past
+    /// `limits.client_output_soft` for `client_output_soft_timeout`, or, for a subscriber,
+    /// when its Pub/Sub link gave up on it.
+    async fn write_blocked(&mut self) -> bool {
+        let budget = &*self.client.budget;
+        let soft_timeout = self.ctx.cfg.limits.client_output_soft_timeout;
+        let (wr, wbuf) = (&mut self.wr, &self.wbuf);
+        let write = async {
+            let mut done = 0;
+            while done < wbuf.len() {
+                match wr.write(&wbuf[done..]).await {
+                    Ok(0) | Err(_) => return false,
+                    Ok(n) => done += n,
+                }
+                budget.set_unwritten(wbuf.len() - done);
+            }
+            // A TLS stream may hold records back until asked (a no-op for TCP).
+            wr.flush().await.is_ok()
+        };
+        let pubsub_gave_up = async {
+            match &self.client.pubsub {
+                Some(pubsub) => pubsub.gave_up().await,
+                None => std::future::pending().await,
+            }
+        };
+        let unread = tokio::select! {
+            written = write => return written,
+            () = budget.over_hard() => Unread::OutputLimit,
+            () = soft_limit_held(budget, soft_timeout, &mut self.soft_since) => Unread::OutputSoftLimit,
+            () = pubsub_gave_up => Unread::PubsubBacklog,
+        };
+        self.close_unread(unread);
+        false
+    }
+
+    /// Log and count closing a client that does not read.
+    fn close_unread(&self, why: Unread) {
+        let (peer, held) = (self.client.peer, self.client.budget.held());
+        self.ctx.metrics.shared().client_closed(why.label());
+        logs::limited(
+            logs::Class::ClientNotReading,
+            |suppressed| tracing::warn!(client = %peer, reason = why.label(), held_bytes = held, suppressed, "closing a client that does not read its replies"),
+        );
     }
 
     /// Keep room in the read buffer; release one that grew past [`BUFFER_SHRINK`].
@@ -278,7 +365,7 @@ where
     /// or the idle timeout. [`Flow::Stop`] when the session must end now.
     async fn wait_for_progress(&mut self) -> Flow {
         let ctx = &*self.ctx;
-        let can_read = self.reading && self.queue.len() < self.max_pipeline;
+        let can_read = self.reading && self.has_room();
         let idle_deadline = self.idle_timeout.map(|t| self.last_read + t);
         if self.reading && !self.queue.is_empty() && ctx.local_shutdown.is_fired() {
             self.reading = false;
@@ -311,6 +398,10 @@ where
                 }
             }
             read = self.rd.read_buf(&mut self.rbuf), if can_read => return self.on_read(read),
+            () = self.client.budget.over_hard() => {
+                self.close_unread(Unread::OutputLimit);
+                return Flow::Stop;
+            }
             () = self.shutdown.fired(), if self.reading && self.queue.is_empty() => self.reading = false,
             frame = link_frame(&mut self.client.pubsub), if self.queue.is_empty() && self.client.pubsub.is_some() => {
                 return self.on_link_frame(frame);
@@ -345,8 +436,11 @@ where
                 self.reading = false;
             }
             // The clock is read only for the idle timeout that needs it.
-            Ok(_) if self.idle_timeout.is_some() => self.last_read = Instant::now(),
-            Ok(_) => {}
+            Ok(_) if self.idle_timeout.is_some() => {
+                self.last_read = Instant::now();
+                self.client.budget.set_requests(self.rbuf.len());
+            }
+            Ok(_) => self.client.budget.set_requests(self.rbuf.len()),
             Err(_) => return Flow::Stop,
         }
         Flow::Go
@@ -356,6 +450,7 @@ where
     /// so they never overtake one. `None`: the link gave up on this client (it does not read).
     fn on_link_frame(&mut self, frame: Option<LinkFrame>) -> Flow {
         let Some(frame) = frame else {
+            self.close_unread(Unread::PubsubBacklog);
             return Flow::Stop;
         };
         if let Some(pubsub) = self.client.pubsub.as_mut() {
@@ -375,9 +470,60 @@ where
     }
 }
 
+/// Write `buf` whole and flush if the socket takes it without waiting. `None` when it
+/// would wait: what was written is cut from the front of `buf`, the rest is the caller's
+/// to write (see [`Session::write_blocked`]).
+async fn write_now<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    buf: &mut BytesMut,
+) -> Option<std::io::Result<()>> {
+    std::future::poll_fn(|cx| loop {
+        if buf.is_empty() {
+            // A TLS stream may hold records back until asked (a no-op for TCP).
+            return match Pin::new(&mut *wr).poll_flush(cx) {
+                Poll::Ready(r) => Poll::Ready(Some(r)),
+                Poll::Pending => Poll::Ready(None),
+            };
+        }
+        match Pin::new(&mut *wr).poll_write(cx, buf) {
+            Poll::Ready(Ok(0)) => {
+                return Poll::Ready(Some(Err(std::io::ErrorKind::WriteZero.into())))
+            }
+            Poll::Ready(Ok(n)) => buf.advance(n),
+            Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
+            Poll::Pending => return Poll::Ready(None),
+        }
+    })
+    .await
+}
+
+/// Resolves once the client's held bytes stayed at or past its soft mark for `timeout`
+/// (sampled every eighth of it, from 10 ms to 1 s); `since` keeps the start across calls and
+/// is cleared by a sample under the mark.
+async fn soft_limit_held(budget: &OutputBudget, timeout: Duration, since: &mut Option<Instant>) {
+    let period = (timeout / 8).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    loop {
+        let now = Instant::now();
+        match budget.standing() {
+            Standing::Within => *since = None,
+            Standing::Soft | Standing::Over => {
+                if now.duration_since(*since.get_or_insert(now)) >= timeout {
+                    return;
+                }
+            }
+        }
+        tokio::time::sleep(period).await;
+    }
+}
+
 /// Move every finished entry at the front of `queue` into `wbuf`, in order. Returns true when
 /// one of them closes the connection (everything after it is dropped).
-fn drain_ready(ctx: &WorkerCtx, queue: &mut VecDeque<Pending>, wbuf: &mut BytesMut) -> bool {
+fn drain_ready(
+    ctx: &WorkerCtx,
+    queue: &mut VecDeque<Pending>,
+    wbuf: &mut BytesMut,
+    budget: &OutputBudget,
+) -> bool {
     let now = Instant::now();
     let now_ns = crate::telemetry::clock::mono_ns(now.into_std());
     while let Some(front) = queue.front_mut() {
@@ -385,7 +531,9 @@ fn drain_ready(ctx: &WorkerCtx, queue: &mut VecDeque<Pending>, wbuf: &mut BytesM
             return false;
         }
         if let Some(p) = queue.pop_front() {
+            let before = wbuf.len();
             let (result, close) = p.entry.write_reply(wbuf);
+            budget.learn(wbuf.len() - before);
             ctx.metrics
                 .command(p.cmd, result, now_ns.saturating_sub(p.start));
             if close {

@@ -36,6 +36,14 @@ pub(crate) fn topology(ranges: &[(u16, u16, &str)]) -> (Arc<Topology>, Arc<Metri
     (Arc::new(topology), metrics)
 }
 
+/// A client's output budget with the default limits, in a process budget of its own.
+pub(crate) fn budget() -> std::rc::Rc<crate::runtime::budget::OutputBudget> {
+    use crate::runtime::budget::{OutputBudget, ProcessBudget, WorkerBudget};
+    let limits = crate::config::LimitsConfig::default();
+    let worker = WorkerBudget::new(Arc::new(ProcessBudget::new(limits.max_buffered)));
+    OutputBudget::new(&worker, limits.client_output_soft, limits.max_client_output)
+}
+
 /// One reply frame from its RESP bytes.
 pub(crate) fn reply(wire: &str) -> Reply {
     let mut buf = BytesMut::from(wire.as_bytes());
@@ -148,7 +156,7 @@ pub(crate) fn worker_ctx(
     let metrics = Arc::new(Metrics::new(true));
     let topology = Topology::new(cfg.upstream.clone(), Arc::clone(&metrics), None);
     topology.install_map(slot_map(ranges));
-    let shared = Arc::new(crate::runtime::context::Shared::new(metrics, None));
+    let shared = Arc::new(crate::runtime::context::Shared::new(metrics, None, 1 << 30));
     crate::runtime::context::WorkerCtx::new(Arc::new(cfg), Arc::new(topology), shared)
 }
 

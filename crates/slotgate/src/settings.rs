@@ -124,6 +124,14 @@ struct FileLimits {
     auth_failure_delay: Option<String>,
     #[serde(default)]
     max_pubsub_backlog: Option<String>,
+    #[serde(default)]
+    max_client_output: Option<String>,
+    #[serde(default)]
+    client_output_soft: Option<String>,
+    #[serde(default)]
+    client_output_soft_timeout: Option<String>,
+    #[serde(default)]
+    max_buffered: Option<String>,
 }
 
 /// `log:` — level and format of the process's log lines (stderr).
@@ -241,6 +249,11 @@ impl Settings {
         );
         let _ = writeln!(s, "  auth_failure_delay: {:?}", l.auth_failure_delay);
         let _ = writeln!(s, "  max_pubsub_backlog: {}", l.max_pubsub_backlog);
+        let _ = writeln!(
+            s,
+            "  max_client_output: {}\n  client_output_soft: {}\n  client_output_soft_timeout: {:?}\n  max_buffered: {}",
+            l.max_client_output, l.client_output_soft, l.client_output_soft_timeout, l.max_buffered
+        );
         users::describe(&mut s, &p.users);
         let _ = writeln!(
             s,
@@ -416,7 +429,29 @@ fn resolve_limits(limits: FileLimits) -> anyhow::Result<LimitsConfig> {
         Duration::ZERO,
         "limits.client_idle_timeout",
     )?;
+    let size = |value: Option<String>, default: usize, key: &str| -> anyhow::Result<usize> {
+        match value {
+            Some(s) => parse_size(&s).with_context(|| key.to_string()),
+            None => Ok(default),
+        }
+    };
     let limits = LimitsConfig {
+        max_client_output: size(
+            limits.max_client_output,
+            ld.max_client_output,
+            "limits.max_client_output",
+        )?,
+        client_output_soft: size(
+            limits.client_output_soft,
+            ld.client_output_soft,
+            "limits.client_output_soft",
+        )?,
+        client_output_soft_timeout: opt_duration(
+            limits.client_output_soft_timeout,
+            ld.client_output_soft_timeout,
+            "limits.client_output_soft_timeout",
+        )?,
+        max_buffered: size(limits.max_buffered, ld.max_buffered, "limits.max_buffered")?,
         max_clients: limits.max_clients.unwrap_or(ld.max_clients),
         client_idle_timeout: (!idle.is_zero()).then_some(idle),
         max_request_bytes: match limits.max_request_bytes {

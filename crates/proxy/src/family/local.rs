@@ -63,7 +63,7 @@ pub(crate) fn run(
         "client|id" => integer(client.id as i64),
         "client|info" => client.proto.verbatim_reply(client.info_line().as_bytes()),
         "client|setinfo" => client_setinfo(req),
-        "info" => return info_with_keyspace(ctx, info(ctx, req), req, deadline, client.proto),
+        "info" => return info_with_keyspace(ctx, info(ctx, req), req, deadline, client),
         "config|get" => config_get(req, client.proto),
         "cluster|keyslot" => integer(slotgate_cluster::slot(req.arg(2)) as i64),
         "cluster|info" => client.proto.verbatim_reply(cluster_info(ctx).as_bytes()),
@@ -82,6 +82,7 @@ pub(crate) fn run(
                     true,
                     deadline,
                     client.proto,
+                    &client.budget,
                 ))
             }
             _ => Bytes::from_static(replies::INVALID_SLOT),
@@ -94,6 +95,7 @@ pub(crate) fn run(
                 true,
                 deadline,
                 client.proto,
+                &client.budget,
             ))
         }
         name => replies::not_yet(name),
@@ -411,8 +413,9 @@ fn info_with_keyspace(
     local: String,
     req: &Request,
     deadline: Instant,
-    proto: Protocol,
+    client: &ClientState,
 ) -> Entry {
+    let (proto, budget) = (client.proto, &client.budget);
     if !keyspace::wanted(req) {
         return Entry::Ready(proto.verbatim_reply(local.as_bytes()));
     }
@@ -437,6 +440,7 @@ fn info_with_keyspace(
                 true,
                 deadline,
                 Protocol::Resp2,
+                budget,
             )
         })
         .collect();

@@ -74,6 +74,7 @@ use tokio::time::Instant;
 
 use crate::protocol::Protocol;
 use crate::replies;
+use crate::runtime::budget::OutputBudget;
 use crate::runtime::context::WorkerCtx;
 use crate::session::op::{Event, Op, Route};
 use crate::telemetry::metrics::{CmdResult, RefreshTrigger};
@@ -101,6 +102,7 @@ pub(crate) fn route(
     ctx: &WorkerCtx,
     req: &Request,
     deadline: Instant,
+    budget: &Rc<OutputBudget>,
 ) -> Result<Box<ScanOp>, Bytes> {
     let Some(cursor) = parse_cursor(req.arg(1)) else {
         return Err(Bytes::from_static(replies::INVALID_CURSOR));
@@ -127,6 +129,7 @@ pub(crate) fn route(
             true,
             deadline,
             Protocol::Resp2,
+            budget,
         ));
     }
     ops.push(Op::start(
@@ -137,6 +140,7 @@ pub(crate) fn route(
         deadline,
         // Parsed and re-encoded here (the same shape in RESP3): RESP2 connections suffice.
         Protocol::Resp2,
+        budget,
     ));
     Ok(Box::new(ScanOp {
         step,
@@ -145,6 +149,7 @@ pub(crate) fn route(
         keys: None,
         outcome: CmdResult::Ok,
         done: None,
+        budget: Rc::clone(budget),
     }))
 }
 
@@ -178,6 +183,8 @@ pub(crate) struct ScanOp {
     outcome: CmdResult,
     /// The client's reply, once known.
     done: Option<Bytes>,
+    /// The client's output budget, for the ops of later stages.
+    budget: Rc<OutputBudget>,
 }
 
 // === impl ScanOp ===
@@ -274,6 +281,7 @@ impl ScanOp {
                         true,
                         self.deadline,
                         Protocol::Resp2,
+                        &self.budget,
                     )];
                     return;
                 }

@@ -4,6 +4,7 @@
 //! slot skip the split and forward the client's own bytes.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use slotgate_commands::{Command, KeyIndices, SplitKind};
@@ -11,6 +12,7 @@ use slotgate_resp::{encode, Request};
 use tokio::time::Instant;
 
 use crate::protocol::Protocol;
+use crate::runtime::budget::OutputBudget;
 use crate::runtime::context::WorkerCtx;
 use crate::session::entry::{Entry, Fanout};
 use crate::session::merge::Merge;
@@ -25,13 +27,22 @@ pub(crate) fn route(
     req: &Request,
     deadline: Instant,
     proto: Protocol,
+    budget: &Rc<OutputBudget>,
 ) -> Entry {
     let mut keys = KeyIndices::new();
     let readonly = is_readonly(cmd);
     if cmd.key_indices(&ReqArgs(req), &mut keys).is_err() || keys.is_empty() {
         // Cannot happen with the table's split commands; let a node give Redis's answer.
         let wire = req.wire();
-        return Entry::Single(Op::start(ctx, Route::Any, wire, readonly, deadline, proto));
+        return Entry::Single(Op::start(
+            ctx,
+            Route::Any,
+            wire,
+            readonly,
+            deadline,
+            proto,
+            budget,
+        ));
     }
     let groups = group_by_slot(req, keys.as_slice());
     if groups.len() == 1 {
@@ -43,6 +54,7 @@ pub(crate) fn route(
             readonly,
             deadline,
             proto,
+            budget,
         ));
     }
     let mut ops = Vec::with_capacity(groups.len());
@@ -53,7 +65,9 @@ pub(crate) fn route(
             return Entry::Ready(crate::replies::wrong_arity(cmd.name));
         };
         let route = Route::Slot(slot);
-        ops.push(Op::start(ctx, route, wire, readonly, deadline, proto));
+        ops.push(Op::start(
+            ctx, route, wire, readonly, deadline, proto, budget,
+        ));
         positions.push(members.iter().map(|&(pos, _)| pos).collect());
     }
     let merge = match kind {

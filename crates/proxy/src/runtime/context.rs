@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::auth::users::Users;
 use crate::config::Config;
 use crate::family::scripts::ScriptCache;
+use crate::runtime::budget::{OutputBudget, ProcessBudget, WorkerBudget};
 use crate::runtime::hold::HoldClock;
 use crate::runtime::shutdown::LocalShutdown;
 use crate::telemetry::local::WorkerMetrics;
@@ -33,6 +34,8 @@ pub(crate) struct Shared {
     pub scripts: ScriptCache,
     /// Downstream users (`users:`), replaced whole on reload.
     pub users: Users,
+    /// Bytes buffered for clients across the process (`limits.max_buffered`).
+    pub buffered: Arc<ProcessBudget>,
     clients: AtomicUsize,
     next_client_id: AtomicU64,
 }
@@ -40,14 +43,16 @@ pub(crate) struct Shared {
 // === impl Shared ===
 
 impl Shared {
-    /// The shared state at start: no clients, no users (see [`Users::install`]).
-    pub fn new(metrics: Arc<Metrics>, tls: Option<Arc<ServerTls>>) -> Shared {
+    /// The shared state at start: no clients, no users (see [`Users::install`]), nothing
+    /// buffered out of `max_buffered` bytes.
+    pub fn new(metrics: Arc<Metrics>, tls: Option<Arc<ServerTls>>, max_buffered: usize) -> Shared {
         Shared {
             started: std::time::Instant::now(),
             metrics,
             tls,
             scripts: ScriptCache::default(),
             users: Users::new(),
+            buffered: Arc::new(ProcessBudget::new(max_buffered)),
             clients: AtomicUsize::new(0),
             next_client_id: AtomicU64::new(1),
         }
@@ -96,6 +101,8 @@ pub(crate) struct WorkerCtx {
     pub metrics: Rc<WorkerMetrics>,
     /// Dedicated connections (blocking commands, transactions, Pub/Sub).
     pub dedicated: Rc<DedicatedPool>,
+    /// The bytes this worker's clients hold (their share of [`Shared::buffered`]).
+    pub buffered: Rc<WorkerBudget>,
     sessions: Cell<usize>,
 }
 
@@ -112,6 +119,7 @@ impl WorkerCtx {
                 Arc::clone(&topology),
                 Arc::clone(&shared.metrics),
             )),
+            buffered: WorkerBudget::new(Arc::clone(&shared.buffered)),
             cfg,
             topology,
             shared,
@@ -120,6 +128,16 @@ impl WorkerCtx {
             metrics,
             sessions: Cell::new(0),
         }
+    }
+
+    /// A new client's output budget, with the configured limits.
+    pub fn client_budget(&self) -> Rc<OutputBudget> {
+        let limits = &self.cfg.limits;
+        OutputBudget::new(
+            &self.buffered,
+            limits.client_output_soft,
+            limits.max_client_output,
+        )
     }
 
     /// A session started on this worker.

@@ -98,6 +98,9 @@ impl Status {
         let m = &self.metrics;
         m.client_connections.set(self.shared.client_count() as i64);
         m.client_connections_limit.set(self.max_clients as i64);
+        m.buffered_bytes.set(self.shared.buffered.used() as i64);
+        m.buffered_bytes_limit
+            .set(self.shared.buffered.max() as i64);
         let map = self.topology.map();
         m.slots_covered.set(map.covered() as i64);
         let shards = map.serving_shards();

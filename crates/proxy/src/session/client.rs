@@ -4,6 +4,7 @@
 //! families read and change it through `&mut ClientState`.
 
 use std::net::SocketAddr;
+use std::rc::Rc;
 
 use bytes::Bytes;
 use tokio::time::Instant;
@@ -13,6 +14,7 @@ use crate::family::pubsub::PubSub;
 use crate::family::transaction::TxState;
 use crate::family::wait::WrittenSlots;
 use crate::protocol::Protocol;
+use crate::runtime::budget::OutputBudget;
 
 /// What the proxy knows about one client connection.
 pub(crate) struct ClientState {
@@ -39,6 +41,9 @@ pub(crate) struct ClientState {
     pub writes: WrittenSlots,
     /// The last command found by name (see [`slotgate_commands::LookupCache`]).
     pub lookup: slotgate_commands::LookupCache,
+    /// What slotgate holds for the client: its replies are charged to it (see
+    /// `runtime::budget`).
+    pub budget: Rc<OutputBudget>,
 }
 
 impl ClientState {
@@ -48,6 +53,7 @@ impl ClientState {
         peer: SocketAddr,
         local: SocketAddr,
         auth: Option<ClientAuth>,
+        budget: Rc<OutputBudget>,
     ) -> ClientState {
         ClientState {
             id,
@@ -61,6 +67,7 @@ impl ClientState {
             pubsub: None,
             writes: Default::default(),
             lookup: Default::default(),
+            budget,
         }
     }
 

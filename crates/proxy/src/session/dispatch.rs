@@ -105,6 +105,21 @@ fn route_known(
     if !cmd.key_groups_complete(req.argc()) {
         return Entry::Ready(replies::wrong_arity(cmd.name));
     }
+    // Past limits.max_buffered nothing new goes to the nodes until clients read what they
+    // are owed; what slotgate answers itself, Pub/Sub and transactions still run.
+    if ctx.buffered.is_full()
+        && matches!(
+            cmd.family,
+            Family::Single
+                | Family::Keyless
+                | Family::Split(_)
+                | Family::AllShards(_)
+                | Family::Blocking
+        )
+    {
+        ctx.metrics.shared().buffers_full();
+        return Entry::Ready(Bytes::from_static(replies::BUFFERS_FULL));
+    }
     match cmd.family {
         Family::Local => local::run(ctx, client, cmd, req, deadline),
         Family::Single => route_single(ctx, cmd, owned, deadline, client),
@@ -121,9 +136,12 @@ fn route_known(
             is_readonly(cmd),
             deadline,
             client.proto,
+            &client.budget,
         )),
-        Family::Split(kind) => split::route(ctx, cmd, kind, req, deadline, client.proto),
-        Family::AllShards(kind) => route_all_shards(ctx, cmd, kind, req, deadline, client.proto),
+        Family::Split(kind) => {
+            split::route(ctx, cmd, kind, req, deadline, client.proto, &client.budget)
+        }
+        Family::AllShards(kind) => route_all_shards(ctx, cmd, kind, req, deadline, client),
         // WAIT is emulated: the client's writes went over shared connections.
         Family::Blocking if cmd.name == "wait" => {
             crate::family::wait::route(ctx, &client.writes, req)
@@ -226,6 +244,7 @@ fn route_single(
         is_readonly(cmd),
         deadline,
         proto,
+        &client.budget,
     );
     if let Some(load) = repair {
         op.repair_noscript(load);
@@ -240,8 +259,9 @@ fn route_all_shards(
     kind: MergeKind,
     req: &Request,
     deadline: Instant,
-    proto: Protocol,
+    client: &ClientState,
 ) -> Entry {
+    let (proto, budget) = (client.proto, &client.budget);
     if cmd.name == "script|load" {
         ctx.shared.scripts.remember(req.arg(2));
     }
@@ -254,7 +274,7 @@ fn route_all_shards(
         MergeKind::AndArrays => Merge::AndArrays,
         MergeKind::SumPairs => Merge::SumPairs,
         MergeKind::Scan => {
-            return crate::family::scan::route(ctx, req, deadline)
+            return crate::family::scan::route(ctx, req, deadline, budget)
                 .map_or_else(Entry::Ready, Entry::Scan)
         }
     };
@@ -270,7 +290,7 @@ fn route_all_shards(
         .into_iter()
         .map(|node| {
             let route = Route::Node(Box::new(node));
-            Op::start(ctx, route, wire.clone(), readonly, deadline, proto)
+            Op::start(ctx, route, wire.clone(), readonly, deadline, proto, budget)
         })
         .collect();
     Entry::Fanout(Box::new(Fanout { ops, merge }))

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use crate::protocol::Protocol;
 use crate::replies;
+use crate::runtime::budget::OutputBudget;
 use crate::runtime::context::WorkerCtx;
 use crate::telemetry::metrics::{CmdResult, RefreshTrigger, Retry, UpstreamError};
 use crate::upstream::conn::Upstream;
@@ -85,10 +86,13 @@ pub(crate) struct Op {
     repair: Option<Box<Repair>>,
     deadline: Instant,
     state: State,
+    /// The client's output budget, which its replies are charged to while they wait.
+    budget: Rc<OutputBudget>,
 }
 
 impl Op {
-    /// Send `wire` along `route` now, over connections speaking `proto`.
+    /// Send `wire` along `route` now, over connections speaking `proto`, for the client
+    /// whose output budget is `budget`.
     pub fn start(
         ctx: &WorkerCtx,
         route: Route,
@@ -96,6 +100,7 @@ impl Op {
         readonly: bool,
         deadline: Instant,
         proto: Protocol,
+        budget: &Rc<OutputBudget>,
     ) -> Op {
         let mut op = Op {
             wire,
@@ -108,6 +113,7 @@ impl Op {
             repair: None,
             deadline,
             state: State::Done,
+            budget: Rc::clone(budget),
         };
         op.send(ctx, None, false);
         op
@@ -159,7 +165,7 @@ impl Op {
             self.retry_later(Bytes::from_static(replies::CLUSTERDOWN_UNCOVERED));
             return;
         };
-        let (tx, rx) = reply_channel();
+        let (tx, rx) = reply_channel(&self.budget);
         let prelude = self.take_prelude();
         upstream.send(&self.wire, asking, prelude.as_deref(), tx);
         self.state = State::Waiting { rx, upstream };

@@ -24,9 +24,11 @@ pub(crate) enum Class {
     TlsHandshake = 6,
     /// A client's AUTH (or HELLO AUTH) failed.
     AuthFailed = 7,
+    /// A client that did not read its replies was closed.
+    ClientNotReading = 8,
 }
 
-const CLASSES: usize = 8;
+const CLASSES: usize = 9;
 
 struct Limiter {
     last_second: AtomicU64,

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use crate::telemetry::latency::LatencyVec;
 use crate::telemetry::process::ProcessMetrics;
-use crate::telemetry::registry::{counter_vec, gauge_vec, int_gauge, latency_vec};
+use crate::telemetry::registry::{counter_vec, gauge_vec, int_counter, int_gauge, latency_vec};
 
 /// The command index used for names the command table does not know.
 pub(crate) const UNKNOWN_COMMAND: u16 = COMMAND_COUNT as u16;
@@ -127,6 +127,10 @@ pub struct Metrics {
     pub(crate) connections_accepted: IntCounter,
     pub(crate) connections_rejected_limit: IntCounter,
     connections_tls_error: IntCounter,
+    client_closes: IntCounterVec,
+    pub(crate) buffered_bytes: IntGauge,
+    pub(crate) buffered_bytes_limit: IntGauge,
+    buffers_full: IntCounter,
     auth_failures: IntCounterVec,
     pub(crate) commands: IntCounterVec,
     pub(crate) command_duration: LatencyVec,
@@ -208,6 +212,33 @@ impl Metrics {
             connections_accepted: connections_total.with_label_values(&["accepted"]),
             connections_rejected_limit: connections_total.with_label_values(&["rejected_limit"]),
             connections_tls_error: connections_total.with_label_values(&["tls_error"]),
+            client_closes: {
+                let v = counter_vec(
+                    &r,
+                    "slotgate_client_closes_total",
+                    "Clients slotgate disconnected because they did not read their replies.",
+                    &["reason"],
+                );
+                for reason in ["output_limit", "output_soft_limit", "pubsub_backlog"] {
+                    v.with_label_values(&[reason]);
+                }
+                v
+            },
+            buffered_bytes: int_gauge(
+                &r,
+                "slotgate_buffered_bytes",
+                "Bytes of replies and requests slotgate holds for clients now.",
+            ),
+            buffered_bytes_limit: int_gauge(
+                &r,
+                "slotgate_buffered_bytes_limit",
+                "limits.max_buffered: past it new commands get -OOM.",
+            ),
+            buffers_full: int_counter(
+                &r,
+                "slotgate_buffers_full_refusals_total",
+                "Commands refused with -OOM because limits.max_buffered was reached.",
+            ),
             auth_failures: counter_vec(
                 &r,
                 "slotgate_auth_failures_total",
@@ -295,6 +326,17 @@ impl Metrics {
     /// Count a client whose TLS handshake failed.
     pub fn tls_error(&self) {
         self.connections_tls_error.inc();
+    }
+
+    /// Count a client closed for not reading (`reason`: `output_limit`,
+    /// `output_soft_limit` or `pubsub_backlog`).
+    pub fn client_closed(&self, reason: &'static str) {
+        self.client_closes.with_label_values(&[reason]).inc();
+    }
+
+    /// Count a command refused because the process's buffers are full.
+    pub fn buffers_full(&self) {
+        self.buffers_full.inc();
     }
 
     /// Count a failed authentication or a permission refusal (`reason`: a short fixed word).

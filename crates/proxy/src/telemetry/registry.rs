@@ -1,7 +1,7 @@
 //! Making an instrument and registering it in one step. Registration fails only for a
 //! duplicate or malformed name, a bug the first test that builds the registry catches.
 
-use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use crate::telemetry::latency::LatencyVec;
 
@@ -31,6 +31,15 @@ pub(crate) fn gauge_vec(
         .register(Box::new(v.clone()))
         .expect("unique metric");
     v
+}
+
+/// A counter without labels, registered.
+pub(crate) fn int_counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("unique metric");
+    c
 }
 
 /// A gauge without labels, registered.

@@ -618,7 +618,7 @@ mod tests {
     }
 
     fn request(up: &Upstream, data: &[u8], asking: bool, prelude: Option<&[u8]>) -> ReplyRx {
-        let (tx, rx) = reply_channel();
+        let (tx, rx) = reply_channel(&crate::testing::budget());
         up.send(data, asking, prelude, tx);
         rx
     }

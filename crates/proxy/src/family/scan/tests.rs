@@ -234,6 +234,7 @@ fn scan_op(step: Step) -> ScanOp {
         keys: None,
         outcome: CmdResult::Ok,
         done: None,
+        budget: crate::testing::budget(),
     }
 }
 

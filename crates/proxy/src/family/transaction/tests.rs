@@ -9,7 +9,7 @@ use crate::testing::{fake_node, local, replies_of, worker_ctx, Answer};
 
 fn client() -> ClientState {
     let peer = "127.0.0.1:9".parse().unwrap();
-    ClientState::new(1, peer, peer, None)
+    ClientState::new(1, peer, peer, None, crate::testing::budget())
 }
 
 /// A node that runs transactions like Redis: `+OK` to MULTI, `+QUEUED` to each queued

@@ -49,6 +49,7 @@ fn start(ctx: &WorkerCtx, wire: &'static [u8], readonly: bool) -> Op {
         readonly,
         deadline,
         Protocol::Resp2,
+        &crate::testing::budget(),
     )
 }
 
