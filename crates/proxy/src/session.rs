@@ -365,7 +365,9 @@ where
     /// or the idle timeout. [`Flow::Stop`] when the session must end now.
     async fn wait_for_progress(&mut self) -> Flow {
         let ctx = &*self.ctx;
-        let can_read = self.reading && self.has_room();
+        // Without room, a little is still read (not decoded), so a client that leaves while
+        // its commands wait is noticed (EOF) and its blocked commands are released.
+        let can_read = self.reading && (self.has_room() || self.rbuf.len() < READ_RESERVE);
         let idle_deadline = self.idle_timeout.map(|t| self.last_read + t);
         if self.reading && !self.queue.is_empty() && ctx.local_shutdown.is_fired() {
             self.reading = false;
