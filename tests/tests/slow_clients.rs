@@ -238,7 +238,9 @@ fn stuck_readers_cost_bounded_memory_and_never_stall_their_node() {
         assert!(v == big_value, "TLS reply {i} differs");
     }
     for r in readers {
-        r.join().unwrap();
+        if r.join().is_err() {
+            panic!("a plain reader failed; slotgate's log:\n{}", proxy.log());
+        }
     }
     assert_eq!(closes(&proxy.scrape(), "output_limit"), 0.0);
     // Nothing is held once everyone has read (the gauge is exact to 64 KiB per worker).
@@ -355,8 +357,12 @@ fn a_full_process_budget_refuses_new_commands_until_clients_read() {
     setup.expect(b"+OK\r\n");
     setup.roundtrip(&[b"SET", small.as_bytes(), b"s"], b"+OK\r\n");
 
+    // Small replies open its window wide, then 30 MB of replies are on their way to a
+    // client that does not read: far more than the socket buffers take.
     let mut stuck = Slow::connect(port);
-    stuck.send(&gets(&big, 30));
+    let mut burst = gets(&small, 100);
+    burst.extend_from_slice(&gets(&big, 30));
+    stuck.send(&burst);
     const OOM: &[u8] = b"-OOM slotgate: buffers for all clients are full (limits.max_buffered); command not run, try again later\r\n";
     let mut other = RawConn::connect(port);
     assert!(
@@ -377,6 +383,7 @@ fn a_full_process_budget_refuses_new_commands_until_clients_read() {
     );
 
     // The stuck client reads everything (in order); then commands run again.
+    stuck.expect_each(b"$1\r\ns\r\n", 100);
     stuck.expect_each(&bulk_of(&value(MIB)), 30);
     assert!(
         wait_until(Duration::from_secs(5), || {

@@ -269,6 +269,8 @@ where
             }
             (self.coalescing, self.coalesce_expired) = (false, false);
         }
+        // Replies held back for their batch count against the budget until written.
+        self.client.budget.set_unwritten(self.wbuf.len());
         if close || (!self.reading && self.queue.is_empty()) {
             let _ = self.wr.shutdown().await;
             return Flow::Stop;
