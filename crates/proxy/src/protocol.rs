@@ -12,7 +12,7 @@ pub(crate) const HELLO3: &[u8] = b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n";
 pub(crate) const HELLO2: &[u8] = b"*2\r\n$5\r\nHELLO\r\n$1\r\n2\r\n";
 
 /// A connection's reply protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub(crate) enum Protocol {
     /// RESP2, every connection's protocol until `HELLO 3`.
     #[default]

@@ -122,6 +122,24 @@ pub fn script_refused(name: &str) -> Bytes {
     )
 }
 
+/// A restricted user's script cannot run as its identity on `node`: the node refused to
+/// create (`ACL SETUSER`) or authenticate it; `refusal` is the node's error line.
+pub fn script_identity_refused(node: &str, refusal: &[u8]) -> Bytes {
+    let refusal = String::from_utf8_lossy(refusal);
+    let refusal = refusal.trim_end().trim_start_matches('-');
+    error(
+        format!(
+            "NOPERM slotgate: this user's scripts run on the nodes as an ACL user with its rules, and {node} refused it ({refusal}); slotgate's upstream user needs +acl|setuser, or set scripting.restricted_users: refuse"
+        )
+        .as_bytes(),
+    )
+}
+
+/// EVAL, EVALSHA or FCALL inside MULTI from a user whose scripts run as its identity (a
+/// transaction runs as slotgate's upstream user).
+pub const SCRIPT_IN_MULTI: &[u8] =
+    b"-ERR slotgate: scripts and functions of users with restricted key or channel access cannot be used inside MULTI through the proxy\r\n";
+
 /// A node returned a SCAN cursor too large for slotgate's client cursor (see `family/scan.rs`).
 pub fn scan_cursor_too_large(node: &str, cursor: u64, limit: u64) -> Bytes {
     error(
@@ -410,6 +428,7 @@ mod tests {
         // The functions' fixed parts too.
         for reply in [
             script_refused("eval"),
+            script_identity_refused("n", b"-ERR x"),
             unsupported("x"),
             not_yet("x"),
             not_in_transaction("x"),

@@ -259,6 +259,7 @@ impl Settings {
             s,
             "scripting:\n  restricted_users: {}",
             match p.restricted_scripts {
+                RestrictedScripts::Mirror => "mirror",
                 RestrictedScripts::Refuse => "refuse",
                 RestrictedScripts::Allow => "allow # scripts run unchecked for restricted users",
             }
@@ -332,10 +333,11 @@ pub fn parse(text: &str) -> anyhow::Result<Settings> {
             .is_some_and(|a| a.metrics.unwrap_or(true)),
         users: users::resolve(file.users)?,
         restricted_scripts: match file.scripting.restricted_users.as_deref() {
-            None | Some("refuse") => RestrictedScripts::Refuse,
+            None | Some("mirror") => RestrictedScripts::Mirror,
+            Some("refuse") => RestrictedScripts::Refuse,
             Some("allow") => RestrictedScripts::Allow,
             Some(other) => {
-                bail!("scripting.restricted_users: expected refuse|allow, got {other:?}")
+                bail!("scripting.restricted_users: expected mirror|refuse|allow, got {other:?}")
             }
         },
     };

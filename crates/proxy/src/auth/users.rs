@@ -48,19 +48,27 @@ pub struct UserSpec {
     /// every key and channel and `scripting.restricted_users` is `refuse`. Set when the
     /// user table is installed or reloaded ([`UserSpec::with_script_policy`]).
     scripts_refused: bool,
+    /// This user's scripts and functions run on nodes as an ACL user with the same rules
+    /// (`scripting.restricted_users: mirror`, a restricted user).
+    scripts_mirrored: bool,
 }
 
 /// `scripting.restricted_users`: what slotgate does with a script or function command
 /// (`@scripting`: EVAL, EVALSHA, FCALL, SCRIPT …, FUNCTION …) from a user whose rules grant
 /// less than every key and every channel (`~*` and `&*`).
 ///
-/// A node runs a script as slotgate's upstream user, not as the client's: the keys and
-/// channels the script touches inside the node are never checked against the client's
-/// rules. Refusing is the only safe answer until the node can check them itself.
+/// On a connection authenticated as slotgate's upstream user, a node runs a script with that
+/// user's rights: the keys and channels the script touches inside the node are not checked
+/// against the client's rules. Either the node checks them itself, as a user with the
+/// client's rules, or the script must not run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RestrictedScripts {
-    /// Refuse with `-NOPERM` (the default).
+    /// Run EVAL, EVALSHA and FCALL (and their `_RO` forms) on connections authenticated as
+    /// an ACL user that slotgate keeps on each primary with the client's rules (the
+    /// default); where slotgate may not create it, refuse with `-NOPERM`.
     #[default]
+    Mirror,
+    /// Refuse with `-NOPERM`.
     Refuse,
     /// Let them run, unchecked inside the script: such a user can read and write any key
     /// and publish to any channel through a script.
@@ -142,6 +150,7 @@ impl UserSpec {
             rules: AclRules::parse(rules)?,
             rules_text: rules.to_string(),
             scripts_refused: false,
+            scripts_mirrored: false,
         })
     }
 
@@ -155,7 +164,14 @@ impl UserSpec {
     /// script and function commands are refused by the gate.
     pub fn with_script_policy(mut self, policy: RestrictedScripts) -> UserSpec {
         self.scripts_refused = policy == RestrictedScripts::Refuse && self.is_restricted();
+        self.scripts_mirrored = policy == RestrictedScripts::Mirror && self.is_restricted();
         self
+    }
+
+    /// Whether this user's scripts and functions run on the nodes as an ACL user with its
+    /// rules (see `family::scripts::ScriptIdentity`).
+    pub fn scripts_mirrored(&self) -> bool {
+        self.scripts_mirrored
     }
 
     /// Whether the gate refuses this user's script and function commands.

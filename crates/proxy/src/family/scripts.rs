@@ -1,13 +1,31 @@
-//! The Lua script bodies slotgate has seen (EVAL, EVAL_RO, SCRIPT LOAD), by SHA1, so an
-//! EVALSHA that meets `-NOSCRIPT` on a node that never loaded the script — a replica
-//! promoted by a failover, a node added by a reshard, a restarted node — is repaired:
-//! slotgate sends `SCRIPT LOAD <body>` to that node and the EVALSHA again, once.
+//! Scripts and functions:
+//! - The Lua script bodies slotgate has seen (EVAL, EVAL_RO, SCRIPT LOAD), by SHA1, so an
+//!   EVALSHA that meets `-NOSCRIPT` on a node that never loaded the script — a replica
+//!   promoted by a failover, a node added by a reshard, a restarted node — is repaired:
+//!   slotgate sends `SCRIPT LOAD <body>` to that node and the EVALSHA again, once.
+//! - Under `scripting.restricted_users: mirror`, a restricted user's EVAL, EVALSHA and FCALL
+//!   (and their `_RO` forms) run on a dedicated connection authenticated as the user's
+//!   script identity (`auth::identity`), so the node checks every command the script calls
+//!   against the user's own rules.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Mutex;
 
 use bytes::{Bytes, BytesMut};
 use sha1::{Digest, Sha1};
+use slotgate_commands::Command;
+use tokio::time::Instant;
+
+use crate::auth::identity::ScriptIdentity;
+use crate::protocol::Protocol;
+use crate::replies;
+use crate::runtime::context::WorkerCtx;
+use crate::session::client::ClientState;
+use crate::session::entry::Entry;
+use crate::session::task::Task;
+use crate::upstream::dedicated::DedicatedPool;
+use crate::upstream::redirect::{Attempts, Verdict};
 
 /// Most bytes of script bodies kept; beyond that new scripts are not remembered (their
 /// EVALSHA still works wherever Redis has them).
@@ -56,6 +74,141 @@ impl ScriptCache {
     pub fn load_command(&self, sha: &[u8]) -> Option<Bytes> {
         let key: [u8; 40] = sha.to_ascii_lowercase().try_into().ok()?;
         self.inner.lock().ok()?.loads.get(&key).cloned()
+    }
+}
+
+/// Whether `cmd` runs a script or function body (what a node checks inside, command by
+/// command, against the user its connection authenticated as).
+pub(crate) fn is_script_call(cmd: &Command) -> bool {
+    matches!(
+        cmd.name,
+        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
+    )
+}
+
+/// The identity `cmd` must run as for this client: `Some` for a script call of a user whose
+/// scripts are mirrored.
+pub(crate) fn identity_for(
+    ctx: &WorkerCtx,
+    client: &ClientState,
+    cmd: &Command,
+) -> Option<ScriptIdentity> {
+    let user = client.auth.as_ref()?.user()?;
+    if !user.scripts_mirrored() || !is_script_call(cmd) {
+        return None;
+    }
+    let secret = ctx.cfg.upstream.password.as_deref().unwrap_or("");
+    Some(ScriptIdentity::of(user, secret))
+}
+
+/// Run a script call as `identity` on the primary of `slot` (any primary when `None`), on a
+/// dedicated connection speaking `proto`, within `op_timeout`; `repair` is the `SCRIPT LOAD`
+/// for an EVALSHA whose node answers `-NOSCRIPT`.
+pub(crate) fn run_as(
+    ctx: &WorkerCtx,
+    identity: ScriptIdentity,
+    slot: Option<u16>,
+    wire: Bytes,
+    proto: Protocol,
+    repair: Option<Bytes>,
+) -> Entry {
+    let pool = Rc::clone(&ctx.dedicated);
+    let deadline = Instant::now() + ctx.cfg.upstream.op_timeout;
+    let call = Call {
+        identity,
+        slot,
+        wire,
+        proto,
+        repair,
+        deadline,
+    };
+    Entry::Task(
+        Task::spawn_bounded(move |mut tx| async move {
+            let reply = tokio::select! {
+                reply = call.run(&pool) => reply,
+                _ = tx.closed() => return,
+            };
+            let _ = tx.send(reply);
+        }),
+        None,
+    )
+}
+
+/// One script call run as a script identity.
+struct Call {
+    identity: ScriptIdentity,
+    slot: Option<u16>,
+    wire: Bytes,
+    proto: Protocol,
+    repair: Option<Bytes>,
+    deadline: Instant,
+}
+
+impl Call {
+    /// The node's reply, following MOVED/ASK, retrying TRYAGAIN/CLUSTERDOWN/LOADING with
+    /// backoff, and loading the script once on `-NOSCRIPT`, all within the deadline.
+    async fn run(mut self, pool: &Rc<DedicatedPool>) -> Bytes {
+        let map = pool.topology.map();
+        let first = match self.slot {
+            Some(s) => map.primary_for_slot(s).cloned(),
+            None => map.serving_shards().first().map(|s| s.primary.clone()),
+        };
+        drop(map);
+        let Some(mut node) = first else {
+            return Bytes::from_static(replies::CLUSTERDOWN_UNCOVERED);
+        };
+        let (mut asking, mut attempts) = (false, Attempts::default());
+        loop {
+            let mut lease = match pool.take_as(&node, self.proto, &self.identity).await {
+                Ok(lease) => lease,
+                Err(reply) => return reply,
+            };
+            let reply = match tokio::time::timeout_at(
+                self.deadline,
+                lease.conn().request(&self.wire, asking),
+            )
+            .await
+            {
+                Ok(Ok(reply)) => reply,
+                Ok(Err(e)) => {
+                    tracing::debug!(node = %node, error = %e, "dedicated connection lost");
+                    return replies::upstream_lost(node.as_str());
+                }
+                // The script may still run: it may write, so the write wording.
+                Err(_) => return replies::upstream_timeout_write(node.as_str()),
+            };
+            lease.give_back();
+            if !reply.is_error() {
+                return reply.raw;
+            }
+            if reply.raw.starts_with(b"-NOSCRIPT") {
+                if let Some(load) = self.repair.take() {
+                    // Loaded as slotgate's upstream user: SCRIPT LOAD runs nothing, and the
+                    // client's rules allowed the EVALSHA that needs it.
+                    if let Ok(mut plain) = pool.take(&node, self.proto).await {
+                        if let Ok(loaded) = plain.conn().request(&load, false).await {
+                            if !loaded.is_error() {
+                                plain.give_back();
+                                continue;
+                            }
+                        }
+                    }
+                }
+                return reply.raw;
+            }
+            let max = pool.cfg.max_redirects;
+            match attempts.judge(&reply, &node, max, &pool.topology, &pool.metrics) {
+                Verdict::Redirect {
+                    target,
+                    asking: ask,
+                } => (node, asking) = (target, ask),
+                Verdict::Retry(_) => match attempts.retry_at(Instant::now(), self.deadline) {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => return reply.raw,
+                },
+                _ => return reply.raw,
+            }
+        }
     }
 }
 

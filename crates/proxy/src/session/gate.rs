@@ -47,6 +47,14 @@ pub(crate) fn gate<A: ArgSource + ?Sized>(
         return Some(Entry::Ready(replies::script_refused(cmd.name)));
     }
     match user.rules.check(cmd, args) {
+        // A transaction runs as slotgate's upstream user: no script of a mirrored user in it.
+        Ok(())
+            if user.scripts_mirrored()
+                && client.transaction.is_queuing()
+                && crate::family::scripts::is_script_call(cmd) =>
+        {
+            Some(Entry::Ready(Bytes::from_static(replies::SCRIPT_IN_MULTI)))
+        }
         Ok(()) => None,
         Err(denied) => {
             ctx.shared.metrics.auth_failure("noperm");

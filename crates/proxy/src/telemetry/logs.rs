@@ -26,9 +26,11 @@ pub(crate) enum Class {
     AuthFailed = 7,
     /// A client that did not read its replies was closed.
     ClientNotReading = 8,
+    /// A node refused to create or authenticate a restricted user's script identity.
+    ScriptIdentity = 9,
 }
 
-const CLASSES: usize = 9;
+const CLASSES: usize = 10;
 
 struct Limiter {
     last_second: AtomicU64,

@@ -21,6 +21,7 @@ use slotgate_resp::{Reply, ReplyKind, ReplyScanner};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
+use crate::auth::identity::ScriptIdentity;
 use crate::config::UpstreamConfig;
 use crate::protocol::Protocol;
 use crate::replies;
@@ -137,14 +138,22 @@ pub(crate) struct DedicatedPool {
     /// The process-wide metrics.
     pub metrics: Arc<Metrics>,
     idle: RefCell<HashMap<NodeAddr, Vec<DedicatedConn>>>,
+    /// Idle connections authenticated as a script identity, by node, identity name and
+    /// protocol (never handed out for anything else).
+    idle_as: RefCell<HashMap<IdentityKey, Vec<DedicatedConn>>>,
     open: RefCell<HashMap<NodeAddr, usize>>,
 }
+
+/// Which idle list a connection authenticated as a script identity goes back to.
+type IdentityKey = (NodeAddr, String, Protocol);
 
 /// A connection taken from the pool; gives its place under the cap back when dropped.
 pub(crate) struct Lease {
     pool: Rc<DedicatedPool>,
     conn: Option<DedicatedConn>,
     node: NodeAddr,
+    /// Set when the connection is authenticated as a script identity.
+    identity: Option<IdentityKey>,
 }
 
 impl Lease {
@@ -157,17 +166,20 @@ impl Lease {
     /// Return a connection in a clean state (its last reply fully read) for reuse.
     pub fn give_back(mut self) {
         if let Some(mut conn) = self.conn.take() {
-            if conn.buf.is_empty() {
+            let unkept = if conn.buf.is_empty() {
                 conn.idle_since = Instant::now();
-                let mut idle = self.pool.idle.borrow_mut();
-                let list = idle.entry(self.node.clone()).or_default();
-                if list.len() < MAX_IDLE {
-                    list.push(conn);
-                    return; // still open: it stays counted under the cap
+                match self.identity.take() {
+                    Some(key) => push_idle(&mut self.pool.idle_as.borrow_mut(), key, conn),
+                    None => push_idle(&mut self.pool.idle.borrow_mut(), self.node.clone(), conn),
                 }
+            } else {
+                Some(conn)
+            };
+            // Kept: still open, it stays counted under the cap.
+            if let Some(conn) = unkept {
+                drop(conn);
+                self.pool.closed(&self.node);
             }
-            drop(conn);
-            self.pool.closed(&self.node);
         }
     }
 }
@@ -191,6 +203,7 @@ impl DedicatedPool {
             topology,
             metrics,
             idle: RefCell::new(HashMap::new()),
+            idle_as: RefCell::new(HashMap::new()),
             open: RefCell::new(HashMap::new()),
         }
     }
@@ -216,6 +229,67 @@ impl DedicatedPool {
         }
     }
 
+    /// A connection to `node` speaking `proto`, authenticated as `identity`: an idle one, or
+    /// one taken like [`DedicatedPool::take`] and authenticated (after creating the user with
+    /// `ACL SETUSER` when the node does not know it).
+    ///
+    /// # Errors
+    /// The reply to give the client: the cap is reached, the node cannot be reached, or it
+    /// refused to create or authenticate the identity.
+    pub async fn take_as(
+        self: &Rc<Self>,
+        node: &NodeAddr,
+        proto: Protocol,
+        identity: &ScriptIdentity,
+    ) -> Result<Lease, Bytes> {
+        let key = (node.clone(), identity.name.clone(), proto);
+        loop {
+            let conn = self
+                .idle_as
+                .borrow_mut()
+                .get_mut(&key)
+                .and_then(|list| list.pop());
+            let Some(conn) = conn else { break };
+            if conn.idle_since.elapsed() < IDLE_TTL {
+                return Ok(Lease {
+                    pool: Rc::clone(self),
+                    conn: Some(conn),
+                    node: node.clone(),
+                    identity: Some(key),
+                });
+            }
+            drop(conn);
+            self.closed(node);
+        }
+        let mut lease = self.take(node, proto).await?;
+        let conn = lease.conn();
+        let lost = |e: String| {
+            tracing::debug!(node = %node, error = %e, "dedicated connection failed");
+            replies::upstream_unreachable(node.as_str())
+        };
+        let mut auth = conn.request(&identity.auth, false).await.map_err(lost)?;
+        if auth.raw.starts_with(b"-WRONGPASS") {
+            // Not on this node yet (a new or restarted node, a promoted replica, new rules).
+            let created = conn.request(&identity.setuser, false).await.map_err(lost)?;
+            if created.is_error() {
+                crate::telemetry::logs::limited(
+                    crate::telemetry::logs::Class::ScriptIdentity,
+                    |suppressed| tracing::warn!(node = %node, user = %identity.name, error = %String::from_utf8_lossy(&created.raw).trim_end(), suppressed, "cannot create the ACL user for a restricted user's scripts; refusing them"),
+                );
+                return Err(replies::script_identity_refused(
+                    node.as_str(),
+                    &created.raw,
+                ));
+            }
+            auth = conn.request(&identity.auth, false).await.map_err(lost)?;
+        }
+        if auth.is_error() {
+            return Err(replies::script_identity_refused(node.as_str(), &auth.raw));
+        }
+        lease.identity = Some(key);
+        Ok(lease)
+    }
+
     /// A connection to `node` in whatever protocol it was left in.
     async fn take_any(self: &Rc<Self>, node: &NodeAddr) -> Result<Lease, Bytes> {
         loop {
@@ -230,6 +304,7 @@ impl DedicatedPool {
                     pool: Rc::clone(self),
                     conn: Some(conn),
                     node: node.clone(),
+                    identity: None,
                 });
             }
             drop(conn);
@@ -261,6 +336,7 @@ impl DedicatedPool {
                         proto: Protocol::Resp2,
                     }),
                     node: node.clone(),
+                    identity: None,
                 })
             }
             Err(e) => {
@@ -275,6 +351,20 @@ impl DedicatedPool {
 
     /// Drop the idle connections of nodes that left the slot map.
     pub fn retain_known(&self, known: &[NodeAddr]) {
+        let mut idle_as = self.idle_as.borrow_mut();
+        let gone: Vec<IdentityKey> = idle_as
+            .keys()
+            .filter(|(n, _, _)| !known.contains(n))
+            .cloned()
+            .collect();
+        for key in gone {
+            if let Some(list) = idle_as.remove(&key) {
+                for _ in list {
+                    self.closed(&key.0);
+                }
+            }
+        }
+        drop(idle_as);
         let mut idle = self.idle.borrow_mut();
         let gone: Vec<NodeAddr> = idle
             .keys()
@@ -288,6 +378,21 @@ impl DedicatedPool {
                 }
             }
         }
+    }
+}
+
+/// Keep `conn` in `map[key]` unless that list is full (then it comes back).
+fn push_idle<K: std::hash::Hash + Eq>(
+    map: &mut HashMap<K, Vec<DedicatedConn>>,
+    key: K,
+    conn: DedicatedConn,
+) -> Option<DedicatedConn> {
+    let list = map.entry(key).or_default();
+    if list.len() < MAX_IDLE {
+        list.push(conn);
+        None
+    } else {
+        Some(conn)
     }
 }
 

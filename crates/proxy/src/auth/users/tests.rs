@@ -222,3 +222,18 @@ fn scripts_are_refused_only_for_restricted_users_under_refuse() {
         .unwrap();
     assert!(refused("keys"));
 }
+
+#[test]
+fn under_mirror_restricted_users_scripts_are_mirrored_not_refused() {
+    let users = Users::new();
+    users.install(
+        &[
+            user("full", "p", "+@all ~* &*"),
+            user("keys", "p", "+@all ~app:* &*"),
+        ],
+        RestrictedScripts::Mirror,
+    );
+    let find = |name: &str| users.find(name.as_bytes()).unwrap();
+    assert!(!find("full").scripts_mirrored() && !find("full").scripts_refused());
+    assert!(find("keys").scripts_mirrored() && !find("keys").scripts_refused());
+}
