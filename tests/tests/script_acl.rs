@@ -687,3 +687,60 @@ fn script_permissions_match_a_single_redis_server() {
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }
+
+/// The `slotgate-script-…` ACL users on the node on `port`.
+fn identities(cluster: &RedisCluster, port: u16) -> Vec<String> {
+    cluster
+        .cli(port, &["ACL", "USERS"])
+        .lines()
+        .filter(|u| u.starts_with("slotgate-script-"))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn a_reload_gives_scripts_the_new_rules_and_removes_the_old_identity() {
+    let cluster = shared_cluster();
+    let p = unique_key_prefix("sacl-reload");
+    let (mine, theirs) = (format!("{p}a:{{r}}"), format!("{p}b:{{r}}"));
+    let config =
+        |rules: &str| ProxyConfig::new(&cluster.seeds()).user("tenant", "tenantpass", rules);
+    let v1 = config(&format!("+@all ~{p}a:*"));
+    let proxy = v1.spawn();
+    let primary = cluster.node_for_slot(slotgate_cluster::slot(mine.as_bytes()));
+    cluster.cli(primary, &["SET", &theirs, "other"]);
+    let before = identities(cluster, primary);
+
+    let mut c = login(&proxy, "tenant");
+    let read_theirs = "return redis.call('get', ARGV[1])";
+    assert!(c.send_command(&[
+        b"EVAL",
+        read_theirs.as_bytes(),
+        b"1",
+        mine.as_bytes(),
+        theirs.as_bytes()
+    ]));
+    assert!(is_script_acl_error(&c.read_reply().unwrap()));
+    let created: Vec<String> = identities(cluster, primary)
+        .into_iter()
+        .filter(|u| !before.contains(u))
+        .collect();
+    assert_eq!(created.len(), 1, "{created:?}");
+
+    // v2 lets the tenant read `b:` too: same connection, the script now reads it.
+    let v2 = config(&format!("+@all ~{p}a:* ~{p}b:*")).listen_port(proxy.port());
+    std::fs::write(proxy.config_path(), v2.yaml()).unwrap();
+    assert!(proxy.signal("HUP"));
+    assert_eventually!(
+        !identities(cluster, primary).contains(&created[0]),
+        Duration::from_secs(10),
+        "the old identity stayed: {:?}\n{}",
+        identities(cluster, primary),
+        proxy.log()
+    );
+    rt(
+        &mut c,
+        &["EVAL", read_theirs, "1", &mine, &theirs],
+        &bulk("other"),
+    );
+}

@@ -54,6 +54,15 @@ pub struct ProxyHandle {
     status: Arc<Status>,
     shutdown: watch::Sender<bool>,
     threads: Vec<JoinHandle<()>>,
+    /// The script identities the current users need (removed from the nodes when a reload
+    /// no longer needs them).
+    script_identities: std::sync::Mutex<Vec<String>>,
+}
+
+/// The script identities `config`'s users need.
+fn script_identities(config: &Config) -> Vec<String> {
+    let secret = config.upstream.password.as_deref().unwrap_or("");
+    family::scripts::identity_names(&config.users, config.restricted_scripts, secret)
 }
 
 impl ProxyHandle {
@@ -109,7 +118,47 @@ impl ProxyHandle {
             current.install(new);
         }
         self.refresh_topology();
+        self.prune_script_identities(config);
         Ok(())
+    }
+
+    /// In the background, remove from the nodes the script identities this process used
+    /// before the reload and its users no longer need (see
+    /// `family::scripts::remove_identities`). Identities other slotgate instances use, or
+    /// that an earlier process left, are not touched.
+    fn prune_script_identities(&self, config: &Config) {
+        let now = script_identities(config);
+        let Ok(mut current) = self.script_identities.lock() else {
+            return;
+        };
+        let old = std::mem::replace(&mut *current, now.clone());
+        drop(current);
+        let gone: Vec<String> = old.into_iter().filter(|n| !now.contains(n)).collect();
+        if gone.is_empty() {
+            return;
+        }
+        let (topology, cfg) = (Arc::clone(&self.topology), config.upstream.clone());
+        let spawned = std::thread::Builder::new()
+            .name("slotgate-acl-prune".into())
+            .spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                let removed =
+                    rt.block_on(family::scripts::remove_identities(&topology, &cfg, &gone));
+                if removed > 0 {
+                    tracing::info!(
+                        removed,
+                        "removed the ACL users of scripts whose users changed"
+                    );
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start pruning old script identities");
+        }
     }
 
     /// Begin a graceful shutdown: stop accepting, let sessions finish what they read.
@@ -259,6 +308,7 @@ pub fn start(config: Config) -> Result<ProxyHandle, ProxyError> {
         status,
         shutdown: shutdown_tx,
         threads,
+        script_identities: std::sync::Mutex::new(script_identities(&config)),
     })
 }
 

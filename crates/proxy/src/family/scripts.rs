@@ -212,6 +212,53 @@ impl Call {
     }
 }
 
+/// The names of the script identities `users` need under `policy` (restricted users under
+/// `mirror`), for a slotgate whose upstream password is `secret`.
+pub(crate) fn identity_names(
+    users: &[crate::auth::users::UserSpec],
+    policy: crate::auth::users::RestrictedScripts,
+    secret: &str,
+) -> Vec<String> {
+    if policy != crate::auth::users::RestrictedScripts::Mirror {
+        return Vec::new();
+    }
+    users
+        .iter()
+        .filter(|u| u.is_restricted())
+        .map(|u| ScriptIdentity::of(u, secret).name)
+        .collect()
+}
+
+/// Remove the script identities (`slotgate-script-…` ACL users) named `gone` from every node
+/// of the map: those of users whose rules changed or who were removed. Best effort: a node
+/// that cannot be reached or refuses is skipped. Returns how many were removed.
+pub(crate) async fn remove_identities(
+    topology: &crate::upstream::topology::Topology,
+    cfg: &crate::config::UpstreamConfig,
+    gone: &[String],
+) -> usize {
+    use crate::upstream::node_client;
+    use slotgate_resp::value::Value;
+    let mut removed = 0;
+    for node in topology.map_arc().all_nodes() {
+        let Ok(mut stream) =
+            node_client::connect(node.as_str(), cfg, topology.upstream_tls()).await
+        else {
+            continue;
+        };
+        let mut buf = BytesMut::new();
+        let mut args: Vec<&[u8]> = vec![b"ACL", b"DELUSER"];
+        args.extend(gone.iter().map(|n| n.as_bytes()));
+        match node_client::query(&mut stream, &mut buf, &args, cfg.op_timeout).await {
+            Ok(Value::Integer(n)) => removed += usize::try_from(n).unwrap_or(0),
+            other => {
+                tracing::debug!(node = %node, reply = ?other, "ACL DELUSER of old script identities failed")
+            }
+        }
+    }
+    removed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
