@@ -744,3 +744,48 @@ fn a_reload_gives_scripts_the_new_rules_and_removes_the_old_identity() {
         &bulk("other"),
     );
 }
+
+#[test]
+fn without_acl_setuser_upstream_restricted_scripts_are_refused() {
+    // slotgate's upstream user may do everything but manage ACL users.
+    let cluster = shared_cluster();
+    let p = unique_key_prefix("sacl-noacl");
+    let upstream = format!("{p}-upstream");
+    for node in cluster.nodes() {
+        cluster.cli(
+            node,
+            &[
+                "ACL", "SETUSER", &upstream, "on", ">uppass", "+@all", "-acl", "~*", "&*",
+            ],
+        );
+    }
+    let proxy = ProxyConfig::new(&cluster.seeds())
+        .upstream_key("username", upstream.clone())
+        .upstream_key("password", "\"uppass\"")
+        .user("tenant", "tenantpass", &format!("+@all ~{p}:*"))
+        .spawn();
+    let key = format!("{p}:{{k}}");
+    let mut c = login(&proxy, "tenant");
+    rt(&mut c, &["SET", &key, "v"], OK);
+    assert!(c.send_command(&[
+        b"EVAL",
+        b"return redis.call('get', KEYS[1])",
+        b"1",
+        key.as_bytes()
+    ]));
+    let reply = String::from_utf8(c.read_reply().unwrap()).unwrap();
+    assert!(
+        reply.starts_with("-NOPERM slotgate: this user's scripts run on the nodes as an ACL user with its rules, and ")
+            && reply.contains("refused it (NOPERM")
+            && reply.ends_with("slotgate's upstream user needs +acl|setuser, or set scripting.restricted_users: refuse\r\n"),
+        "{reply}"
+    );
+    assert!(proxy
+        .log()
+        .contains("cannot create the ACL user for a restricted user's scripts"));
+    // Nothing else changes for the user.
+    rt(&mut c, &["GET", &key], &bulk("v"));
+    for node in cluster.nodes() {
+        cluster.cli(node, &["ACL", "DELUSER", &upstream]);
+    }
+}

@@ -10,11 +10,13 @@
 //! - [`wait`]: WAIT emulated over the replicas of the slots a client wrote;
 //! - [`blocking`]: commands that block in Redis, each on a dedicated connection;
 //! - [`scripts`]: the script bodies slotgate saw, to repair EVALSHA after NOSCRIPT.
+//! - [`restricted_scripts`]: scripts of restricted users, run as their script identity.
 
 pub(crate) mod blocking;
 pub(crate) mod keyspace;
 pub(crate) mod local;
 pub(crate) mod pubsub;
+pub(crate) mod restricted_scripts;
 pub(crate) mod scan;
 pub(crate) mod scripts;
 pub(crate) mod shardsub;

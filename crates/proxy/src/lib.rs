@@ -62,7 +62,7 @@ pub struct ProxyHandle {
 /// The script identities `config`'s users need.
 fn script_identities(config: &Config) -> Vec<String> {
     let secret = config.upstream.password.as_deref().unwrap_or("");
-    family::scripts::identity_names(&config.users, config.restricted_scripts, secret)
+    family::restricted_scripts::identity_names(&config.users, config.restricted_scripts, secret)
 }
 
 impl ProxyHandle {
@@ -124,7 +124,7 @@ impl ProxyHandle {
 
     /// In the background, remove from the nodes the script identities this process used
     /// before the reload and its users no longer need (see
-    /// `family::scripts::remove_identities`). Identities other slotgate instances use, or
+    /// `family::restricted_scripts::remove_identities`). Identities other slotgate instances use, or
     /// that an earlier process left, are not touched.
     fn prune_script_identities(&self, config: &Config) {
         let now = script_identities(config);
@@ -147,8 +147,9 @@ impl ProxyHandle {
                 else {
                     return;
                 };
-                let removed =
-                    rt.block_on(family::scripts::remove_identities(&topology, &cfg, &gone));
+                let removed = rt.block_on(family::restricted_scripts::remove_identities(
+                    &topology, &cfg, &gone,
+                ));
                 if removed > 0 {
                     tracing::info!(
                         removed,

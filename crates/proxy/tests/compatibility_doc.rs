@@ -146,10 +146,20 @@ fn notes(cmd: &Command) -> String {
              not the keys share a slot",
         );
     }
-    if cmd.in_category(slotgate_commands::Category::Scripting) {
+    if matches!(
+        cmd.name,
+        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
+    ) {
         text.push_str(
-            "; refused (`-NOPERM`) for users with less than `~* &*` unless \
-             `scripting.restricted_users: allow` (docs/configuration.md)",
+            "; for a user with less than `~* &*`, runs on a dedicated connection as an ACL \
+             user with that user's rules, so the node checks the script's own calls \
+             (`scripting.restricted_users: mirror`, the default; refused under `refuse`, see \
+             docs/configuration.md)",
+        );
+    } else if cmd.in_category(slotgate_commands::Category::Scripting) {
+        text.push_str(
+            "; refused (`-NOPERM`) for users with less than `~* &*` under \
+             `scripting.restricted_users: refuse` (docs/configuration.md)",
         );
     }
     text

@@ -238,13 +238,15 @@ fn route_single(
     };
     // A restricted user's script runs on the node as an ACL user with its rules.
     if client.auth.is_some() {
-        if let Some(identity) = crate::family::scripts::identity_for(ctx, client, cmd) {
+        if let Some(identity) = crate::family::restricted_scripts::identity_for(ctx, client, cmd) {
             let slot = match route {
                 Route::Slot(slot) => Some(slot),
                 _ => None,
             };
             let wire = req.into_wire();
-            return crate::family::scripts::run_as(ctx, identity, slot, wire, proto, repair);
+            return crate::family::restricted_scripts::run_as(
+                ctx, identity, slot, wire, proto, repair,
+            );
         }
     }
     // The request's bytes move into the op (no reference count taken and dropped).

@@ -51,7 +51,7 @@ pub(crate) fn gate<A: ArgSource + ?Sized>(
         Ok(())
             if user.scripts_mirrored()
                 && client.transaction.is_queuing()
-                && crate::family::scripts::is_script_call(cmd) =>
+                && crate::family::restricted_scripts::is_script_call(cmd) =>
         {
             Some(Entry::Ready(Bytes::from_static(replies::SCRIPT_IN_MULTI)))
         }

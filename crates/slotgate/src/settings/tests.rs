@@ -13,7 +13,7 @@ fn minimal_config_gets_defaults() {
     assert_eq!(s.proxy.limits.max_request_bytes, 512 * 1024 * 1024);
     assert_eq!(s.proxy.limits.client_idle_timeout, None);
     assert_eq!(s.log.level, "info");
-    assert_eq!(s.proxy.restricted_scripts, RestrictedScripts::Refuse);
+    assert_eq!(s.proxy.restricted_scripts, RestrictedScripts::Mirror);
 }
 
 #[test]
