@@ -34,6 +34,10 @@ pub(crate) const PUBLISH_STEP: usize = 64 * 1024;
 /// a window of `soft / MIN_ESTIMATE` requests, capped by `limits.max_pipeline`.
 const MIN_ESTIMATE: usize = 64;
 
+/// Request bytes in a read buffer below this are not counted (see
+/// [`OutputBudget::set_requests`]).
+const SMALL_READ: usize = 64 * 1024;
+
 /// The slow-start window stops doubling here (`limits.max_pipeline` caps it anyway).
 const MAX_WINDOW: usize = 1 << 20;
 
@@ -114,9 +118,13 @@ impl WorkerBudget {
     #[inline]
     fn publish(&self) {
         let (held, published) = (self.held.get(), self.published.get());
-        if held.abs_diff(published) < PUBLISH_STEP && (held != 0 || published == 0) {
-            return;
+        if held.abs_diff(published) >= PUBLISH_STEP || (held == 0 && published != 0) {
+            self.publish_now(held, published);
         }
+    }
+
+    #[cold]
+    fn publish_now(&self, held: usize, published: usize) {
         if held > published {
             self.process
                 .used
@@ -149,6 +157,8 @@ pub(crate) struct OutputBudget {
     unwritten: Cell<usize>,
     /// Bytes of its read buffer (requests read, not yet forwarded).
     requests: Cell<usize>,
+    /// What the worker was last told this client holds (see [`OutputBudget::report`]).
+    reported: Cell<usize>,
     /// The largest reply lately (decays by 1/64 per reply): what each request in flight is
     /// assumed to bring.
     peak: Cell<usize>,
@@ -168,6 +178,7 @@ impl OutputBudget {
             waiting: Cell::new(0),
             unwritten: Cell::new(0),
             requests: Cell::new(0),
+            reported: Cell::new(0),
             peak: Cell::new(MIN_ESTIMATE),
             window: Cell::new(1),
             soft,
@@ -188,12 +199,16 @@ impl OutputBudget {
     #[inline]
     pub fn charge(&self, len: usize) {
         self.waiting.set(self.waiting.get() + len);
-        self.worker.add(len);
         if self.held() > self.hard && !self.over.get() {
             self.over.set(true);
             if let Some(w) = self.waker.take() {
                 w.wake();
             }
+        }
+        // Growth reaches the worker's sum within a step even while the session is not
+        // running (a client that does not read); the rest waits for its next report.
+        if self.waiting.get() > self.reported.get() + PUBLISH_STEP {
+            self.report();
         }
     }
 
@@ -202,7 +217,18 @@ impl OutputBudget {
     #[inline]
     pub fn release(&self, len: usize) {
         self.waiting.set(self.waiting.get().saturating_sub(len));
-        self.worker.sub(len);
+    }
+
+    /// Tell the worker what this client holds now (the session does after every write).
+    #[inline]
+    pub fn report(&self) {
+        let total = self.waiting.get() + self.unwritten.get() + self.requests.get();
+        let reported = self.reported.replace(total);
+        if total > reported {
+            self.worker.add(total - reported);
+        } else if total < reported {
+            self.worker.sub(reported - total);
+        }
     }
 
     /// A reply of `len` bytes went into the output buffer: it teaches the estimate (up at
@@ -217,29 +243,22 @@ impl OutputBudget {
         }
     }
 
-    /// The output buffer holds `n` bytes not written yet.
+    /// The output buffer holds `n` bytes not written yet; reports to the worker.
     #[inline]
     pub fn set_unwritten(&self, n: usize) {
-        let old = self.unwritten.replace(n);
-        if n >= old {
-            self.worker.add(n - old);
-        } else {
-            self.worker.sub(old - n);
-        }
+        self.unwritten.set(n);
         if self.held() > self.hard && !self.over.get() {
             self.over.set(true);
         }
+        self.report();
     }
 
-    /// The read buffer holds `n` bytes of requests.
+    /// The read buffer holds `n` bytes of requests. Less than [`SMALL_READ`] counts as
+    /// nothing: every connection has that much, and counting it would cost a worker update
+    /// per read.
     #[inline]
     pub fn set_requests(&self, n: usize) {
-        let old = self.requests.replace(n);
-        if n >= old {
-            self.worker.add(n - old);
-        } else {
-            self.worker.sub(old - n);
-        }
+        self.requests.set(if n < SMALL_READ { 0 } else { n });
     }
 
     /// Whether another request may be forwarded with `in_flight` requests unanswered: within
@@ -248,9 +267,12 @@ impl OutputBudget {
     /// than the mark still works.
     #[inline]
     pub fn admits(&self, in_flight: usize) -> bool {
-        let expected = in_flight.saturating_mul(self.peak.get());
-        (in_flight < self.window.get() && self.held().saturating_add(expected) < self.soft)
-            || (in_flight == 0 && self.held() == 0)
+        let held = self.held();
+        if in_flight == 0 {
+            return held < self.soft || held == 0;
+        }
+        in_flight < self.window.get()
+            && held.saturating_add(in_flight.saturating_mul(self.peak.get())) < self.soft
     }
 
     /// Where the client stands against its limits.
@@ -282,8 +304,7 @@ impl OutputBudget {
 
 impl Drop for OutputBudget {
     fn drop(&mut self) {
-        self.worker
-            .sub(self.waiting.get() + self.unwritten.get() + self.requests.get());
+        self.worker.sub(self.reported.get());
     }
 }
 
@@ -369,10 +390,12 @@ mod tests {
         let a = OutputBudget::new(&worker, 1 << 20, 1 << 30);
         let b = OutputBudget::new(&worker, 1 << 20, 1 << 30);
         a.charge(PUBLISH_STEP - 1);
-        assert_eq!(process.used(), 0, "small changes stay local");
-        b.charge(PUBLISH_STEP);
-        assert_eq!(process.used(), 2 * PUBLISH_STEP - 1);
+        a.report();
+        assert_eq!(process.used(), 0, "small changes stay in the worker");
+        b.charge(PUBLISH_STEP + 1); // past a step: reported by the charge itself
+        assert_eq!(process.used(), 2 * PUBLISH_STEP);
         a.set_requests(PUBLISH_STEP + 1);
+        a.set_unwritten(0);
         assert!(process.is_full());
         drop(a);
         drop(b);
