@@ -25,6 +25,8 @@ pub const PREFIX: &str = "slotgate-script-";
 pub struct ScriptIdentity {
     /// The ACL user name on the nodes.
     pub name: String,
+    /// The client's user name (what a node's error naming `name` should say instead).
+    pub user: String,
     /// `AUTH <name> <password>`, ready to send.
     pub auth: Bytes,
     /// `ACL SETUSER <name> reset <the client's rules> on #<sha256 of the password>`, ready to
@@ -75,6 +77,7 @@ impl ScriptIdentity {
         slotgate_resp::encode::command(&mut setuser, &args);
         ScriptIdentity {
             name,
+            user: user.name.clone(),
             auth: auth.freeze(),
             setuser: setuser.freeze(),
         }

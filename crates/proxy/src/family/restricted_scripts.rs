@@ -124,6 +124,7 @@ impl Call {
             if !reply.is_error() {
                 return reply.raw;
             }
+            let refusal = self.in_users_name(&reply.raw);
             if reply.raw.starts_with(b"-NOSCRIPT") {
                 if let Some(load) = self.repair.take() {
                     // Loaded as slotgate's upstream user: SCRIPT LOAD runs nothing, and the
@@ -137,7 +138,7 @@ impl Call {
                         }
                     }
                 }
-                return reply.raw;
+                return refusal;
             }
             let max = pool.cfg.max_redirects;
             match attempts.judge(&reply, &node, max, &pool.topology, &pool.metrics) {
@@ -147,9 +148,25 @@ impl Call {
                 } => (node, asking) = (target, ask),
                 Verdict::Retry(_) => match attempts.retry_at(Instant::now(), self.deadline) {
                     Some(at) => tokio::time::sleep_until(at).await,
-                    None => return reply.raw,
+                    None => return refusal,
                 },
-                _ => return reply.raw,
+                _ => return refusal,
+            }
+        }
+    }
+
+    /// An error reply as the client should read it: Redis 8 names the user an ACL check
+    /// refused (`User slotgate-script-… has no permissions …`); that is the client's user.
+    fn in_users_name(&self, raw: &Bytes) -> Bytes {
+        let name = self.identity.name.as_bytes();
+        match raw.windows(name.len()).position(|w| w == name) {
+            None => raw.clone(),
+            Some(at) => {
+                let mut out = BytesMut::with_capacity(raw.len());
+                out.extend_from_slice(&raw[..at]);
+                out.extend_from_slice(self.identity.user.as_bytes());
+                out.extend_from_slice(&raw[at + name.len()..]);
+                out.freeze()
             }
         }
     }
