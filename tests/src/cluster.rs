@@ -223,6 +223,24 @@ pub fn shared_cluster() -> &'static RedisCluster {
     SHARED.get_or_init(|| RedisCluster::start(ClusterOptions::default()))
 }
 
+/// The server the kit's clusters run: `$SLOTGATE_REDIS_SERVER` (a `redis-server` or
+/// `valkey-server` binary, e.g. Redis 8.2 or Valkey 8.1; see `scripts/servers.sh`), else
+/// `redis-server` from `PATH`. `redis-cli` always comes from `PATH`.
+pub fn cluster_server_binary() -> PathBuf {
+    match std::env::var_os("SLOTGATE_REDIS_SERVER") {
+        Some(path) => {
+            let path = PathBuf::from(path);
+            assert!(
+                path.is_file(),
+                "SLOTGATE_REDIS_SERVER={} is not a file",
+                path.display()
+            );
+            path
+        }
+        None => require_binary("redis-server"),
+    }
+}
+
 /// Path of a required tool, or a panic telling how to install it.
 fn require_binary(name: &str) -> PathBuf {
     find_binary(name)
@@ -314,7 +332,7 @@ impl RedisCluster {
             options.primaries >= 3,
             "redis-cli --cluster create needs at least 3 primaries"
         );
-        let redis_server = require_binary("redis-server");
+        let redis_server = cluster_server_binary();
         let redis_cli = require_binary("redis-cli");
         let dir = tempfile::Builder::new()
             .prefix("slotgate-cluster-")

@@ -29,6 +29,23 @@ impl RedisServer {
     /// When redis-server is not installed, exits, does not answer within 10 s, or is not
     /// version 7.0 (the tables these tests check come from 7.0).
     pub fn start() -> RedisServer {
+        let server = Self::start_binary(std::path::Path::new("redis-server"));
+        let info = server.connect().call(&["INFO", "server"]).string();
+        assert!(
+            info.contains("redis_version:7.0."),
+            "these tests compare with Redis 7.0; found:\n{info}"
+        );
+        server
+    }
+
+    /// Starts the server the kit's clusters run ([`crate::cluster::cluster_server_binary`]:
+    /// Redis 7.0, 8.x or Valkey), for tests that compare slotgate with one server of the
+    /// same kind.
+    pub fn start_like_cluster() -> RedisServer {
+        Self::start_binary(&crate::cluster::cluster_server_binary())
+    }
+
+    fn start_binary(binary: &std::path::Path) -> RedisServer {
         static STARTED: AtomicU32 = AtomicU32::new(0);
         let socket = std::env::temp_dir().join(format!(
             "slotgate-test-redis-{}-{}.sock",
@@ -36,7 +53,7 @@ impl RedisServer {
             STARTED.fetch_add(1, Ordering::Relaxed)
         ));
         let _ = std::fs::remove_file(&socket);
-        let child = Command::new("redis-server")
+        let child = Command::new(binary)
             .args(["--port", "0", "--unixsocket"])
             .arg(&socket)
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
@@ -64,11 +81,7 @@ impl RedisServer {
             );
             std::thread::sleep(Duration::from_millis(20));
         };
-        let info = conn.call(&["INFO", "server"]).string();
-        assert!(
-            info.contains("redis_version:7.0."),
-            "these tests compare with Redis 7.0; found:\n{info}"
-        );
+        let _ = conn.call(&["PING"]);
         server
     }
 

@@ -71,7 +71,7 @@ fn local_commands() {
     let id: i64 = redis::cmd("CLIENT").arg("ID").query(&mut c).unwrap();
     assert!(id > 0);
     let info: String = redis::cmd("INFO").query(&mut c).unwrap();
-    assert!(info.contains("redis_version:7."), "{info}");
+    assert!(info.contains("redis_version:"), "{info}");
     assert!(info.contains("slots_covered:16384"), "{info}");
     let server_only: String = redis::cmd("INFO").arg("server").query(&mut c).unwrap();
     assert!(!server_only.contains("# Slotgate"));
