@@ -4,8 +4,10 @@
 //! lines for anything it has no method for.
 
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::tls::TestPki;
 use crate::{Slotgate, SlotgateBuilder};
 
 /// One downstream user (`users:`).
@@ -17,15 +19,30 @@ struct User {
     rules: String,
 }
 
+/// TLS on `listen` (`tls:`).
+#[derive(Debug, Clone)]
+struct TlsListener {
+    cert: PathBuf,
+    key: PathBuf,
+    client_ca: Option<PathBuf>,
+    handshake_timeout: Option<Duration>,
+}
+
 /// A slotgate configuration under construction.
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
     listen_port: u16,
+    plaintext_port: Option<u16>,
+    tls: Option<TlsListener>,
     seeds: Vec<String>,
     admin_port: Option<u16>,
+    admin_metrics: Option<bool>,
     workers: Option<usize>,
     log_level: &'static str,
+    log_format: Option<&'static str>,
     upstream: Vec<(&'static str, String)>,
+    /// `upstream.tls.<key>: <value>` lines; `Some` makes the upstream connections TLS.
+    upstream_tls: Option<Vec<(&'static str, String)>>,
     limits: Vec<(&'static str, String)>,
     users: Vec<User>,
     restricted_scripts: Option<&'static str>,
@@ -39,6 +56,11 @@ fn duration(d: Duration) -> String {
     format!("{}ms", d.as_millis())
 }
 
+/// `path` as a quoted YAML string.
+fn quoted(path: &Path) -> String {
+    format!("\"{}\"", path.display())
+}
+
 // === impl ProxyConfig ===
 
 impl ProxyConfig {
@@ -46,11 +68,16 @@ impl ProxyConfig {
     pub fn new(seeds: &[String]) -> ProxyConfig {
         ProxyConfig {
             listen_port: crate::free_port(),
+            plaintext_port: None,
+            tls: None,
             seeds: seeds.to_vec(),
             admin_port: None,
+            admin_metrics: None,
             workers: None,
             log_level: "info",
+            log_format: None,
             upstream: Vec::new(),
+            upstream_tls: None,
             limits: Vec::new(),
             users: Vec::new(),
             restricted_scripts: None,
@@ -65,9 +92,46 @@ impl ProxyConfig {
         self
     }
 
+    /// `listen` speaks TLS (`tls:`) with `pki`'s server certificate and key; with `mtls`,
+    /// clients must present a certificate signed by `pki`'s CA (`tls.client_ca`).
+    pub fn tls(mut self, pki: &TestPki, mtls: bool) -> Self {
+        self.tls = Some(TlsListener {
+            cert: pki.server_cert.clone(),
+            key: pki.server_key.clone(),
+            client_ca: mtls.then(|| pki.ca.clone()),
+            handshake_timeout: None,
+        });
+        self
+    }
+
+    /// `tls.handshake_timeout`.
+    ///
+    /// # Panics
+    /// Unless [`ProxyConfig::tls`] came first.
+    pub fn tls_handshake_timeout(mut self, d: Duration) -> Self {
+        self.tls
+            .as_mut()
+            .expect("tls_handshake_timeout after tls")
+            .handshake_timeout = Some(d);
+        self
+    }
+
+    /// `plaintext_listen` on loopback `port`: plain TCP beside a TLS `listen`.
+    pub fn plaintext_listen(mut self, port: u16) -> Self {
+        self.plaintext_port = Some(port);
+        self
+    }
+
     /// An admin port on a free loopback port.
     pub fn admin(mut self) -> Self {
         self.admin_port = Some(crate::free_port());
+        self
+    }
+
+    /// `admin.metrics` (per-command and per-upstream-request metrics; on by default). Written
+    /// under `admin:`, so only with [`ProxyConfig::admin`].
+    pub fn admin_metrics(mut self, on: bool) -> Self {
+        self.admin_metrics = Some(on);
         self
     }
 
@@ -80,6 +144,12 @@ impl ProxyConfig {
     /// `log.level`.
     pub fn log_level(mut self, level: &'static str) -> Self {
         self.log_level = level;
+        self
+    }
+
+    /// `log.format`: `text` or `json`.
+    pub fn log_format(mut self, format: &'static str) -> Self {
+        self.log_format = Some(format);
         self
     }
 
@@ -122,6 +192,35 @@ impl ProxyConfig {
     /// `upstream.<key>: <value>` for any other upstream setting.
     pub fn upstream_key(mut self, key: &'static str, value: impl Into<String>) -> Self {
         self.upstream.push((key, value.into()));
+        self
+    }
+
+    /// `upstream.username` and `upstream.password`: the ACL user slotgate connects as.
+    pub fn upstream_auth(self, username: &str, password: &str) -> Self {
+        self.upstream_key("username", username)
+            .upstream_key("password", format!("\"{password}\""))
+    }
+
+    /// `upstream.tls.ca`: TLS to every node, trusting the CA in `ca`.
+    pub fn upstream_tls(self, ca: &Path) -> Self {
+        self.upstream_tls_key("ca", quoted(ca))
+    }
+
+    /// `upstream.tls.server_name`: the name every node's certificate must carry.
+    pub fn upstream_tls_server_name(self, name: &str) -> Self {
+        self.upstream_tls_key("server_name", format!("\"{name}\""))
+    }
+
+    /// `upstream.tls.cert` and `upstream.tls.key`: the client certificate slotgate presents.
+    pub fn upstream_tls_client_cert(self, cert: &Path, key: &Path) -> Self {
+        self.upstream_tls_key("cert", quoted(cert))
+            .upstream_tls_key("key", quoted(key))
+    }
+
+    fn upstream_tls_key(mut self, key: &'static str, value: String) -> Self {
+        self.upstream_tls
+            .get_or_insert_with(Vec::new)
+            .push((key, value));
         self
     }
 
@@ -178,9 +277,32 @@ impl ProxyConfig {
         let mut y = String::new();
         let seeds: Vec<String> = self.seeds.iter().map(|s| format!("\"{s}\"")).collect();
         let _ = writeln!(y, "listen: \"127.0.0.1:{}\"", self.listen_port);
+        if let Some(port) = self.plaintext_port {
+            let _ = writeln!(y, "plaintext_listen: \"127.0.0.1:{port}\"");
+        }
+        if let Some(tls) = &self.tls {
+            let _ = writeln!(
+                y,
+                "tls:\n  cert: {}\n  key: {}",
+                quoted(&tls.cert),
+                quoted(&tls.key)
+            );
+            if let Some(ca) = &tls.client_ca {
+                let _ = writeln!(y, "  client_ca: {}", quoted(ca));
+            }
+            if let Some(d) = tls.handshake_timeout {
+                let _ = writeln!(y, "  handshake_timeout: {}", duration(d));
+            }
+        }
         let _ = writeln!(y, "upstream:\n  seeds: [{}]", seeds.join(", "));
         for (key, value) in &self.upstream {
             let _ = writeln!(y, "  {key}: {value}");
+        }
+        if let Some(tls) = &self.upstream_tls {
+            y.push_str("  tls:\n");
+            for (key, value) in tls {
+                let _ = writeln!(y, "    {key}: {value}");
+            }
         }
         if !self.limits.is_empty() {
             y.push_str("limits:\n");
@@ -190,6 +312,9 @@ impl ProxyConfig {
         }
         if let Some(port) = self.admin_port {
             let _ = writeln!(y, "admin:\n  listen: \"127.0.0.1:{port}\"");
+            if let Some(on) = self.admin_metrics {
+                let _ = writeln!(y, "  metrics: {on}");
+            }
         }
         if let Some(n) = self.workers {
             let _ = writeln!(y, "workers: {n}");
@@ -207,7 +332,14 @@ impl ProxyConfig {
         if let Some(policy) = self.restricted_scripts {
             let _ = writeln!(y, "scripting:\n  restricted_users: {policy}");
         }
-        let _ = writeln!(y, "log: {{ level: {} }}", self.log_level);
+        match self.log_format {
+            Some(format) => {
+                let _ = writeln!(y, "log: {{ level: {}, format: {format} }}", self.log_level);
+            }
+            None => {
+                let _ = writeln!(y, "log: {{ level: {} }}", self.log_level);
+            }
+        }
         y.push_str(&self.raw);
         y
     }
