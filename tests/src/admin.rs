@@ -6,21 +6,6 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-/// `config` (a slotgate YAML from [`crate::slotgate_config`]) with an `admin:` section
-/// listening on `127.0.0.1:admin_port`.
-pub fn with_admin(config: &str, admin_port: u16) -> String {
-    format!("{config}admin:\n  listen: \"127.0.0.1:{admin_port}\"\n")
-}
-
-/// slotgate in front of `cluster`, with an admin port and `extra` config lines appended.
-pub fn spawn_with_admin(cluster: &crate::RedisCluster, extra: &str) -> crate::Slotgate {
-    let config = with_admin(
-        &crate::slotgate_config(&cluster.seeds(), crate::free_port()),
-        crate::free_port(),
-    );
-    crate::Slotgate::spawn(&format!("{config}{extra}"))
-}
-
 /// `GET path` on `addr`: the status code and body, or why there is none.
 pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
     http_request(addr, "GET", path)

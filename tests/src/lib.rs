@@ -7,9 +7,9 @@
 //! is a panic telling how to install it, never a skipped test.
 //!
 //! ```no_run
-//! use slotgate_tests::{shared_cluster, slotgate_config, free_port, Slotgate};
+//! use slotgate_tests::{shared_cluster, ProxyConfig};
 //! let cluster = shared_cluster();
-//! let proxy = Slotgate::spawn(&slotgate_config(&cluster.seeds(), free_port()));
+//! let proxy = ProxyConfig::new(&cluster.seeds()).spawn();
 //! assert_eq!(cluster.cli(proxy.port(), &["PING"]), "PONG");
 //! ```
 

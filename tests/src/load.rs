@@ -242,10 +242,7 @@ pub fn cluster_under_load(
     prefix: &str,
 ) -> (crate::RedisCluster, crate::Slotgate, Load) {
     let cluster = crate::RedisCluster::start(options);
-    let proxy = crate::Slotgate::spawn(&crate::admin::with_admin(
-        &crate::slotgate_config(&cluster.seeds(), crate::free_port()),
-        crate::free_port(),
-    ));
+    let proxy = crate::ProxyConfig::new(&cluster.seeds()).admin().spawn();
     let load = Load::start(&proxy.url(), prefix);
     crate::assert_eventually!(
         load.acked_count() > 200,

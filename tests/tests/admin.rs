@@ -8,25 +8,18 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use slotgate_tests::admin::{http_get, http_request, scrape, with_admin};
+use slotgate_tests::admin::{http_get, http_request, scrape};
 use slotgate_tests::raw::RawConn;
 use slotgate_tests::{
-    assert_eventually, free_port, probe, redis_benchmark, shared_cluster, slotgate_config,
-    wait_until, ClusterOptions, RedisCluster, Slotgate,
+    assert_eventually, probe, redis_benchmark, shared_cluster, wait_until, ClusterOptions,
+    ProxyConfig, RedisCluster, Slotgate,
 };
 
-fn admin_addr(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
-
-fn spawn_with_admin(seeds: &[String], extra: &str) -> (Slotgate, SocketAddr) {
-    let admin_port = free_port();
-    let config = format!(
-        "{}{extra}",
-        with_admin(&slotgate_config(seeds, free_port()), admin_port)
-    );
-    let proxy = Slotgate::spawn(&config);
-    (proxy, admin_addr(admin_port))
+/// slotgate started with `config` (which has an admin port), and its admin address.
+fn spawn(config: ProxyConfig) -> (Slotgate, SocketAddr) {
+    let proxy = config.spawn();
+    let admin = proxy.admin_addr().expect("config with an admin port");
+    (proxy, admin)
 }
 
 fn ready(admin: SocketAddr) -> bool {
@@ -36,7 +29,7 @@ fn ready(admin: SocketAddr) -> bool {
 #[test]
 fn metrics_count_exactly_what_clients_sent() {
     let cluster = shared_cluster();
-    let (proxy, admin) = spawn_with_admin(&cluster.seeds(), "");
+    let (proxy, admin) = spawn(ProxyConfig::new(&cluster.seeds()).admin());
     assert_eventually!(ready(admin), Duration::from_secs(10), "never ready");
     let before = scrape(admin);
 
@@ -140,7 +133,7 @@ fn metrics_count_exactly_what_clients_sent() {
 #[test]
 fn admin_routes_and_nothing_else() {
     let cluster = shared_cluster();
-    let (_proxy, admin) = spawn_with_admin(&cluster.seeds(), "");
+    let (_proxy, admin) = spawn(ProxyConfig::new(&cluster.seeds()).admin());
     let (code, body) = http_get(admin, "/").unwrap();
     assert_eq!(code, 200);
     for route in ["/metrics", "/healthz", "/readyz", "/topology"] {
@@ -188,7 +181,11 @@ fn admin_routes_and_nothing_else() {
 #[test]
 fn metrics_can_be_turned_off() {
     let cluster = shared_cluster();
-    let (proxy, admin) = spawn_with_admin(&cluster.seeds(), "  metrics: false\n");
+    let (proxy, admin) = spawn(
+        ProxyConfig::new(&cluster.seeds())
+            .admin()
+            .admin_metrics(false),
+    );
     let mut raw = RawConn::connect(proxy.port());
     raw.roundtrip(&[b"SET", b"admin:off", b"1"], b"+OK\r\n");
     let s = scrape(admin);
@@ -204,7 +201,7 @@ fn readyz_and_topology_follow_a_primary_kill_and_the_failover() {
         node_timeout_ms: 2000,
         ..ClusterOptions::default()
     });
-    let (proxy, admin) = spawn_with_admin(&cluster.seeds(), "");
+    let (proxy, admin) = spawn(ProxyConfig::new(&cluster.seeds()).admin());
     assert_eventually!(ready(admin), Duration::from_secs(10), "never ready");
     let before = scrape(admin);
 
@@ -338,7 +335,7 @@ fn pipelined_incr(
 #[test]
 fn sigterm_drains_pipelined_load_and_exits_zero() {
     let cluster = RedisCluster::start(ClusterOptions::default());
-    let (mut proxy, admin) = spawn_with_admin(&cluster.seeds(), "");
+    let (mut proxy, admin) = spawn(ProxyConfig::new(&cluster.seeds()).admin());
     assert_eventually!(ready(admin), Duration::from_secs(10));
 
     const DEPTH: usize = 64;

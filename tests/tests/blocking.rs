@@ -12,8 +12,9 @@ use slotgate_tests::{
     assert_eventually, shared_cluster, ClusterOptions, ProxyConfig, RedisCluster, Slotgate,
 };
 
-fn proxy_on(cluster: &RedisCluster, extra: &str) -> Slotgate {
-    slotgate_tests::admin::spawn_with_admin(cluster, extra)
+/// slotgate in front of `cluster`, with an admin port.
+fn proxy_on(cluster: &RedisCluster) -> Slotgate {
+    ProxyConfig::new(&cluster.seeds()).admin().spawn()
 }
 
 fn conn(proxy: &Slotgate) -> redis::Connection {
@@ -26,7 +27,7 @@ fn dedicated(proxy: &Slotgate) -> f64 {
 
 #[test]
 fn blpop_is_released_by_a_push_from_another_client() {
-    let proxy = proxy_on(shared_cluster(), "");
+    let proxy = proxy_on(shared_cluster());
     let waiter = {
         let url = proxy.url();
         std::thread::spawn(move || {
@@ -143,7 +144,7 @@ fn the_commands_own_timeout_applies_not_op_timeout() {
 fn a_client_leaving_while_blocked_releases_its_upstream_connection() {
     // A cluster of its own: the nodes' CLIENT LIST must show only this test's clients.
     let cluster = &RedisCluster::start(ClusterOptions::default());
-    let proxy = proxy_on(cluster, "");
+    let proxy = proxy_on(cluster);
     let base = dedicated(&proxy);
     let mut clients = Vec::new();
     for i in 0..5 {
@@ -249,7 +250,7 @@ fn the_per_node_cap_is_enforced() {
 
 #[test]
 fn a_thousand_blocked_clients_do_not_slow_anyone_else() {
-    let proxy = proxy_on(shared_cluster(), "");
+    let proxy = proxy_on(shared_cluster());
     let mut blocked = Vec::new();
     for i in 0..1000 {
         let mut s = TcpStream::connect(proxy.addr()).unwrap();
@@ -303,7 +304,7 @@ fn a_thousand_blocked_clients_do_not_slow_anyone_else() {
 #[test]
 fn a_reshard_under_a_blocked_client_is_followed() {
     let cluster = RedisCluster::start(ClusterOptions::default());
-    let proxy = proxy_on(&cluster, "");
+    let proxy = proxy_on(&cluster);
     let owners = cluster.slot_owners();
     let from = cluster.primaries()[0];
     let to = cluster.primaries()[1];

@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use slotgate_tests::raw::RawConn;
-use slotgate_tests::{free_port, shared_cluster, slotgate_bin, slotgate_config, Slotgate};
+use slotgate_tests::{shared_cluster, slotgate_bin, ProxyConfig};
 
 fn run(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(slotgate_bin())
@@ -95,7 +95,7 @@ fn version_and_missing_config() {
 
 #[test]
 fn sigterm_exits_cleanly_after_answering_in_flight_commands() {
-    let mut proxy = Slotgate::spawn(&slotgate_config(&shared_cluster().seeds(), free_port()));
+    let mut proxy = ProxyConfig::new(&shared_cluster().seeds()).spawn();
     let mut conn = RawConn::connect(proxy.port());
     conn.roundtrip(&[b"SET", b"cli:sigterm", b"1"], b"+OK\r\n");
     // A pipeline in flight when the signal arrives is answered in full.
@@ -130,9 +130,9 @@ fn sigterm_exits_cleanly_after_answering_in_flight_commands() {
 
 #[test]
 fn json_logs_are_one_object_per_line_and_client_errors_are_rate_limited() {
-    let config = slotgate_config(&shared_cluster().seeds(), free_port())
-        .replace("log: { level: info }", "log: { level: info, format: json }");
-    let proxy = Slotgate::spawn(&config);
+    let proxy = ProxyConfig::new(&shared_cluster().seeds())
+        .log_format("json")
+        .spawn();
     // 30 clients break the protocol within a fraction of a second.
     for _ in 0..30 {
         let mut raw = RawConn::connect(proxy.port());

@@ -7,13 +7,12 @@ use std::time::Duration;
 use slotgate_tests::raw::bulk_text as bulk;
 use slotgate_tests::raw::RawConn;
 use slotgate_tests::{
-    assert_eventually, free_port, shared_cluster, slotgate_config, ClusterOptions, ProxyConfig,
-    RedisCluster, Slotgate,
+    assert_eventually, shared_cluster, ClusterOptions, ProxyConfig, RedisCluster,
 };
 
 #[test]
 fn cluster_topology_commands_name_only_slotgate() {
-    let proxy = Slotgate::spawn(&slotgate_config(&shared_cluster().seeds(), free_port()));
+    let proxy = ProxyConfig::new(&shared_cluster().seeds()).spawn();
     let port = proxy.port();
     let mut raw = RawConn::connect(port);
 
@@ -62,7 +61,7 @@ fn cluster_topology_commands_name_only_slotgate() {
 
 #[test]
 fn redis_cli_in_cluster_mode_works_through_slotgate_alone() {
-    let proxy = Slotgate::spawn(&slotgate_config(&shared_cluster().seeds(), free_port()));
+    let proxy = ProxyConfig::new(&shared_cluster().seeds()).spawn();
     let port = proxy.port().to_string();
     // Keys on every shard; `-c` would follow a MOVED elsewhere, and slotgate never sends one.
     for i in 0..30 {

@@ -11,14 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use slotgate_tests::admin::{http_get, scrape, with_admin};
+use slotgate_tests::admin::{http_get, scrape};
 use slotgate_tests::promtool::{
     check_exposition, check_promql, check_rules, exposition_problems, labels_available,
     metric_spec, metric_words, promtool, test_rules, METRICS, METRIC_NAMES,
 };
-use slotgate_tests::{
-    assert_eventually, free_port, shared_cluster, slotgate_bin, slotgate_config, Slotgate,
-};
+use slotgate_tests::{assert_eventually, shared_cluster, slotgate_bin, ProxyConfig};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -519,12 +517,8 @@ fn contract_checkers_catch_mistakes() {
 #[test]
 fn real_metrics_output_matches_the_contract() {
     let cluster = shared_cluster();
-    let admin_port = free_port();
-    let proxy = Slotgate::spawn(&with_admin(
-        &slotgate_config(&cluster.seeds(), free_port()),
-        admin_port,
-    ));
-    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], admin_port));
+    let proxy = ProxyConfig::new(&cluster.seeds()).admin().spawn();
+    let admin = proxy.admin_addr().expect("admin port");
     assert_eventually!(
         matches!(http_get(admin, "/readyz"), Ok((200, _))),
         std::time::Duration::from_secs(10),

@@ -5,8 +5,7 @@
 use std::time::{Duration, Instant};
 
 use slotgate_tests::{
-    assert_eventually, cluster_under_load, free_port, slotgate_config, ClusterOptions, Load,
-    RedisCluster, Slotgate,
+    assert_eventually, cluster_under_load, ClusterOptions, Load, ProxyConfig, RedisCluster,
 };
 
 #[test]
@@ -43,10 +42,10 @@ fn killed_primary_only_affects_its_slots_for_a_bounded_window() {
         ..ClusterOptions::default()
     };
     let cluster = RedisCluster::start(options);
-    let proxy = Slotgate::builder(&slotgate_config(&cluster.seeds(), free_port()))
+    let proxy = ProxyConfig::new(&cluster.seeds())
         .env(
             "RUST_LOG",
-            std::env::var("SLOTGATE_TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
+            &std::env::var("SLOTGATE_TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
         )
         .spawn();
     let load = Load::start(&proxy.url(), "kill:");

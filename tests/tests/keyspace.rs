@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use slotgate_tests::raw::RawConn;
 use slotgate_tests::{
-    assert_eventually, free_port, shared_cluster, slotgate_config, unique_key_prefix,
-    ClusterOptions, RedisCluster, Reply, Slotgate,
+    assert_eventually, shared_cluster, unique_key_prefix, ClusterOptions, ProxyConfig,
+    RedisCluster, Reply, Slotgate,
 };
 
 const STRINGS: usize = 45_000;
@@ -28,7 +28,7 @@ fn hash_key(i: usize) -> String {
 }
 
 fn proxy_for(cluster: &RedisCluster) -> Slotgate {
-    Slotgate::spawn(&slotgate_config(&cluster.seeds(), free_port()))
+    ProxyConfig::new(&cluster.seeds()).spawn()
 }
 
 fn connect(proxy: &Slotgate) -> redis::Connection {

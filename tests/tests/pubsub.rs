@@ -9,8 +9,7 @@ use std::time::Duration;
 use slotgate_tests::raw::bulk_text as bulk;
 use slotgate_tests::raw::RawConn;
 use slotgate_tests::{
-    assert_eventually, free_port, shared_cluster, slotgate_config, ClusterOptions, ProxyConfig,
-    RedisCluster, Slotgate,
+    assert_eventually, shared_cluster, ClusterOptions, ProxyConfig, RedisCluster, Slotgate,
 };
 
 fn publish(proxy: &Slotgate, channel: &str, message: &str) -> i64 {
@@ -27,7 +26,7 @@ fn publish(proxy: &Slotgate, channel: &str, message: &str) -> i64 {
 
 #[test]
 fn subscribe_framing_and_subscribe_mode_rules() {
-    let proxy = Slotgate::spawn(&slotgate_config(&shared_cluster().seeds(), free_port()));
+    let proxy = ProxyConfig::new(&shared_cluster().seeds()).spawn();
     let mut raw = RawConn::connect(proxy.port());
     raw.send_command(&[b"SUBSCRIBE", b"ps:a", b"ps:b"]);
     assert_eq!(
@@ -75,7 +74,7 @@ fn subscribe_framing_and_subscribe_mode_rules() {
 #[test]
 fn messages_published_on_every_shard_reach_pattern_and_channel_subscribers() {
     let cluster = shared_cluster();
-    let proxy = Slotgate::spawn(&slotgate_config(&cluster.seeds(), free_port()));
+    let proxy = ProxyConfig::new(&cluster.seeds()).spawn();
     let client = redis::Client::open(proxy.url()).unwrap();
     let mut sub = client.get_connection().unwrap();
     let mut pubsub = sub.as_pubsub();
@@ -121,7 +120,7 @@ fn messages_published_on_every_shard_reach_pattern_and_channel_subscribers() {
 #[test]
 fn subscriptions_survive_their_upstream_connection_being_killed() {
     let cluster = RedisCluster::start(ClusterOptions::default());
-    let proxy = Slotgate::spawn(&slotgate_config(&cluster.seeds(), free_port()));
+    let proxy = ProxyConfig::new(&cluster.seeds()).spawn();
     let mut raw = RawConn::connect(proxy.port());
     raw.send_command(&[b"SUBSCRIBE", b"survive"]);
     raw.read_reply().unwrap();
@@ -255,7 +254,7 @@ fn spublish(proxy: &Slotgate, channel: &str, message: &str) -> i64 {
 #[test]
 fn shard_channels_on_several_primaries_with_the_clients_total_count() {
     let cluster = shared_cluster();
-    let proxy = Slotgate::spawn(&slotgate_config(&cluster.seeds(), free_port()));
+    let proxy = ProxyConfig::new(&cluster.seeds()).spawn();
     let primaries = cluster.primaries();
     let (a, b) = (
         channel_on(cluster, primaries[0], "sh:a:"),
@@ -306,7 +305,7 @@ fn shard_channels_on_several_primaries_with_the_clients_total_count() {
 #[test]
 fn ssubscribe_survives_a_reshard_of_its_slot() {
     let cluster = RedisCluster::start(ClusterOptions::default());
-    let proxy = Slotgate::spawn(&slotgate_config(&cluster.seeds(), free_port()));
+    let proxy = ProxyConfig::new(&cluster.seeds()).spawn();
     let owners = cluster.slot_owners();
     let from = cluster.primaries()[0];
     let to = cluster.primaries()[1];

@@ -62,7 +62,9 @@ fn ask_during_a_migration_is_followed_in_order_over_shared_connections() {
     use slotgate_tests::RedisCluster;
 
     let cluster = RedisCluster::start(ClusterOptions::default());
-    let proxy = slotgate_tests::admin::spawn_with_admin(&cluster, "");
+    let proxy = slotgate_tests::ProxyConfig::new(&cluster.seeds())
+        .admin()
+        .spawn();
     let (from, to) = (cluster.primaries()[0], cluster.primaries()[1]);
     let owners = cluster.slot_owners();
     let slot = (0..16384u16).find(|&s| owners[s as usize] == from).unwrap();

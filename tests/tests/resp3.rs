@@ -6,14 +6,11 @@
 use redis::Value;
 use slotgate_tests::raw::bulk_text as bulk;
 use slotgate_tests::raw::RawConn;
-use slotgate_tests::{shared_cluster, slotgate_config, Slotgate};
+use slotgate_tests::{shared_cluster, ProxyConfig, Slotgate};
 
 fn proxy() -> Slotgate {
     let cluster = shared_cluster();
-    Slotgate::spawn(&slotgate_config(
-        &cluster.seeds(),
-        slotgate_tests::free_port(),
-    ))
+    ProxyConfig::new(&cluster.seeds()).spawn()
 }
 
 /// `HELLO 3` on a raw connection; returns the reply.
@@ -324,10 +321,7 @@ fn resp3_connections_say_hello_3_again_after_the_node_drops_them() {
         replicas_per_primary: 0,
         ..Default::default()
     });
-    let proxy = Slotgate::spawn(&slotgate_config(
-        &cluster.seeds(),
-        slotgate_tests::free_port(),
-    ));
+    let proxy = ProxyConfig::new(&cluster.seeds()).spawn();
     let mut raw = RawConn::connect(proxy.port());
     hello(&mut raw, "3");
     let keys: Vec<String> = (0..30).map(|i| format!("r3k:{i}")).collect();

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use slotgate_tests::raw::RawConn;
 use slotgate_tests::{
-    assert_eventually, free_port, shared_cluster, slotgate_config, ClusterOptions, RedisCluster,
-    Slotgate,
+    assert_eventually, shared_cluster, ClusterOptions, ProxyConfig, RedisCluster, Slotgate,
 };
 
 const SCRIPT: &str = "return redis.call('GET', KEYS[1])";
@@ -22,7 +21,7 @@ fn conn(proxy: &Slotgate) -> redis::Connection {
 #[test]
 fn evalsha_after_a_failover_is_repaired() {
     let cluster = RedisCluster::start(ClusterOptions::default());
-    let proxy = Slotgate::spawn(&slotgate_config(&cluster.seeds(), free_port()));
+    let proxy = ProxyConfig::new(&cluster.seeds()).spawn();
     let mut c = conn(&proxy);
     let sha: String = redis::cmd("SCRIPT")
         .arg("LOAD")
@@ -75,7 +74,7 @@ fn evalsha_after_a_failover_is_repaired() {
 #[test]
 fn evalsha_after_a_script_flush_is_repaired_and_unknown_scripts_say_noscript() {
     let cluster = shared_cluster();
-    let proxy = Slotgate::spawn(&slotgate_config(&cluster.seeds(), free_port()));
+    let proxy = ProxyConfig::new(&cluster.seeds()).spawn();
     let mut c = conn(&proxy);
     let body = "return 'flushed:' .. ARGV[1]";
     let key = "lua:flush";

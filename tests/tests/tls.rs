@@ -6,10 +6,10 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use slotgate_tests::admin::{scrape, with_admin};
+use slotgate_tests::admin::scrape;
 use slotgate_tests::tls::TestPki;
 use slotgate_tests::{
-    assert_eventually, free_port, redis_benchmark_with_timeout, shared_cluster, slotgate_config,
+    assert_eventually, free_port, redis_benchmark_with_timeout, shared_cluster, ProxyConfig,
     Slotgate,
 };
 
@@ -20,18 +20,28 @@ struct TlsProxy {
     plain_port: u16,
 }
 
+/// `listen` on TLS with `pki`'s certificate (mutual TLS with `mtls`), `plaintext_listen`
+/// beside it on `plain_port`, and an admin port.
+fn tls_config(pki: &TestPki, mtls: bool, plain_port: u16) -> ProxyConfig {
+    ProxyConfig::new(&shared_cluster().seeds())
+        .tls(pki, mtls)
+        .plaintext_listen(plain_port)
+        .admin()
+}
+
+/// slotgate started with `config` from [`tls_config`], not waiting for it: the kit's
+/// readiness probe speaks plaintext.
+fn spawn_unready(config: &ProxyConfig) -> (Slotgate, SocketAddr) {
+    let proxy = config.builder().wait_ready(false).spawn();
+    let admin = proxy.admin_addr().expect("admin port");
+    (proxy, admin)
+}
+
 /// slotgate with `listen` on TLS, `plaintext_listen` beside it, and an admin port.
-fn spawn_tls(pki: &TestPki, mtls: bool, extra: &str) -> TlsProxy {
-    let (tls_port, plain_port, admin_port) = (free_port(), free_port(), free_port());
-    let base = slotgate_config(&shared_cluster().seeds(), tls_port);
-    let config = format!(
-        "{}plaintext_listen: \"127.0.0.1:{plain_port}\"\n{}{extra}",
-        with_admin(&base, admin_port),
-        pki.slotgate_tls_yaml(mtls),
-    );
-    // The kit's readiness probe speaks plaintext: wait on the plaintext listener instead.
-    let proxy = Slotgate::builder(&config).wait_ready(false).spawn();
-    let admin = SocketAddr::from(([127, 0, 0, 1], admin_port));
+fn spawn_tls(pki: &TestPki, mtls: bool) -> TlsProxy {
+    let plain_port = free_port();
+    // Wait on the plaintext listener instead.
+    let (proxy, admin) = spawn_unready(&tls_config(pki, mtls, plain_port));
     assert_eventually!(
         redis_cli_plain(plain_port, &["PING"]) == "PONG",
         Duration::from_secs(10),
@@ -39,9 +49,9 @@ fn spawn_tls(pki: &TestPki, mtls: bool, extra: &str) -> TlsProxy {
         proxy.log()
     );
     TlsProxy {
+        tls_port: proxy.port(),
         proxy,
         admin,
-        tls_port,
         plain_port,
     }
 }
@@ -84,7 +94,7 @@ fn tls_errors(admin: SocketAddr) -> f64 {
 #[test]
 fn redis_cli_and_redis_rs_work_over_tls() {
     let pki = TestPki::generate();
-    let p = spawn_tls(&pki, false, "");
+    let p = spawn_tls(&pki, false);
 
     assert_eq!(
         redis_cli_tls(&pki, p.tls_port, false, &["SET", "tls:cli", "v1"]),
@@ -135,7 +145,7 @@ fn redis_cli_and_redis_rs_work_over_tls() {
 #[test]
 fn redis_benchmark_over_tls_is_clean() {
     let pki = TestPki::generate();
-    let p = spawn_tls(&pki, false, "");
+    let p = spawn_tls(&pki, false);
     let ca = pki.ca.display().to_string();
     let out = redis_benchmark_with_timeout(
         p.tls_port,
@@ -153,7 +163,7 @@ fn redis_benchmark_over_tls_is_clean() {
 #[test]
 fn mutual_tls_accepts_signed_clients_and_refuses_others() {
     let pki = TestPki::generate();
-    let p = spawn_tls(&pki, true, "");
+    let p = spawn_tls(&pki, true);
 
     assert_eq!(
         redis_cli_tls(&pki, p.tls_port, true, &["PING"]),
@@ -211,17 +221,11 @@ fn mutual_tls_accepts_signed_clients_and_refuses_others() {
 #[test]
 fn a_silent_client_is_dropped_at_the_handshake_deadline() {
     let pki = TestPki::generate();
-    let (tls_port, plain_port, admin_port) = (free_port(), free_port(), free_port());
-    let config = format!(
-        "{}plaintext_listen: \"127.0.0.1:{plain_port}\"\n{}  handshake_timeout: 300ms\n",
-        with_admin(
-            &slotgate_config(&shared_cluster().seeds(), tls_port),
-            admin_port
-        ),
-        pki.slotgate_tls_yaml(false),
-    );
-    let proxy = Slotgate::builder(&config).wait_ready(false).spawn();
-    let admin = SocketAddr::from(([127, 0, 0, 1], admin_port));
+    let plain_port = free_port();
+    let config =
+        tls_config(&pki, false, plain_port).tls_handshake_timeout(Duration::from_millis(300));
+    let (proxy, admin) = spawn_unready(&config);
+    let tls_port = proxy.port();
     assert_eventually!(
         redis_cli_plain(plain_port, &["PING"]) == "PONG",
         Duration::from_secs(10)
@@ -247,7 +251,7 @@ fn a_silent_client_is_dropped_at_the_handshake_deadline() {
 #[test]
 fn sighup_reloads_the_certificate_without_dropping_connections() {
     let pki = TestPki::generate();
-    let p = spawn_tls(&pki, false, "");
+    let p = spawn_tls(&pki, false);
 
     // An established TLS client.
     let client = redis::Client::build_with_tls(

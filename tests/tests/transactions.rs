@@ -10,13 +10,15 @@ use std::time::Duration;
 use slotgate_tests::raw::bulk;
 use slotgate_tests::raw::RawConn;
 use slotgate_tests::{
-    assert_eventually, shared_cluster, unique_key_prefix, ClusterOptions, RedisCluster, Slotgate,
+    assert_eventually, shared_cluster, unique_key_prefix, ClusterOptions, ProxyConfig,
+    RedisCluster, Slotgate,
 };
 
 const EXECABORT: &[u8] = b"-EXECABORT Transaction discarded because of previous errors.\r\n";
 
-fn proxy_on(cluster: &RedisCluster, extra: &str) -> Slotgate {
-    slotgate_tests::admin::spawn_with_admin(cluster, extra)
+/// slotgate in front of `cluster`, with an admin port.
+fn proxy_on(cluster: &RedisCluster) -> Slotgate {
+    ProxyConfig::new(&cluster.seeds()).admin().spawn()
 }
 
 fn conn(proxy: &Slotgate) -> redis::Connection {
@@ -37,7 +39,7 @@ fn tag(name: &str) -> String {
 #[test]
 fn an_atomic_pipeline_on_one_slot_returns_its_results_and_writes_its_keys() {
     let cluster = shared_cluster();
-    let proxy = proxy_on(cluster, "");
+    let proxy = proxy_on(cluster);
     let t = tag("tx:pipe");
     let (a, b) = (format!("{t}a"), format!("{t}b"));
     let mut c = conn(&proxy);
@@ -69,7 +71,7 @@ fn an_atomic_pipeline_on_one_slot_returns_its_results_and_writes_its_keys() {
 
 #[test]
 fn replies_are_byte_exact() {
-    let proxy = proxy_on(shared_cluster(), "");
+    let proxy = proxy_on(shared_cluster());
     let t = tag("tx:bytes");
     let (a, b) = (format!("{t}a"), format!("{t}b"));
     let mut r = RawConn::connect(proxy.port());
@@ -122,7 +124,7 @@ fn replies_are_byte_exact() {
 #[test]
 fn an_error_while_queueing_makes_exec_abort_and_nothing_is_written() {
     let cluster = shared_cluster();
-    let proxy = proxy_on(cluster, "");
+    let proxy = proxy_on(cluster);
     let t = tag("tx:abort");
     let other = tag("tx:abort-other");
     let a = format!("{t}a");
@@ -207,7 +209,7 @@ fn an_error_while_queueing_makes_exec_abort_and_nothing_is_written() {
 
 #[test]
 fn a_write_by_another_client_after_watch_aborts_exec() {
-    let proxy = proxy_on(shared_cluster(), "");
+    let proxy = proxy_on(shared_cluster());
     let t = tag("tx:watch");
     let k = format!("{t}k");
     let mut a = RawConn::connect(proxy.port());
@@ -282,7 +284,7 @@ fn a_write_by_another_client_after_watch_aborts_exec() {
 
 #[test]
 fn optimistic_locking_loses_no_increment() {
-    let proxy = proxy_on(shared_cluster(), "");
+    let proxy = proxy_on(shared_cluster());
     let key = format!("{}counter", tag("tx:cas"));
     let threads: Vec<_> = (0..4)
         .map(|_| {
@@ -309,7 +311,7 @@ fn optimistic_locking_loses_no_increment() {
 
 #[test]
 fn connections_go_back_clean_and_leaving_clients_leave_no_state() {
-    let proxy = proxy_on(shared_cluster(), "");
+    let proxy = proxy_on(shared_cluster());
     let t = tag("tx:clean");
     let k = format!("{t}k");
     let mut a = RawConn::connect(proxy.port());
@@ -411,11 +413,10 @@ fn connections_go_back_clean_and_leaving_clients_leave_no_state() {
 fn a_transaction_follows_its_slot_when_it_moves() {
     let cluster = RedisCluster::start(ClusterOptions::default());
     // No periodic refresh during the test: the proxy's map stays stale until a redirect.
-    let proxy = proxy_on(&cluster, "");
-    let config = std::fs::read_to_string(proxy.config_path()).unwrap();
-    drop(proxy);
-    let proxy =
-        Slotgate::spawn(&config.replace("upstream:\n", "upstream:\n  refresh_interval: 600s\n"));
+    let proxy = ProxyConfig::new(&cluster.seeds())
+        .admin()
+        .refresh_interval(Duration::from_secs(600))
+        .spawn();
     let from = cluster.primaries()[0];
     let to = cluster.primaries()[1];
     // `reshard` moves a primary's lowest slots first.

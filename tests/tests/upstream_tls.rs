@@ -7,14 +7,15 @@
 //! log line that says so (the wrong password ends the process); a manual failover and a
 //! reshard under load are invisible through the TLS upstream.
 
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use slotgate_tests::admin::{http_get, with_admin};
+use slotgate_tests::admin::http_get;
 use slotgate_tests::cluster::ClusterTls;
 use slotgate_tests::tls::TestPki;
 use slotgate_tests::{
-    assert_eventually, free_port, redis_benchmark, unique_key_prefix, ClusterOptions, Load,
+    assert_eventually, redis_benchmark, unique_key_prefix, ClusterOptions, Load, ProxyConfig,
     RedisCluster, Reply, Slotgate,
 };
 
@@ -38,55 +39,20 @@ fn tls_cluster() -> &'static RedisCluster {
     })
 }
 
-/// A slotgate config listening on `listen` with these seeds, an admin port when given, and
-/// `upstream_lines` (indented by two spaces) under `upstream:`.
-fn config(seeds: &[String], listen: u16, admin: Option<u16>, upstream_lines: &str) -> String {
-    let seeds = seeds
-        .iter()
-        .map(|s| format!("\"{s}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let text = format!(
-        "listen: \"127.0.0.1:{listen}\"\n\
-         upstream:\n  seeds: [{seeds}]\n  connect_timeout: 1s\n{upstream_lines}\
-         log: {{ level: info }}\n"
-    );
-    match admin {
-        Some(port) => with_admin(&text, port),
-        None => text,
-    }
+/// slotgate in front of the TLS ports of `cluster`, with an admin port, connecting as `user`
+/// with `password` over TLS that trusts `ca` (no server name, no client certificate).
+fn config(cluster: &RedisCluster, user: &str, password: &str, ca: &Path) -> ProxyConfig {
+    ProxyConfig::new(&cluster.tls_seeds())
+        .admin()
+        .upstream_key("connect_timeout", "1s")
+        .upstream_auth(user, password)
+        .upstream_tls(ca)
 }
 
-/// `upstream:` lines: credentials and `tls:` trusting `ca`, optionally with a server name
-/// and a client certificate.
-fn upstream_lines(
-    user: &str,
-    password: &str,
-    ca: &std::path::Path,
-    server_name: Option<&str>,
-    client_cert: Option<&TestPki>,
-) -> String {
-    let mut s = format!(
-        "  username: {user}\n  password: \"{password}\"\n  tls:\n    ca: \"{}\"\n",
-        ca.display()
-    );
-    if let Some(name) = server_name {
-        s.push_str(&format!("    server_name: \"{name}\"\n"));
-    }
-    if let Some(pki) = client_cert {
-        s.push_str(&format!(
-            "    cert: \"{}\"\n    key: \"{}\"\n",
-            pki.client_cert.display(),
-            pki.client_key.display()
-        ));
-    }
-    s
-}
-
-/// The usual upstream lines for `cluster`: user `proxy`, its CA, no server name.
-fn proxy_upstream(cluster: &RedisCluster) -> String {
+/// The usual config for `cluster`: user `proxy`, its CA.
+fn proxy_config(cluster: &RedisCluster) -> ProxyConfig {
     let pki = cluster.pki().expect("TLS cluster");
-    upstream_lines("proxy", "secret", &pki.ca, None, None)
+    config(cluster, "proxy", "secret", &pki.ca)
 }
 
 /// The `CLIENT LIST` lines of the node on `port` whose user is `user`.
@@ -211,13 +177,7 @@ fn redis_names_the_ports_of_the_transport_asked_over() {
 #[test]
 fn serves_across_slots_over_tls_as_the_acl_user() {
     let cluster = tls_cluster();
-    let admin = free_port();
-    let proxy = Slotgate::spawn(&config(
-        &cluster.tls_seeds(),
-        free_port(),
-        Some(admin),
-        &proxy_upstream(cluster),
-    ));
+    let proxy = proxy_config(cluster).spawn();
     assert_eventually!(
         readyz(&proxy) == 200,
         Duration::from_secs(10),
@@ -301,17 +261,9 @@ fn serves_across_slots_over_tls_as_the_acl_user() {
     }
 }
 
-/// Starts slotgate with `upstream` lines that the cluster must refuse (not waiting for it to
-/// answer).
-fn start_refused(cluster: &RedisCluster, upstream: &str) -> Slotgate {
-    Slotgate::builder(&config(
-        &cluster.tls_seeds(),
-        free_port(),
-        Some(free_port()),
-        upstream,
-    ))
-    .wait_ready(false)
-    .spawn()
+/// Starts slotgate with a `config` the cluster must refuse (not waiting for it to answer).
+fn start_refused(config: &ProxyConfig) -> Slotgate {
+    config.builder().wait_ready(false).spawn()
 }
 
 /// Asserts that slotgate, refused by every node, either exits non-zero or never becomes
@@ -386,10 +338,7 @@ fn assert_exits_clearly(mut proxy: Slotgate, needles: &[&str]) -> String {
 fn wrong_ca_is_refused_clearly() {
     let cluster = tls_cluster();
     let stranger = TestPki::generate();
-    let proxy = start_refused(
-        cluster,
-        &upstream_lines("proxy", "secret", &stranger.ca, None, None),
-    );
+    let proxy = start_refused(&config(cluster, "proxy", "secret", &stranger.ca));
     let log = assert_exits_clearly(
         proxy,
         &[
@@ -412,8 +361,7 @@ fn server_name_mismatch_is_refused_clearly() {
     let cluster = tls_cluster();
     let pki = cluster.pki().unwrap();
     let proxy = start_refused(
-        cluster,
-        &upstream_lines("proxy", "secret", &pki.ca, Some("wrong.example"), None),
+        &config(cluster, "proxy", "secret", &pki.ca).upstream_tls_server_name("wrong.example"),
     );
     assert_exits_clearly(
         proxy,
@@ -428,10 +376,7 @@ fn server_name_mismatch_is_refused_clearly() {
 fn wrong_password_is_a_start_up_error() {
     let cluster = tls_cluster();
     let pki = cluster.pki().unwrap();
-    let mut proxy = start_refused(
-        cluster,
-        &upstream_lines("checker", WRONG_PASSWORD, &pki.ca, None, None),
-    );
+    let mut proxy = start_refused(&config(cluster, "checker", WRONG_PASSWORD, &pki.ca));
     let status = proxy.wait_exit(Duration::from_secs(10));
     let log = proxy.log();
     let status = status.unwrap_or_else(|| panic!("still running after 10 s:\n{log}"));
@@ -480,16 +425,10 @@ fn failover_and_reshard_over_tls_upstream_are_invisible() {
         );
     }
     // Meanwhile, a slotgate without a client certificate is kept out.
-    let certless = start_refused(
-        &cluster,
-        &upstream_lines("proxy", "secret", &pki.ca, None, None),
-    );
-    let proxy = Slotgate::spawn(&config(
-        &cluster.tls_seeds(),
-        free_port(),
-        Some(free_port()),
-        &upstream_lines("proxy", "secret", &pki.ca, None, Some(&pki)),
-    ));
+    let certless = start_refused(&config(&cluster, "proxy", "secret", &pki.ca));
+    let proxy = config(&cluster, "proxy", "secret", &pki.ca)
+        .upstream_tls_client_cert(&pki.client_cert, &pki.client_key)
+        .spawn();
     assert_eventually!(
         readyz(&proxy) == 200,
         Duration::from_secs(10),

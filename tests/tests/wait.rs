@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 
 use slotgate_tests::raw::RawConn;
 use slotgate_tests::{
-    assert_eventually, shared_cluster, unique_key_prefix, ClusterOptions, RedisCluster, Slotgate,
+    assert_eventually, shared_cluster, unique_key_prefix, ClusterOptions, ProxyConfig,
+    RedisCluster, Slotgate,
 };
 
-fn proxy_on(cluster: &RedisCluster, extra: &str) -> Slotgate {
-    slotgate_tests::admin::spawn_with_admin(cluster, extra)
+/// slotgate in front of `cluster`, with an admin port.
+fn proxy_on(cluster: &RedisCluster) -> Slotgate {
+    ProxyConfig::new(&cluster.seeds()).admin().spawn()
 }
 
 /// A cluster whose replicas may be stopped for a few seconds without being declared failed
@@ -65,7 +67,7 @@ fn node_reader(port: u16) -> redis::Connection {
 #[test]
 fn a_write_is_acknowledged_by_its_replica_promptly() {
     let cluster = shared_cluster();
-    let proxy = proxy_on(cluster, "");
+    let proxy = proxy_on(cluster);
     let prefix = unique_key_prefix("wait");
     let mut c = proxy.connection();
     // Nothing written yet: every connected replica counts (one per shard here).
@@ -97,7 +99,7 @@ fn a_write_is_acknowledged_by_its_replica_promptly() {
 
 #[test]
 fn a_pipelined_wait_waits_for_the_commands_before_it() {
-    let proxy = proxy_on(shared_cluster(), "");
+    let proxy = proxy_on(shared_cluster());
     let prefix = unique_key_prefix("wait-pipe");
     let mut c = proxy.connection();
     let (ok, count): (String, i64) = redis::pipe()
@@ -137,7 +139,7 @@ fn a_pipelined_wait_waits_for_the_commands_before_it() {
 #[test]
 fn writes_on_two_shards_are_acknowledged_on_both() {
     let cluster = shared_cluster();
-    let proxy = proxy_on(cluster, "");
+    let proxy = proxy_on(cluster);
     let prefix = unique_key_prefix("wait-two");
     let (p1, p2) = (cluster.primaries()[0], cluster.primaries()[1]);
     let (k1, k2) = (key_on(cluster, p1, &prefix), key_on(cluster, p2, &prefix));
@@ -165,10 +167,10 @@ fn writes_on_two_shards_are_acknowledged_on_both() {
 fn a_stopped_replica_does_not_acknowledge_and_op_timeout_does_not_cut_wait() {
     let cluster = patient_cluster();
     // op_timeout well below WAIT's timeout: it must not end the WAIT.
-    let proxy = proxy_on(&cluster, "");
-    let config = std::fs::read_to_string(proxy.config_path()).unwrap();
-    drop(proxy);
-    let proxy = Slotgate::spawn(&config.replace("upstream:\n", "upstream:\n  op_timeout: 200ms\n"));
+    let proxy = ProxyConfig::new(&cluster.seeds())
+        .admin()
+        .op_timeout(Duration::from_millis(200))
+        .spawn();
     let (p1, p2) = (cluster.primaries()[0], cluster.primaries()[1]);
     let (k1, k2) = (key_on(&cluster, p1, "ws:"), key_on(&cluster, p2, "ws:"));
     let (mut only1, mut only2, mut both) =
@@ -213,7 +215,7 @@ fn a_stopped_replica_does_not_acknowledge_and_op_timeout_does_not_cut_wait() {
 
 #[test]
 fn wait_zero_answers_at_once() {
-    let proxy = proxy_on(shared_cluster(), "");
+    let proxy = proxy_on(shared_cluster());
     let prefix = unique_key_prefix("wait-zero");
     let mut c = proxy.connection();
     let (count, took) = wait(&mut c, 0, 0);
@@ -228,7 +230,7 @@ fn wait_zero_answers_at_once() {
 #[test]
 fn argument_errors_match_redis() {
     let cluster = shared_cluster();
-    let proxy = proxy_on(cluster, "");
+    let proxy = proxy_on(cluster);
     let mut through = RawConn::connect(proxy.port());
     let mut direct = RawConn::connect(cluster.primaries()[0]);
     let cases: &[&[&[u8]]] = &[
@@ -264,7 +266,7 @@ fn argument_errors_match_redis() {
 
 #[test]
 fn wait_inside_multi_answers_at_once_like_redis() {
-    let proxy = proxy_on(shared_cluster(), "");
+    let proxy = proxy_on(shared_cluster());
     let prefix = unique_key_prefix("wait-multi");
     let mut c = proxy.connection();
     let start = Instant::now();
@@ -286,7 +288,7 @@ fn wait_inside_multi_answers_at_once_like_redis() {
 #[test]
 fn a_client_leaving_during_wait_releases_its_connections() {
     let cluster = patient_cluster();
-    let proxy = proxy_on(&cluster, "");
+    let proxy = proxy_on(&cluster);
     let (p1, p2) = (cluster.primaries()[0], cluster.primaries()[1]);
     let (k1, k2) = (key_on(&cluster, p1, "wl:"), key_on(&cluster, p2, "wl:"));
     let r1 = replica_of(&cluster, p1);
