@@ -393,3 +393,39 @@ fn a_full_process_budget_refuses_new_commands_until_clients_read() {
         "commands stayed refused after the client read its replies"
     );
 }
+
+#[test]
+fn transaction_replies_count_against_the_hard_limit() {
+    // EXEC's reply comes from a task on a dedicated connection, not from a shared one: it is
+    // charged all the same, the moment the task has it.
+    let cluster = shared_cluster();
+    let proxy = ProxyConfig::new(&cluster.seeds())
+        .admin()
+        .limit("max_client_output", "4mb")
+        .limit("client_output_soft", "1mb")
+        .spawn();
+    let port = proxy.port();
+    let p = unique_key_prefix("slowexec");
+    let big = format!("{{{p}}}big");
+    let mut setup = RawConn::connect(port);
+    assert!(setup.send_command(&[b"SET", big.as_bytes(), &value(MIB)]));
+    setup.expect(b"+OK\r\n");
+
+    // Small replies first open its window wide; then 40 transactions of a 1 MiB reply each,
+    // never read.
+    let mut stuck = Slow::connect(port);
+    let mut burst = encode(&[b"PING"]).repeat(300);
+    for _ in 0..40 {
+        burst.extend_from_slice(&encode(&[b"MULTI"]));
+        burst.extend_from_slice(&encode(&[b"GET", big.as_bytes()]));
+        burst.extend_from_slice(&encode(&[b"EXEC"]));
+    }
+    stuck.send(&burst);
+    assert_eventually!(
+        closes(&proxy.scrape(), "output_limit") == 1.0,
+        Duration::from_secs(10),
+        "not closed: {} bytes buffered",
+        proxy.scrape().get("slotgate_buffered_bytes")
+    );
+    assert!(stuck.closed());
+}

@@ -8,7 +8,6 @@ use std::rc::Rc;
 use bytes::Bytes;
 use slotgate_commands::Command;
 use slotgate_resp::Request;
-use tokio::sync::oneshot;
 
 use crate::protocol::Protocol;
 use crate::replies;
@@ -21,14 +20,20 @@ use crate::upstream::redirect::{Attempts, Verdict};
 
 /// A command that may block in Redis (BLPOP, XREAD BLOCK …): on a dedicated connection of
 /// its own, without `op_timeout` (its own timeout applies).
-pub(crate) fn route(ctx: &WorkerCtx, cmd: &Command, req: &Request, proto: Protocol) -> Entry {
+pub(crate) fn route(
+    ctx: &WorkerCtx,
+    cmd: &Command,
+    req: &Request,
+    proto: Protocol,
+    budget: &Rc<crate::runtime::budget::OutputBudget>,
+) -> Entry {
     let slot = match single_slot(cmd, req) {
         Ok(slot) => slot,
         Err(reply) => return Entry::Ready(reply),
     };
     let (pool, wire) = (std::rc::Rc::clone(&ctx.dedicated), req.wire());
     Entry::Task(
-        Task::spawn(move |tx| run(pool, slot, wire, proto, tx)),
+        Task::spawn(budget, move |tx| run(pool, slot, wire, proto, tx)),
         None,
     )
 }
@@ -42,7 +47,7 @@ pub(crate) async fn run(
     slot: Option<u16>,
     wire: Bytes,
     proto: Protocol,
-    mut tx: oneshot::Sender<Bytes>,
+    mut tx: crate::session::task::TaskTx,
 ) {
     let map = pool.topology.map();
     let first = match slot {

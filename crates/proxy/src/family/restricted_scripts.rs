@@ -49,6 +49,7 @@ pub(crate) fn identity_for(
 /// for an EVALSHA whose node answers `-NOSCRIPT`.
 pub(crate) fn run_as(
     ctx: &WorkerCtx,
+    budget: &Rc<crate::runtime::budget::OutputBudget>,
     identity: ScriptIdentity,
     slot: Option<u16>,
     wire: Bytes,
@@ -66,7 +67,7 @@ pub(crate) fn run_as(
         deadline,
     };
     Entry::Task(
-        Task::spawn_bounded(move |mut tx| async move {
+        Task::spawn_bounded(budget, move |mut tx| async move {
             let reply = tokio::select! {
                 reply = call.run(&pool) => reply,
                 _ = tx.closed() => return,

@@ -46,6 +46,7 @@ use tokio::time::{timeout_at, Instant};
 
 use crate::protocol::Protocol;
 use crate::replies;
+use crate::runtime::budget::OutputBudget;
 use crate::runtime::context::WorkerCtx;
 use crate::session::entry::Entry;
 use crate::session::request::single_slot;
@@ -181,6 +182,7 @@ pub(crate) fn route(
     proto: Protocol,
     cmd: &Command,
     req: &Request,
+    budget: &Rc<OutputBudget>,
 ) -> Entry {
     match cmd.name {
         "multi" => {
@@ -189,7 +191,7 @@ pub(crate) fn route(
         }
         "exec" => ready(replies::EXEC_WITHOUT_MULTI),
         "discard" => ready(replies::DISCARD_WITHOUT_MULTI),
-        "watch" => watch(ctx, tx, cmd, req, proto),
+        "watch" => watch(ctx, tx, cmd, req, proto, budget),
         "unwatch" => {
             tx.unwatch(ctx);
             ready(replies::OK)
@@ -207,6 +209,7 @@ pub(crate) fn queue(
     proto: Protocol,
     cmd: &Command,
     req: &Request,
+    budget: &Rc<OutputBudget>,
 ) -> Option<Entry> {
     if cmd.has_flag(flag::NO_MULTI) {
         return Some(refuse(tx, Bytes::from_static(replies::NOT_IN_MULTI)));
@@ -215,7 +218,7 @@ pub(crate) fn queue(
         Family::Transaction => match cmd.name {
             "multi" => ready(replies::MULTI_NESTED),
             "watch" => ready(replies::WATCH_INSIDE_MULTI),
-            "exec" => exec(ctx, tx, proto),
+            "exec" => exec(ctx, tx, proto, budget),
             "discard" => {
                 tx.multi = None;
                 tx.unwatch(ctx);
@@ -288,7 +291,7 @@ fn add(ctx: &WorkerCtx, tx: &mut TxState, cmd: &Command, req: &Request) -> Entry
 }
 
 /// EXEC inside MULTI.
-fn exec(ctx: &WorkerCtx, tx: &mut TxState, proto: Protocol) -> Entry {
+fn exec(ctx: &WorkerCtx, tx: &mut TxState, proto: Protocol, budget: &Rc<OutputBudget>) -> Entry {
     let Some(q) = tx.multi.take() else {
         return ready(replies::EXEC_WITHOUT_MULTI);
     };
@@ -304,7 +307,7 @@ fn exec(ctx: &WorkerCtx, tx: &mut TxState, proto: Protocol) -> Entry {
     let env = Env::new(ctx, proto);
     let (slot, body, count) = (q.slot, q.body(), q.wires.len());
     Entry::Task(
-        Task::spawn_bounded(move |reply| {
+        Task::spawn_bounded(budget, move |reply| {
             answer_unless_gone(reply, async move {
                 let watched = receive(prev).await;
                 let answer = exec_step(&env, watched, slot, &body, count).await;
@@ -323,6 +326,7 @@ fn watch(
     cmd: &Command,
     req: &Request,
     proto: Protocol,
+    budget: &Rc<OutputBudget>,
 ) -> Entry {
     let slot = match single_slot(cmd, req) {
         Ok(Some(slot)) => slot,
@@ -337,7 +341,7 @@ fn watch(
     let env = Env::new(ctx, proto);
     let wire = req.wire();
     Entry::Task(
-        Task::spawn_bounded(move |reply| {
+        Task::spawn_bounded(budget, move |reply| {
             answer_unless_gone(reply, async move {
                 let watched = receive(prev).await;
                 let (answer, watched) = watch_step(&env, watched, slot, &wire).await;
@@ -425,7 +429,10 @@ impl Env {
 
 /// Run `work` and send its answer, unless the client leaves first: then drop it and all it
 /// holds (connections included).
-async fn answer_unless_gone(mut reply: oneshot::Sender<Bytes>, work: impl Future<Output = Bytes>) {
+async fn answer_unless_gone(
+    mut reply: crate::session::task::TaskTx,
+    work: impl Future<Output = Bytes>,
+) {
     let answer = tokio::select! {
         a = work => Some(a),
         _ = reply.closed() => None,

@@ -38,7 +38,7 @@ use bytes::{Bytes, BytesMut};
 use slotgate_cluster::{NodeAddr, SlotMap};
 use slotgate_commands::{flag, Command, KeyIndices};
 use slotgate_resp::{encode, parse_ll, parse_value, Request, Value};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -138,7 +138,12 @@ impl WrittenSlots {
 
 /// `WAIT numreplicas timeout` outside MULTI (arity already checked). Argument errors are
 /// answered at once with Redis 7.0's texts, in Redis's order.
-pub(crate) fn route(ctx: &WorkerCtx, written: &WrittenSlots, req: &Request) -> Entry {
+pub(crate) fn route(
+    ctx: &WorkerCtx,
+    written: &WrittenSlots,
+    req: &Request,
+    budget: &Rc<crate::runtime::budget::OutputBudget>,
+) -> Entry {
     let Some(numreplicas) = parse_ll(req.arg(1)) else {
         return Entry::Ready(Bytes::from_static(replies::NOT_AN_INTEGER));
     };
@@ -154,7 +159,7 @@ pub(crate) fn route(ctx: &WorkerCtx, written: &WrittenSlots, req: &Request) -> E
         numreplicas,
         timeout: (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms)),
     };
-    Entry::Task(Task::deferred(move |tx| job.run(tx)), None)
+    Entry::Task(Task::deferred(budget, move |tx| job.run(tx)), None)
 }
 
 /// One WAIT, from the moment its entry reaches the front of the reply queue.
@@ -216,7 +221,7 @@ enum Role {
 impl Job {
     /// Count, and send the answer unless the client leaves first; then everything the job
     /// started is dropped, connections in use included.
-    async fn run(self, mut tx: oneshot::Sender<Bytes>) {
+    async fn run(self, mut tx: crate::session::task::TaskTx) {
         let answer = tokio::select! {
             answer = self.count() => answer,
             _ = tx.closed() => return,

@@ -94,9 +94,14 @@ fn route_known(
     }
     // In MULTI: queued (or refused) instead of run.
     if client.transaction.is_queuing() {
-        if let Some(entry) =
-            transaction::queue(ctx, &mut client.transaction, client.proto, cmd, req)
-        {
+        if let Some(entry) = transaction::queue(
+            ctx,
+            &mut client.transaction,
+            client.proto,
+            cmd,
+            req,
+            &client.budget,
+        ) {
             return entry;
         }
     }
@@ -144,12 +149,17 @@ fn route_known(
         Family::AllShards(kind) => route_all_shards(ctx, cmd, kind, req, deadline, client),
         // WAIT is emulated: the client's writes went over shared connections.
         Family::Blocking if cmd.name == "wait" => {
-            crate::family::wait::route(ctx, &client.writes, req)
+            crate::family::wait::route(ctx, &client.writes, req, &client.budget)
         }
-        Family::Blocking => blocking::route(ctx, cmd, req, client.proto),
-        Family::Transaction => {
-            transaction::route(ctx, &mut client.transaction, client.proto, cmd, req)
-        }
+        Family::Blocking => blocking::route(ctx, cmd, req, client.proto, &client.budget),
+        Family::Transaction => transaction::route(
+            ctx,
+            &mut client.transaction,
+            client.proto,
+            cmd,
+            req,
+            &client.budget,
+        ),
         Family::PubSub if matches!(cmd.name, "ssubscribe" | "sunsubscribe") => {
             relay_shard(ctx, client, cmd, req)
         }
@@ -212,7 +222,7 @@ fn route_single(
     let proto = client.proto;
     if commands::is_blocking_call(cmd, &ReqArgs(&req)) {
         client.writes.note(cmd, &req);
-        return blocking::route(ctx, cmd, &req, proto);
+        return blocking::route(ctx, cmd, &req, proto, &client.budget);
     }
     let route = match single_slot(cmd, &req) {
         Ok(Some(slot)) => {
@@ -245,7 +255,13 @@ fn route_single(
             };
             let wire = req.into_wire();
             return crate::family::restricted_scripts::run_as(
-                ctx, identity, slot, wire, proto, repair,
+                ctx,
+                &client.budget,
+                identity,
+                slot,
+                wire,
+                proto,
+                repair,
             );
         }
     }
