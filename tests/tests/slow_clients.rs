@@ -12,7 +12,7 @@ use slotgate_tests::config::ProxyConfig;
 use slotgate_tests::probe::{encode, Reply};
 use slotgate_tests::raw::RawConn;
 use slotgate_tests::tls::TestPki;
-use slotgate_tests::{assert_eventually, shared_cluster, unique_key_prefix, wait_until, Slotgate};
+use slotgate_tests::{assert_eventually, shared_cluster, unique_key_prefix, wait_until};
 
 const MIB: usize = 1024 * 1024;
 
@@ -121,11 +121,9 @@ fn stuck_readers_cost_bounded_memory_and_never_stall_their_node() {
     let config = ProxyConfig::new(&cluster.seeds())
         .admin()
         .workers(2)
-        .raw(&format!(
-            "plaintext_listen: \"127.0.0.1:{port}\"\n{}",
-            pki.slotgate_tls_yaml(false)
-        ));
-    let proxy = Slotgate::builder(&config.yaml()).wait_ready(false).spawn();
+        .tls(&pki, false)
+        .plaintext_listen(port);
+    let proxy = config.builder().wait_ready(false).spawn();
     let tls_port = proxy.port();
     assert!(
         wait_until(Duration::from_secs(10), || std::net::TcpStream::connect((
