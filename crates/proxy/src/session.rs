@@ -187,7 +187,9 @@ where
     /// in the client's output budget for its reply.
     #[inline]
     fn has_room(&self) -> bool {
-        self.queue.len() < self.max_pipeline && self.client.budget.admits(self.queue.len())
+        self.queue.len() < self.max_pipeline
+            && self.client.budget.admits(self.queue.len())
+            && !self.queue.back().is_some_and(|p| p.entry.is_barrier())
     }
 
     /// Decode every complete request in the read buffer (while [`Session::has_room`]) and

@@ -44,6 +44,15 @@ pub(crate) enum Entry {
 }
 
 impl Entry {
+    /// Whether later requests must wait until this one is answered: a transaction step
+    /// (`EXEC`, `WATCH`) or a restricted user's script runs on a connection of its own, so a
+    /// command sent meanwhile over a shared connection could run before it (a `GET` pipelined
+    /// after `EXEC` reading the value from before the transaction).
+    #[inline]
+    pub fn is_barrier(&self) -> bool {
+        matches!(self, Entry::Task(task, None) if !task.may_block())
+    }
+
     /// `reply` now, or not before `hold` when given.
     pub fn after(reply: Bytes, hold: Option<Instant>) -> Entry {
         match hold {
