@@ -393,9 +393,9 @@ fn a_full_process_budget_refuses_new_commands_until_clients_read() {
 }
 
 #[test]
-fn transaction_replies_count_against_the_hard_limit() {
-    // EXEC's reply comes from a task on a dedicated connection, not from a shared one: it is
-    // charged all the same, the moment the task has it.
+fn replies_of_blocking_commands_count_against_the_hard_limit() {
+    // A blocking command's reply comes from a task on a dedicated connection, not from a
+    // shared one: it is charged all the same, the moment the task has it.
     let cluster = shared_cluster();
     let proxy = ProxyConfig::new(&cluster.seeds())
         .admin()
@@ -403,21 +403,19 @@ fn transaction_replies_count_against_the_hard_limit() {
         .limit("client_output_soft", "1mb")
         .spawn();
     let port = proxy.port();
-    let p = unique_key_prefix("slowexec");
-    let big = format!("{{{p}}}big");
+    let p = unique_key_prefix("slowblpop");
+    let list = format!("{{{p}}}list");
     let mut setup = RawConn::connect(port);
-    assert!(setup.send_command(&[b"SET", big.as_bytes(), &value(MIB)]));
-    setup.expect(b"+OK\r\n");
-
-    // Small replies first open its window wide; then 40 transactions of a 1 MiB reply each,
+    let big = value(MIB);
+    for _ in 0..40 {
+        assert!(setup.send_command(&[b"RPUSH", list.as_bytes(), &big]));
+        assert!(setup.read_reply().is_some());
+    }
+    // Small replies first open its window wide; then 40 BLPOPs that each pop 1 MiB at once,
     // never read.
     let mut stuck = Slow::connect(port);
     let mut burst = encode(&[b"PING"]).repeat(300);
-    for _ in 0..40 {
-        burst.extend_from_slice(&encode(&[b"MULTI"]));
-        burst.extend_from_slice(&encode(&[b"GET", big.as_bytes()]));
-        burst.extend_from_slice(&encode(&[b"EXEC"]));
-    }
+    burst.extend_from_slice(&encode(&[b"BLPOP", list.as_bytes(), b"0"]).repeat(40));
     stuck.send(&burst);
     assert_eventually!(
         closes(&proxy.scrape(), "output_limit") == 1.0,
