@@ -243,23 +243,13 @@ impl DedicatedPool {
         identity: &ScriptIdentity,
     ) -> Result<Lease, Bytes> {
         let key = (node.clone(), identity.name.clone(), proto);
-        loop {
-            let conn = self
-                .idle_as
-                .borrow_mut()
-                .get_mut(&key)
-                .and_then(|list| list.pop());
-            let Some(conn) = conn else { break };
-            if conn.idle_since.elapsed() < IDLE_TTL {
-                return Ok(Lease {
-                    pool: Rc::clone(self),
-                    conn: Some(conn),
-                    node: node.clone(),
-                    identity: Some(key),
-                });
-            }
-            drop(conn);
-            self.closed(node);
+        if let Some(conn) = self.pop_idle(&self.idle_as, &key, node) {
+            return Ok(Lease {
+                pool: Rc::clone(self),
+                conn: Some(conn),
+                node: node.clone(),
+                identity: Some(key),
+            });
         }
         let mut lease = self.take(node, proto).await?;
         let conn = lease.conn();
@@ -290,25 +280,33 @@ impl DedicatedPool {
         Ok(lease)
     }
 
-    /// A connection to `node` in whatever protocol it was left in.
-    async fn take_any(self: &Rc<Self>, node: &NodeAddr) -> Result<Lease, Bytes> {
+    /// The newest idle connection of `idle[key]` (a connection to `node`) still inside its
+    /// idle time; older ones are closed on the way.
+    fn pop_idle<K: std::hash::Hash + Eq>(
+        &self,
+        idle: &RefCell<HashMap<K, Vec<DedicatedConn>>>,
+        key: &K,
+        node: &NodeAddr,
+    ) -> Option<DedicatedConn> {
         loop {
-            let conn = self
-                .idle
-                .borrow_mut()
-                .get_mut(node)
-                .and_then(|list| list.pop());
-            let Some(conn) = conn else { break };
+            let conn = idle.borrow_mut().get_mut(key).and_then(|list| list.pop())?;
             if conn.idle_since.elapsed() < IDLE_TTL {
-                return Ok(Lease {
-                    pool: Rc::clone(self),
-                    conn: Some(conn),
-                    node: node.clone(),
-                    identity: None,
-                });
+                return Some(conn);
             }
             drop(conn);
             self.closed(node);
+        }
+    }
+
+    /// A connection to `node` in whatever protocol it was left in.
+    async fn take_any(self: &Rc<Self>, node: &NodeAddr) -> Result<Lease, Bytes> {
+        if let Some(conn) = self.pop_idle(&self.idle, node, node) {
+            return Ok(Lease {
+                pool: Rc::clone(self),
+                conn: Some(conn),
+                node: node.clone(),
+                identity: None,
+            });
         }
         {
             let mut open = self.open.borrow_mut();
