@@ -189,6 +189,21 @@ impl ProxyConfig {
         self
     }
 
+    /// In front of a standalone server (`upstream.mode: standalone`) at `addr`.
+    pub fn standalone(addr: &str) -> ProxyConfig {
+        ProxyConfig::new(&[addr.to_string()]).upstream_key("mode", "standalone")
+    }
+
+    /// In front of the primary the `sentinels` monitor as `master_name`
+    /// (`upstream.mode: sentinel`).
+    pub fn sentinel(sentinels: &[String], master_name: &str) -> ProxyConfig {
+        let list: Vec<String> = sentinels.iter().map(|s| format!("\"{s}\"")).collect();
+        ProxyConfig::new(&[])
+            .upstream_key("mode", "sentinel")
+            .upstream_key("sentinels", format!("[{}]", list.join(", ")))
+            .upstream_key("master_name", master_name)
+    }
+
     /// `upstream.<key>: <value>` for any other upstream setting.
     pub fn upstream_key(mut self, key: &'static str, value: impl Into<String>) -> Self {
         self.upstream.push((key, value.into()));
@@ -294,7 +309,10 @@ impl ProxyConfig {
                 let _ = writeln!(y, "  handshake_timeout: {}", duration(d));
             }
         }
-        let _ = writeln!(y, "upstream:\n  seeds: [{}]", seeds.join(", "));
+        y.push_str("upstream:\n");
+        if !seeds.is_empty() {
+            let _ = writeln!(y, "  seeds: [{}]", seeds.join(", "));
+        }
         for (key, value) in &self.upstream {
             let _ = writeln!(y, "  {key}: {value}");
         }

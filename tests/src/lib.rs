@@ -25,6 +25,7 @@ pub mod probe;
 pub mod process;
 pub mod promtool;
 pub mod raw;
+pub mod sentinel;
 pub mod slotgate;
 pub mod standalone;
 pub mod tls;

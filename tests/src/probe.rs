@@ -75,6 +75,26 @@ impl Reply {
 /// A text description if connecting, writing or reading fails or takes longer than
 /// `timeout` per step, or if the reply is not valid RESP2. An error *reply* is `Ok(Reply::Error)`.
 pub fn query(port: u16, args: &[&str], timeout: Duration) -> Result<Reply, String> {
+    exchange(port, &[args], timeout)
+}
+
+/// Like [`query`], after `AUTH password` on the same connection (a server with
+/// `requirepass`, such as a sentinel with its own password).
+///
+/// # Errors
+/// As [`query`]; a refused AUTH is an error too.
+pub fn query_authed(
+    port: u16,
+    password: &str,
+    args: &[&str],
+    timeout: Duration,
+) -> Result<Reply, String> {
+    exchange(port, &[&["AUTH", password], args], timeout)
+}
+
+/// Send `commands` on one connection; the last one's reply (every earlier one must not be
+/// an error).
+fn exchange(port: u16, commands: &[&[&str]], timeout: Duration) -> Result<Reply, String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let fail = |what: &str, e: std::io::Error| format!("{what} 127.0.0.1:{port}: {e}");
     let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| fail("connect", e))?;
@@ -84,11 +104,24 @@ pub fn query(port: u16, args: &[&str], timeout: Duration) -> Result<Reply, Strin
     stream
         .set_write_timeout(Some(timeout))
         .map_err(|e| fail("set timeout", e))?;
-    stream
-        .write_all(&encode(args))
-        .map_err(|e| fail("write to", e))?;
+    let mut wire = Vec::new();
+    for args in commands {
+        wire.extend(encode(args));
+    }
+    stream.write_all(&wire).map_err(|e| fail("write to", e))?;
     let mut reader = BufReader::new(stream);
-    read_reply(&mut reader).map_err(|e| format!("read from 127.0.0.1:{port}: {e}"))
+    let mut last = None;
+    for (i, _) in commands.iter().enumerate() {
+        let reply =
+            read_reply(&mut reader).map_err(|e| format!("read from 127.0.0.1:{port}: {e}"))?;
+        if i + 1 < commands.len() {
+            if let Reply::Error(e) = &reply {
+                return Err(format!("{:?} on port {port}: -{e}", commands[i]));
+            }
+        }
+        last = Some(reply);
+    }
+    last.ok_or_else(|| "no command".to_string())
 }
 
 /// Like [`query`], but expects a status or bulk string reply and returns it as text.

@@ -193,6 +193,16 @@ impl SlotMap {
         Ok(map)
     }
 
+    /// A map where one primary (with `replicas`) owns every slot: a standalone server or a
+    /// Sentinel-managed primary, seen through the same routing as a cluster.
+    pub fn single(primary: NodeAddr, replicas: Vec<NodeAddr>) -> SlotMap {
+        let mut map = SlotMap::empty();
+        let index = map.shard_index_for(primary, None, replicas);
+        map.slots.fill(index);
+        map.blocks.fill(index);
+        map
+    }
+
     /// Index of the shard whose primary is `primary`, adding it when new.
     fn shard_index_for(
         &mut self,

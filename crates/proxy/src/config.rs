@@ -51,7 +51,7 @@ pub struct TlsConfig {
 }
 
 /// TLS towards the cluster nodes.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UpstreamTlsConfig {
     /// PEM CA bundle that signed the nodes' certificates (default: the system's).
     pub ca: Option<PathBuf>,
@@ -64,10 +64,57 @@ pub struct UpstreamTlsConfig {
     pub key: Option<PathBuf>,
 }
 
+/// What stands behind slotgate (`upstream.mode`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum UpstreamMode {
+    /// A Redis Cluster: the slot map comes from `CLUSTER SLOTS` of the seeds.
+    #[default]
+    Cluster,
+    /// One server (the only seed), whatever its role says.
+    Standalone,
+    /// A primary and its replicas managed by Sentinel: the sentinels name the primary.
+    Sentinel(SentinelConfig),
+}
+
+impl UpstreamMode {
+    /// Every key lives on one primary (standalone and sentinel modes): keys of one command
+    /// need not share a hash slot, and numbered databases exist.
+    pub fn one_primary(&self) -> bool {
+        !matches!(self, UpstreamMode::Cluster)
+    }
+
+    /// The name `upstream.mode` gives it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            UpstreamMode::Cluster => "cluster",
+            UpstreamMode::Standalone => "standalone",
+            UpstreamMode::Sentinel(_) => "sentinel",
+        }
+    }
+}
+
+/// How to find the primary through Sentinel.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SentinelConfig {
+    /// `host:port` of the sentinels, asked in order.
+    pub sentinels: Vec<String>,
+    /// The name the sentinels monitor the primary under (`sentinel monitor <name> …`).
+    pub master_name: String,
+    /// ACL user for the sentinels (their own, not the data nodes').
+    pub username: Option<String>,
+    /// Password for the sentinels (`requirepass` in sentinel.conf).
+    pub password: Option<String>,
+    /// TLS towards the sentinels.
+    pub tls: Option<UpstreamTlsConfig>,
+}
+
 /// Upstream (cluster) settings.
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
-    /// `host:port` of nodes to ask for the slot map at start.
+    /// Cluster, standalone or sentinel.
+    pub mode: UpstreamMode,
+    /// `host:port` of nodes to ask for the slot map at start (standalone: the server;
+    /// sentinel: unused).
     pub seeds: Vec<String>,
     /// ACL user the proxy authenticates as on every upstream connection.
     pub username: Option<String>,
@@ -123,6 +170,7 @@ pub struct LimitsConfig {
 impl Default for UpstreamConfig {
     fn default() -> Self {
         UpstreamConfig {
+            mode: UpstreamMode::Cluster,
             seeds: Vec::new(),
             username: None,
             password: None,
@@ -185,19 +233,62 @@ impl Config {
         }
     }
 
+    /// The keys `upstream.mode` needs, and only those.
+    fn validate_mode(&self) -> Result<(), String> {
+        let u = &self.upstream;
+        let host_ports = |key: &str, list: &[String]| -> Result<(), String> {
+            match list.iter().find(|s| !s.contains(':')) {
+                Some(s) => Err(format!("{key}: {s:?} is not host:port")),
+                None => Ok(()),
+            }
+        };
+        match &u.mode {
+            UpstreamMode::Cluster if u.seeds.is_empty() => {
+                Err("upstream.seeds: at least one seed node is required".into())
+            }
+            UpstreamMode::Standalone if u.seeds.len() != 1 => Err(format!(
+                "upstream.seeds: standalone mode takes exactly one server, got {}",
+                u.seeds.len()
+            )),
+            UpstreamMode::Cluster | UpstreamMode::Standalone => {
+                host_ports("upstream.seeds", &u.seeds)
+            }
+            UpstreamMode::Sentinel(s) => {
+                if !u.seeds.is_empty() {
+                    return Err(
+                        "upstream.seeds: sentinel mode takes upstream.sentinels, not seeds \
+                                (the sentinels name the primary)"
+                            .into(),
+                    );
+                }
+                if s.sentinels.is_empty() {
+                    return Err(
+                        "upstream.sentinels: sentinel mode needs at least one sentinel".into(),
+                    );
+                }
+                if s.master_name.is_empty() {
+                    return Err(
+                        "upstream.master_name: sentinel mode needs the name the sentinels \
+                                monitor the primary under"
+                            .into(),
+                    );
+                }
+                if s.username.is_some() && s.password.is_none() {
+                    return Err(
+                        "upstream.sentinel_username needs upstream.sentinel_password".into(),
+                    );
+                }
+                host_ports("upstream.sentinels", &s.sentinels)
+            }
+        }
+    }
+
     /// Check invariants the YAML schema cannot express.
     ///
     /// # Errors
     /// A message naming the offending field.
     pub fn validate(&self) -> Result<(), String> {
-        if self.upstream.seeds.is_empty() {
-            return Err("upstream.seeds: at least one seed node is required".into());
-        }
-        for s in &self.upstream.seeds {
-            if !s.contains(':') {
-                return Err(format!("upstream.seeds: {s:?} is not host:port"));
-            }
-        }
+        self.validate_mode()?;
         if self.upstream.max_dedicated_per_node == 0 {
             return Err("upstream.max_dedicated_per_node must be at least 1".into());
         }

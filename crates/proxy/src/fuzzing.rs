@@ -147,7 +147,7 @@ impl World {
         cfg.upstream.op_timeout = Duration::from_millis(200);
         cfg.upstream.max_redirects = 3;
         let metrics = Arc::new(Metrics::new(true));
-        let topology = Topology::new(cfg.upstream.clone(), Arc::clone(&metrics), None);
+        let topology = Topology::new(cfg.upstream.clone(), Arc::clone(&metrics), None, None);
         let shared = Arc::new(Shared::new(metrics, None, 1 << 30));
         let ctx = Rc::new(WorkerCtx::new(Arc::new(cfg), Arc::new(topology), shared));
         World {

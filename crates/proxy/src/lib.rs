@@ -39,7 +39,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub use auth::users::{PasswordCheck, RestrictedScripts, UserSpec};
-pub use config::{Config, LimitsConfig, TlsConfig, UpstreamConfig, UpstreamTlsConfig};
+pub use config::{
+    Config, LimitsConfig, SentinelConfig, TlsConfig, UpstreamConfig, UpstreamMode,
+    UpstreamTlsConfig,
+};
 pub use error::ProxyError;
 pub use metrics::Metrics;
 pub use status::Status;
@@ -206,10 +209,16 @@ pub fn start(config: Config) -> Result<ProxyHandle, ProxyError> {
         .map(tls::UpstreamTls::new)
         .transpose()?
         .map(Arc::new);
+    let sentinel_tls = match &config.upstream.mode {
+        UpstreamMode::Sentinel(s) => s.tls.as_ref().map(tls::UpstreamTls::new).transpose()?,
+        _ => None,
+    }
+    .map(Arc::new);
     let topology = Arc::new(Topology::new(
         config.upstream.clone(),
         Arc::clone(&metrics),
         upstream_tls,
+        sentinel_tls,
     ));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
@@ -323,6 +332,9 @@ pub fn check_tls(config: &Config) -> Result<(), ProxyError> {
         tls::server_config(t)?;
     }
     if let Some(t) = &config.upstream.tls {
+        tls::UpstreamTls::new(t)?;
+    }
+    if let UpstreamMode::Sentinel(SentinelConfig { tls: Some(t), .. }) = &config.upstream.mode {
         tls::UpstreamTls::new(t)?;
     }
     Ok(())

@@ -35,6 +35,9 @@ pub const TRANSACTION_TOO_LARGE: &[u8] =
 pub const CLUSTERDOWN_UNCOVERED: &[u8] = b"-CLUSTERDOWN Hash slot not served\r\n";
 /// Keys of one command hash to different slots.
 pub const CROSSSLOT: &[u8] = b"-CROSSSLOT Keys in request don't hash to the same slot\r\n";
+/// CLUSTER, READONLY and READWRITE in standalone and sentinel modes (Redis's own words for a
+/// server without cluster support).
+pub const CLUSTER_DISABLED: &[u8] = b"-ERR This instance has cluster support disabled\r\n";
 /// SELECT of a database other than 0 (cluster mode has only db 0).
 pub const DB_OUT_OF_RANGE: &[u8] = b"-ERR DB index is out of range\r\n";
 /// A non-integer where Redis wants an integer.

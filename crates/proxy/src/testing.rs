@@ -31,7 +31,7 @@ pub(crate) fn slot_map(ranges: &[(u16, u16, &str)]) -> SlotMap {
 /// A topology serving `ranges` (see [`slot_map`]), never refreshed, and its metrics.
 pub(crate) fn topology(ranges: &[(u16, u16, &str)]) -> (Arc<Topology>, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::new(true));
-    let topology = Topology::new(UpstreamConfig::default(), Arc::clone(&metrics), None);
+    let topology = Topology::new(UpstreamConfig::default(), Arc::clone(&metrics), None, None);
     topology.install_map(slot_map(ranges));
     (Arc::new(topology), metrics)
 }
@@ -154,7 +154,7 @@ pub(crate) fn worker_ctx(
     cfg.upstream.op_timeout = op_timeout;
     cfg.upstream.max_redirects = 3;
     let metrics = Arc::new(Metrics::new(true));
-    let topology = Topology::new(cfg.upstream.clone(), Arc::clone(&metrics), None);
+    let topology = Topology::new(cfg.upstream.clone(), Arc::clone(&metrics), None, None);
     topology.install_map(slot_map(ranges));
     let shared = Arc::new(crate::runtime::context::Shared::new(metrics, None, 1 << 30));
     crate::runtime::context::WorkerCtx::new(Arc::new(cfg), Arc::new(topology), shared)

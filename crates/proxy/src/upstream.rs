@@ -11,4 +11,5 @@ pub(crate) mod node_client;
 pub(crate) mod redirect;
 pub(crate) mod reply_channel;
 pub(crate) mod routes;
+pub(crate) mod sentinel;
 pub mod topology;

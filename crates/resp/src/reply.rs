@@ -69,6 +69,9 @@ pub enum ErrorClass {
     ClusterDown,
     /// `LOADING …`: the node is loading its dataset.
     Loading,
+    /// `READONLY …`: a write sent to a replica (a primary demoted by a failover); it did not
+    /// run.
+    ReadOnly,
     /// Any other error.
     Other,
 }
@@ -102,6 +105,7 @@ pub fn classify_error(text: &[u8]) -> ErrorClass {
         b"TRYAGAIN" => ErrorClass::TryAgain,
         b"CLUSTERDOWN" => ErrorClass::ClusterDown,
         b"LOADING" => ErrorClass::Loading,
+        b"READONLY" => ErrorClass::ReadOnly,
         _ => ErrorClass::Other,
     }
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use serde::Deserialize;
 use slotgate_proxy::{
-    Config, LimitsConfig, RestrictedScripts, TlsConfig, UpstreamConfig, UpstreamTlsConfig,
+    Config, LimitsConfig, RestrictedScripts, SentinelConfig, TlsConfig, UpstreamConfig,
+    UpstreamMode, UpstreamTlsConfig,
 };
 
 /// The file as written.
@@ -84,7 +85,18 @@ struct FileAdmin {
 struct FileUpstream {
     #[serde(default)]
     mode: Option<String>,
+    #[serde(default)]
     seeds: Vec<String>,
+    #[serde(default)]
+    sentinels: Vec<String>,
+    #[serde(default)]
+    master_name: Option<String>,
+    #[serde(default)]
+    sentinel_username: Option<String>,
+    #[serde(default)]
+    sentinel_password: Option<String>,
+    #[serde(default)]
+    sentinel_tls: Option<FileUpstreamTls>,
     #[serde(default)]
     username: Option<String>,
     #[serde(default)]
@@ -210,7 +222,25 @@ impl Settings {
                 a.listen, p.metrics
             );
         }
-        let _ = writeln!(s, "upstream:\n  mode: cluster\n  seeds: {:?}", u.seeds);
+        let _ = writeln!(s, "upstream:\n  mode: {}", u.mode.name());
+        if let UpstreamMode::Sentinel(sc) = &u.mode {
+            let _ = writeln!(
+                s,
+                "  sentinels: {:?}\n  master_name: {}",
+                sc.sentinels, sc.master_name
+            );
+            if let Some(user) = &sc.username {
+                let _ = writeln!(s, "  sentinel_username: {user}");
+            }
+            if sc.password.is_some() {
+                let _ = writeln!(s, "  sentinel_password: \"********\"");
+            }
+            if let Some(t) = &sc.tls {
+                let _ = writeln!(s, "  sentinel_tls: {}", describe_tls(t));
+            }
+        } else {
+            let _ = writeln!(s, "  seeds: {:?}", u.seeds);
+        }
         if let Some(user) = &u.username {
             let _ = writeln!(s, "  username: {user}");
         }
@@ -224,19 +254,7 @@ impl Settings {
         );
         let _ = writeln!(s, "  max_dedicated_per_node: {}", u.max_dedicated_per_node);
         if let Some(t) = &u.tls {
-            let show = |p: &Option<PathBuf>| {
-                p.as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|| "none".into())
-            };
-            let _ = writeln!(
-                s,
-                "  tls:\n    ca: {}\n    server_name: {}\n    cert: {}\n    key: {}",
-                show(&t.ca),
-                t.server_name.as_deref().unwrap_or("(node host)"),
-                show(&t.cert),
-                show(&t.key)
-            );
+            let _ = writeln!(s, "  tls: {}", describe_tls(t));
         }
         let l = &p.limits;
         let _ = writeln!(
@@ -273,6 +291,22 @@ impl Settings {
         );
         s
     }
+}
+
+/// An upstream TLS block on one line.
+fn describe_tls(t: &UpstreamTlsConfig) -> String {
+    let show = |p: &Option<PathBuf>| {
+        p.as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "none".into())
+    };
+    format!(
+        "{{ ca: {}, server_name: {}, cert: {}, key: {} }}",
+        show(&t.ca),
+        t.server_name.as_deref().unwrap_or("(node host)"),
+        show(&t.cert),
+        show(&t.key)
+    )
 }
 
 /// Read, parse and validate a configuration file.
@@ -359,12 +393,8 @@ pub fn parse(text: &str) -> anyhow::Result<Settings> {
 }
 
 /// `upstream:` resolved: variables expanded, the password read, durations parsed.
-fn resolve_upstream(up: FileUpstream) -> anyhow::Result<UpstreamConfig> {
-    if let Some(mode) = &up.mode {
-        if mode != "cluster" {
-            bail!("upstream.mode: only \"cluster\" is supported in this version, not {mode:?}");
-        }
-    }
+fn resolve_upstream(mut up: FileUpstream) -> anyhow::Result<UpstreamConfig> {
+    let mode = resolve_mode(&mut up)?;
     if let Some(rf) = &up.read_from {
         if rf != "primary" {
             bail!("upstream.read_from: only \"primary\" is supported in this version, not {rf:?}");
@@ -383,6 +413,7 @@ fn resolve_upstream(up: FileUpstream) -> anyhow::Result<UpstreamConfig> {
     };
     let defaults = UpstreamConfig::default();
     let upstream = UpstreamConfig {
+        mode,
         seeds: up
             .seeds
             .iter()
@@ -413,14 +444,63 @@ fn resolve_upstream(up: FileUpstream) -> anyhow::Result<UpstreamConfig> {
         max_dedicated_per_node: up
             .max_dedicated_per_node
             .unwrap_or(defaults.max_dedicated_per_node),
-        tls: up.tls.map(|t| UpstreamTlsConfig {
-            ca: t.ca.map(PathBuf::from),
-            server_name: t.server_name,
-            cert: t.cert.map(PathBuf::from),
-            key: t.key.map(PathBuf::from),
-        }),
+        tls: up.tls.map(upstream_tls),
     };
     Ok(upstream)
+}
+
+fn upstream_tls(t: FileUpstreamTls) -> UpstreamTlsConfig {
+    UpstreamTlsConfig {
+        ca: t.ca.map(PathBuf::from),
+        server_name: t.server_name,
+        cert: t.cert.map(PathBuf::from),
+        key: t.key.map(PathBuf::from),
+    }
+}
+
+/// `upstream.mode` and the keys only sentinel mode takes (taken out of `up`).
+fn resolve_mode(up: &mut FileUpstream) -> anyhow::Result<UpstreamMode> {
+    let sentinel_keys = !up.sentinels.is_empty()
+        || up.master_name.is_some()
+        || up.sentinel_username.is_some()
+        || up.sentinel_password.is_some()
+        || up.sentinel_tls.is_some();
+    let mode = up.mode.as_deref().unwrap_or("cluster");
+    match mode {
+        "cluster" | "standalone" if sentinel_keys => bail!(
+            "upstream: sentinels, master_name and sentinel_* belong to mode: sentinel, not {mode}"
+        ),
+        "cluster" => Ok(UpstreamMode::Cluster),
+        "standalone" => Ok(UpstreamMode::Standalone),
+        "sentinel" => Ok(UpstreamMode::Sentinel(SentinelConfig {
+            sentinels: std::mem::take(&mut up.sentinels)
+                .iter()
+                .map(|s| expand_env(s))
+                .collect::<Result<_, _>>()
+                .context("upstream.sentinels")?,
+            master_name: up
+                .master_name
+                .take()
+                .map(|m| expand_env(&m))
+                .transpose()
+                .context("upstream.master_name")?
+                .unwrap_or_default(),
+            username: up
+                .sentinel_username
+                .take()
+                .map(|u| expand_env(&u))
+                .transpose()
+                .context("upstream.sentinel_username")?,
+            password: up
+                .sentinel_password
+                .take()
+                .map(|p| expand_env(&p))
+                .transpose()
+                .context("upstream.sentinel_password")?,
+            tls: up.sentinel_tls.take().map(upstream_tls),
+        })),
+        other => bail!("upstream.mode: expected cluster|standalone|sentinel, got {other:?}"),
+    }
 }
 
 /// `limits:` resolved, defaults filled in.

@@ -213,3 +213,17 @@ fn block_index_agrees_with_every_slot() {
     assert_eq!(SlotMap::empty().shard_index(16383), None);
     assert_eq!(SlotMap::empty().shard_index(16384), None);
 }
+
+#[test]
+fn a_single_primary_owns_every_slot() {
+    let primary = NodeAddr::new("10.0.0.1:6379");
+    let replica = NodeAddr::new("10.0.0.2:6379");
+    let map = SlotMap::single(primary.clone(), vec![replica.clone()]);
+    assert_eq!(map.covered(), SLOT_COUNT);
+    for slot in [0u16, 63, 64, 8000, 16383] {
+        assert_eq!(map.primary_for_slot(slot), Some(&primary));
+    }
+    assert_eq!(map.serving_shards().len(), 1);
+    assert_eq!(map.all_nodes(), vec![primary.clone(), replica]);
+    assert!(map.same_assignment(&SlotMap::single(primary, Vec::new())));
+}

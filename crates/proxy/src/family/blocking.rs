@@ -27,7 +27,7 @@ pub(crate) fn route(
     proto: Protocol,
     budget: &Rc<crate::runtime::budget::OutputBudget>,
 ) -> Entry {
-    let slot = match single_slot(cmd, req) {
+    let slot = match single_slot(cmd, req, ctx.one_primary()) {
         Ok(slot) => slot,
         Err(reply) => return Entry::Ready(reply),
     };

@@ -29,6 +29,11 @@ pub(crate) fn run(
     deadline: Instant,
 ) -> Entry {
     let reply = match cmd.name {
+        name if ctx.one_primary()
+            && (matches!(name, "readonly" | "readwrite") || name.starts_with("cluster|")) =>
+        {
+            Bytes::from_static(replies::CLUSTER_DISABLED)
+        }
         "ping" => match req.argc() {
             1 => Bytes::from_static(replies::PONG),
             _ => bulk(req.arg(1)),
@@ -308,8 +313,9 @@ fn info(ctx: &WorkerCtx, req: &Request) -> String {
     }
     if want("slotgate") {
         out.push_str(&format!(
-            "# Slotgate\r\nslotgate_version:{}\r\nworkers:{}\r\nslots_covered:{}\r\nshards:{}\r\nnodes:{}\r\ntopology_refreshes:{}\r\n\r\n",
+            "# Slotgate\r\nslotgate_version:{}\r\nupstream_mode:{}\r\nworkers:{}\r\nslots_covered:{}\r\nshards:{}\r\nnodes:{}\r\ntopology_refreshes:{}\r\n\r\n",
             env!("CARGO_PKG_VERSION"),
+            ctx.cfg.upstream.mode.name(),
             ctx.cfg.worker_count(),
             map.covered(),
             map.serving_shards().len(),

@@ -45,7 +45,8 @@ pub(crate) fn route(
         ));
     }
     let groups = group_by_slot(req, keys.as_slice());
-    if groups.len() == 1 {
+    // One server has every key (standalone, sentinel): nothing to split.
+    if groups.len() == 1 || ctx.one_primary() {
         let slot = groups[0].0;
         return Entry::Single(Op::start(
             ctx,

@@ -271,13 +271,15 @@ fn add(ctx: &WorkerCtx, tx: &mut TxState, cmd: &Command, req: &Request) -> Entry
     let Some(q) = tx.multi.as_mut() else {
         return Entry::Ready(replies::not_yet(cmd.name));
     };
-    let slot = match single_slot(cmd, req) {
+    let slot = match single_slot(cmd, req, ctx.one_primary()) {
         Ok(slot) => slot,
         Err(reply) => return refuse(tx, reply),
     };
     if let Some(s) = slot {
         match q.slot {
-            Some(t) if t != s => return refuse(tx, Bytes::from_static(replies::CROSSSLOT)),
+            Some(t) if t != s && !ctx.one_primary() => {
+                return refuse(tx, Bytes::from_static(replies::CROSSSLOT))
+            }
             _ => q.slot = Some(s),
         }
     }
@@ -328,12 +330,12 @@ fn watch(
     proto: Protocol,
     budget: &Rc<OutputBudget>,
 ) -> Entry {
-    let slot = match single_slot(cmd, req) {
+    let slot = match single_slot(cmd, req, ctx.one_primary()) {
         Ok(Some(slot)) => slot,
         Ok(None) => return Entry::Ready(replies::wrong_arity(cmd.name)),
         Err(reply) => return Entry::Ready(reply),
     };
-    if tx.watch_slot.is_some_and(|w| w != slot) {
+    if tx.watch_slot.is_some_and(|w| w != slot) && !ctx.one_primary() {
         return ready(replies::CROSSSLOT);
     }
     tx.watch_slot = Some(slot);

@@ -154,4 +154,11 @@ impl WorkerCtx {
     pub fn session_count(&self) -> usize {
         self.sessions.get()
     }
+
+    /// Every key lives on one primary (standalone and sentinel modes): the keys of one
+    /// command need not share a slot, and CLUSTER commands do not exist.
+    #[inline]
+    pub fn one_primary(&self) -> bool {
+        self.cfg.upstream.mode.one_primary()
+    }
 }

@@ -27,6 +27,11 @@ pub struct Status {
 /// `/topology`: the slot map as slotgate routes by it.
 #[derive(Debug, Serialize)]
 pub struct TopologyReport {
+    /// `upstream.mode`: `cluster`, `standalone` or `sentinel`.
+    pub mode: &'static str,
+    /// Sentinels whose event subscription is up (sentinel mode only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sentinels_reachable: Option<usize>,
     /// Slots with a primary (16384 when healthy).
     pub slots_covered: usize,
     /// Seconds since the map was last loaded from the cluster (`null`: never).
@@ -75,6 +80,9 @@ impl Status {
         }
         let map = self.topology.map();
         let covered = map.covered();
+        if covered < SLOT_COUNT && self.topology.mode().one_primary() {
+            return Err("no verified primary".into());
+        }
         if covered < SLOT_COUNT {
             return Err(format!("{covered} of {SLOT_COUNT} slots covered"));
         }
@@ -157,7 +165,11 @@ impl Status {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
+        let mode = self.topology.mode();
         TopologyReport {
+            mode: mode.name(),
+            sentinels_reachable: matches!(mode, crate::config::UpstreamMode::Sentinel(_))
+                .then(|| self.topology.sentinels_reachable()),
             slots_covered: map.covered(),
             map_age_seconds: (last_ms > 0).then(|| now_ms.saturating_sub(last_ms) as f64 / 1000.0),
             refreshes: self.topology.refresh_count(),

@@ -190,7 +190,7 @@ fn route_pubsub_link<'c>(ctx: &WorkerCtx, client: &'c mut ClientState) -> &'c mu
 /// SSUBSCRIBE / SUNSUBSCRIBE: to the client's shard-channel coordinator; the channels of one
 /// call must share a slot, as in Redis Cluster.
 fn relay_shard(ctx: &WorkerCtx, client: &mut ClientState, cmd: &Command, req: &Request) -> Entry {
-    let slot = match single_slot(cmd, req) {
+    let slot = match single_slot(cmd, req, ctx.one_primary()) {
         Ok(slot) => slot,
         Err(reply) => return Entry::Ready(reply),
     };
@@ -224,7 +224,7 @@ fn route_single(
         client.writes.note(cmd, &req);
         return blocking::route(ctx, cmd, &req, proto, &client.budget);
     }
-    let route = match single_slot(cmd, &req) {
+    let route = match single_slot(cmd, &req, ctx.one_primary()) {
         Ok(Some(slot)) => {
             client.writes.note_slot(cmd, slot);
             Route::Slot(slot)

@@ -30,8 +30,14 @@ pub(crate) fn is_readonly(cmd: &Command) -> bool {
 
 /// The one slot all keys of `req` hash to (sharded channels count as keys here): `Ok(None)`
 /// for a keyless call, or a malformed key count (the node then answers with Redis's exact
-/// error for that command), `Err(CROSSSLOT)` for keys in several slots.
-pub(crate) fn single_slot(cmd: &Command, req: &Request) -> Result<Option<u16>, Bytes> {
+/// error for that command), `Err(CROSSSLOT)` for keys in several slots — unless
+/// `one_primary` (standalone and sentinel modes, where one server has every key and the
+/// first key's slot stands for all).
+pub(crate) fn single_slot(
+    cmd: &Command,
+    req: &Request,
+    one_primary: bool,
+) -> Result<Option<u16>, Bytes> {
     if let Some(key) = cmd.sole_routing_key(&ReqArgs(req)) {
         return Ok(Some(slotgate_cluster::slot(key)));
     }
@@ -44,7 +50,9 @@ pub(crate) fn single_slot(cmd: &Command, req: &Request) -> Result<Option<u16>, B
         let s = slotgate_cluster::slot(req.arg(i as usize));
         match slot {
             None => slot = Some(s),
-            Some(prev) if prev != s => return Err(Bytes::from_static(replies::CROSSSLOT)),
+            Some(prev) if prev != s && !one_primary => {
+                return Err(Bytes::from_static(replies::CROSSSLOT))
+            }
             Some(_) => {}
         }
     }

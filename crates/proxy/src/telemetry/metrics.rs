@@ -79,14 +79,17 @@ pub(crate) enum Retry {
     ReadonlyIo = 3,
     /// The node could not be reached; retried after a refresh.
     Unreachable = 4,
+    /// A write answered `-READONLY` by a demoted primary; retried after a refresh.
+    ReadOnly = 5,
 }
 
-const RETRY_LABELS: [&str; 5] = [
+const RETRY_LABELS: [&str; 6] = [
     "tryagain",
     "clusterdown",
     "loading",
     "readonly_io",
     "unreachable",
+    "readonly",
 ];
 
 /// Why the slot map was reloaded (`slotgate_topology_refreshes_total{trigger}`).
@@ -146,6 +149,9 @@ pub struct Metrics {
     pub(crate) topology_nodes: IntGaugeVec,
     pub(crate) last_refresh: Gauge,
     pub(crate) ready: IntGauge,
+    failovers: IntCounterVec,
+    sentinel_primary: IntGaugeVec,
+    pub(crate) sentinels_reachable: IntGauge,
     process: ProcessMetrics,
     /// Per upstream connection: when its oldest unanswered request was written
     /// ([`mono_ms`](crate::telemetry::clock::mono_ms); 0: none), for readiness.
@@ -310,6 +316,29 @@ impl Metrics {
                 "slotgate_ready",
                 "1 when /readyz answers 200: all slots covered, every primary connected.",
             ),
+            failovers: {
+                let v = counter_vec(
+                    &r,
+                    "slotgate_failovers_total",
+                    "New primaries taken into use (a replica promoted), by upstream mode.",
+                    &["mode"],
+                );
+                for mode in ["cluster", "standalone", "sentinel"] {
+                    v.with_label_values(&[mode]);
+                }
+                v
+            },
+            sentinel_primary: gauge_vec(
+                &r,
+                "slotgate_sentinel_primary",
+                "1 for the primary the sentinels named and its ROLE confirmed (sentinel mode).",
+                &["address"],
+            ),
+            sentinels_reachable: int_gauge(
+                &r,
+                "slotgate_sentinels_reachable",
+                "Sentinels whose event subscription is connected now (sentinel mode).",
+            ),
             process: ProcessMetrics::register(&r),
             pending: Mutex::new(Vec::new()),
             registry: r,
@@ -407,6 +436,21 @@ impl Metrics {
             .get_metric_with_label_values(&[node.as_str(), "multiplexed"])
             .map(|g| g.get())
             .unwrap_or(0)
+    }
+
+    /// Count a new primary taken into use in `mode` (`cluster`, `standalone`, `sentinel`).
+    pub(crate) fn failover(&self, mode: &'static str) {
+        self.failovers.with_label_values(&[mode]).inc();
+    }
+
+    /// The verified primary of sentinel mode (`None`: none at the moment).
+    pub(crate) fn sentinel_primary(&self, address: Option<&NodeAddr>) {
+        self.sentinel_primary.reset();
+        if let Some(a) = address {
+            self.sentinel_primary
+                .with_label_values(&[a.as_str()])
+                .set(1);
+        }
     }
 
     /// Count one refresh.

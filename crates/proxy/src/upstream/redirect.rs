@@ -8,9 +8,10 @@
 //!   back-to-back on one connection to the target; the map does not change.
 //! - At most `upstream.max_redirects` redirects per command; past that the last redirect
 //!   error is the reply.
-//! - `-TRYAGAIN`, `-CLUSTERDOWN`, `-LOADING`, and a node that cannot be reached: retried
-//!   after a backoff (10 ms doubling to 200 ms) while the command's deadline allows;
-//!   CLUSTERDOWN and an unreachable node also ask the topology for a refresh.
+//! - `-TRYAGAIN`, `-CLUSTERDOWN`, `-LOADING`, `-READONLY` (a primary demoted by a Sentinel
+//!   failover: the write did not run) and a node that cannot be reached: retried after a
+//!   backoff (10 ms doubling to 200 ms) while the command's deadline allows; CLUSTERDOWN,
+//!   READONLY and an unreachable node also ask the topology for a refresh.
 //! - A connection lost after the command may have been written: only a read-only command
 //!   is sent again, once (see [`may_resend_after_loss`]).
 
@@ -96,6 +97,12 @@ impl Attempts {
                 topology.request_refresh(RefreshTrigger::Error);
                 Verdict::Retry(Retry::ClusterDown)
             }
+            // A demoted primary (Sentinel failover): the write did not run; send it to the
+            // primary the topology finds next.
+            ReplyKind::Error(ErrorClass::ReadOnly) => {
+                topology.request_refresh(RefreshTrigger::Error);
+                Verdict::Retry(Retry::ReadOnly)
+            }
             _ => Verdict::Final,
         }
     }
@@ -166,6 +173,7 @@ pub(crate) fn not_run(reply: &Reply) -> bool {
                 | ErrorClass::TryAgain
                 | ErrorClass::ClusterDown
                 | ErrorClass::Loading
+                | ErrorClass::ReadOnly
         )
     )
 }

@@ -1,8 +1,11 @@
 //! The live view of the cluster: the current [`SlotMap`] snapshot, shared read-only by every
 //! worker, and the refresher that replaces it (every `refresh_interval`, and on demand after
 //! a MOVED or an upstream failure). A snapshot is never modified; it is replaced whole.
+//!
+//! In standalone and sentinel modes the map has one primary owning every slot
+//! ([`crate::upstream::sentinel`] finds it), so routing is the same in every mode.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -13,16 +16,30 @@ use slotgate_resp::value::Value;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
-use crate::config::UpstreamConfig;
+use crate::config::{UpstreamConfig, UpstreamMode};
 use crate::error::ProxyError;
 use crate::telemetry::metrics::{Metrics, RefreshResult, RefreshTrigger};
 use crate::tls::UpstreamTls;
 use crate::upstream::node_client;
+use crate::upstream::sentinel::{self, Primary};
 
 /// Shortest gap between two on-demand refreshes (a burst of MOVED costs one refresh).
 const REFRESH_DEBOUNCE: Duration = Duration::from_millis(100);
 /// How many nodes a refresh asks before choosing the majority view.
 const REFRESH_QUORUM: usize = 3;
+/// Longest that commands wait for a Sentinel failover that began to name a new primary;
+/// after that the primary the sentinels name is used again (a stuck or silent failover).
+const FAILOVER_HOLD_MAX: Duration = Duration::from_secs(5);
+/// Pause before subscribing again to a sentinel that could not be reached.
+const SENTINEL_RETRY: Duration = Duration::from_secs(1);
+
+/// A Sentinel failover in progress: nothing is routed until a primary other than `old` is
+/// verified, the failover is aborted, or [`FAILOVER_HOLD_MAX`] passes.
+#[derive(Debug)]
+struct Hold {
+    old: NodeAddr,
+    since: Instant,
+}
 
 /// The shared topology: slot map snapshot plus refresh bookkeeping.
 ///
@@ -43,6 +60,13 @@ pub struct Topology {
     pending: AtomicU8,
     metrics: Arc<Metrics>,
     tls: Option<Arc<UpstreamTls>>,
+    /// TLS towards the sentinels (sentinel mode).
+    sentinel_tls: Option<Arc<UpstreamTls>>,
+    /// The primary last verified (standalone and sentinel modes).
+    primary: Mutex<Option<NodeAddr>>,
+    hold: Mutex<Option<Hold>>,
+    /// Sentinels whose event subscription is up.
+    sentinels_up: AtomicUsize,
 }
 
 impl Topology {
@@ -51,6 +75,7 @@ impl Topology {
         cfg: UpstreamConfig,
         metrics: Arc<Metrics>,
         tls: Option<Arc<UpstreamTls>>,
+        sentinel_tls: Option<Arc<UpstreamTls>>,
     ) -> Topology {
         Topology {
             map: ArcSwap::from_pointee(SlotMap::empty()),
@@ -63,7 +88,21 @@ impl Topology {
             pending: AtomicU8::new(0),
             metrics,
             tls,
+            sentinel_tls,
+            primary: Mutex::new(None),
+            hold: Mutex::new(None),
+            sentinels_up: AtomicUsize::new(0),
         }
+    }
+
+    /// Cluster, standalone or sentinel.
+    pub fn mode(&self) -> &UpstreamMode {
+        &self.cfg.mode
+    }
+
+    /// Sentinels whose event subscription is up now (sentinel mode).
+    pub fn sentinels_reachable(&self) -> usize {
+        self.sentinels_up.load(Ordering::Relaxed)
     }
 
     /// The current snapshot.
@@ -166,6 +205,160 @@ impl Topology {
     /// [`Topology::refresh`], saying whether the new map was swapped in (`Ok`) or refused
     /// as stale (`Rejected`: it would uncover slots whose owner still answers for them).
     async fn refresh_outcome(&self) -> Result<RefreshResult, ProxyError> {
+        let tls = self.tls.as_deref();
+        match &self.cfg.mode {
+            UpstreamMode::Cluster => self.refresh_cluster().await,
+            UpstreamMode::Standalone => {
+                let primary = sentinel::standalone(&self.cfg.seeds[0], &self.cfg, tls).await?;
+                self.use_primary(primary)
+            }
+            UpstreamMode::Sentinel(s) => {
+                let sentinel_tls = self.sentinel_tls.as_deref();
+                let primary = sentinel::resolve(s, &self.cfg, sentinel_tls, tls).await;
+                if primary.is_err() {
+                    self.metrics.sentinel_primary(None);
+                }
+                self.use_primary(primary?)
+            }
+        }
+    }
+
+    /// Route everything to `found`, the primary a standalone or sentinel refresh verified,
+    /// unless a failover away from it is in progress.
+    fn use_primary(&self, found: Primary) -> Result<RefreshResult, ProxyError> {
+        if let Ok(mut hold) = self.hold.lock() {
+            if let Some(h) = hold.as_ref() {
+                if h.old == found.addr && h.since.elapsed() < FAILOVER_HOLD_MAX {
+                    return Err(ProxyError::Upstream {
+                        addr: found.addr.to_string(),
+                        reason: "a failover is in progress: waiting for the sentinels to name \
+                                 the new primary"
+                            .into(),
+                    });
+                }
+                *hold = None;
+            }
+        }
+        let mode = self.cfg.mode.name();
+        let previous = self
+            .primary
+            .lock()
+            .ok()
+            .and_then(|mut p| p.replace(found.addr.clone()));
+        if previous.as_ref().is_some_and(|p| *p != found.addr) {
+            self.metrics.failover(mode);
+            tracing::warn!(
+                mode,
+                old = ?previous,
+                new = %found.addr,
+                "new primary in use"
+            );
+        }
+        if matches!(self.cfg.mode, UpstreamMode::Sentinel(_)) {
+            self.metrics.sentinel_primary(Some(&found.addr));
+        }
+        self.publish(SlotMap::single(found.addr, found.replicas));
+        Ok(RefreshResult::Ok)
+    }
+
+    /// A Sentinel failover of the primary began: stop routing to it (commands wait and
+    /// retry) until a new primary is verified. Writes sent to the old primary once its
+    /// replica is promoted would be lost when it is demoted.
+    fn begin_failover(&self) {
+        let Some(old) = self.primary.lock().ok().and_then(|p| p.clone()) else {
+            return;
+        };
+        if let Ok(mut hold) = self.hold.lock() {
+            if hold.is_some() {
+                return;
+            }
+            *hold = Some(Hold {
+                old: old.clone(),
+                since: Instant::now(),
+            });
+        }
+        tracing::warn!(primary = %old, "sentinel failover began: commands wait for the new primary");
+        self.metrics.sentinel_primary(None);
+        self.publish(SlotMap::empty());
+        self.request_refresh(RefreshTrigger::Error);
+    }
+
+    /// React to one sentinel event (see [`sentinel::watch`]).
+    fn on_sentinel_event(&self, event: sentinel::Event) {
+        match event {
+            sentinel::Event::FailoverBegins => self.begin_failover(),
+            sentinel::Event::FailoverAborted => {
+                if let Ok(mut hold) = self.hold.lock() {
+                    *hold = None;
+                }
+                self.request_refresh(RefreshTrigger::Error);
+            }
+            sentinel::Event::FailoverEnds | sentinel::Event::Changed => {
+                self.request_refresh(RefreshTrigger::Error)
+            }
+            sentinel::Event::Subscribed(up) => {
+                let n = if up {
+                    self.sentinels_up.fetch_add(1, Ordering::Relaxed) + 1
+                } else {
+                    // A lost subscription may have missed an event: look again.
+                    self.request_refresh(RefreshTrigger::Error);
+                    self.sentinels_up.fetch_sub(1, Ordering::Relaxed) - 1
+                };
+                self.metrics.sentinels_reachable.set(n as i64);
+            }
+        }
+    }
+
+    /// Subscribe to every sentinel's events for as long as the process runs, reconnecting
+    /// after a loss.
+    fn spawn_sentinel_watchers(self: &Arc<Self>, shutdown: &watch::Receiver<bool>) {
+        let UpstreamMode::Sentinel(s) = &self.cfg.mode else {
+            return;
+        };
+        for addr in s.sentinels.clone() {
+            let topology = Arc::clone(self);
+            let mut shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let UpstreamMode::Sentinel(s) = &topology.cfg.mode else {
+                    return;
+                };
+                let on_event = |e| topology.on_sentinel_event(e);
+                loop {
+                    let tls = topology.sentinel_tls.as_deref();
+                    tokio::select! {
+                        result = sentinel::watch(&addr, s, &topology.cfg, tls, &on_event) => {
+                            if let Err(e) = result {
+                                crate::telemetry::logs::limited(
+                                    crate::telemetry::logs::Class::RefreshFailed,
+                                    |suppressed| tracing::warn!(sentinel = %addr, error = %e, suppressed, "sentinel subscription lost"),
+                                );
+                            }
+                        }
+                        _ = shutdown.changed() => return,
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(SENTINEL_RETRY) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                }
+            });
+        }
+    }
+
+    /// Swap in `map` as the result of a successful refresh.
+    fn publish(&self, map: SlotMap) {
+        self.map.store(Arc::new(map));
+        self.generation.fetch_add(1, Ordering::Release);
+        self.refreshes.fetch_add(1, Ordering::Relaxed);
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        self.last_refresh_unix_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// A cluster refresh: `CLUSTER SLOTS` from up to three nodes.
+    async fn refresh_cluster(&self) -> Result<RefreshResult, ProxyError> {
         let current = self.map.load_full();
         let mut candidates: Vec<String> =
             current.all_nodes().iter().map(|n| n.to_string()).collect();
@@ -234,14 +427,10 @@ impl Topology {
                 "slot map updated"
             );
         }
-        self.map.store(Arc::new(chosen));
-        self.generation.fetch_add(1, Ordering::Release);
-        self.refreshes.fetch_add(1, Ordering::Relaxed);
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        self.last_refresh_unix_ms.store(now_ms, Ordering::Relaxed);
+        for _ in promoted_replicas(&current, &chosen) {
+            self.metrics.failover("cluster");
+        }
+        self.publish(chosen);
         Ok(RefreshResult::Ok)
     }
 
@@ -281,6 +470,7 @@ impl Topology {
 
     /// The refresher loop: periodic, plus on demand; ends when `shutdown` turns true.
     pub async fn run_refresher(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        self.spawn_sentinel_watchers(&shutdown);
         let mut last = Instant::now();
         let mut failing = self.map.load().covered() == 0;
         loop {
@@ -348,6 +538,16 @@ fn uncovered_by(current: &SlotMap, next: &SlotMap) -> Vec<(NodeAddr, Vec<u16>)> 
         }
     }
     out
+}
+
+/// The primaries of `next` that were replicas in `current` (promoted by a failover).
+fn promoted_replicas<'a>(current: &SlotMap, next: &'a SlotMap) -> Vec<&'a NodeAddr> {
+    let was_replica = |n: &NodeAddr| current.shards().iter().any(|s| s.replicas.contains(n));
+    next.serving_shards()
+        .into_iter()
+        .map(|s| &s.primary)
+        .filter(|p| was_replica(p))
+        .collect()
 }
 
 /// The view most answers agree with; ties go to the view covering more slots.

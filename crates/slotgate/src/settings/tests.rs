@@ -94,6 +94,10 @@ fn sizes_and_durations() {
 fn example_configs_parse() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config");
     let mut seen = 0;
+    // The secrets the examples take from the environment.
+    for var in ["SENTINEL_PASSWORD", "REDIS_PROXY_PASSWORD", "APP_PASSWORD"] {
+        std::env::set_var(var, "example-secret");
+    }
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "yaml") {
@@ -102,4 +106,44 @@ fn example_configs_parse() {
         }
     }
     assert!(seen > 0, "no example config found in {dir}");
+}
+
+#[test]
+fn upstream_modes_take_their_own_keys() {
+    let up = |body: &str| parse(&format!("listen: \"127.0.0.1:6380\"\nupstream:\n{body}"));
+    let err = |body: &str| format!("{:#}", up(body).unwrap_err());
+    // Standalone: exactly one server.
+    let s = up("  mode: standalone\n  seeds: [\"127.0.0.1:6379\"]\n").unwrap();
+    assert_eq!(s.proxy.upstream.mode, UpstreamMode::Standalone);
+    assert!(s.describe().contains("mode: standalone"));
+    let e = err("  mode: standalone\n  seeds: [\"a:1\", \"b:2\"]\n");
+    assert!(e.contains("exactly one server"), "{e}");
+    // Sentinel: sentinels and master_name, no seeds; the sentinel password is masked.
+    std::env::set_var("SLOTGATE_TEST_SENTINEL_PW", "s3cret");
+    let s = up("  mode: sentinel\n  sentinels: [\"127.0.0.1:26379\", \"127.0.0.1:26380\"]\n  master_name: mymaster\n  sentinel_password: \"${SLOTGATE_TEST_SENTINEL_PW}\"\n").unwrap();
+    let UpstreamMode::Sentinel(sc) = &s.proxy.upstream.mode else {
+        panic!("not sentinel mode");
+    };
+    assert_eq!(sc.sentinels.len(), 2);
+    assert_eq!(sc.master_name, "mymaster");
+    assert_eq!(sc.password.as_deref(), Some("s3cret"));
+    let shown = s.describe();
+    assert!(shown.contains("mode: sentinel") && shown.contains("master_name: mymaster"));
+    assert!(!shown.contains("s3cret"), "{shown}");
+    let e = err("  mode: sentinel\n  sentinels: [\"127.0.0.1:26379\"]\n");
+    assert!(e.contains("upstream.master_name"), "{e}");
+    let e = err("  mode: sentinel\n  master_name: m\n");
+    assert!(e.contains("upstream.sentinels"), "{e}");
+    let e = err("  mode: sentinel\n  sentinels: [\"x:1\"]\n  master_name: m\n  seeds: [\"a:1\"]\n");
+    assert!(e.contains("upstream.seeds"), "{e}");
+    let e = err("  mode: sentinel\n  sentinels: [\"nohost\"]\n  master_name: m\n");
+    assert!(e.contains("not host:port"), "{e}");
+    // Sentinel keys outside sentinel mode, and unknown modes.
+    let e = err("  seeds: [\"a:1\"]\n  master_name: m\n");
+    assert!(e.contains("mode: sentinel"), "{e}");
+    let e = err("  mode: replica\n  seeds: [\"a:1\"]\n");
+    assert!(e.contains("cluster|standalone|sentinel"), "{e}");
+    // Cluster still needs seeds.
+    let e = err("  seeds: []\n");
+    assert!(e.contains("upstream.seeds"), "{e}");
 }

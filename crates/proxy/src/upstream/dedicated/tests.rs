@@ -15,7 +15,7 @@ fn pool(node: &str, cap: usize) -> Rc<DedicatedPool> {
         ..UpstreamConfig::default()
     };
     let metrics = Arc::new(Metrics::new(true));
-    let topology = Arc::new(Topology::new(cfg.clone(), Arc::clone(&metrics), None));
+    let topology = Arc::new(Topology::new(cfg.clone(), Arc::clone(&metrics), None, None));
     Rc::new(DedicatedPool::new(Arc::new(cfg), topology, metrics))
 }
 

@@ -1,0 +1,444 @@
+//! slotgate in front of a Sentinel-managed primary (`upstream.mode: sentinel`) and of a
+//! standalone server (`upstream.mode: standalone`): every family works with keys in any
+//! slots, a `SENTINEL FAILOVER` under load costs no error and no acknowledged write, and a
+//! killed primary is replaced within the sentinels' own time and fenced when it returns.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use redis::{Commands, Value};
+use slotgate_tests::admin::{http_get, scrape};
+use slotgate_tests::sentinel::{SentinelGroup, SentinelOptions, DOWN_AFTER, MASTER_NAME};
+use slotgate_tests::{unique_key_prefix, wait_until, ProxyConfig, Slotgate};
+
+/// The group the feature tests share (no test here changes its primary).
+fn shared_group() -> &'static SentinelGroup {
+    static GROUP: OnceLock<SentinelGroup> = OnceLock::new();
+    GROUP.get_or_init(|| {
+        SentinelGroup::start(SentinelOptions {
+            sentinel_password: Some("sentinel-secret".into()),
+        })
+    })
+}
+
+fn sentinel_proxy(group: &SentinelGroup) -> Slotgate {
+    ProxyConfig::sentinel(&group.sentinel_addrs(), MASTER_NAME)
+        .upstream_key("sentinel_password", "\"${SENTINEL_PW}\"")
+        .env("SENTINEL_PW", "sentinel-secret")
+        .admin()
+        .spawn()
+}
+
+/// Strings, hashes, lists, multi-key commands across slots, pipelines, transactions with
+/// WATCH, scripts, Pub/Sub, blocking commands and RESP3 through `proxy`.
+fn exercise_families(proxy: &Slotgate, mode: &str) {
+    let p = unique_key_prefix(mode);
+    let mut con = proxy.connection();
+    let (a, b) = (format!("{p}:a"), format!("{p}:b"));
+    // Keys in different slots go together: one server has them all.
+    assert_ne!(
+        slotgate_cluster::slot(a.as_bytes()),
+        slotgate_cluster::slot(b.as_bytes())
+    );
+    let _: () = con.mset(&[(&a, "1"), (&b, "2")]).unwrap();
+    let got: Vec<String> = con.mget(&[&a, &b]).unwrap();
+    assert_eq!(got, ["1", "2"]);
+    let moved: bool = redis::cmd("RENAME")
+        .arg(&a)
+        .arg(format!("{p}:c"))
+        .query::<String>(&mut con)
+        .is_ok();
+    assert!(moved, "RENAME across slots");
+    let _: () = con.hset(format!("{p}:h"), "f", "v").unwrap();
+    assert_eq!(
+        con.hget::<_, _, String>(format!("{p}:h"), "f").unwrap(),
+        "v"
+    );
+    let _: () = con.rpush(format!("{p}:l"), &["x", "y"]).unwrap();
+    assert_eq!(con.llen::<_, i64>(format!("{p}:l")).unwrap(), 2);
+    // A pipeline.
+    let (one, two): (String, String) = redis::pipe()
+        .set(format!("{p}:p1"), "one")
+        .ignore()
+        .get(format!("{p}:p1"))
+        .get(&b)
+        .query(&mut con)
+        .unwrap();
+    assert_eq!((one.as_str(), two.as_str()), ("one", "2"));
+    // A transaction with WATCH over keys in several slots.
+    let _: () = redis::cmd("WATCH")
+        .arg(&b)
+        .arg(format!("{p}:c"))
+        .query(&mut con)
+        .unwrap();
+    let exec: Vec<Value> = redis::pipe()
+        .atomic()
+        .incr(&b, 1)
+        .incr(format!("{p}:c"), 1)
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(exec, vec![Value::Int(3), Value::Int(2)]);
+    // Scripts with keys in two slots, EVALSHA after.
+    let script = "return redis.call('GET', KEYS[1]) .. redis.call('GET', KEYS[2])";
+    let both: String = redis::cmd("EVAL")
+        .arg(script)
+        .arg(2)
+        .arg(&b)
+        .arg(format!("{p}:c"))
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(both, "32");
+    let sha: String = redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg(script)
+        .query(&mut con)
+        .unwrap();
+    let again: String = redis::cmd("EVALSHA")
+        .arg(&sha)
+        .arg(2)
+        .arg(&b)
+        .arg(format!("{p}:c"))
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(again, "32");
+    // Blocking: a BLPOP answered by a push from another client.
+    let list = format!("{p}:q");
+    let pusher = {
+        let mut other = proxy.connection();
+        let list = list.clone();
+        thread::spawn(move || {
+            thread::sleep(Duration::from_millis(200));
+            let _: i64 = other.rpush(&list, "job").unwrap();
+        })
+    };
+    let popped: (String, String) = redis::cmd("BLPOP")
+        .arg(&list)
+        .arg(5)
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(popped.1, "job");
+    pusher.join().unwrap();
+    // Pub/Sub.
+    let channel = format!("{p}:chan");
+    let mut sub = proxy.connection();
+    let mut pubsub = sub.as_pubsub();
+    pubsub.subscribe(&channel).unwrap();
+    let receivers: i64 = con.publish(&channel, "hello").unwrap();
+    assert_eq!(receivers, 1);
+    let msg = pubsub.get_message().unwrap();
+    assert_eq!(msg.get_payload::<String>().unwrap(), "hello");
+    drop(pubsub);
+    // RESP3.
+    let client = redis::Client::open(format!("{}/?protocol=resp3", proxy.url())).unwrap();
+    let mut r3 = client.get_connection().unwrap();
+    let map: Value = redis::cmd("HGETALL")
+        .arg(format!("{p}:h"))
+        .query(&mut r3)
+        .unwrap();
+    assert!(matches!(map, Value::Map(_)), "{map:?}");
+    // Cluster commands do not exist here, as on the server itself.
+    let err = redis::cmd("CLUSTER")
+        .arg("INFO")
+        .query::<String>(&mut con)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("cluster support disabled"),
+        "{err}"
+    );
+    let info: String = redis::cmd("INFO").arg("slotgate").query(&mut con).unwrap();
+    assert!(info.contains(&format!("upstream_mode:{mode}")), "{info}");
+}
+
+#[test]
+fn sentinel_mode_serves_every_family() {
+    let group = shared_group();
+    let proxy = sentinel_proxy(group);
+    exercise_families(&proxy, "sentinel");
+    let admin = proxy.admin_addr().unwrap();
+    let primary = format!("127.0.0.1:{}", group.primary());
+    assert!(wait_until(Duration::from_secs(5), || {
+        scrape(admin).get("slotgate_sentinels_reachable") == 3.0
+    }));
+    let m = scrape(admin);
+    assert_eq!(
+        m.get(&format!(
+            "slotgate_sentinel_primary{{address=\"{primary}\"}}"
+        )),
+        1.0
+    );
+    let (status, body) = http_get(admin, "/topology").unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("\"mode\": \"sentinel\"") && body.contains(&primary),
+        "{body}"
+    );
+    assert!(body.contains("\"sentinels_reachable\": 3"), "{body}");
+    let (status, _) = http_get(admin, "/readyz").unwrap();
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn standalone_mode_serves_every_family() {
+    let group = shared_group();
+    let proxy = ProxyConfig::standalone(&format!("127.0.0.1:{}", group.primary()))
+        .admin()
+        .spawn();
+    exercise_families(&proxy, "standalone");
+    let (status, body) = http_get(proxy.admin_addr().unwrap(), "/topology").unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("\"mode\": \"standalone\""), "{body}");
+}
+
+#[test]
+fn a_wrong_sentinel_password_or_master_name_is_not_ready() {
+    let group = shared_group();
+    let proxy = ProxyConfig::sentinel(&group.sentinel_addrs(), "nosuchmaster")
+        .upstream_key("sentinel_password", "sentinel-secret")
+        .admin()
+        .builder()
+        .wait_ready(false)
+        .spawn();
+    let admin = proxy.admin_addr().unwrap();
+    assert!(wait_until(Duration::from_secs(5), || http_get(
+        admin, "/readyz"
+    )
+    .is_ok()));
+    let (status, body) = http_get(admin, "/readyz").unwrap();
+    assert_eq!(status, 503, "{body}");
+    let mut con = proxy.connection();
+    let err = con.get::<_, Option<String>>("k").unwrap_err();
+    assert!(
+        err.to_string().to_lowercase().contains("clusterdown"),
+        "{err}"
+    );
+}
+
+/// What writers and readers saw during a run.
+#[derive(Default)]
+struct Tally {
+    /// Key, value and when the write was acknowledged.
+    acked: Mutex<Vec<(String, String, Instant)>>,
+    errors: Mutex<Vec<(Instant, String)>>,
+    ops: AtomicU64,
+}
+
+/// Two writers (unique values, each acknowledged write remembered) and a reader through
+/// `proxy`, until `stop`.
+fn start_load(
+    proxy: &Slotgate,
+    prefix: &str,
+    stop: &Arc<AtomicBool>,
+    tally: &Arc<Tally>,
+) -> Vec<thread::JoinHandle<()>> {
+    let mut handles = Vec::new();
+    for w in 0..2 {
+        let (stop, tally) = (Arc::clone(stop), Arc::clone(tally));
+        let url = proxy.url();
+        let prefix = format!("{prefix}:w{w}");
+        handles.push(thread::spawn(move || {
+            let client = redis::Client::open(url).unwrap();
+            let mut con = None;
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let key = format!("{prefix}:{}", i % 500);
+                let value = format!("v{i}");
+                if con.is_none() {
+                    con = client.get_connection().ok();
+                }
+                let Some(c) = con.as_mut() else { continue };
+                match redis::cmd("SET").arg(&key).arg(&value).query::<String>(c) {
+                    Ok(_) => {
+                        tally
+                            .acked
+                            .lock()
+                            .unwrap()
+                            .push((key, value, Instant::now()));
+                    }
+                    Err(e) => {
+                        tally
+                            .errors
+                            .lock()
+                            .unwrap()
+                            .push((Instant::now(), e.to_string()));
+                        if e.is_io_error() {
+                            con = None;
+                        }
+                        thread::sleep(Duration::from_millis(5));
+                    }
+                }
+                tally.ops.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let (stop, tally) = (Arc::clone(stop), Arc::clone(tally));
+    let url = proxy.url();
+    let key = format!("{prefix}:w0:1");
+    handles.push(thread::spawn(move || {
+        let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
+        while !stop.load(Ordering::Relaxed) {
+            if let Err(e) = con.get::<_, Option<String>>(&key) {
+                tally
+                    .errors
+                    .lock()
+                    .unwrap()
+                    .push((Instant::now(), format!("read: {e}")));
+                thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }));
+    handles
+}
+
+/// The last value each key was acknowledged with.
+fn last_values(tally: &Tally) -> std::collections::HashMap<String, String> {
+    tally
+        .acked
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v, _)| (k.clone(), v.clone()))
+        .collect()
+}
+
+#[test]
+fn sentinel_failover_under_load_loses_nothing() {
+    let group = SentinelGroup::start(SentinelOptions::default());
+    let proxy = ProxyConfig::sentinel(&group.sentinel_addrs(), MASTER_NAME)
+        .admin()
+        .spawn();
+    let old = group.primary();
+    let prefix = unique_key_prefix("failover");
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(Tally::default());
+    let handles = start_load(&proxy, &prefix, &stop, &tally);
+    thread::sleep(Duration::from_secs(1));
+    let new = group.failover();
+    assert_ne!(new, old);
+    // Keep writing past the moment the old primary is demoted (the sentinels take about
+    // 10 s more for that), so writes it would take are caught.
+    thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        h.join().unwrap();
+    }
+    let errors = tally.errors.lock().unwrap().clone();
+    assert!(
+        errors.is_empty(),
+        "{} client-visible errors: {:?}\nslotgate log:\n{}",
+        errors.len(),
+        &errors[..errors.len().min(5)],
+        proxy.log()
+    );
+    let expected = last_values(&tally);
+    assert!(
+        expected.len() > 100,
+        "too little load: {} keys",
+        expected.len()
+    );
+    // Every acknowledged write reads back, through slotgate and on the new primary.
+    let mut con = proxy.connection();
+    let mut lost = Vec::new();
+    for (key, value) in &expected {
+        let got: Option<String> = con.get(key).unwrap();
+        if got.as_deref() != Some(value.as_str()) {
+            lost.push((key.clone(), value.clone(), got));
+        }
+    }
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged writes lost: {:?}",
+        lost.len(),
+        expected.len(),
+        &lost[..lost.len().min(5)]
+    );
+    let m = scrape(proxy.admin_addr().unwrap());
+    assert!(m.get("slotgate_failovers_total{mode=\"sentinel\"}") >= 1.0);
+    assert_eq!(
+        m.get(&format!(
+            "slotgate_sentinel_primary{{address=\"127.0.0.1:{new}\"}}"
+        )),
+        1.0
+    );
+    eprintln!(
+        "failover under load: {} commands, {} keys written, 0 errors, 0 lost",
+        tally.ops.load(Ordering::Relaxed),
+        expected.len()
+    );
+}
+
+#[test]
+fn a_killed_primary_is_replaced_and_fenced_when_it_returns() {
+    let group = SentinelGroup::start(SentinelOptions::default());
+    let proxy = ProxyConfig::sentinel(&group.sentinel_addrs(), MASTER_NAME)
+        .admin()
+        .spawn();
+    let old = group.primary();
+    let prefix = unique_key_prefix("kill");
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(Tally::default());
+    let handles = start_load(&proxy, &prefix, &stop, &tally);
+    thread::sleep(Duration::from_millis(500));
+    let killed_at = Instant::now();
+    group.kill_node(old);
+    let new = group.wait_new_primary(old, Duration::from_secs(30));
+    let announced_at = Instant::now();
+    // The old primary comes back empty and writable until the sentinels convert it: it must
+    // never take a write meanwhile.
+    group.restart_node(old);
+    let converted = wait_until(Duration::from_secs(30), || {
+        if group.role(old).as_deref() == Some("master") {
+            let keys = group.query(old, &["DBSIZE"]).map(|r| r.int()).unwrap_or(0);
+            assert_eq!(keys, 0, "the stale primary took writes");
+            false
+        } else {
+            group.role(old).as_deref() == Some("slave")
+        }
+    });
+    assert!(converted, "the sentinels did not convert the old primary");
+    thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        h.join().unwrap();
+    }
+    let errors = tally.errors.lock().unwrap().clone();
+    let last_error = errors.iter().map(|(at, _)| *at).max().unwrap_or(killed_at);
+    let window = last_error.saturating_duration_since(killed_at);
+    let served_after = last_error.saturating_duration_since(announced_at);
+    eprintln!(
+        "kill -9: {} errors over {window:?}; new primary announced {:?} after the kill; \
+         last error {served_after:?} after the announcement",
+        errors.len(),
+        announced_at - killed_at
+    );
+    assert!(
+        served_after <= Duration::from_secs(1),
+        "errors went on {served_after:?} after the sentinels named {new}"
+    );
+    assert!(window <= (announced_at - killed_at) + Duration::from_secs(1));
+    assert!(
+        window <= DOWN_AFTER + Duration::from_secs(8),
+        "error window {window:?}"
+    );
+    // Writes acknowledged after the recovery all read back.
+    let recovered: Vec<(String, String)> = tally
+        .acked
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, _, at)| *at > last_error)
+        .map(|(k, v, _)| (k.clone(), v.clone()))
+        .collect();
+    assert!(
+        !recovered.is_empty(),
+        "no write succeeded after the failover"
+    );
+    let expected: std::collections::HashMap<_, _> = recovered.into_iter().collect();
+    let mut con = proxy.connection();
+    for (key, value) in &expected {
+        let got: Option<String> = con.get(key).unwrap();
+        assert_eq!(got.as_deref(), Some(value.as_str()), "{key}");
+    }
+}
