@@ -2,6 +2,7 @@
 //! engine in `slotgate-proxy`.
 
 mod admin;
+mod envoy;
 mod settings;
 
 use std::path::PathBuf;
@@ -29,6 +30,15 @@ enum Command {
         /// The file to check.
         file: PathBuf,
     },
+    /// Convert an Envoy redis_proxy bootstrap (YAML or JSON) to a slotgate configuration.
+    /// Exit 0, or 2 when something could not be carried over (listed on stderr).
+    ImportEnvoy {
+        /// The Envoy bootstrap file.
+        file: PathBuf,
+        /// Write the configuration here instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
     /// Print the hash slot of each key.
     Keyslot {
         /// Keys to hash.
@@ -46,6 +56,7 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Some(Command::ImportEnvoy { file, output }) => envoy::command(&file, output.as_deref()),
         Some(Command::CheckConfig { file }) => match settings::load(&file).and_then(|s| {
             slotgate_proxy::check_tls(&s.proxy)?;
             Ok(s)
