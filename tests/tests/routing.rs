@@ -29,7 +29,10 @@ fn local_commands() {
     raw.roundtrip(&[b"ping", b"hi"], b"$2\r\nhi\r\n");
     raw.roundtrip(&[b"ECHO", b"x\r\ny"], b"$4\r\nx\r\ny\r\n");
     raw.roundtrip(&[b"SELECT", b"0"], b"+OK\r\n");
-    raw.roundtrip(&[b"SELECT", b"1"], b"-ERR DB index is out of range\r\n");
+    raw.roundtrip(
+        &[b"SELECT", b"1"],
+        b"-ERR SELECT is not allowed in cluster mode\r\n",
+    );
     raw.roundtrip(
         &[b"SELECT", b"x"],
         b"-ERR value is not an integer or out of range\r\n",

@@ -442,3 +442,134 @@ fn a_killed_primary_is_replaced_and_fenced_when_it_returns() {
         assert_eq!(got.as_deref(), Some(value.as_str()), "{key}");
     }
 }
+
+/// Numbered databases through `proxy` (standalone or sentinel mode), checked on the server
+/// at `primary` too.
+fn exercise_databases(proxy: &Slotgate, group: &SentinelGroup, mode: &str, base: u16) {
+    // Databases base, base + 1 and base + 2 are this run's alone (DBSIZE, SWAPDB, FLUSHDB).
+    let (a, b, c) = (base, base + 1, base + 2);
+    let p = unique_key_prefix(mode);
+    let key = format!("{p}:k");
+    // A client whose URL names database 3 (redis-rs sends SELECT 3 on connect).
+    let mut db3 = redis::Client::open(format!("{}/3", proxy.url()))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut db0 = proxy.connection();
+    let _: () = db3.set(&key, "in-3").unwrap();
+    assert_eq!(db0.get::<_, Option<String>>(&key).unwrap(), None);
+    assert_eq!(db3.get::<_, String>(&key).unwrap(), "in-3");
+    // On the server itself, the key is in database 3.
+    let primary = group.primary();
+    let on_server = |db: &str| {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{primary}/{db}")).unwrap();
+        let mut con = client.get_connection().unwrap();
+        con.get::<_, Option<String>>(&key).unwrap()
+    };
+    assert_eq!(on_server("3").as_deref(), Some("in-3"));
+    assert_eq!(on_server("0"), None);
+    // Interleaved clients on one worker, pipelined: each keeps its database.
+    let mut pipe = redis::pipe();
+    for i in 0..50 {
+        pipe.set(format!("{p}:n{i}"), i).ignore().get(&key);
+    }
+    let seen: Vec<Option<String>> = pipe.query(&mut db0).unwrap();
+    assert!(seen.iter().all(|v| v.is_none()), "db 0 saw db 3's key");
+    let seen3: Vec<String> = (0..50).map(|_| db3.get(&key).unwrap()).collect();
+    assert!(seen3.iter().all(|v| v == "in-3"));
+    // SELECT inside one connection, MOVE, COPY … DB, SWAPDB, DBSIZE, FLUSHDB, SCAN.
+    let _: () = redis::cmd("SELECT").arg(a).query(&mut db0).unwrap();
+    assert_eq!(redis::cmd("DBSIZE").query::<i64>(&mut db0).unwrap(), 0);
+    let _: () = db0.set(format!("{p}:m"), "x").unwrap();
+    let moved: i64 = redis::cmd("MOVE")
+        .arg(format!("{p}:m"))
+        .arg(b)
+        .query(&mut db0)
+        .unwrap();
+    assert_eq!(moved, 1);
+    let copied: i64 = redis::cmd("COPY")
+        .arg(&key)
+        .arg(format!("{p}:copy"))
+        .arg("DB")
+        .arg(a)
+        .query(&mut db3)
+        .unwrap();
+    assert_eq!(copied, 1);
+    assert_eq!(db0.get::<_, String>(format!("{p}:copy")).unwrap(), "in-3");
+    let (cursor, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+        .arg(0)
+        .arg("COUNT")
+        .arg(1000)
+        .query(&mut db0)
+        .unwrap();
+    assert_eq!((cursor, keys), (0, vec![format!("{p}:copy")]));
+    let _: () = redis::cmd("SWAPDB").arg(a).arg(c).query(&mut db0).unwrap();
+    assert_eq!(redis::cmd("DBSIZE").query::<i64>(&mut db0).unwrap(), 0);
+    let _: () = redis::cmd("SELECT").arg(c).query(&mut db0).unwrap();
+    assert_eq!(redis::cmd("DBSIZE").query::<i64>(&mut db0).unwrap(), 1);
+    let _: () = redis::cmd("FLUSHDB").query(&mut db0).unwrap();
+    assert_eq!(redis::cmd("DBSIZE").query::<i64>(&mut db0).unwrap(), 0);
+    assert_eq!(
+        db3.get::<_, String>(&key).unwrap(),
+        "in-3",
+        "FLUSHDB of another database reached 3"
+    );
+    // Transactions, scripts and blocking commands keep the database.
+    let exec: Vec<Value> = redis::pipe()
+        .atomic()
+        .incr(format!("{p}:t"), 1)
+        .get(&key)
+        .query(&mut db3)
+        .unwrap();
+    assert_eq!(exec[1], Value::BulkString(b"in-3".to_vec()));
+    let via_script: String = redis::cmd("EVAL")
+        .arg("return redis.call('GET', KEYS[1])")
+        .arg(1)
+        .arg(&key)
+        .query(&mut db3)
+        .unwrap();
+    assert_eq!(via_script, "in-3");
+    let list = format!("{p}:q");
+    let _: i64 = db3.rpush(&list, "job").unwrap();
+    let popped: Option<(String, String)> = redis::cmd("BLPOP")
+        .arg(&list)
+        .arg(1)
+        .query(&mut db0)
+        .unwrap();
+    assert_eq!(popped, None, "BLPOP in another database took db 3's job");
+    let popped: (String, String) = redis::cmd("BLPOP")
+        .arg(&list)
+        .arg(1)
+        .query(&mut db3)
+        .unwrap();
+    assert_eq!(popped.1, "job");
+    // Databases the server does not have, and bad arguments.
+    let err = redis::cmd("SELECT")
+        .arg(16)
+        .query::<()>(&mut db0)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("DB index is out of range"),
+        "{err}"
+    );
+    let err = redis::cmd("SELECT")
+        .arg("x")
+        .query::<()>(&mut db0)
+        .unwrap_err();
+    assert!(err.to_string().contains("invalid DB index"), "{err}");
+    let info: String = redis::cmd("CLIENT").arg("INFO").query(&mut db3).unwrap();
+    assert!(info.contains(" db=3 "), "{info}");
+}
+
+#[test]
+fn sentinel_mode_keeps_each_clients_database() {
+    let group = shared_group();
+    exercise_databases(&sentinel_proxy(group), group, "sentinel-db", 5);
+}
+
+#[test]
+fn standalone_mode_keeps_each_clients_database() {
+    let group = shared_group();
+    let proxy = ProxyConfig::standalone(&format!("127.0.0.1:{}", group.primary())).spawn();
+    exercise_databases(&proxy, group, "standalone-db", 9);
+}

@@ -21,6 +21,25 @@ pub(crate) enum Protocol {
     Resp3,
 }
 
+/// How a client's commands travel to the nodes: the protocol of the connections they go
+/// over and the database those select (0 unless the client said `SELECT n`, which only
+/// standalone and sentinel modes allow).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub(crate) struct Dialect {
+    /// RESP2 or RESP3.
+    pub proto: Protocol,
+    /// The database number.
+    pub db: u16,
+}
+
+impl Dialect {
+    /// RESP2 on database 0: what slotgate's own conversations use.
+    pub const RESP2: Dialect = Dialect {
+        proto: Protocol::Resp2,
+        db: 0,
+    };
+}
+
 impl Protocol {
     /// The version number HELLO takes and reports.
     pub fn version(self) -> i64 {

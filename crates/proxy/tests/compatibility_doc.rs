@@ -55,7 +55,7 @@ fn behaviour(cmd: &Command) -> String {
             "info" => "synthesised: server (with the cluster's `redis_version`), clients and slotgate sections; \
                 the keyspace section (`INFO`, `default`, `all`, `everything`, `keyspace`) sums `INFO keyspace` of every primary: \
                 `keys` and `expires` added, `avg_ttl` weighted by `expires`".into(),
-            "select" => "`SELECT 0` accepted; other databases: `-ERR DB index is out of range`".into(),
+            "select" => "cluster mode: `SELECT 0` accepted, others `-ERR SELECT is not allowed in cluster mode`; standalone and sentinel modes: any database the server has, per client".into(),
             "client|reply" => NOT_YET.into(),
             _ => "answered by slotgate for this client connection".into(),
         },
@@ -186,6 +186,11 @@ fn render() -> String {
          **blocking** (a dedicated connection per blocked command), **pubsub** (the client's own\n\
          connections: one for SUBSCRIBE and friends, one per slot owner for shard channels),\n\
          **unsupported**.\n\n\
+         The table describes cluster mode. In standalone and sentinel modes one server has every key:\n\
+         nothing is split or refused with `-CROSSSLOT` (multi-key commands, transactions, WATCH and\n\
+         scripts take keys in any slots), SCAN is the server's own, `SELECT`, `MOVE`, `SWAPDB` and\n\
+         `COPY … DB` work per client database, and `CLUSTER …`, `READONLY` and `READWRITE` get\n\
+         `-ERR This instance has cluster support disabled` (see configuration.md, \"Upstream modes\").\n\n\
          | command | family | through slotgate |\n|---|---|---|\n",
     );
     let mut rows: Vec<&Command> = Vec::new();

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use slotgate_commands::Command;
 use slotgate_resp::Request;
 
-use crate::protocol::Protocol;
+use crate::protocol::Dialect;
 use crate::replies;
 use crate::runtime::context::WorkerCtx;
 use crate::session::entry::Entry;
@@ -24,7 +24,7 @@ pub(crate) fn route(
     ctx: &WorkerCtx,
     cmd: &Command,
     req: &Request,
-    proto: Protocol,
+    dialect: Dialect,
     budget: &Rc<crate::runtime::budget::OutputBudget>,
 ) -> Entry {
     let slot = match single_slot(cmd, req, ctx.one_primary()) {
@@ -33,12 +33,12 @@ pub(crate) fn route(
     };
     let (pool, wire) = (std::rc::Rc::clone(&ctx.dedicated), req.wire());
     Entry::Task(
-        Task::spawn(budget, move |tx| run(pool, slot, wire, proto, tx)),
+        Task::spawn(budget, move |tx| run(pool, slot, wire, dialect, tx)),
         None,
     )
 }
 
-/// Run one blocking command on a dedicated connection (speaking the client's `proto`) to
+/// Run one blocking command on a dedicated connection (speaking the client's `dialect`) to
 /// the primary of `slot` (any primary when `None`), following MOVED/ASK. The command's own
 /// timeout applies, not `op_timeout`. Sends the reply on `tx`; if the client leaves first,
 /// drops the connection so Redis stops blocking for it.
@@ -46,7 +46,7 @@ pub(crate) async fn run(
     pool: Rc<DedicatedPool>,
     slot: Option<u16>,
     wire: Bytes,
-    proto: Protocol,
+    dialect: Dialect,
     mut tx: crate::session::task::TaskTx,
 ) {
     let map = pool.topology.map();
@@ -62,7 +62,7 @@ pub(crate) async fn run(
     let (mut asking, mut attempts) = (false, Attempts::default());
     loop {
         let mut lease = tokio::select! {
-            lease = pool.take(&node, proto) => match lease {
+            lease = pool.take(&node, dialect) => match lease {
                 Ok(l) => l,
                 Err(reply) => { let _ = tx.send(reply); return; }
             },

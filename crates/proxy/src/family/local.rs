@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use crate::auth::users;
 use crate::family::keyspace;
 use crate::glob::glob_match_nocase;
-use crate::protocol::Protocol;
+use crate::protocol::{Dialect, Protocol};
 use crate::replies;
 use crate::runtime::context::WorkerCtx;
 use crate::session::client::ClientState;
@@ -40,7 +40,7 @@ pub(crate) fn run(
         },
         "echo" => bulk(req.arg(1)),
         "quit" => return Entry::Close(Bytes::from_static(replies::OK)),
-        "select" => select(req.arg(1)),
+        "select" => select(ctx, client, req.arg(1)),
         "hello" => return hello(ctx, client, req),
         "auth" => return auth(ctx, client, req),
         "readonly" | "readwrite" | "client|no-evict" | "client|no-touch" => {
@@ -49,6 +49,7 @@ pub(crate) fn run(
         "reset" => {
             client.name = None;
             client.proto = Protocol::Resp2;
+            client.db = 0;
             client.transaction.reset(ctx); // leaves MULTI, drops the WATCH
             if let Some(auth) = &mut client.auth {
                 auth.log_out(); // as Redis: back to `default`, which needs a password here
@@ -86,7 +87,7 @@ pub(crate) fn run(
                     req.wire(),
                     true,
                     deadline,
-                    client.proto,
+                    client.dialect(),
                     &client.budget,
                 ))
             }
@@ -99,7 +100,7 @@ pub(crate) fn run(
                 req.wire(),
                 true,
                 deadline,
-                client.proto,
+                client.dialect(),
                 &client.budget,
             ))
         }
@@ -124,11 +125,26 @@ fn parse_i64(arg: &[u8]) -> Option<i64> {
     std::str::from_utf8(arg).ok()?.parse().ok()
 }
 
-fn select(db: &[u8]) -> Bytes {
-    match parse_i64(db) {
-        Some(0) => Bytes::from_static(replies::OK),
-        Some(_) => Bytes::from_static(replies::DB_OUT_OF_RANGE),
-        None => Bytes::from_static(replies::NOT_AN_INTEGER),
+/// `SELECT n`: the client's commands go to database `n` from now on (standalone and
+/// sentinel modes; a cluster has only database 0). Checked against the `databases` the
+/// server reported, so a refused `SELECT` never reaches a shared connection.
+fn select(ctx: &WorkerCtx, client: &mut ClientState, arg: &[u8]) -> Bytes {
+    let Some(db) = parse_i64(arg) else {
+        return Bytes::from_static(replies::INVALID_DB_INDEX);
+    };
+    if !ctx.one_primary() {
+        return Bytes::from_static(if db == 0 {
+            replies::OK
+        } else {
+            replies::SELECT_IN_CLUSTER
+        });
+    }
+    match u16::try_from(db) {
+        Ok(n) if u32::from(n) < ctx.topology.databases() => {
+            client.db = n;
+            Bytes::from_static(replies::OK)
+        }
+        _ => Bytes::from_static(replies::DB_OUT_OF_RANGE),
     }
 }
 
@@ -445,7 +461,7 @@ fn info_with_keyspace(
                 wire,
                 true,
                 deadline,
-                Protocol::Resp2,
+                Dialect::RESP2,
                 budget,
             )
         })

@@ -32,7 +32,7 @@ use slotgate_resp::{aggregate_children, parse_integer};
 use tokio::sync::mpsc;
 
 use crate::family::shardsub::{LinkFrame, ShardCmd};
-use crate::protocol::Protocol;
+use crate::protocol::Dialect;
 use crate::upstream::dedicated::DedicatedPool;
 use crate::upstream::topology::Topology;
 
@@ -271,7 +271,7 @@ async fn run_link(link: Link) {
             }
         };
         let mut lease = tokio::select! {
-            lease = pool.take(&node, Protocol::Resp2) => match lease {
+            lease = pool.take(&node, Dialect::RESP2) => match lease {
                 Ok(l) => l,
                 Err(_) => {
                     tokio::time::sleep(RECONNECT_DELAY).await;

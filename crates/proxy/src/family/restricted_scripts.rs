@@ -11,7 +11,7 @@ use slotgate_commands::Command;
 use tokio::time::Instant;
 
 use crate::auth::identity::ScriptIdentity;
-use crate::protocol::Protocol;
+use crate::protocol::Dialect;
 use crate::replies;
 use crate::runtime::context::WorkerCtx;
 use crate::session::client::ClientState;
@@ -45,7 +45,7 @@ pub(crate) fn identity_for(
 }
 
 /// Run a script call as `identity` on the primary of `slot` (any primary when `None`), on a
-/// dedicated connection speaking `proto`, within `op_timeout`; `repair` is the `SCRIPT LOAD`
+/// dedicated connection speaking `dialect`, within `op_timeout`; `repair` is the `SCRIPT LOAD`
 /// for an EVALSHA whose node answers `-NOSCRIPT`.
 pub(crate) fn run_as(
     ctx: &WorkerCtx,
@@ -53,7 +53,7 @@ pub(crate) fn run_as(
     identity: ScriptIdentity,
     slot: Option<u16>,
     wire: Bytes,
-    proto: Protocol,
+    dialect: Dialect,
     repair: Option<Bytes>,
 ) -> Entry {
     let pool = Rc::clone(&ctx.dedicated);
@@ -62,7 +62,7 @@ pub(crate) fn run_as(
         identity,
         slot,
         wire,
-        proto,
+        dialect,
         repair,
         deadline,
     };
@@ -83,7 +83,7 @@ struct Call {
     identity: ScriptIdentity,
     slot: Option<u16>,
     wire: Bytes,
-    proto: Protocol,
+    dialect: Dialect,
     repair: Option<Bytes>,
     deadline: Instant,
 }
@@ -103,7 +103,7 @@ impl Call {
         };
         let (mut asking, mut attempts) = (false, Attempts::default());
         loop {
-            let mut lease = match pool.take_as(&node, self.proto, &self.identity).await {
+            let mut lease = match pool.take_as(&node, self.dialect, &self.identity).await {
                 Ok(lease) => lease,
                 Err(reply) => return reply,
             };
@@ -130,7 +130,7 @@ impl Call {
                 if let Some(load) = self.repair.take() {
                     // Loaded as slotgate's upstream user: SCRIPT LOAD runs nothing, and the
                     // client's rules allowed the EVALSHA that needs it.
-                    if let Ok(mut plain) = pool.take(&node, self.proto).await {
+                    if let Ok(mut plain) = pool.take(&node, self.dialect).await {
                         if let Ok(loaded) = plain.conn().request(&load, false).await {
                             if !loaded.is_error() {
                                 plain.give_back();

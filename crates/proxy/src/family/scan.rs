@@ -72,7 +72,7 @@ use slotgate_cluster::{NodeAddr, SlotMap, SLOT_COUNT};
 use slotgate_resp::{aggregate_children, encode, parse_value, Request};
 use tokio::time::Instant;
 
-use crate::protocol::Protocol;
+use crate::protocol::Dialect;
 use crate::replies;
 use crate::runtime::budget::OutputBudget;
 use crate::runtime::context::WorkerCtx;
@@ -128,7 +128,7 @@ pub(crate) fn route(
             cluster_slots(),
             true,
             deadline,
-            Protocol::Resp2,
+            Dialect::RESP2,
             budget,
         ));
     }
@@ -139,7 +139,7 @@ pub(crate) fn route(
         true,
         deadline,
         // Parsed and re-encoded here (the same shape in RESP3): RESP2 connections suffice.
-        Protocol::Resp2,
+        Dialect::RESP2,
         budget,
     ));
     Ok(Box::new(ScanOp {
@@ -280,7 +280,7 @@ impl ScanOp {
                         cluster_slots(),
                         true,
                         self.deadline,
-                        Protocol::Resp2,
+                        Dialect::RESP2,
                         &self.budget,
                     )];
                     return;

@@ -19,7 +19,7 @@ use slotgate_cluster::NodeAddr;
 use slotgate_resp::{aggregate_children, encode, parse_integer, ErrorClass, ReplyKind};
 use tokio::sync::mpsc;
 
-use crate::protocol::Protocol;
+use crate::protocol::Dialect;
 use crate::telemetry::metrics::RefreshTrigger;
 use crate::upstream::dedicated::DedicatedPool;
 use crate::upstream::redirect;
@@ -102,7 +102,7 @@ async fn run_node(
     mut cmds: mpsc::UnboundedReceiver<Bytes>,
     up: mpsc::UnboundedSender<(NodeAddr, Option<slotgate_resp::Reply>)>,
 ) {
-    let Ok(mut lease) = pool.take(&node, Protocol::Resp2).await else {
+    let Ok(mut lease) = pool.take(&node, Dialect::RESP2).await else {
         let _ = up.send((node, None));
         return;
     };

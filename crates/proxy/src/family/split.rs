@@ -11,7 +11,7 @@ use slotgate_commands::{Command, KeyIndices, SplitKind};
 use slotgate_resp::{encode, Request};
 use tokio::time::Instant;
 
-use crate::protocol::Protocol;
+use crate::protocol::Dialect;
 use crate::runtime::budget::OutputBudget;
 use crate::runtime::context::WorkerCtx;
 use crate::session::entry::{Entry, Fanout};
@@ -26,7 +26,7 @@ pub(crate) fn route(
     kind: SplitKind,
     req: &Request,
     deadline: Instant,
-    proto: Protocol,
+    dialect: Dialect,
     budget: &Rc<OutputBudget>,
 ) -> Entry {
     let mut keys = KeyIndices::new();
@@ -40,7 +40,7 @@ pub(crate) fn route(
             wire,
             readonly,
             deadline,
-            proto,
+            dialect,
             budget,
         ));
     }
@@ -54,7 +54,7 @@ pub(crate) fn route(
             req.wire(),
             readonly,
             deadline,
-            proto,
+            dialect,
             budget,
         ));
     }
@@ -67,7 +67,7 @@ pub(crate) fn route(
         };
         let route = Route::Slot(slot);
         ops.push(Op::start(
-            ctx, route, wire, readonly, deadline, proto, budget,
+            ctx, route, wire, readonly, deadline, dialect, budget,
         ));
         positions.push(members.iter().map(|&(pos, _)| pos).collect());
     }

@@ -44,7 +44,7 @@ use slotgate_resp::{ErrorClass, Reply, ReplyKind, Request};
 use tokio::sync::oneshot;
 use tokio::time::{timeout_at, Instant};
 
-use crate::protocol::Protocol;
+use crate::protocol::Dialect;
 use crate::replies;
 use crate::runtime::budget::OutputBudget;
 use crate::runtime::context::WorkerCtx;
@@ -137,7 +137,7 @@ impl TxState {
     fn unwatch(&mut self, ctx: &WorkerCtx) {
         if self.watch_slot.take().is_some() {
             let (prev, next) = self.link();
-            tokio::task::spawn_local(release_step(Env::new(ctx, Protocol::Resp2), prev, next));
+            tokio::task::spawn_local(release_step(Env::new(ctx, Dialect::RESP2), prev, next));
         }
     }
 
@@ -179,7 +179,7 @@ fn ready(reply: &'static [u8]) -> Entry {
 pub(crate) fn route(
     ctx: &WorkerCtx,
     tx: &mut TxState,
-    proto: Protocol,
+    dialect: Dialect,
     cmd: &Command,
     req: &Request,
     budget: &Rc<OutputBudget>,
@@ -191,7 +191,7 @@ pub(crate) fn route(
         }
         "exec" => ready(replies::EXEC_WITHOUT_MULTI),
         "discard" => ready(replies::DISCARD_WITHOUT_MULTI),
-        "watch" => watch(ctx, tx, cmd, req, proto, budget),
+        "watch" => watch(ctx, tx, cmd, req, dialect, budget),
         "unwatch" => {
             tx.unwatch(ctx);
             ready(replies::OK)
@@ -206,7 +206,7 @@ pub(crate) fn route(
 pub(crate) fn queue(
     ctx: &WorkerCtx,
     tx: &mut TxState,
-    proto: Protocol,
+    dialect: Dialect,
     cmd: &Command,
     req: &Request,
     budget: &Rc<OutputBudget>,
@@ -218,7 +218,7 @@ pub(crate) fn queue(
         Family::Transaction => match cmd.name {
             "multi" => ready(replies::MULTI_NESTED),
             "watch" => ready(replies::WATCH_INSIDE_MULTI),
-            "exec" => exec(ctx, tx, proto, budget),
+            "exec" => exec(ctx, tx, dialect, budget),
             "discard" => {
                 tx.multi = None;
                 tx.unwatch(ctx);
@@ -293,7 +293,7 @@ fn add(ctx: &WorkerCtx, tx: &mut TxState, cmd: &Command, req: &Request) -> Entry
 }
 
 /// EXEC inside MULTI.
-fn exec(ctx: &WorkerCtx, tx: &mut TxState, proto: Protocol, budget: &Rc<OutputBudget>) -> Entry {
+fn exec(ctx: &WorkerCtx, tx: &mut TxState, dialect: Dialect, budget: &Rc<OutputBudget>) -> Entry {
     let Some(q) = tx.multi.take() else {
         return ready(replies::EXEC_WITHOUT_MULTI);
     };
@@ -306,7 +306,7 @@ fn exec(ctx: &WorkerCtx, tx: &mut TxState, proto: Protocol, budget: &Rc<OutputBu
         return ready(replies::EMPTY_ARRAY);
     }
     let (prev, next) = tx.link();
-    let env = Env::new(ctx, proto);
+    let env = Env::new(ctx, dialect);
     let (slot, body, count) = (q.slot, q.body(), q.wires.len());
     Entry::Task(
         Task::spawn_bounded(budget, move |reply| {
@@ -327,7 +327,7 @@ fn watch(
     tx: &mut TxState,
     cmd: &Command,
     req: &Request,
-    proto: Protocol,
+    dialect: Dialect,
     budget: &Rc<OutputBudget>,
 ) -> Entry {
     let slot = match single_slot(cmd, req, ctx.one_primary()) {
@@ -340,7 +340,7 @@ fn watch(
     }
     tx.watch_slot = Some(slot);
     let (prev, next) = tx.link();
-    let env = Env::new(ctx, proto);
+    let env = Env::new(ctx, dialect);
     let wire = req.wire();
     Entry::Task(
         Task::spawn_bounded(budget, move |reply| {
@@ -363,13 +363,13 @@ struct Env {
     max_redirects: u8,
     op_timeout: Duration,
     /// The client's protocol, spoken by the connections it takes.
-    proto: Protocol,
+    dialect: Dialect,
 }
 
 impl Env {
-    fn new(ctx: &WorkerCtx, proto: Protocol) -> Env {
+    fn new(ctx: &WorkerCtx, dialect: Dialect) -> Env {
         Env {
-            proto,
+            dialect,
             pool: Rc::clone(&ctx.dedicated),
             topology: Arc::clone(&ctx.topology),
             metrics: Arc::clone(&ctx.shared.metrics),
@@ -422,7 +422,7 @@ impl Env {
 
     /// A dedicated connection to `node` before `deadline`.
     async fn take(&self, node: &NodeAddr, deadline: Instant) -> Result<Lease, Bytes> {
-        match timeout_at(deadline, self.pool.take(node, self.proto)).await {
+        match timeout_at(deadline, self.pool.take(node, self.dialect)).await {
             Ok(lease) => lease,
             Err(_) => Err(replies::upstream_timeout(node.as_str())),
         }
@@ -566,7 +566,7 @@ async fn exec_step(
 ) -> Bytes {
     let deadline = Instant::now() + env.op_timeout;
     let mut p = match watched {
-        Watched::Lost => return Bytes::from_static(env.proto.null_array()),
+        Watched::Lost => return Bytes::from_static(env.dialect.proto.null_array()),
         Watched::None => return exec_anywhere(env, slot, body, count, deadline).await,
         Watched::Pinned(p) => p,
     };
@@ -578,7 +578,7 @@ async fn exec_step(
                 Outcome::Done(answer) => answer,
                 // Nothing ran, and the WATCH cannot move with the slot: as if a watched key
                 // changed (on its old node, it was: migrated away).
-                Outcome::NotRun { .. } => Bytes::from_static(env.proto.null_array()),
+                Outcome::NotRun { .. } => Bytes::from_static(env.dialect.proto.null_array()),
             }
         }
         Ok(Err(e)) => {

@@ -42,7 +42,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::protocol::Protocol;
+use crate::protocol::Dialect;
 use crate::replies;
 use crate::runtime::context::WorkerCtx;
 use crate::session::entry::Entry;
@@ -482,7 +482,7 @@ async fn watch_replica(
 
 /// Ask `node` for its `ROLE` on a pooled dedicated connection.
 async fn role(pool: &Rc<DedicatedPool>, node: &NodeAddr) -> Result<Role, Failed> {
-    let mut lease = pool.take(node, Protocol::Resp2).await.map_err(|reply| {
+    let mut lease = pool.take(node, Dialect::RESP2).await.map_err(|reply| {
         tracing::debug!(%node, reply = %String::from_utf8_lossy(&reply).trim_end(), "WAIT: no connection");
         Failed::Retry
     })?;

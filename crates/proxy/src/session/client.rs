@@ -13,7 +13,7 @@ use crate::auth::users::ClientAuth;
 use crate::family::pubsub::PubSub;
 use crate::family::transaction::TxState;
 use crate::family::wait::WrittenSlots;
-use crate::protocol::Protocol;
+use crate::protocol::{Dialect, Protocol};
 use crate::runtime::budget::OutputBudget;
 
 /// What the proxy knows about one client connection.
@@ -24,6 +24,8 @@ pub(crate) struct ClientState {
     pub name: Option<Bytes>,
     /// RESP2 until `HELLO 3`.
     pub proto: Protocol,
+    /// The database `SELECT` chose (standalone and sentinel modes; 0 in a cluster).
+    pub db: u16,
     /// The client's address.
     pub peer: SocketAddr,
     /// The proxy's address on this connection.
@@ -59,6 +61,7 @@ impl ClientState {
             id,
             name: None,
             proto: Protocol::Resp2,
+            db: 0,
             peer,
             local,
             created: Instant::now(),
@@ -84,6 +87,15 @@ impl ClientState {
             .map_or(crate::auth::users::DEFAULT_USER, |u| u.name.as_str())
     }
 
+    /// How its commands travel to the nodes: its protocol and database.
+    #[inline]
+    pub fn dialect(&self) -> Dialect {
+        Dialect {
+            proto: self.proto,
+            db: self.db,
+        }
+    }
+
     /// A `CLIENT INFO` line in Redis's format (the fields that mean something here).
     pub fn info_line(&self) -> String {
         let name = self
@@ -92,12 +104,13 @@ impl ClientState {
             .map(|n| String::from_utf8_lossy(n).into_owned())
             .unwrap_or_default();
         format!(
-            "id={} addr={} laddr={} fd=-1 name={} age={} idle=0 flags=N db=0 sub=0 psub=0 ssub=0 multi={} user={} redir=-1 resp={}\n",
+            "id={} addr={} laddr={} fd=-1 name={} age={} idle=0 flags=N db={} sub=0 psub=0 ssub=0 multi={} user={} redir=-1 resp={}\n",
             self.id,
             self.peer,
             self.local,
             name,
             self.created.elapsed().as_secs(),
+            self.db,
             self.transaction.queued_count(),
             self.user_name(),
             self.proto.version()

@@ -93,11 +93,12 @@ fn route_known(
         client.writes.note(cmd, req);
     }
     // In MULTI: queued (or refused) instead of run.
+    let dialect = client.dialect();
     if client.transaction.is_queuing() {
         if let Some(entry) = transaction::queue(
             ctx,
             &mut client.transaction,
-            client.proto,
+            dialect,
             cmd,
             req,
             &client.budget,
@@ -140,22 +141,28 @@ fn route_known(
             owned.into_wire(),
             is_readonly(cmd),
             deadline,
-            client.proto,
+            client.dialect(),
             &client.budget,
         )),
-        Family::Split(kind) => {
-            split::route(ctx, cmd, kind, req, deadline, client.proto, &client.budget)
-        }
+        Family::Split(kind) => split::route(
+            ctx,
+            cmd,
+            kind,
+            req,
+            deadline,
+            client.dialect(),
+            &client.budget,
+        ),
         Family::AllShards(kind) => route_all_shards(ctx, cmd, kind, req, deadline, client),
         // WAIT is emulated: the client's writes went over shared connections.
         Family::Blocking if cmd.name == "wait" => {
             crate::family::wait::route(ctx, &client.writes, req, &client.budget)
         }
-        Family::Blocking => blocking::route(ctx, cmd, req, client.proto, &client.budget),
+        Family::Blocking => blocking::route(ctx, cmd, req, client.dialect(), &client.budget),
         Family::Transaction => transaction::route(
             ctx,
             &mut client.transaction,
-            client.proto,
+            dialect,
             cmd,
             req,
             &client.budget,
@@ -164,6 +171,18 @@ fn route_known(
             relay_shard(ctx, client, cmd, req)
         }
         Family::PubSub => relay_pubsub(ctx, client, cmd, req),
+        // SWAPDB: one server has every database (standalone, sentinel).
+        Family::Unsupported if cmd.name == "swapdb" && ctx.one_primary() => {
+            Entry::Single(Op::start(
+                ctx,
+                Route::Any,
+                owned.into_wire(),
+                false,
+                deadline,
+                dialect,
+                &client.budget,
+            ))
+        }
         Family::Unsupported => Entry::Ready(replies::unsupported(cmd.name)),
     }
 }
@@ -219,10 +238,9 @@ fn route_single(
     deadline: Instant,
     client: &mut ClientState,
 ) -> Entry {
-    let proto = client.proto;
     if commands::is_blocking_call(cmd, &ReqArgs(&req)) {
         client.writes.note(cmd, &req);
-        return blocking::route(ctx, cmd, &req, proto, &client.budget);
+        return blocking::route(ctx, cmd, &req, client.dialect(), &client.budget);
     }
     let route = match single_slot(cmd, &req, ctx.one_primary()) {
         Ok(Some(slot)) => {
@@ -260,7 +278,7 @@ fn route_single(
                 identity,
                 slot,
                 wire,
-                proto,
+                client.dialect(),
                 repair,
             );
         }
@@ -272,7 +290,7 @@ fn route_single(
         req.into_wire(),
         is_readonly(cmd),
         deadline,
-        proto,
+        client.dialect(),
         &client.budget,
     );
     if let Some(load) = repair {
@@ -290,7 +308,7 @@ fn route_all_shards(
     deadline: Instant,
     client: &ClientState,
 ) -> Entry {
-    let (proto, budget) = (client.proto, &client.budget);
+    let (dialect, budget) = (client.dialect(), &client.budget);
     if cmd.name == "script|load" {
         ctx.shared.scripts.remember(req.arg(2));
     }
@@ -302,6 +320,19 @@ fn route_all_shards(
         MergeKind::AnyNonNil => Merge::AnyNonNil,
         MergeKind::AndArrays => Merge::AndArrays,
         MergeKind::SumPairs => Merge::SumPairs,
+        // One server (standalone, sentinel): its own cursor, as it is.
+        MergeKind::Scan if ctx.one_primary() => {
+            let wire = req.wire();
+            return Entry::Single(Op::start(
+                ctx,
+                Route::Any,
+                wire,
+                true,
+                deadline,
+                dialect,
+                budget,
+            ));
+        }
         MergeKind::Scan => {
             return crate::family::scan::route(ctx, req, deadline, budget)
                 .map_or_else(Entry::Ready, Entry::Scan)
@@ -319,7 +350,15 @@ fn route_all_shards(
         .into_iter()
         .map(|node| {
             let route = Route::Node(Box::new(node));
-            Op::start(ctx, route, wire.clone(), readonly, deadline, proto, budget)
+            Op::start(
+                ctx,
+                route,
+                wire.clone(),
+                readonly,
+                deadline,
+                dialect,
+                budget,
+            )
         })
         .collect();
     Entry::Fanout(Box::new(Fanout { ops, merge }))

@@ -15,7 +15,7 @@ use slotgate_cluster::NodeAddr;
 use slotgate_resp::ReplyKind;
 use tokio::time::Instant;
 
-use crate::protocol::Protocol;
+use crate::protocol::Dialect;
 use crate::replies;
 use crate::runtime::budget::OutputBudget;
 use crate::runtime::context::WorkerCtx;
@@ -75,8 +75,8 @@ pub(crate) struct Op {
     wire: Bytes,
     route: Route,
     readonly: bool,
-    /// The protocol of the connections it goes over (the client's).
-    proto: Protocol,
+    /// The protocol and database of the connections it goes over (the client's).
+    dialect: Dialect,
     /// Redirects and retries so far (the policy is `upstream::redirect`'s).
     attempts: Attempts,
     io_retried: bool,
@@ -91,22 +91,22 @@ pub(crate) struct Op {
 }
 
 impl Op {
-    /// Send `wire` along `route` now, over connections speaking `proto`, for the client
-    /// whose output budget is `budget`.
+    /// Send `wire` along `route` now, over connections speaking the client's `dialect`, for
+    /// the client whose output budget is `budget`.
     pub fn start(
         ctx: &WorkerCtx,
         route: Route,
         wire: Bytes,
         readonly: bool,
         deadline: Instant,
-        proto: Protocol,
+        dialect: Dialect,
         budget: &Rc<OutputBudget>,
     ) -> Op {
         let mut op = Op {
             wire,
             route,
             readonly,
-            proto,
+            dialect,
             attempts: Attempts::default(),
             io_retried: false,
             timed_out: false,
@@ -154,11 +154,12 @@ impl Op {
 
     fn send(&mut self, ctx: &WorkerCtx, target: Option<NodeAddr>, asking: bool) {
         let routes = &ctx.routes;
+        let proto = self.dialect.proto;
         let upstream = match (target, &self.route) {
-            (Some(node), _) => Some(routes.for_node(self.proto, &node)),
-            (None, Route::Node(node)) => Some(routes.for_node(self.proto, node)),
-            (None, Route::Slot(slot)) => routes.for_slot(self.proto, *slot),
-            (None, Route::Any) => routes.any(self.proto),
+            (Some(node), _) => Some(routes.for_node(proto, &node)),
+            (None, Route::Node(node)) => Some(routes.for_node(proto, node)),
+            (None, Route::Slot(slot)) => routes.for_slot(proto, *slot),
+            (None, Route::Any) => routes.any(proto),
         };
         let Some(upstream) = upstream else {
             ctx.topology.request_refresh(RefreshTrigger::Error);
@@ -167,7 +168,7 @@ impl Op {
         };
         let (tx, rx) = reply_channel(&self.budget);
         let prelude = self.take_prelude();
-        upstream.send(&self.wire, asking, prelude.as_deref(), tx);
+        upstream.send(&self.wire, asking, prelude.as_deref(), self.dialect.db, tx);
         self.state = State::Waiting { rx, upstream };
     }
 

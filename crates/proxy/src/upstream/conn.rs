@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use slotgate_cluster::NodeAddr;
-use slotgate_resp::{ReplyKind, ReplyScanner};
+use slotgate_resp::{encode, ReplyKind, ReplyScanner};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
@@ -67,6 +67,10 @@ struct Outbox {
     accepting: bool,
     /// The worker dropped its [`Upstream`]: the task ends once what was queued is written.
     closed: bool,
+    /// The database the connection is in once everything queued has run: a request for
+    /// another one goes after a `SELECT` (standalone and sentinel modes). A new connection
+    /// starts in 0.
+    db: u16,
 }
 
 impl Outbox {
@@ -78,6 +82,7 @@ impl Outbox {
             task: None,
             accepting: true,
             closed: false,
+            db: 0,
         }
     }
 
@@ -107,7 +112,8 @@ impl Outbox {
         for w in self.take_unsent() {
             let bytes = &old[at..at + w.len];
             at += w.len;
-            if !w.reply.is_closed() {
+            // A request that switches the database stays: those after it rely on it.
+            if !w.reply.is_closed() || w.selects {
                 out.extend_from_slice(bytes);
                 self.waiters.push_back(w);
             }
@@ -154,10 +160,11 @@ impl Upstream {
     }
 
     /// Queue `data` (a command's bytes exactly as they go on the wire) on one of the node's
-    /// connections (round robin); its reply goes to `reply`. `prelude` is a command sent
-    /// first whose reply is ignored (`SCRIPT LOAD` before an EVALSHA that met NOSCRIPT);
-    /// `asking` sends `ASKING` first (the command follows an `-ASK` redirect).
-    pub fn send(&self, data: &[u8], asking: bool, prelude: Option<&[u8]>, reply: ReplyTx) {
+    /// connections (round robin), to run in database `db`; its reply goes to `reply`.
+    /// `prelude` is a command sent first whose reply is ignored (`SCRIPT LOAD` before an
+    /// EVALSHA that met NOSCRIPT); `asking` sends `ASKING` first (the command follows an
+    /// `-ASK` redirect); a `SELECT` goes first when the connection is in another database.
+    pub fn send(&self, data: &[u8], asking: bool, prelude: Option<&[u8]>, db: u16, reply: ReplyTx) {
         let i = self.next.get();
         // A compare, not `%`: an integer division on every request costs tens of cycles.
         self.next
@@ -171,6 +178,13 @@ impl Upstream {
             }
             let start = o.out.len();
             let mut skip = 0;
+            let selects = o.db != db;
+            if selects {
+                let number = db.to_string();
+                encode::command(&mut o.out, &[b"SELECT", number.as_bytes()]);
+                o.db = db;
+                skip += 1;
+            }
             if let Some(prelude) = prelude {
                 o.out.extend_from_slice(prelude);
                 skip += 1;
@@ -186,6 +200,7 @@ impl Upstream {
                 sent: 0,
                 len,
                 skip,
+                selects,
             });
             o.unsent += 1;
             o.task.take()
@@ -218,8 +233,11 @@ struct Waiter {
     sent: u64,
     /// Its bytes in [`Outbox::out`] while unsent, with any `ASKING` or prelude before it.
     len: usize,
-    /// Replies to ignore before its own: the `+OK` of an `ASKING`, the reply of a prelude.
+    /// Replies to ignore before its own: the `+OK` of an `ASKING`, the reply of a prelude
+    /// or of a `SELECT`.
     skip: u8,
+    /// Its bytes begin with a `SELECT`.
+    selects: bool,
 }
 
 /// A connection task's instruments.
@@ -322,7 +340,9 @@ async fn fail_until(outbox: &RefCell<Outbox>, until: Instant) -> Option<()> {
         _ = tokio::time::sleep_until(until) => {}
         () = closed => return None,
     }
-    outbox.borrow_mut().accepting = true;
+    let mut o = outbox.borrow_mut();
+    o.accepting = true;
+    o.db = 0; // the next connection starts in database 0
     Some(())
 }
 
@@ -619,7 +639,7 @@ mod tests {
 
     fn request(up: &Upstream, data: &[u8], asking: bool, prelude: Option<&[u8]>) -> ReplyRx {
         let (tx, rx) = reply_channel(&crate::testing::budget());
-        up.send(data, asking, prelude, tx);
+        up.send(data, asking, prelude, 0, tx);
         rx
     }
 
@@ -658,6 +678,34 @@ mod tests {
         assert_eq!(o.waiters[1].skip, 2);
         drop(o);
         drop((a, c));
+    }
+
+    #[test]
+    fn a_request_for_another_database_goes_after_a_select_that_stays() {
+        let (outbox, up) = handle();
+        let send = |data: &[u8], db| {
+            let (tx, rx) = reply_channel(&crate::testing::budget());
+            up.send(data, false, None, db, tx);
+            rx
+        };
+        let a = send(b"A\r\n", 0);
+        let b = send(b"B\r\n", 3);
+        let c = send(b"C\r\n", 3);
+        let d = send(b"D\r\n", 0);
+        // B switches to 3 (its SELECT's reply is skipped); C needs nothing; D switches back.
+        let o = outbox.borrow();
+        assert_eq!(
+            &o.out[..],
+            &b"A\r\n*2\r\n$6\r\nSELECT\r\n$1\r\n3\r\nB\r\nC\r\n*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\nD\r\n"[..]
+        );
+        let skips: Vec<u8> = o.waiters.iter().map(|w| w.skip).collect();
+        assert_eq!(skips, [0, 1, 0, 1]);
+        drop(o);
+        // B's client left before it was written: its SELECT stays, C relies on it.
+        drop(b);
+        outbox.borrow_mut().drop_abandoned();
+        assert_eq!(outbox.borrow().waiters.len(), 4);
+        drop((a, c, d));
     }
 
     #[test]

@@ -17,13 +17,13 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use slotgate_cluster::NodeAddr;
-use slotgate_resp::{Reply, ReplyKind, ReplyScanner};
+use slotgate_resp::{encode, Reply, ReplyKind, ReplyScanner};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::auth::identity::ScriptIdentity;
 use crate::config::UpstreamConfig;
-use crate::protocol::Protocol;
+use crate::protocol::{Dialect, Protocol};
 use crate::replies;
 use crate::telemetry::metrics::Metrics;
 use crate::upstream::node_client::{self, NodeStream};
@@ -45,6 +45,8 @@ pub(crate) struct DedicatedConn {
     idle_since: Instant,
     /// The protocol the connection speaks (`HELLO` switches it).
     proto: Protocol,
+    /// The database it is in (`SELECT` switches it).
+    db: u16,
 }
 
 impl DedicatedConn {
@@ -66,6 +68,31 @@ impl DedicatedConn {
             ));
         }
         self.proto = proto;
+        Ok(())
+    }
+
+    /// Make the connection speak `dialect`: its protocol, then its database (a `SELECT`
+    /// round trip when it is in another one).
+    ///
+    /// # Errors
+    /// The connection failed, or the node refused the protocol or the database.
+    async fn use_dialect(&mut self, dialect: Dialect) -> Result<(), String> {
+        self.use_protocol(dialect.proto).await?;
+        if self.db == dialect.db {
+            return Ok(());
+        }
+        let mut select = BytesMut::new();
+        encode::command(&mut select, &[b"SELECT", dialect.db.to_string().as_bytes()]);
+        self.send(&select).await?;
+        let reply = self.read_reply().await?;
+        if reply.is_error() {
+            return Err(format!(
+                "SELECT {} refused: {}",
+                dialect.db,
+                String::from_utf8_lossy(&reply.raw).trim_end()
+            ));
+        }
+        self.db = dialect.db;
         Ok(())
     }
 
@@ -214,13 +241,14 @@ impl DedicatedPool {
         }
     }
 
-    /// A connection to `node` speaking `proto`: an idle one, or a new one within the cap.
+    /// A connection to `node` speaking `dialect` (its protocol, in its database): an idle
+    /// one, or a new one within the cap.
     ///
     /// # Errors
     /// The reply to give the client: the cap is reached or the node cannot be reached.
-    pub async fn take(self: &Rc<Self>, node: &NodeAddr, proto: Protocol) -> Result<Lease, Bytes> {
+    pub async fn take(self: &Rc<Self>, node: &NodeAddr, dialect: Dialect) -> Result<Lease, Bytes> {
         let mut lease = self.take_any(node).await?;
-        match lease.conn().use_protocol(proto).await {
+        match lease.conn().use_dialect(dialect).await {
             Ok(()) => Ok(lease),
             Err(e) => {
                 tracing::debug!(node = %node, error = %e, "dedicated connection failed");
@@ -239,19 +267,26 @@ impl DedicatedPool {
     pub async fn take_as(
         self: &Rc<Self>,
         node: &NodeAddr,
-        proto: Protocol,
+        dialect: Dialect,
         identity: &ScriptIdentity,
     ) -> Result<Lease, Bytes> {
-        let key = (node.clone(), identity.name.clone(), proto);
+        let key = (node.clone(), identity.name.clone(), dialect.proto);
         if let Some(conn) = self.pop_idle(&self.idle_as, &key, node) {
-            return Ok(Lease {
+            let mut lease = Lease {
                 pool: Rc::clone(self),
                 conn: Some(conn),
                 node: node.clone(),
                 identity: Some(key),
-            });
+            };
+            return match lease.conn().use_dialect(dialect).await {
+                Ok(()) => Ok(lease),
+                Err(e) => {
+                    tracing::debug!(node = %node, error = %e, "dedicated connection failed");
+                    Err(replies::upstream_unreachable(node.as_str()))
+                }
+            };
         }
-        let mut lease = self.take(node, proto).await?;
+        let mut lease = self.take(node, dialect).await?;
         let conn = lease.conn();
         let lost = |e: String| {
             tracing::debug!(node = %node, error = %e, "dedicated connection failed");
@@ -332,6 +367,7 @@ impl DedicatedPool {
                         metrics: Arc::clone(&self.metrics),
                         idle_since: Instant::now(),
                         proto: Protocol::Resp2,
+                        db: 0,
                     }),
                     node: node.clone(),
                     identity: None,

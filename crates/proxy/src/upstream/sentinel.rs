@@ -65,6 +65,8 @@ pub(crate) struct Primary {
     pub replicas: Vec<NodeAddr>,
     /// Sentinels that answered (sentinel mode).
     pub sentinels_answered: usize,
+    /// The primary's `databases` (16, Redis's default, when `CONFIG GET` is not allowed).
+    pub databases: u32,
 }
 
 /// What one sentinel says about the primary.
@@ -101,6 +103,7 @@ pub(crate) async fn standalone(
         addr: NodeAddr::new(addr),
         replicas: role.replicas,
         sentinels_answered: 0,
+        databases: databases(&mut stream, cfg.op_timeout).await,
     })
 }
 
@@ -149,6 +152,7 @@ pub(crate) async fn resolve(
         addr: named.addr,
         replicas,
         sentinels_answered: answered,
+        databases: databases(&mut stream, cfg.op_timeout).await,
     })
 }
 
@@ -295,6 +299,29 @@ fn field(fields: &[(String, String)], name: &str) -> Option<String> {
         .iter()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.clone())
+}
+
+/// Redis's default number of databases.
+const DEFAULT_DATABASES: u32 = 16;
+
+/// The server's `databases` setting; Redis's default when `CONFIG GET` is refused (an
+/// upstream user without `+config|get`).
+async fn databases(stream: &mut NodeStream, deadline: Duration) -> u32 {
+    let mut buf = BytesMut::new();
+    let reply = node_client::query(
+        stream,
+        &mut buf,
+        &[b"CONFIG", b"GET", b"databases"],
+        deadline,
+    )
+    .await;
+    reply
+        .ok()
+        .as_ref()
+        .and_then(pairs)
+        .and_then(|p| field(&p, "databases"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(DEFAULT_DATABASES)
 }
 
 /// What `ROLE` says.

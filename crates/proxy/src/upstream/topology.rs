@@ -5,7 +5,7 @@
 //! In standalone and sentinel modes the map has one primary owning every slot
 //! ([`crate::upstream::sentinel`] finds it), so routing is the same in every mode.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -67,6 +67,8 @@ pub struct Topology {
     hold: Mutex<Option<Hold>>,
     /// Sentinels whose event subscription is up.
     sentinels_up: AtomicUsize,
+    /// The primary's number of databases (standalone and sentinel modes).
+    databases: AtomicU32,
 }
 
 impl Topology {
@@ -92,6 +94,16 @@ impl Topology {
             primary: Mutex::new(None),
             hold: Mutex::new(None),
             sentinels_up: AtomicUsize::new(0),
+            databases: AtomicU32::new(16),
+        }
+    }
+
+    /// How many databases the primary has (`SELECT` takes 0 to this minus one; 1 in a
+    /// cluster).
+    pub fn databases(&self) -> u32 {
+        match self.cfg.mode {
+            UpstreamMode::Cluster => 1,
+            _ => self.databases.load(Ordering::Relaxed),
         }
     }
 
@@ -239,6 +251,7 @@ impl Topology {
                 *hold = None;
             }
         }
+        self.databases.store(found.databases, Ordering::Relaxed);
         let mode = self.cfg.mode.name();
         let previous = self
             .primary

@@ -48,7 +48,7 @@ fn start(ctx: &WorkerCtx, wire: &'static [u8], readonly: bool) -> Op {
         Bytes::from_static(wire),
         readonly,
         deadline,
-        Protocol::Resp2,
+        Dialect::RESP2,
         &crate::testing::budget(),
     )
 }

@@ -34,7 +34,7 @@ fn the_cap_refuses_one_more_and_a_returned_connection_is_reused() {
         let addr = NodeAddr::new(&node.addr);
         let pool = pool(&node.addr, 1);
         let mut first = pool
-            .take(&addr, Protocol::Resp2)
+            .take(&addr, Dialect::RESP2)
             .await
             .expect("a connection");
         let reply = first
@@ -45,7 +45,7 @@ fn the_cap_refuses_one_more_and_a_returned_connection_is_reused() {
         assert_eq!(&reply.raw[..], b"+PONG\r\n");
         // The cap is one: a second connection to the node is refused with the documented reply.
         let refused = pool
-            .take(&addr, Protocol::Resp2)
+            .take(&addr, Dialect::RESP2)
             .await
             .err()
             .expect("refused");
@@ -57,7 +57,7 @@ fn the_cap_refuses_one_more_and_a_returned_connection_is_reused() {
         );
         // Given back clean, the same connection serves the next command.
         first.give_back();
-        let mut again = pool.take(&addr, Protocol::Resp2).await.expect("reused");
+        let mut again = pool.take(&addr, Dialect::RESP2).await.expect("reused");
         again
             .conn()
             .request(b"*1\r\n$4\r\nPING\r\n", false)
@@ -81,7 +81,7 @@ fn a_lease_dropped_mid_conversation_is_closed_not_reused() {
         let addr = NodeAddr::new(&node.addr);
         let pool = pool(&node.addr, 1);
         {
-            let mut lease = pool.take(&addr, Protocol::Resp2).await.unwrap();
+            let mut lease = pool.take(&addr, Dialect::RESP2).await.unwrap();
             lease
                 .conn()
                 .send(b"*3\r\n$5\r\nBLPOP\r\n$1\r\nq\r\n$1\r\n0\r\n")
@@ -91,7 +91,7 @@ fn a_lease_dropped_mid_conversation_is_closed_not_reused() {
         }
         // Its place under the cap is free again, and the next lease is a new connection.
         let mut next = pool
-            .take(&addr, Protocol::Resp2)
+            .take(&addr, Dialect::RESP2)
             .await
             .expect("within the cap");
         next.conn()
@@ -114,7 +114,7 @@ fn a_refused_asking_is_the_reply_and_both_replies_are_read() {
         .await;
         let addr = NodeAddr::new(&node.addr);
         let pool = pool(&node.addr, 1);
-        let mut lease = pool.take(&addr, Protocol::Resp2).await.unwrap();
+        let mut lease = pool.take(&addr, Dialect::RESP2).await.unwrap();
         let reply = lease
             .conn()
             .request(b"*1\r\n$1\r\nX\r\n", true)
