@@ -15,7 +15,7 @@ use slotgate_cluster::NodeAddr;
 use slotgate_resp::ReplyKind;
 use tokio::time::Instant;
 
-use crate::protocol::Dialect;
+use crate::protocol::{Dialect, Protocol};
 use crate::replies;
 use crate::runtime::budget::OutputBudget;
 use crate::runtime::context::WorkerCtx;
@@ -75,8 +75,11 @@ pub(crate) struct Op {
     wire: Bytes,
     route: Route,
     readonly: bool,
-    /// The protocol and database of the connections it goes over (the client's).
-    dialect: Dialect,
+    /// The protocol of the connections it goes over (the client's).
+    proto: Protocol,
+    /// The database it runs in (the client's; kept apart from `proto`, which keeps an op
+    /// small).
+    db: u16,
     /// Redirects and retries so far (the policy is `upstream::redirect`'s).
     attempts: Attempts,
     io_retried: bool,
@@ -106,7 +109,8 @@ impl Op {
             wire,
             route,
             readonly,
-            dialect,
+            proto: dialect.proto,
+            db: dialect.db,
             attempts: Attempts::default(),
             io_retried: false,
             timed_out: false,
@@ -154,7 +158,7 @@ impl Op {
 
     fn send(&mut self, ctx: &WorkerCtx, target: Option<NodeAddr>, asking: bool) {
         let routes = &ctx.routes;
-        let proto = self.dialect.proto;
+        let proto = self.proto;
         let upstream = match (target, &self.route) {
             (Some(node), _) => Some(routes.for_node(proto, &node)),
             (None, Route::Node(node)) => Some(routes.for_node(proto, node)),
@@ -168,7 +172,7 @@ impl Op {
         };
         let (tx, rx) = reply_channel(&self.budget);
         let prelude = self.take_prelude();
-        upstream.send(&self.wire, asking, prelude.as_deref(), self.dialect.db, tx);
+        upstream.send(&self.wire, asking, prelude.as_deref(), self.db, tx);
         self.state = State::Waiting { rx, upstream };
     }
 

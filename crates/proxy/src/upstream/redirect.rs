@@ -52,7 +52,7 @@ pub(crate) enum Verdict {
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Attempts {
     redirects: u8,
-    retries: u16,
+    retries: u8,
 }
 
 // === impl Attempts ===
