@@ -68,6 +68,9 @@ pub struct Shard {
     pub primary_id: Option<String>,
     /// Replicas in the order Redis listed them.
     pub replicas: Vec<NodeAddr>,
+    /// The replicas reads may go to (up and not too far behind); empty unless the proxy
+    /// reads from replicas ([`SlotMap::set_readable`]).
+    pub readable: Vec<NodeAddr>,
 }
 
 /// An immutable slot → shard table.
@@ -203,6 +206,14 @@ impl SlotMap {
         map
     }
 
+    /// Say which replicas of each shard reads may go to: `readable(shard)` picks them (a
+    /// subset of the shard's replicas).
+    pub fn set_readable(&mut self, mut readable: impl FnMut(&Shard) -> Vec<NodeAddr>) {
+        for shard in &mut self.shards {
+            shard.readable = readable(shard);
+        }
+    }
+
     /// Index of the shard whose primary is `primary`, adding it when new.
     fn shard_index_for(
         &mut self,
@@ -226,6 +237,7 @@ impl SlotMap {
             primary,
             primary_id,
             replicas,
+            readable: Vec::new(),
         });
         (self.shards.len() - 1) as u16
     }

@@ -93,6 +93,30 @@ impl UpstreamMode {
     }
 }
 
+/// Where read-only commands go (`upstream.read_from`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReadFrom {
+    /// Every command to the primary.
+    #[default]
+    Primary,
+    /// Read-only commands to a replica that is up and not too far behind; the primary when
+    /// there is none.
+    PreferReplica,
+    /// Read-only commands to a replica only (an error when none can be read from).
+    Replica,
+}
+
+impl ReadFrom {
+    /// The name `upstream.read_from` gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReadFrom::Primary => "primary",
+            ReadFrom::PreferReplica => "prefer-replica",
+            ReadFrom::Replica => "replica",
+        }
+    }
+}
+
 /// How to find the primary through Sentinel.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SentinelConfig {
@@ -134,6 +158,10 @@ pub struct UpstreamConfig {
     pub tls: Option<UpstreamTlsConfig>,
     /// Most dedicated connections (blocking commands) per node per worker.
     pub max_dedicated_per_node: usize,
+    /// Where read-only commands go.
+    pub read_from: ReadFrom,
+    /// A replica further behind its primary than this is not read from.
+    pub max_replica_lag: Duration,
 }
 
 /// Limits that protect the proxy from clients.
@@ -181,6 +209,8 @@ impl Default for UpstreamConfig {
             connections_per_node: 1,
             tls: None,
             max_dedicated_per_node: 1024,
+            read_from: ReadFrom::Primary,
+            max_replica_lag: Duration::from_secs(1),
         }
     }
 }

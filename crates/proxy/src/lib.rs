@@ -40,7 +40,7 @@ use tokio::sync::watch;
 
 pub use auth::users::{PasswordCheck, RestrictedScripts, UserSpec};
 pub use config::{
-    Config, LimitsConfig, SentinelConfig, TlsConfig, UpstreamConfig, UpstreamMode,
+    Config, LimitsConfig, ReadFrom, SentinelConfig, TlsConfig, UpstreamConfig, UpstreamMode,
     UpstreamTlsConfig,
 };
 pub use error::ProxyError;
@@ -165,12 +165,26 @@ impl ProxyHandle {
         }
     }
 
-    /// Begin a graceful shutdown: stop accepting, let sessions finish what they read.
+    /// Begin a graceful shutdown: stop accepting, let sessions finish what they read. Each
+    /// worker closes the sessions still open `shutdown_grace` after this; the caller decides
+    /// how long to wait for that (see [`ProxyHandle::is_stopped`]).
     pub fn shutdown(&self) {
         let _ = self.shutdown.send(true);
     }
 
-    /// Wait until every worker has stopped (after [`ProxyHandle::shutdown`]).
+    /// Clients connected now, across all workers (during a shutdown: those not yet closed).
+    pub fn client_count(&self) -> usize {
+        self.status.shared.client_count()
+    }
+
+    /// Whether every worker and the topology refresher have returned (after
+    /// [`ProxyHandle::shutdown`]: every client is closed). Does not block.
+    pub fn is_stopped(&self) -> bool {
+        self.threads.iter().all(JoinHandle::is_finished)
+    }
+
+    /// Wait until every worker has stopped (after [`ProxyHandle::shutdown`]), however long
+    /// that takes.
     pub fn join(mut self) {
         for t in self.threads.drain(..) {
             let _ = t.join();

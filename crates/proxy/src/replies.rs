@@ -35,6 +35,13 @@ pub const TRANSACTION_TOO_LARGE: &[u8] =
 pub const CLUSTERDOWN_UNCOVERED: &[u8] = b"-CLUSTERDOWN Hash slot not served\r\n";
 /// Keys of one command hash to different slots.
 pub const CROSSSLOT: &[u8] = b"-CROSSSLOT Keys in request don't hash to the same slot\r\n";
+/// A read under `read_from: replica` when no replica of the slot's shard may be read from.
+pub fn no_replica(slot: u16) -> Bytes {
+    Bytes::from(format!(
+        "-CLUSTERDOWN slotgate: no replica to read slot {slot} from (upstream.read_from: replica)\r\n"
+    ))
+}
+
 /// CLUSTER, READONLY and READWRITE in standalone and sentinel modes (Redis's own words for a
 /// server without cluster support).
 pub const CLUSTER_DISABLED: &[u8] = b"-ERR This instance has cluster support disabled\r\n";
@@ -42,8 +49,6 @@ pub const CLUSTER_DISABLED: &[u8] = b"-ERR This instance has cluster support dis
 pub const DB_OUT_OF_RANGE: &[u8] = b"-ERR DB index is out of range\r\n";
 /// SELECT of a database other than 0 in cluster mode (Redis Cluster's own words).
 pub const SELECT_IN_CLUSTER: &[u8] = b"-ERR SELECT is not allowed in cluster mode\r\n";
-/// SELECT of something that is not a number.
-pub const INVALID_DB_INDEX: &[u8] = b"-ERR invalid DB index\r\n";
 /// A non-integer where Redis wants an integer.
 pub const NOT_AN_INTEGER: &[u8] = b"-ERR value is not an integer or out of range\r\n";
 /// HELLO with a protocol version this build does not speak.

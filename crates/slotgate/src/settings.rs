@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use serde::Deserialize;
 use slotgate_proxy::{
-    Config, LimitsConfig, RestrictedScripts, SentinelConfig, TlsConfig, UpstreamConfig,
+    Config, LimitsConfig, ReadFrom, RestrictedScripts, SentinelConfig, TlsConfig, UpstreamConfig,
     UpstreamMode, UpstreamTlsConfig,
 };
 
@@ -115,6 +115,8 @@ struct FileUpstream {
     connections_per_node: Option<usize>,
     #[serde(default)]
     read_from: Option<String>,
+    #[serde(default)]
+    max_replica_lag: Option<String>,
     #[serde(default)]
     tls: Option<FileUpstreamTls>,
     #[serde(default)]
@@ -249,8 +251,9 @@ impl Settings {
         }
         let _ = writeln!(
             s,
-            "  refresh_interval: {:?}\n  connect_timeout: {:?}\n  op_timeout: {:?}\n  max_redirects: {}\n  connections_per_node: {}\n  read_from: primary",
-            u.refresh_interval, u.connect_timeout, u.op_timeout, u.max_redirects, u.connections_per_node
+            "  refresh_interval: {:?}\n  connect_timeout: {:?}\n  op_timeout: {:?}\n  max_redirects: {}\n  connections_per_node: {}\n  read_from: {}\n  max_replica_lag: {:?}",
+            u.refresh_interval, u.connect_timeout, u.op_timeout, u.max_redirects, u.connections_per_node,
+            u.read_from.name(), u.max_replica_lag
         );
         let _ = writeln!(s, "  max_dedicated_per_node: {}", u.max_dedicated_per_node);
         if let Some(t) = &u.tls {
@@ -395,11 +398,14 @@ pub fn parse(text: &str) -> anyhow::Result<Settings> {
 /// `upstream:` resolved: variables expanded, the password read, durations parsed.
 fn resolve_upstream(mut up: FileUpstream) -> anyhow::Result<UpstreamConfig> {
     let mode = resolve_mode(&mut up)?;
-    if let Some(rf) = &up.read_from {
-        if rf != "primary" {
-            bail!("upstream.read_from: only \"primary\" is supported in this version, not {rf:?}");
+    let read_from = match up.read_from.as_deref() {
+        None | Some("primary") => ReadFrom::Primary,
+        Some("prefer-replica") => ReadFrom::PreferReplica,
+        Some("replica") => ReadFrom::Replica,
+        Some(other) => {
+            bail!("upstream.read_from: expected primary|prefer-replica|replica, got {other:?}")
         }
-    }
+    };
     let password = match (up.password, up.password_file) {
         (Some(_), Some(_)) => bail!("upstream: give password or password_file, not both"),
         (Some(p), None) => Some(expand_env(&p).context("upstream.password")?),
@@ -445,6 +451,12 @@ fn resolve_upstream(mut up: FileUpstream) -> anyhow::Result<UpstreamConfig> {
             .max_dedicated_per_node
             .unwrap_or(defaults.max_dedicated_per_node),
         tls: up.tls.map(upstream_tls),
+        read_from,
+        max_replica_lag: opt_duration(
+            up.max_replica_lag,
+            defaults.max_replica_lag,
+            "upstream.max_replica_lag",
+        )?,
     };
     Ok(upstream)
 }

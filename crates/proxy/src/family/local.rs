@@ -130,7 +130,7 @@ fn parse_i64(arg: &[u8]) -> Option<i64> {
 /// server reported, so a refused `SELECT` never reaches a shared connection.
 fn select(ctx: &WorkerCtx, client: &mut ClientState, arg: &[u8]) -> Bytes {
     let Some(db) = parse_i64(arg) else {
-        return Bytes::from_static(replies::INVALID_DB_INDEX);
+        return Bytes::from_static(replies::NOT_AN_INTEGER);
     };
     if !ctx.one_primary() {
         return Bytes::from_static(if db == 0 {

@@ -51,6 +51,8 @@ pub struct ShardReport {
     pub primary: NodeReport,
     /// Its replicas (slotgate does not connect to them while `read_from` is `primary`).
     pub replicas: Vec<NodeReport>,
+    /// The replicas reads go to now (`read_from` other than `primary`): up and in step.
+    pub readable: Vec<String>,
 }
 
 /// One node of [`ShardReport`].
@@ -62,7 +64,8 @@ pub struct NodeReport {
     pub role: &'static str,
     /// Live multiplexed connections from all workers.
     pub connections: i64,
-    /// `connected` when at least one connection is up, else `disconnected`.
+    /// `connected` when at least one connection is up, else `disconnected`; a replica
+    /// slotgate does not read from (`read_from: primary`) is `unused`.
     pub state: &'static str,
 }
 
@@ -128,20 +131,17 @@ impl Status {
     pub fn topology(&self) -> TopologyReport {
         let map = self.topology.map();
         let ranges = map.ranges();
+        let reads_replicas = self.topology.read_from() != crate::config::ReadFrom::Primary;
         let node = |addr: &slotgate_cluster::NodeAddr, role| {
-            let connections = if role == "primary" {
-                self.metrics.live_connections(addr)
-            } else {
-                0
-            };
+            let connections = self.metrics.live_connections(addr);
             NodeReport {
                 addr: addr.to_string(),
                 role,
                 connections,
-                state: if connections > 0 {
-                    "connected"
-                } else {
-                    "disconnected"
+                state: match connections {
+                    0 if role == "replica" && !reads_replicas => "unused",
+                    0 => "disconnected",
+                    _ => "connected",
                 },
             }
         };
@@ -157,6 +157,7 @@ impl Status {
                     .collect(),
                 primary: node(&s.primary, "primary"),
                 replicas: s.replicas.iter().map(|r| node(r, "replica")).collect(),
+                readable: s.readable.iter().map(|r| r.to_string()).collect(),
             })
             .filter(|s| !s.slots.is_empty())
             .collect();

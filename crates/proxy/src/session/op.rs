@@ -15,6 +15,7 @@ use slotgate_cluster::NodeAddr;
 use slotgate_resp::ReplyKind;
 use tokio::time::Instant;
 
+use crate::config::ReadFrom;
 use crate::protocol::{Dialect, Protocol};
 use crate::replies;
 use crate::runtime::budget::OutputBudget;
@@ -34,6 +35,17 @@ pub(crate) enum Route {
     Any,
     /// This node (fan-out to every primary). Boxed: routes by slot keep an op small.
     Node(Box<NodeAddr>),
+}
+
+/// What an op does to the data, and so where it may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// It may write: the primary only.
+    Write,
+    /// It only reads: a replica may serve it (`upstream.read_from`).
+    Read,
+    /// It only reads, but a replica failed it: the primary from now on.
+    ReadPrimary,
 }
 
 /// What woke a waiting op.
@@ -74,7 +86,7 @@ pub(crate) struct Op {
     /// about in its session's queue, so it is kept small).
     wire: Bytes,
     route: Route,
-    readonly: bool,
+    access: Access,
     /// The protocol of the connections it goes over (the client's).
     proto: Protocol,
     /// The database it runs in (the client's; kept apart from `proto`, which keeps an op
@@ -108,7 +120,11 @@ impl Op {
         let mut op = Op {
             wire,
             route,
-            readonly,
+            access: if readonly {
+                Access::Read
+            } else {
+                Access::Write
+            },
             proto: dialect.proto,
             db: dialect.db,
             attempts: Attempts::default(),
@@ -162,6 +178,16 @@ impl Op {
         let upstream = match (target, &self.route) {
             (Some(node), _) => Some(routes.for_node(proto, &node)),
             (None, Route::Node(node)) => Some(routes.for_node(proto, node)),
+            (None, Route::Slot(slot)) if self.access == Access::Read => {
+                match routes.for_slot_read(proto, *slot) {
+                    Ok(upstream) => Some(upstream),
+                    Err(reply) => {
+                        ctx.topology.request_refresh(RefreshTrigger::Error);
+                        self.retry_later(reply);
+                        return;
+                    }
+                }
+            }
             (None, Route::Slot(slot)) => routes.for_slot(proto, *slot),
             (None, Route::Any) => routes.any(proto),
         };
@@ -256,7 +282,7 @@ impl Op {
                 self.timed_out = true;
                 // A write on its way may still run when the node wakes up: only a read is
                 // safe to retry, so only a read gets -TRYAGAIN.
-                self.finish(if self.readonly {
+                self.finish(if self.access != Access::Write {
                     replies::upstream_timeout(node.as_str())
                 } else {
                     replies::upstream_timeout_write(node.as_str())
@@ -292,12 +318,14 @@ impl Op {
                 // The node may have been replaced (failover): look again, debounced by the
                 // refresher, while this command waits to retry.
                 ctx.topology.request_refresh(RefreshTrigger::Error);
+                self.avoid_replica(ctx, node);
                 if self.retry_later(replies::upstream_unreachable(node.as_str())) {
                     ctx.metrics.shared().retry(Retry::Unreachable);
                 }
             }
             Event::Reply(UpReply::Failed(Failure::Lost)) => {
-                if may_resend_after_loss(self.readonly, self.io_retried) {
+                self.avoid_replica(ctx, node);
+                if may_resend_after_loss(self.access != Access::Write, self.io_retried) {
                     self.io_retried = true;
                     ctx.metrics.shared().retry(Retry::ReadonlyIo);
                     self.send(ctx, None, false);
@@ -308,6 +336,17 @@ impl Op {
             Event::Reply(UpReply::Failed(Failure::Protocol)) => {
                 self.finish(replies::upstream_protocol(node.as_str()))
             }
+        }
+    }
+
+    /// A read that a replica (`node`) failed goes to the primary from now on, when
+    /// `read_from: prefer-replica` allows it.
+    fn avoid_replica(&mut self, ctx: &WorkerCtx, node: &NodeAddr) {
+        if self.access == Access::Read
+            && ctx.cfg.upstream.read_from == ReadFrom::PreferReplica
+            && !ctx.routes.is_primary(node)
+        {
+            self.access = Access::ReadPrimary;
         }
     }
 

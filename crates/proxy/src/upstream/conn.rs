@@ -18,7 +18,7 @@ use slotgate_resp::{encode, ReplyKind, ReplyScanner};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::config::UpstreamConfig;
+use crate::config::{ReadFrom, UpstreamConfig, UpstreamMode};
 use crate::protocol::Protocol;
 use crate::runtime::wakers::keep_waker;
 use crate::telemetry::local::{NodeMetrics, WorkerMetrics};
@@ -266,6 +266,11 @@ async fn run_connection(
                 node_client::connect(addr.as_str(), &cfg, topology.upstream_tls()).await?;
             if proto != Protocol::Resp2 {
                 node_client::switch_protocol(&mut stream, proto, cfg.op_timeout).await?;
+            }
+            // A cluster replica serves reads only on a connection that said READONLY (said
+            // to every node: a primary ignores it).
+            if cfg.read_from != ReadFrom::Primary && cfg.mode == UpstreamMode::Cluster {
+                node_client::expect_ok(&mut stream, &[b"READONLY"], cfg.op_timeout).await?;
             }
             Ok::<_, crate::error::ProxyError>(stream)
         };

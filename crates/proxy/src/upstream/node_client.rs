@@ -139,6 +139,25 @@ pub(crate) async fn connect(
     Ok(stream)
 }
 
+/// Send `args` and expect `+OK`.
+///
+/// # Errors
+/// [`ProxyError::Upstream`] for any other reply or a failure.
+pub(crate) async fn expect_ok(
+    stream: &mut NodeStream,
+    args: &[&[u8]],
+    deadline: Duration,
+) -> Result<(), ProxyError> {
+    let mut buf = BytesMut::new();
+    match query(stream, &mut buf, args, deadline).await? {
+        Value::Simple(s) if s == b"OK" => Ok(()),
+        other => Err(ProxyError::Upstream {
+            addr: peer_name(stream),
+            reason: format!("{} refused: {other:?}", String::from_utf8_lossy(args[0])),
+        }),
+    }
+}
+
 /// Switch a fresh connection to `proto` with `HELLO`.
 ///
 /// # Errors

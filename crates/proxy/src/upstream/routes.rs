@@ -13,8 +13,11 @@ use std::sync::Arc;
 
 use slotgate_cluster::{NodeAddr, SlotMap, SLOT_COUNT};
 
-use crate::config::UpstreamConfig;
+use bytes::Bytes;
+
+use crate::config::{ReadFrom, UpstreamConfig};
 use crate::protocol::Protocol;
+use crate::replies;
 use crate::telemetry::local::WorkerMetrics;
 use crate::upstream::conn::{Upstream, UpstreamSet};
 use crate::upstream::topology::Topology;
@@ -26,6 +29,10 @@ pub(crate) struct Routes {
     resp3: UpstreamSet,
     by_shard: RefCell<ShardUpstreams>,
     any_cursor: Cell<usize>,
+    /// `upstream.read_from`.
+    read_from: ReadFrom,
+    /// Rotates reads over a shard's readable replicas.
+    read_cursor: Cell<usize>,
 }
 
 /// The worker's copy of the current slot map and, per protocol, the upstream for each shard
@@ -60,6 +67,8 @@ impl Routes {
             topology,
             by_shard: RefCell::new(ShardUpstreams::new()),
             any_cursor: Cell::new(0),
+            read_from: cfg.read_from,
+            read_cursor: Cell::new(0),
         }
     }
 
@@ -99,6 +108,40 @@ impl Routes {
         Some(Rc::clone(upstreams[shard].get_or_insert_with(|| {
             self.set(proto).get(&cache.map.shards()[shard].primary)
         })))
+    }
+
+    /// The connection a read-only command for `slot` goes to under `upstream.read_from`: the
+    /// primary (`primary`); a replica that may be read from, rotating, else the primary
+    /// (`prefer-replica`); a replica only (`replica`: the error to retry with when there is
+    /// none).
+    pub fn for_slot_read(&self, proto: Protocol, slot: u16) -> Result<Rc<Upstream>, Bytes> {
+        let read_from = self.read_from;
+        if read_from != ReadFrom::Primary {
+            let map = self.topology.map();
+            let readable = map
+                .shard_for_slot(slot)
+                .map(|s| &s.readable[..])
+                .unwrap_or(&[]);
+            if !readable.is_empty() {
+                let i = self.read_cursor.get();
+                self.read_cursor.set(i.wrapping_add(1));
+                return Ok(self.set(proto).get(&readable[i % readable.len()]));
+            }
+            if read_from == ReadFrom::Replica {
+                return Err(replies::no_replica(slot));
+            }
+        }
+        self.for_slot(proto, slot)
+            .ok_or_else(|| Bytes::from_static(replies::CLUSTERDOWN_UNCOVERED))
+    }
+
+    /// Whether `node` is a primary in the current map.
+    pub fn is_primary(&self, node: &NodeAddr) -> bool {
+        self.topology
+            .map()
+            .shards()
+            .iter()
+            .any(|s| s.primary == *node)
     }
 
     /// A connection to a primary for a keyless command, rotating over the slot space so

@@ -16,7 +16,7 @@ use slotgate_resp::value::Value;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
-use crate::config::{UpstreamConfig, UpstreamMode};
+use crate::config::{ReadFrom, UpstreamConfig, UpstreamMode};
 use crate::error::ProxyError;
 use crate::telemetry::metrics::{Metrics, RefreshResult, RefreshTrigger};
 use crate::tls::UpstreamTls;
@@ -110,6 +110,11 @@ impl Topology {
     /// Cluster, standalone or sentinel.
     pub fn mode(&self) -> &UpstreamMode {
         &self.cfg.mode
+    }
+
+    /// Where read-only commands go.
+    pub fn read_from(&self) -> ReadFrom {
+        self.cfg.read_from
     }
 
     /// Sentinels whose event subscription is up now (sentinel mode).
@@ -222,7 +227,9 @@ impl Topology {
             UpstreamMode::Cluster => self.refresh_cluster().await,
             UpstreamMode::Standalone => {
                 let primary = sentinel::standalone(&self.cfg.seeds[0], &self.cfg, tls).await?;
-                self.use_primary(primary)
+                let map = SlotMap::single(primary.addr.clone(), primary.replicas.clone());
+                let map = self.with_readable_replicas(map).await;
+                self.use_primary(primary, map)
             }
             UpstreamMode::Sentinel(s) => {
                 let sentinel_tls = self.sentinel_tls.as_deref();
@@ -230,14 +237,18 @@ impl Topology {
                 if primary.is_err() {
                     self.metrics.sentinel_primary(None);
                 }
-                self.use_primary(primary?)
+                let primary = primary?;
+                let map = SlotMap::single(primary.addr.clone(), primary.replicas.clone());
+                let map = self.with_readable_replicas(map).await;
+                self.use_primary(primary, map)
             }
         }
     }
 
-    /// Route everything to `found`, the primary a standalone or sentinel refresh verified,
-    /// unless a failover away from it is in progress.
-    fn use_primary(&self, found: Primary) -> Result<RefreshResult, ProxyError> {
+    /// Route everything to `found`, the primary a standalone or sentinel refresh verified
+    /// (`map` names it as the owner of every slot), unless a failover away from it is in
+    /// progress.
+    fn use_primary(&self, found: Primary, map: SlotMap) -> Result<RefreshResult, ProxyError> {
         if let Ok(mut hold) = self.hold.lock() {
             if let Some(h) = hold.as_ref() {
                 if h.old == found.addr && h.since.elapsed() < FAILOVER_HOLD_MAX {
@@ -270,7 +281,7 @@ impl Topology {
         if matches!(self.cfg.mode, UpstreamMode::Sentinel(_)) {
             self.metrics.sentinel_primary(Some(&found.addr));
         }
-        self.publish(SlotMap::single(found.addr, found.replicas));
+        self.publish(map);
         Ok(RefreshResult::Ok)
     }
 
@@ -355,6 +366,50 @@ impl Topology {
                     }
                 }
             });
+        }
+    }
+
+    /// `map` with the replicas reads may go to marked (`upstream.read_from` other than
+    /// `primary`): those each primary's `INFO replication` lists as online and at most
+    /// `max_replica_lag` behind. A primary that does not answer gets none.
+    async fn with_readable_replicas(&self, mut map: SlotMap) -> SlotMap {
+        if self.cfg.read_from == ReadFrom::Primary {
+            return map;
+        }
+        let mut fit: Vec<(NodeAddr, Vec<NodeAddr>)> = Vec::new();
+        for shard in map.serving_shards() {
+            let replicas = self.replicas_in_step(&shard.primary).await;
+            fit.push((shard.primary.clone(), replicas));
+        }
+        map.set_readable(|shard| {
+            let in_step = fit
+                .iter()
+                .find(|(p, _)| *p == shard.primary)
+                .map(|(_, r)| &r[..])
+                .unwrap_or(&[]);
+            shard
+                .replicas
+                .iter()
+                .filter(|r| in_step.contains(r))
+                .cloned()
+                .collect()
+        });
+        map
+    }
+
+    /// The replicas `primary` reports online and at most `max_replica_lag` behind.
+    async fn replicas_in_step(&self, primary: &NodeAddr) -> Vec<NodeAddr> {
+        let tls = self.tls.as_deref();
+        let Ok(mut stream) = node_client::connect(primary.as_str(), &self.cfg, tls).await else {
+            return Vec::new();
+        };
+        let mut buf = BytesMut::new();
+        let args: &[&[u8]] = &[b"INFO", b"replication"];
+        match node_client::query(&mut stream, &mut buf, args, self.cfg.op_timeout).await {
+            Ok(Value::Bulk(info)) | Ok(Value::Verbatim(info)) => {
+                replicas_within(&info, self.cfg.max_replica_lag)
+            }
+            _ => Vec::new(),
         }
     }
 
@@ -443,6 +498,7 @@ impl Topology {
         for _ in promoted_replicas(&current, &chosen) {
             self.metrics.failover("cluster");
         }
+        let chosen = self.with_readable_replicas(chosen).await;
         self.publish(chosen);
         Ok(RefreshResult::Ok)
     }
@@ -553,6 +609,27 @@ fn uncovered_by(current: &SlotMap, next: &SlotMap) -> Vec<(NodeAddr, Vec<u16>)> 
     out
 }
 
+/// The replicas an `INFO replication` text lists as `state=online` with a `lag` (seconds
+/// since their last acknowledgement) of at most `max_lag`.
+fn replicas_within(info: &[u8], max_lag: Duration) -> Vec<NodeAddr> {
+    let text = String::from_utf8_lossy(info);
+    text.lines()
+        .filter(|l| l.starts_with("slave") && l.contains(":ip="))
+        .filter_map(|l| {
+            let fields = l.split_once(':')?.1;
+            let get = |k: &str| {
+                fields
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
+            };
+            let lag: u64 = get("lag")?.parse().ok()?;
+            let fit = get("state")? == "online" && Duration::from_secs(lag) <= max_lag;
+            let addr = NodeAddr::from_host_port(get("ip")?, get("port")?.parse().ok()?);
+            fit.then_some(addr)
+        })
+        .collect()
+}
+
 /// The primaries of `next` that were replicas in `current` (promoted by a failover).
 fn promoted_replicas<'a>(current: &SlotMap, next: &'a SlotMap) -> Vec<&'a NodeAddr> {
     let was_replica = |n: &NodeAddr| current.shards().iter().any(|s| s.replicas.contains(n));
@@ -609,6 +686,19 @@ mod tests {
                 .collect(),
         );
         SlotMap::from_cluster_slots(&reply, "127.0.0.1:1").unwrap()
+    }
+
+    #[test]
+    fn replicas_behind_or_not_online_are_not_read_from() {
+        let info = b"# Replication\r\nrole:master\r\nconnected_slaves:3\r\n\
+            slave0:ip=127.0.0.1,port=7001,state=online,offset=100,lag=0\r\n\
+            slave1:ip=127.0.0.1,port=7002,state=online,offset=90,lag=3\r\n\
+            slave2:ip=127.0.0.1,port=7003,state=wait_bgsave,offset=0,lag=0\r\n\
+            master_repl_offset:100\r\n";
+        let fit = replicas_within(info, Duration::from_secs(1));
+        assert_eq!(fit, vec![NodeAddr::new("127.0.0.1:7001")]);
+        let fit = replicas_within(info, Duration::from_secs(5));
+        assert_eq!(fit.len(), 2);
     }
 
     #[test]

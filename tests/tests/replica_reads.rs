@@ -1,0 +1,128 @@
+//! `upstream.read_from`: read-only commands go to replicas (each node's `INFO commandstats`
+//! says where they ran), writes never do, a replica that stops is skipped, and
+//! `prefer-replica` falls back to the primary — in cluster and sentinel modes.
+
+use std::time::Duration;
+
+use redis::Commands;
+use slotgate_tests::sentinel::{SentinelGroup, SentinelOptions, MASTER_NAME};
+use slotgate_tests::{shared_cluster, unique_key_prefix, wait_until, ProxyConfig, Slotgate};
+
+/// `calls` of `cmdstat_<command>` in an `INFO commandstats` text (0 when it never ran).
+fn calls(stats: &str, command: &str) -> u64 {
+    stats
+        .lines()
+        .find(|l| l.starts_with(&format!("cmdstat_{command}:")))
+        .and_then(|l| l.split("calls=").nth(1))
+        .and_then(|v| v.split(',').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Write `n` keys through `proxy`, then read each `reads` times; every read must see the value
+/// written (after replication caught up).
+fn write_then_read(proxy: &Slotgate, prefix: &str, n: usize, reads: usize) {
+    let mut con = proxy.connection();
+    for i in 0..n {
+        let _: () = con.set(format!("{prefix}:{i}"), i).unwrap();
+    }
+    for _ in 0..reads {
+        for i in 0..n {
+            let key = format!("{prefix}:{i}");
+            let mut got: Option<usize> = None;
+            // A replica may lag a few milliseconds behind the write just made.
+            assert!(wait_until(Duration::from_secs(2), || {
+                got = con.get(&key).unwrap();
+                got == Some(i)
+            }));
+        }
+    }
+}
+
+#[test]
+fn cluster_reads_go_to_replicas_and_writes_to_primaries() {
+    let cluster = shared_cluster();
+    let proxy = ProxyConfig::new(&cluster.seeds())
+        .upstream_key("read_from", "replica")
+        .admin()
+        .spawn();
+    let gets = |ports: Vec<u16>| -> u64 {
+        ports
+            .iter()
+            .map(|&p| {
+                calls(
+                    &cluster
+                        .query(p, &["INFO", "commandstats"])
+                        .unwrap()
+                        .string(),
+                    "get",
+                )
+            })
+            .sum()
+    };
+    let before_replicas = gets(cluster.replicas());
+    let before_primaries = gets(cluster.primaries());
+    write_then_read(&proxy, &unique_key_prefix("replica-reads"), 100, 2);
+    let on_replicas = gets(cluster.replicas()) - before_replicas;
+    let on_primaries = gets(cluster.primaries()) - before_primaries;
+    assert!(on_replicas >= 200, "GETs on replicas: {on_replicas}");
+    assert_eq!(on_primaries, 0, "GETs reached a primary");
+    // No write was ever refused by a replica.
+    for &p in &cluster.replicas() {
+        let stats = cluster
+            .query(p, &["INFO", "commandstats"])
+            .unwrap()
+            .string();
+        let set = stats
+            .lines()
+            .find(|l| l.starts_with("cmdstat_set:"))
+            .unwrap_or("");
+        assert!(
+            !set.contains("rejected_calls=") || set.contains("rejected_calls=0"),
+            "{set}"
+        );
+    }
+    let (_, body) =
+        slotgate_tests::admin::http_get(proxy.admin_addr().unwrap(), "/topology").unwrap();
+    assert!(body.contains("\"readable\": [\n"), "{body}");
+}
+
+#[test]
+fn sentinel_replica_reads_skip_a_stopped_replica_and_fall_back_to_the_primary() {
+    let group = SentinelGroup::start(SentinelOptions::default());
+    let primary = group.primary();
+    let replicas: Vec<u16> = group
+        .nodes()
+        .into_iter()
+        .filter(|&p| p != primary)
+        .collect();
+    let gets = |port: u16| {
+        calls(
+            &group
+                .query(port, &["INFO", "commandstats"])
+                .unwrap()
+                .string(),
+            "get",
+        )
+    };
+    let proxy = ProxyConfig::sentinel(&group.sentinel_addrs(), MASTER_NAME)
+        .upstream_key("read_from", "prefer-replica")
+        .spawn();
+    let primary_gets = gets(primary);
+    write_then_read(&proxy, &unique_key_prefix("sentinel-reads"), 50, 2);
+    let on_replicas: u64 = replicas.iter().map(|&p| gets(p)).sum();
+    assert!(on_replicas >= 100, "GETs on replicas: {on_replicas}");
+    assert_eq!(gets(primary), primary_gets, "GETs reached the primary");
+    // One replica stops: reads go on, without an error.
+    group.kill_node(replicas[0]);
+    let before = gets(replicas[1]);
+    write_then_read(&proxy, &unique_key_prefix("one-replica"), 50, 2);
+    assert!(gets(replicas[1]) > before, "the other replica took no read");
+    // Both stop: prefer-replica reads from the primary.
+    group.kill_node(replicas[1]);
+    write_then_read(&proxy, &unique_key_prefix("no-replica"), 50, 1);
+    assert!(
+        gets(primary) > primary_gets,
+        "no read fell back to the primary"
+    );
+}
