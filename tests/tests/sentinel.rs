@@ -577,3 +577,83 @@ fn standalone_mode_keeps_each_clients_database() {
     let proxy = ProxyConfig::standalone(&format!("127.0.0.1:{}", group.primary())).spawn();
     exercise_databases(&proxy, group, "standalone-db", 9);
 }
+
+/// `redis-cli` through `proxy`'s TLS listener with the client certificate of `pki`.
+fn cli_tls(pki: &slotgate_tests::tls::TestPki, port: u16, user: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new("redis-cli")
+        .args(pki.cli_args(true))
+        .args([
+            "-p",
+            &port.to_string(),
+            "--user",
+            user,
+            "--pass",
+            "pw",
+            "--no-auth-warning",
+        ])
+        .args(args)
+        .output()
+        .expect("run redis-cli");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn sentinel_mode_with_mutual_tls_and_acl_users() {
+    let group = shared_group();
+    let pki = slotgate_tests::tls::TestPki::generate();
+    let p = unique_key_prefix("sentinel-acl");
+    let proxy = ProxyConfig::sentinel(&group.sentinel_addrs(), MASTER_NAME)
+        .upstream_key("sentinel_password", "sentinel-secret")
+        .tls(&pki, true)
+        .user("app", "pw", &format!("+@all ~{p}:* &*"))
+        .user("reader", "pw", "+@read ~*")
+        .builder()
+        .wait_ready(false)
+        .spawn();
+    let port = proxy.port();
+    assert!(
+        wait_until(Duration::from_secs(10), || cli_tls(
+            &pki,
+            port,
+            "app",
+            &["PING"]
+        ) == "PONG"),
+        "slotgate not ready; log:\n{}",
+        proxy.log()
+    );
+    assert_eq!(
+        cli_tls(&pki, port, "app", &["SET", &format!("{p}:a"), "1"]),
+        "OK"
+    );
+    let refused = cli_tls(&pki, port, "app", &["SET", "other:a", "1"]);
+    assert!(refused.contains("NOPERM"), "{refused}");
+    assert_eq!(
+        cli_tls(&pki, port, "reader", &["GET", &format!("{p}:a")]),
+        "1"
+    );
+    let refused = cli_tls(&pki, port, "reader", &["SET", &format!("{p}:a"), "2"]);
+    assert!(refused.contains("NOPERM"), "{refused}");
+    // A restricted user's script over keys in two slots, as the server allows.
+    let out = cli_tls(
+        &pki,
+        port,
+        "app",
+        &[
+            "EVAL",
+            "redis.call('SET', KEYS[1], 'x'); return redis.call('GET', KEYS[2])",
+            "2",
+            &format!("{p}:b"),
+            &format!("{p}:a"),
+        ],
+    );
+    assert_eq!(out, "1");
+    // Without a client certificate the handshake fails.
+    let out = std::process::Command::new("redis-cli")
+        .args(pki.cli_args(false))
+        .args(["-p", &port.to_string(), "PING"])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!text.contains("PONG"), "{text}");
+}
