@@ -7,7 +7,7 @@ mod settings;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -102,22 +102,70 @@ fn run(file: &std::path::Path) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(wait_for_stop_signal(|| reload(file, &handle)))?;
-    tracing::info!(grace = ?grace, "shutting down");
+    let mut signals = {
+        let _in_runtime = rt.enter();
+        StopSignals::install()?
+    };
+    rt.block_on(signals.next_stop(|| reload(file, &handle)));
+    let started = Instant::now();
+    tracing::info!(grace = ?grace, clients = handle.client_count(), "shutting down");
     handle.shutdown();
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        handle.join();
-        let _ = done_tx.send(());
-    });
-    rt.block_on(async {
-        tokio::select! {
-            _ = tokio::task::spawn_blocking(move || done_rx.recv_timeout(grace + Duration::from_secs(1))) => {}
-            _ = wait_for_stop_signal(|| {}) => tracing::warn!("second signal: exiting now"),
-        }
-    });
+    let deadline = started + grace;
+    match rt.block_on(drain(&handle, &mut signals, deadline)) {
+        Ending::Drained => tracing::info!(after = ?started.elapsed(), "exited: drained"),
+        Ending::GracePassed(clients) => tracing::warn!(
+            clients,
+            "exited: shutdown_grace passed with {clients} clients open"
+        ),
+        Ending::SecondSignal(clients) => tracing::warn!(
+            clients,
+            after = ?started.elapsed(),
+            "exited: second signal with {clients} clients open"
+        ),
+    }
+    // Returning ends the process: the worker threads are not joined, so a client still open
+    // (a BLPOP with no timeout, say) is closed by the exit itself, never later.
     Ok(())
 }
+
+/// How a shutdown ended; the process's last log line says which.
+enum Ending {
+    /// Every client closed and every worker returned within `shutdown_grace`.
+    Drained,
+    /// `shutdown_grace` passed with this many clients still open.
+    GracePassed(usize),
+    /// A second SIGTERM or SIGINT arrived while this many clients were still open.
+    SecondSignal(usize),
+}
+
+/// Wait after [`slotgate_proxy::ProxyHandle::shutdown`] until the workers have returned,
+/// `deadline` (the start of the shutdown plus `shutdown_grace`) passes, or a second stop
+/// signal arrives, whichever is first. Checks the workers every 10 ms.
+async fn drain(
+    handle: &slotgate_proxy::ProxyHandle,
+    signals: &mut StopSignals,
+    deadline: Instant,
+) -> Ending {
+    let deadline = tokio::time::Instant::from_std(deadline);
+    loop {
+        if handle.is_stopped() {
+            return Ending::Drained;
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Ending::GracePassed(handle.client_count());
+        }
+        tokio::select! {
+            _ = signals.next_stop(|| tracing::warn!("SIGHUP ignored: shutting down")) => {
+                return Ending::SecondSignal(handle.client_count());
+            }
+            _ = tokio::time::sleep_until((now + DRAIN_POLL).min(deadline)) => {}
+        }
+    }
+}
+
+/// How often [`drain`] looks whether the workers have returned.
+const DRAIN_POLL: Duration = Duration::from_millis(10);
 
 /// SIGHUP: re-read the config file and apply what can change at run time (users, TLS
 /// certificates), and reload the slot map. A broken file is logged and the old settings kept.
@@ -137,17 +185,34 @@ fn reload(file: &std::path::Path, handle: &slotgate_proxy::ProxyHandle) {
     }
 }
 
-/// Resolve on SIGTERM or SIGINT; call `on_hup` for every SIGHUP meanwhile.
-async fn wait_for_stop_signal(on_hup: impl Fn()) -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    loop {
-        tokio::select! {
-            _ = term.recv() => return Ok(()),
-            _ = int.recv() => return Ok(()),
-            _ = hup.recv() => on_hup(),
+/// The signals the process reacts to, installed once at start so that none is lost between
+/// the first stop signal and the second.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Install the handlers (inside a tokio runtime).
+    fn install() -> std::io::Result<StopSignals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Resolve on the next SIGTERM or SIGINT; call `on_hup` for every SIGHUP meanwhile.
+    /// Cancel-safe: a signal that arrives while nobody waits is seen by the next call.
+    async fn next_stop(&mut self, on_hup: impl Fn()) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return,
+                _ = self.int.recv() => return,
+                _ = self.hup.recv() => on_hup(),
+            }
         }
     }
 }
