@@ -307,6 +307,31 @@ authorityKeyIdentifier = keyid
 """
 
 
+def start_sentinel_group(procs, tmp, args):
+    """--upstream sentinel: one primary and one sentinel monitoring it (quorum 1).
+    Returns (nodes, sentinel port); nodes has the primary alone."""
+    port, sport = free_ports(2, need_bus=False)
+    d = os.path.join(tmp, f"redis-{port}")
+    os.mkdir(d)
+    logpath = os.path.join(d, "redis.log")
+    argv = [args.redis_server, "--port", str(port), "--bind", HOST, "--save", "",
+            "--appendonly", "no", "--dir", d, "--daemonize", "no", "--protected-mode", "no"]
+    p = procs.start(f"redis-server :{port}", argv, logpath, cwd=d)
+    nodes = [{"port": port, "tls_port": None, "proc": p, "log": logpath, "role": "primary"}]
+    sd = os.path.join(tmp, f"sentinel-{sport}")
+    os.mkdir(sd)
+    conf = os.path.join(sd, "sentinel.conf")
+    with open(conf, "w") as f:
+        f.write(f"port {sport}\nbind {HOST}\ndaemonize no\ndir {sd}\n"
+                f"sentinel monitor mymaster {HOST} {port} 1\n")
+    slog = os.path.join(sd, "sentinel.log")
+    sp = procs.start(f"sentinel :{sport}", [args.redis_server, conf, "--sentinel"], slog, cwd=sd)
+    watch = [(f"redis-server :{port}", p, logpath), (f"sentinel :{sport}", sp, slog)]
+    wait_for(f"redis-server :{port} to answer PING", lambda: pinged(port), 20, watch)
+    wait_for(f"sentinel :{sport} to answer PING", lambda: pinged(sport), 20, watch)
+    return nodes, sport
+
+
 def make_certs(tmp):
     """A CA and a server certificate signed by it (EC P-256, SAN IP:127.0.0.1 and
     DNS:localhost, valid 7 days) in tmp/tls, made with the openssl CLI. The nodes'
@@ -486,7 +511,7 @@ def cert_subst(certs):
     return {k: (certs or {}).get(k, "") for k in ("ca", "cert", "key")}
 
 
-def start_slotgates(procs, tmp, args, nodes, modes, certs=None):
+def start_slotgates(procs, tmp, args, nodes, modes, certs=None, sentinel=None):
     """One slotgate per slotgate mode, all with the same --workers; returns
     {mode: {"port", "admin", "proc", "log", "config", "dir", "bench_args",
     "tls_cli"}}."""
@@ -504,10 +529,14 @@ def start_slotgates(procs, tmp, args, nodes, modes, certs=None):
         if spec["setup"]:
             spec["setup"](d)
         cfg = os.path.join(tmp, f"{mode}.yaml")
+        if sentinel:
+            upstream = (f'  mode: sentinel\n  sentinels: ["{HOST}:{sentinel}"]\n'
+                        f'  master_name: mymaster\n')
+        else:
+            upstream = f'  seeds: ["{HOST}:{primaries[0]}", "{HOST}:{primaries[1]}"]\n'
         with open(cfg, "w") as f:
             f.write(f'listen: "{HOST}:{port}"\n'
-                    f'upstream:\n'
-                    f'  seeds: ["{HOST}:{primaries[0]}", "{HOST}:{primaries[1]}"]\n'
+                    f'upstream:\n' + upstream +
                     f'workers: {args.workers}\n'
                     f'log: {{ level: warn }}\n'
                     + spec["config_extra"].format(**subst))
@@ -625,14 +654,14 @@ def parse_benchmark(out, err, rc, argv):
     return rows, warnings
 
 
-def bench_target(mode, nodes, sgs, certs):
+def bench_target(mode, nodes, sgs, certs, cluster=True):
     """redis-benchmark's arguments saying where to connect and how."""
     sg = sgs.get(mode)
     if sg is not None:
         return ["-h", HOST, "-p", str(sg["port"]), *sg["bench_args"]]
     # nodes[0] is a primary; a TLS direct mode uses its tls-port.
     port = nodes[0]["tls_port"] if MODES[mode]["tls"] else nodes[0]["port"]
-    return ["--cluster", "-h", HOST, "-p", str(port),
+    return [*(["--cluster"] if cluster else []), "-h", HOST, "-p", str(port),
             *[a.format(**cert_subst(certs)) for a in MODES[mode]["bench_args"]]]
 
 
@@ -971,6 +1000,10 @@ def parse_args(argv):
     ap.add_argument("--run-timeout", type=positive, default=600,
                     help="seconds before one redis-benchmark run counts as hung "
                          "(default: %(default)s)")
+    ap.add_argument("--upstream", choices=["cluster", "sentinel"], default="cluster",
+                    help="what stands behind slotgate: a 6-node cluster (direct mode: "
+                         "redis-benchmark --cluster), or a primary with a sentinel (slotgate "
+                         "in sentinel mode; direct mode: redis-benchmark at the primary)")
     ap.add_argument("--json", metavar="FILE", help="write all raw data to FILE")
     ap.add_argument("--report", metavar="FILE",
                     help="run nothing: print the report of a run saved with --json FILE "
@@ -1076,23 +1109,31 @@ def main(argv):
             certs = make_certs(tmp)
             log(f"certificates in {certs['dir']} (CA + server certificate, EC P-256)")
         meta["tls"] = bool(certs)
-        log("starting 6-node cluster" + (" (with tls-ports)" if certs else ""))
-        t0 = time.monotonic()
-        nodes = start_cluster(procs, tmp, args, certs)
+        sentinel = None
+        if args.upstream == "sentinel":
+            if certs:
+                raise HarnessError("--upstream sentinel runs plaintext modes only")
+            log("starting a primary and a sentinel")
+            t0 = time.monotonic()
+            nodes, sentinel = start_sentinel_group(procs, tmp, args)
+        else:
+            log("starting 6-node cluster" + (" (with tls-ports)" if certs else ""))
+            t0 = time.monotonic()
+            nodes = start_cluster(procs, tmp, args, certs)
 
         def names(role):
             return ", ".join(str(n["port"]) + (f" (tls {n['tls_port']})" if certs else "")
                              for n in nodes if n["role"] == role)
 
-        log(f"cluster ok after {time.monotonic() - t0:.1f}s: primaries {names('primary')}; "
+        log(f"upstream ok after {time.monotonic() - t0:.1f}s: primaries {names('primary')}; "
             f"replicas {names('replica')}")
         # redis-benchmark --cluster: point it at a primary.
         nodes.sort(key=lambda n: n["role"] != "primary")
-        sgs = start_slotgates(procs, tmp, args, nodes, modes, certs)
+        sgs = start_slotgates(procs, tmp, args, nodes, modes, certs, sentinel)
         for mode, sg in sgs.items():
             log(f"{mode} up on :{sg['port']} (admin: {sg['admin'] or 'none'}, "
                 f"workers: {args.workers}" + (", client TLS" if sg["tls_cli"] else "") + ")")
-        targets = {m: bench_target(m, nodes, sgs, certs) for m in modes}
+        targets = {m: bench_target(m, nodes, sgs, certs, sentinel is None) for m in modes}
         meta["ports"] = {"redis": {str(n["port"]): n["role"] for n in nodes},
                          "slotgate": {m: {"port": sg["port"], "admin": sg["admin"]}
                                       for m, sg in sgs.items()}}
