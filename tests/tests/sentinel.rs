@@ -311,12 +311,46 @@ fn sentinel_failover_under_load_loses_nothing() {
         .spawn();
     let old = group.primary();
     let prefix = unique_key_prefix("failover");
+    // Session state made before the failover: a subscription and a loaded script.
+    let channel = format!("{prefix}:events");
+    let mut sub = proxy.connection();
+    let mut pubsub = sub.as_pubsub();
+    pubsub.subscribe(&channel).unwrap();
+    pubsub
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut con = proxy.connection();
+    let sha: String = redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg("return 'loaded'")
+        .query(&mut con)
+        .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(Tally::default());
     let handles = start_load(&proxy, &prefix, &stop, &tally);
     thread::sleep(Duration::from_secs(1));
     let new = group.failover();
     assert_ne!(new, old);
+    // The subscription follows the new primary; the script runs there (loaded again by
+    // slotgate if the node lacks it); WAIT counts the new primary's replicas.
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let _: i64 = con.publish(&channel, "after").unwrap();
+            pubsub
+                .get_message()
+                .is_ok_and(|m| m.get_payload::<String>().unwrap() == "after")
+        }),
+        "no message after the failover"
+    );
+    let ran: String = redis::cmd("EVALSHA")
+        .arg(&sha)
+        .arg(0)
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(ran, "loaded");
+    let _: () = con.set(format!("{prefix}:waited"), 1).unwrap();
+    let acked: i64 = redis::cmd("WAIT").arg(1).arg(5000).query(&mut con).unwrap();
+    assert!(acked >= 1, "WAIT after the failover: {acked}");
     // Keep writing past the moment the old primary is demoted (the sentinels take about
     // 10 s more for that), so writes it would take are caught.
     thread::sleep(Duration::from_secs(3));
