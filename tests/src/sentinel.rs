@@ -22,14 +22,19 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How to start a [`SentinelGroup`].
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct SentinelOptions {
     /// `requirepass` of the sentinels (their own password).
     pub sentinel_password: Option<String>,
+    /// The sentinels also listen with TLS (a `tls-port` serving this PKI's server
+    /// certificate; clients need no certificate), beside their plaintext port.
+    pub tls: Option<std::sync::Arc<crate::tls::TestPki>>,
 }
 
 struct Proc {
     port: u16,
+    /// The TLS port of a sentinel started with [`SentinelOptions::tls`].
+    tls_port: Option<u16>,
     child: Option<GuardedChild>,
 }
 
@@ -95,7 +100,11 @@ impl SentinelGroup {
         let dir = self.dir.path().join(format!("node-{port}"));
         fs::create_dir_all(&dir).expect("node dir");
         let mut nodes = self.nodes.lock().unwrap();
-        nodes.push(Proc { port, child: None });
+        nodes.push(Proc {
+            port,
+            tls_port: None,
+            child: None,
+        });
         drop(nodes);
         self.start_node(port, replica_of);
         port
@@ -148,6 +157,17 @@ impl SentinelGroup {
         if let Some(pw) = &self.options.sentinel_password {
             text.push_str(&format!("requirepass {pw}\n"));
         }
+        let tls_port = self.options.tls.as_ref().map(|pki| {
+            let tls_port = free_port();
+            text.push_str(&format!(
+                "tls-port {tls_port}\ntls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\n\
+                 tls-auth-clients no\n",
+                pki.server_cert.display(),
+                pki.server_key.display(),
+                pki.ca.display()
+            ));
+            tls_port
+        });
         fs::write(&conf, text).expect("write sentinel.conf");
         let mut cmd = Command::new(&self.binary);
         cmd.arg(&conf)
@@ -157,6 +177,7 @@ impl SentinelGroup {
         let child = GuardedChild::spawn(&mut cmd).expect("start redis-server --sentinel");
         self.sentinels.lock().unwrap().push(Proc {
             port,
+            tls_port,
             child: Some(child),
         });
         assert!(
@@ -172,6 +193,19 @@ impl SentinelGroup {
         self.sentinel_ports()
             .iter()
             .map(|p| format!("127.0.0.1:{p}"))
+            .collect()
+    }
+
+    /// `host:port` of every sentinel's TLS port ([`SentinelOptions::tls`]).
+    ///
+    /// # Panics
+    /// Without TLS.
+    pub fn sentinel_tls_addrs(&self) -> Vec<String> {
+        self.sentinels
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.tls_port.expect("sentinels without TLS")))
             .collect()
     }
 

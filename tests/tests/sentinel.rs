@@ -19,6 +19,7 @@ fn shared_group() -> &'static SentinelGroup {
     GROUP.get_or_init(|| {
         SentinelGroup::start(SentinelOptions {
             sentinel_password: Some("sentinel-secret".into()),
+            tls: None,
         })
     })
 }
@@ -690,4 +691,42 @@ fn sentinel_mode_with_mutual_tls_and_acl_users() {
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(!text.contains("PONG"), "{text}");
+}
+
+#[test]
+fn sentinels_reached_over_tls() {
+    let pki = std::sync::Arc::new(slotgate_tests::tls::TestPki::generate());
+    let group = SentinelGroup::start(SentinelOptions {
+        sentinel_password: None,
+        tls: Some(std::sync::Arc::clone(&pki)),
+    });
+    let proxy = ProxyConfig::sentinel(&group.sentinel_tls_addrs(), MASTER_NAME)
+        .upstream_key(
+            "sentinel_tls",
+            format!("{{ ca: \"{}\" }}", pki.ca.display()),
+        )
+        .admin()
+        .spawn();
+    let mut con = proxy.connection();
+    let _: () = con.set("tls-sentinel-key", "v").unwrap();
+    assert_eq!(con.get::<_, String>("tls-sentinel-key").unwrap(), "v");
+    let admin = proxy.admin_addr().unwrap();
+    assert!(wait_until(Duration::from_secs(5), || {
+        scrape(admin).get("slotgate_sentinels_reachable") == 3.0
+    }));
+    // Sentinel certificates slotgate does not trust stop it at start, naming a sentinel,
+    // as an untrusted node certificate does.
+    let other = slotgate_tests::tls::TestPki::generate();
+    let mut untrusting = ProxyConfig::sentinel(&group.sentinel_tls_addrs(), MASTER_NAME)
+        .upstream_key(
+            "sentinel_tls",
+            format!("{{ ca: \"{}\" }}", other.ca.display()),
+        )
+        .builder()
+        .wait_ready(false)
+        .spawn();
+    let status = untrusting.wait_exit(Duration::from_secs(10));
+    assert!(status.is_some_and(|s| !s.success()), "{status:?}");
+    let log = untrusting.log();
+    assert!(log.contains("certificate"), "{log}");
 }
