@@ -608,3 +608,56 @@ fn check_config_masks_user_passwords() {
         "{stderr}"
     );
 }
+
+#[test]
+fn users_from_a_redis_acl_file_are_reloaded_on_sighup() {
+    let p = unique_key_prefix("acl-file");
+    let file = std::env::temp_dir().join(format!("slotgate-acl-file-{}.acl", std::process::id()));
+    std::fs::write(
+        &file,
+        format!("# written like redis.conf's aclfile\nuser alice on >wonderland ~{p}a:* +@all\nuser off-user >x ~* +@all\n"),
+    )
+    .unwrap();
+    let config = ProxyConfig::new(&shared_cluster().seeds())
+        .user("app", "apppass", "+@all ~*")
+        .raw(&format!("users_file: \"{}\"\n", file.display()));
+    let proxy = config.spawn();
+    let a = format!("{p}a:1");
+    let mut alice = RawConn::connect(proxy.port());
+    login(&mut alice, "alice", "wonderland");
+    rt(&mut alice, &["SET", &a, "1"], OK);
+    rt(&mut alice, &["SET", "elsewhere", "1"], NOPERM_KEY);
+    let mut off = RawConn::connect(proxy.port());
+    off.roundtrip(&[b"AUTH", b"off-user", b"x"], WRONGPASS);
+    // New password for alice, a new user bob; SIGHUP.
+    std::fs::write(
+        &file,
+        format!("user alice on >looking-glass ~{p}a:* +@all\nuser bob on >builder ~* +@read\n"),
+    )
+    .unwrap();
+    assert!(proxy.signal("HUP"));
+    assert_eventually!(
+        proxy.log().contains("users reloaded"),
+        Duration::from_secs(10),
+        "no reload in the log:\n{}",
+        proxy.log()
+    );
+    let mut c = RawConn::connect(proxy.port());
+    c.roundtrip(&[b"AUTH", b"alice", b"wonderland"], WRONGPASS);
+    login(&mut c, "alice", "looking-glass");
+    let mut bob = RawConn::connect(proxy.port());
+    login(&mut bob, "bob", "builder");
+    rt(&mut bob, &["GET", &a], b"$1\r\n1\r\n");
+    // A broken file is refused and the users stay.
+    std::fs::write(&file, "user carol on >x ~* +@all\nnot a user line\n").unwrap();
+    assert!(proxy.signal("HUP"));
+    assert_eventually!(
+        proxy.log().contains(&format!("{}:2", file.display())),
+        Duration::from_secs(10),
+        "the error does not name the file and line:\n{}",
+        proxy.log()
+    );
+    let mut again = RawConn::connect(proxy.port());
+    login(&mut again, "bob", "builder");
+    let _ = std::fs::remove_file(&file);
+}

@@ -36,6 +36,8 @@ struct FileConfig {
     #[serde(default)]
     users: Vec<users::FileUser>,
     #[serde(default)]
+    users_file: Option<String>,
+    #[serde(default)]
     scripting: FileScripting,
 }
 
@@ -368,7 +370,7 @@ pub fn parse(text: &str) -> anyhow::Result<Settings> {
             .admin
             .as_ref()
             .is_some_and(|a| a.metrics.unwrap_or(true)),
-        users: users::resolve(file.users)?,
+        users: users::resolve(file.users, file.users_file.as_deref())?,
         restricted_scripts: match file.scripting.restricted_users.as_deref() {
             None | Some("mirror") => RestrictedScripts::Mirror,
             Some("refuse") => RestrictedScripts::Refuse,

@@ -26,13 +26,17 @@ pub(super) struct FileUser {
     rules: String,
 }
 
-/// Resolve every user: read password files, expand `${VAR}`, hash, parse rules.
+/// Resolve every user of `users:` (read password files, expand `${VAR}`, hash, parse rules),
+/// then add those of `users_file`.
 ///
 /// # Errors
 /// A user with no or several password sources, an empty password, a bad digest, an
 /// unreadable file, an unset variable, a rule [`AclRules`](slotgate_proxy::acl::AclRules)
 /// refuses, or a duplicate name.
-pub(super) fn resolve(users: Vec<FileUser>) -> anyhow::Result<Vec<UserSpec>> {
+pub(super) fn resolve(
+    users: Vec<FileUser>,
+    users_file: Option<&str>,
+) -> anyhow::Result<Vec<UserSpec>> {
     let mut out: Vec<UserSpec> = Vec::with_capacity(users.len());
     for (i, u) in users.into_iter().enumerate() {
         let what = || format!("users[{i}] ({:?})", u.name);
@@ -42,7 +46,15 @@ pub(super) fn resolve(users: Vec<FileUser>) -> anyhow::Result<Vec<UserSpec>> {
             .with_context(what)?;
         out.push(spec);
     }
-    slotgate_proxy::auth::users::validate_users(&out).map_err(|e| anyhow!(e))?;
+    let Some(path) = users_file else {
+        slotgate_proxy::auth::users::validate_users(&out).map_err(|e| anyhow!(e))?;
+        return Ok(out);
+    };
+    let path = expand_env(path).context("users_file")?;
+    out.extend(from_acl_file(&path)?);
+    slotgate_proxy::auth::users::validate_users(&out)
+        .map_err(|e| anyhow!(e))
+        .with_context(|| format!("users_file {path}: with users:"))?;
     Ok(out)
 }
 
@@ -63,6 +75,92 @@ fn password_check(u: &FileUser) -> anyhow::Result<PasswordCheck> {
         bail!("the password is empty (omit `users:` to run without authentication)");
     }
     Ok(PasswordCheck::from_password(clear.as_bytes()))
+}
+
+/// Users from a Redis ACL file (`users_file:`), as `ACL LOAD` reads one: a line
+/// `user NAME rule…` per user, rules applied left to right; blank lines and lines starting
+/// with `#` are skipped. A user is `off` until a rule says `on`, as in Redis. Passwords are
+/// rules there: `>password` or `#sha256` (one per user:
+/// slotgate users have one password), `resetpass` and `reset` forget it, `<password` and
+/// `!sha256` remove it. A user without a password must be `off`.
+///
+/// # Errors
+/// The file and line of the first line that is not a user, a password slotgate cannot take,
+/// or a rule it refuses.
+pub(super) fn from_acl_file(path: &str) -> anyhow::Result<Vec<UserSpec>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("users_file: cannot read {path}"))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let user = acl_line(line).with_context(|| format!("users_file {path}:{}", i + 1))?;
+        out.push(user);
+    }
+    Ok(out)
+}
+
+/// One `user NAME rule…` line.
+fn acl_line(line: &str) -> anyhow::Result<UserSpec> {
+    let mut words = line.split_whitespace();
+    if words.next() != Some("user") {
+        bail!("expected `user NAME rule…`");
+    }
+    let name = words.next().context("`user` without a name")?;
+    let mut password: Option<PasswordCheck> = None;
+    // As in Redis, a user is off until a rule says `on`.
+    let mut rules: Vec<&str> = vec!["off"];
+    for word in words {
+        let removes = |p: &Option<PasswordCheck>, check: PasswordCheck| {
+            p.as_ref().filter(|c| **c != check).cloned()
+        };
+        match word.as_bytes().first() {
+            Some(b'>') | Some(b'#') if password.is_some() => bail!(
+                "user {name:?} has several passwords; slotgate users have one (use resetpass \
+                 before a new one)"
+            ),
+            Some(b'>') => password = Some(PasswordCheck::from_password(&word.as_bytes()[1..])),
+            Some(b'#') => {
+                password = Some(
+                    PasswordCheck::from_sha256_hex(&word[1..])
+                        .map_err(|_| anyhow!("user {name:?}: #… must be 64 hex digits"))?,
+                )
+            }
+            Some(b'<') => password = removes(&password, PasswordCheck::from_password(&word.as_bytes()[1..])),
+            Some(b'!') => {
+                let check = PasswordCheck::from_sha256_hex(&word[1..])
+                    .map_err(|_| anyhow!("user {name:?}: !… must be 64 hex digits"))?;
+                password = removes(&password, check);
+            }
+            _ if word.eq_ignore_ascii_case("resetpass") => password = None,
+            _ if word.eq_ignore_ascii_case("nopass") => bail!(
+                "user {name:?}: nopass (any password) is not supported; give the user a \
+                 password, or omit users to run without authentication"
+            ),
+            _ => {
+                if word.eq_ignore_ascii_case("reset") {
+                    password = None;
+                }
+                rules.push(word);
+            }
+        }
+    }
+    let rules = rules.join(" ");
+    let spec = |password| UserSpec::new(name, password, &rules).map_err(|e| anyhow!("rules: {e}"));
+    match password {
+        Some(p) => spec(p),
+        None => {
+            // Only a user that cannot log in may lack a password.
+            let never = PasswordCheck::from_password(format!("{:?}", std::time::Instant::now()).as_bytes());
+            let user = spec(never)?;
+            if user.rules.is_enabled() {
+                bail!("user {name:?} has no password (>password or #sha256)");
+            }
+            Ok(user)
+        }
+    }
 }
 
 /// The `users:` block of `check-config`, passwords masked.
@@ -194,5 +292,78 @@ mod tests {
         let s = parse(&format!("{BASE}limits:\n  auth_failure_delay: 0s\n")).unwrap();
         assert!(s.proxy.limits.auth_failure_delay.is_zero());
         assert!(parse(&format!("{BASE}limits:\n  auth_failure_delay: 3\n")).is_err());
+    }
+
+    fn acl_file(text: &str) -> std::path::PathBuf {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "slotgate-test-acl-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_redis_acl_file_adds_users() {
+        let path = acl_file(
+            "# team accounts\n\
+             user alice on >wonderland ~app:* &* +@all -@dangerous\n\
+             \n\
+             user bob on #2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b +@read ~*\n\
+             user carol >pw1 resetpass >pw2 allkeys +get\n\
+             user gone off\n",
+        );
+        let s = parse(&format!(
+            "{BASE}users:\n  - name: app\n    password: \"p\"\n    rules: \"+@all ~*\"\nusers_file: \"{}\"\n",
+            path.display()
+        ))
+        .unwrap();
+        let _ = std::fs::remove_file(&path);
+        let users = &s.proxy.users;
+        let names: Vec<&str> = users.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["app", "alice", "bob", "carol", "gone"]);
+        assert!(users[1].password.matches(b"wonderland"));
+        assert!(users[1].rules.is_enabled());
+        assert!(users[2].password.matches(b"secret"));
+        // No `on`: off, as Redis creates users; the last password after resetpass.
+        assert!(!users[3].rules.is_enabled());
+        assert!(users[3].password.matches(b"pw2") && !users[3].password.matches(b"pw1"));
+        assert!(!users[4].rules.is_enabled());
+        let shown = s.describe();
+        assert!(!shown.contains("wonderland"), "{shown}");
+    }
+
+    #[test]
+    fn acl_file_errors_name_the_file_and_line() {
+        let bad = |text: &str| {
+            let path = acl_file(text);
+            let e = format!(
+                "{:#}",
+                parse(&format!("{BASE}users_file: \"{}\"\n", path.display())).unwrap_err()
+            );
+            let _ = std::fs::remove_file(&path);
+            assert!(e.contains(&format!("{}:", path.display())), "{e}");
+            e
+        };
+        let e = bad("user ok on >pw +@all ~*\nrole admin\n");
+        assert!(e.contains(":2") && e.contains("expected `user NAME"), "{e}");
+        let e = bad("user a on >x >y ~*\n");
+        assert!(e.contains("several passwords"), "{e}");
+        assert!(!e.contains(">x") && !e.contains(">y"), "{e}");
+        let e = bad("user a on nopass ~*\n");
+        assert!(e.contains("nopass"), "{e}");
+        let e = bad("user a on ~*\n");
+        assert!(e.contains("no password"), "{e}");
+        let e = bad("user a on >pw +nosuchcommand\n");
+        assert!(e.contains("rules"), "{e}");
+        let e = bad("user a on >pw ~*\nuser a on >pw2 ~*\n");
+        assert!(e.contains("a"), "{e}");
+        let e = format!(
+            "{:#}",
+            parse(&format!("{BASE}users_file: /nonexistent/acl\n")).unwrap_err()
+        );
+        assert!(e.contains("users_file") && e.contains("/nonexistent/acl"), "{e}");
     }
 }
