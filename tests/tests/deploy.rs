@@ -3,8 +3,11 @@
 //! only contract metrics and labels (docs/metrics.md, `slotgate_tests::promtool::METRICS`), the
 //! dashboard is well-formed, the real binary's `/metrics` passes `promtool check metrics` and
 //! matches that same contract, the Kubernetes ConfigMap's slotgate.yaml passes
-//! `slotgate check-config`, and the Dockerfile, systemd unit and Kubernetes manifests agree
-//! on ports, paths and shutdown timing.
+//! `slotgate check-config`, the Dockerfile, systemd unit and Kubernetes manifests agree
+//! on ports, paths and shutdown timing, the Kubernetes example's TLS files and passwords come
+//! from Secrets, its NetworkPolicy, ServiceMonitor, PrometheusRule and HPA fit the rest (and
+//! `kubectl kustomize` renders them all where kubectl is installed), and the Dockerfile builds
+//! the static binary `scripts/release.sh` makes.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -563,6 +566,57 @@ fn env_refs(text: &str) -> Vec<String> {
     out
 }
 
+/// Where the Deployment projects the Secret `slotgate-tls`.
+const SECRET_TLS_DIR: &str = "/etc/slotgate/tls/";
+
+/// Every manifest of the kustomization, by file name.
+fn kubernetes_manifests() -> std::collections::BTreeMap<String, Value> {
+    let kustomization = yaml("deploy/kubernetes/kustomization.yaml");
+    kustomization["resources"]
+        .as_array()
+        .expect("kustomization resources")
+        .iter()
+        .map(|r| {
+            let file = r.as_str().expect("resource is a file name");
+            (file.to_string(), yaml(&format!("deploy/kubernetes/{file}")))
+        })
+        .collect()
+}
+
+/// The one manifest of `kind` (named `name` when given).
+fn manifest<'a>(
+    manifests: &'a std::collections::BTreeMap<String, Value>,
+    kind: &str,
+    name: Option<&str>,
+) -> &'a Value {
+    let found: Vec<&Value> = manifests
+        .values()
+        .filter(|m| m["kind"] == kind && name.is_none_or(|n| m["metadata"]["name"] == n))
+        .collect();
+    match found.as_slice() {
+        [one] => one,
+        other => panic!("{} manifests of kind {kind} named {name:?}", other.len()),
+    }
+}
+
+/// Whether every label of `selector` is among `labels`.
+fn selects(selector: &Value, labels: &Value) -> bool {
+    selector
+        .as_object()
+        .expect("matchLabels")
+        .iter()
+        .all(|(k, v)| &labels[k] == v)
+}
+
+/// A NetworkPolicy rule port (`port: redis` or `port: 6380`) is `name` or `number`.
+fn rule_allows_port(rule: &Value, name: &str, number: u64) -> bool {
+    rule["ports"].as_array().is_some_and(|ports| {
+        ports
+            .iter()
+            .any(|p| p["port"] == name || p["port"].as_u64() == Some(number))
+    })
+}
+
 fn configmap_config() -> String {
     let cm = yaml("deploy/kubernetes/configmap.yaml");
     assert_eq!(cm["kind"], "ConfigMap");
@@ -593,7 +647,21 @@ fn kubernetes_configmap_passes_check_config() {
     );
     assert_eq!(parsed["listen"], "0.0.0.0:6380");
 
+    // The TLS files are projected from a Secret under /etc/slotgate/tls/ (see
+    // kubernetes_tls_and_passwords_come_from_secrets): give check-config real ones there.
     let dir = tempfile::tempdir().unwrap();
+    let pki = slotgate_tests::tls::TestPki::generate();
+    for (pointer, file) in [
+        ("/tls/cert", &pki.server_cert),
+        ("/tls/key", &pki.server_key),
+    ] {
+        let path = str_at(&parsed, pointer, "slotgate.yaml");
+        let name = path
+            .strip_prefix(SECRET_TLS_DIR)
+            .unwrap_or_else(|| panic!("tls file {path} is not under {SECRET_TLS_DIR}"));
+        std::fs::copy(file, dir.path().join(name)).unwrap();
+    }
+    let config = config.replace(SECRET_TLS_DIR, &format!("{}/", dir.path().display()));
     let path = dir.path().join("slotgate.yaml");
     std::fs::write(&path, &config).unwrap();
     let mut cmd = Command::new(slotgate_bin());
@@ -756,17 +824,376 @@ fn kubernetes_manifests_agree_with_the_config() {
     assert_eq!(&pdb["spec"]["selector"]["matchLabels"], pod_labels);
 }
 
+/// The Deployment's config volume puts the config file and the Secret's TLS files where the
+/// config names them, the key readable only by the pod's group; every user's password is a
+/// `${VAR}` (the main test checks that each comes from a Secret).
 #[test]
-fn dockerfile_and_systemd_unit_agree() {
+fn kubernetes_tls_and_passwords_come_from_secrets() {
+    let config: Value = serde_saphyr::from_str(&configmap_config()).unwrap();
+    let manifests = kubernetes_manifests();
+    let dep = manifest(&manifests, "Deployment", None);
+    let volume = dep
+        .pointer("/spec/template/spec/volumes")
+        .and_then(Value::as_array)
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == "config")
+        .expect("volume config");
+    // path in /etc/slotgate → (source kind, object name, key, mode)
+    let mut files = std::collections::BTreeMap::new();
+    for source in volume["projected"]["sources"]
+        .as_array()
+        .expect("a projected volume")
+    {
+        for (kind, src) in source.as_object().expect("source") {
+            for item in src["items"].as_array().expect("items") {
+                files.insert(
+                    format!("/etc/slotgate/{}", str_at(item, "/path", "item")),
+                    (
+                        kind.clone(),
+                        str_at(src, "/name", "source").to_string(),
+                        str_at(item, "/key", "item").to_string(),
+                        item["mode"].as_u64(),
+                    ),
+                );
+            }
+        }
+    }
+    let (kind, name, _, _) = &files["/etc/slotgate/slotgate.yaml"];
+    assert_eq!((kind.as_str(), name.as_str()), ("configMap", "slotgate"));
+    for (pointer, key) in [("/tls/cert", "tls.crt"), ("/tls/key", "tls.key")] {
+        let path = str_at(&config, pointer, "slotgate.yaml");
+        assert!(path.starts_with(SECRET_TLS_DIR), "{path}");
+        let (kind, name, item_key, mode) = files
+            .get(path)
+            .unwrap_or_else(|| panic!("the config volume does not provide {path}"));
+        assert_eq!(
+            (kind.as_str(), item_key.as_str()),
+            ("secret", key),
+            "{path} should be the kubernetes.io/tls Secret's {key}"
+        );
+        assert_ne!(
+            name, "slotgate",
+            "the TLS Secret is its own (kubectl create secret tls)"
+        );
+        if key == "tls.key" {
+            let mode = mode.expect("the key file's mode is set");
+            assert_eq!(
+                mode & 0o007,
+                0,
+                "tls.key mode {mode:o} is readable by others"
+            );
+            let group = dep.pointer("/spec/template/spec/securityContext/fsGroup");
+            assert_eq!(
+                group.and_then(Value::as_u64),
+                dep.pointer("/spec/template/spec/securityContext/runAsGroup")
+                    .and_then(Value::as_u64),
+                "fsGroup must be the process's group to read the key"
+            );
+        }
+    }
+    let users = config["users"].as_array().expect("users configured");
+    assert!(!users.is_empty());
+    for user in users {
+        let name = str_at(user, "/name", "user");
+        let password = str_at(user, "/password", name);
+        assert!(
+            password.starts_with("${") && password.ends_with('}'),
+            "user {name}: password should come from the environment (${{VAR}})"
+        );
+        assert!(
+            !str_at(user, "/rules", name).is_empty(),
+            "user {name}: no rules"
+        );
+    }
+}
+
+/// The NetworkPolicy selects the pods, lets clients reach the Redis port and only a named
+/// namespace the admin port, and lets slotgate reach DNS and the seeds' port.
+#[test]
+fn kubernetes_network_policy_fits_the_ports() {
+    let config: Value = serde_saphyr::from_str(&configmap_config()).unwrap();
+    let manifests = kubernetes_manifests();
+    let dep = manifest(&manifests, "Deployment", None);
+    let pod_labels = &dep["spec"]["template"]["metadata"]["labels"];
+    let policy = manifest(&manifests, "NetworkPolicy", None);
+    assert!(selects(
+        &policy["spec"]["podSelector"]["matchLabels"],
+        pod_labels
+    ));
+    let types = &policy["spec"]["policyTypes"];
+    assert_eq!(types, &serde_json::json!(["Ingress", "Egress"]));
+    let ingress = policy["spec"]["ingress"].as_array().expect("ingress");
+    let egress = policy["spec"]["egress"].as_array().expect("egress");
+    let port_of = |addr: &str| -> u64 { addr.rsplit_once(':').unwrap().1.parse().unwrap() };
+    let listen = port_of(str_at(&config, "/listen", "config"));
+    let admin = port_of(str_at(&config, "/admin/listen", "config"));
+    assert!(
+        ingress.iter().any(|r| rule_allows_port(r, "redis", listen)),
+        "no ingress rule for the Redis port"
+    );
+    let admin_rules: Vec<&Value> = ingress
+        .iter()
+        .filter(|r| rule_allows_port(r, "admin", admin))
+        .collect();
+    assert!(
+        !admin_rules.is_empty(),
+        "Prometheus cannot reach the admin port"
+    );
+    for rule in admin_rules {
+        assert!(
+            rule["from"].as_array().is_some_and(|f| !f.is_empty()),
+            "the admin port (no authentication) is open to every pod"
+        );
+    }
+    assert!(
+        egress.iter().any(|r| rule_allows_port(r, "dns", 53)),
+        "no egress to DNS"
+    );
+    for seed in config["upstream"]["seeds"].as_array().expect("seeds") {
+        let port = port_of(seed.as_str().unwrap());
+        assert!(
+            egress.iter().any(|r| rule_allows_port(r, "", port)),
+            "no egress to the seeds' port {port}"
+        );
+    }
+}
+
+/// The ServiceMonitor scrapes the admin port through the metrics Service (and only that
+/// Service) under job="slotgate", which the alerts select; the PrometheusRule carries
+/// exactly the groups of deploy/prometheus/alerts.yml.
+#[test]
+fn kubernetes_prometheus_operator_objects_match_the_rules_and_the_job() {
+    let config: Value = serde_saphyr::from_str(&configmap_config()).unwrap();
+    let admin_port: u64 = str_at(&config, "/admin/listen", "config")
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .parse()
+        .unwrap();
+    let manifests = kubernetes_manifests();
+    let monitor = manifest(&manifests, "ServiceMonitor", None);
+    let selector = &monitor["spec"]["selector"]["matchLabels"];
+    let services: Vec<&Value> = manifests
+        .values()
+        .filter(|m| m["kind"] == "Service")
+        .collect();
+    let chosen: Vec<&&Value> = services
+        .iter()
+        .filter(|s| selects(selector, &s["metadata"]["labels"]))
+        .collect();
+    let [service] = chosen.as_slice() else {
+        panic!(
+            "the ServiceMonitor selects {} Services, not one",
+            chosen.len()
+        )
+    };
+    let endpoints = monitor["spec"]["endpoints"].as_array().expect("endpoints");
+    assert!(!endpoints.is_empty());
+    for endpoint in endpoints {
+        assert_eq!(endpoint["path"], "/metrics");
+        let port = service["spec"]["ports"]
+            .as_array()
+            .expect("ports")
+            .iter()
+            .find(|p| p["name"] == endpoint["port"])
+            .unwrap_or_else(|| panic!("the metrics Service has no port {}", endpoint["port"]));
+        let target = &port["targetPort"];
+        assert!(
+            target == "admin" || target.as_u64() == Some(admin_port),
+            "metrics Service targetPort {target}"
+        );
+    }
+    let job_label = str_at(monitor, "/spec/jobLabel", "ServiceMonitor");
+    assert_eq!(
+        service["metadata"]["labels"][job_label], "slotgate",
+        "the job label would not be job=\"slotgate\", which the alerts select"
+    );
+    assert!(read("deploy/prometheus/alerts.yml").contains("job=\"slotgate\""));
+    // The client Service does not expose the admin port.
+    let clients = manifest(&manifests, "Service", Some("slotgate"));
+    for p in clients["spec"]["ports"].as_array().expect("ports") {
+        assert_ne!(
+            p["targetPort"], "admin",
+            "the client Service exposes the admin port"
+        );
+    }
+
+    let rule = manifest(&manifests, "PrometheusRule", None);
+    assert!(
+        rule["spec"]["groups"] == yaml("deploy/prometheus/alerts.yml")["groups"],
+        "prometheusrule.yaml's spec.groups differ from deploy/prometheus/alerts.yml's groups: \
+         copy them over (indented under spec:)"
+    );
+}
+
+/// The HPA scales the Deployment on CPU, which the container requests, and owns the replica
+/// count; the PodDisruptionBudget never blocks every pod.
+#[test]
+fn kubernetes_hpa_owns_the_replica_count() {
+    let manifests = kubernetes_manifests();
+    let dep = manifest(&manifests, "Deployment", None);
+    let hpa = manifest(&manifests, "HorizontalPodAutoscaler", None);
+    assert_eq!(hpa["apiVersion"], "autoscaling/v2");
+    let target = &hpa["spec"]["scaleTargetRef"];
+    assert_eq!(target["kind"], "Deployment");
+    assert_eq!(target["name"], dep["metadata"]["name"]);
+    assert!(
+        dep["spec"].get("replicas").is_none(),
+        "deployment.yaml sets replicas, which every kubectl apply would reset under the HPA"
+    );
+    let min = hpa["spec"]["minReplicas"].as_u64().expect("minReplicas");
+    let max = hpa["spec"]["maxReplicas"].as_u64().expect("maxReplicas");
+    assert!(
+        2 <= min && min <= max,
+        "minReplicas {min}, maxReplicas {max}"
+    );
+    for metric in hpa["spec"]["metrics"].as_array().expect("metrics") {
+        if let Some(resource) = metric["resource"]["name"].as_str() {
+            assert!(
+                container(dep)
+                    .pointer(&format!("/resources/requests/{resource}"))
+                    .is_some(),
+                "the HPA scales on {resource}, which the container does not request"
+            );
+        }
+    }
+    let pdb = manifest(&manifests, "PodDisruptionBudget", None);
+    let unavailable = pdb["spec"]["maxUnavailable"]
+        .as_u64()
+        .expect("maxUnavailable");
+    assert!(unavailable >= 1 && unavailable < min);
+}
+
+/// Every manifest names itself and carries the app label; `kubectl kustomize` (where kubectl
+/// is installed) renders exactly those objects with the kustomization's label.
+#[test]
+fn kubernetes_kustomization_renders_every_manifest() {
+    let manifests = kubernetes_manifests();
+    let mut expected = BTreeSet::new();
+    for (file, m) in &manifests {
+        let kind = str_at(m, "/kind", file).to_string();
+        let name = str_at(m, "/metadata/name", file).to_string();
+        assert!(!str_at(m, "/apiVersion", file).is_empty());
+        assert_eq!(
+            m["metadata"]["labels"]["app.kubernetes.io/name"], "slotgate",
+            "{file}: app.kubernetes.io/name label"
+        );
+        assert!(
+            expected.insert((kind, name)),
+            "{file}: a second object of that kind and name"
+        );
+    }
+    for kind in [
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
+        "NetworkPolicy",
+        "ServiceMonitor",
+        "PrometheusRule",
+    ] {
+        assert!(
+            expected.iter().any(|(k, _)| k == kind),
+            "no {kind} in deploy/kubernetes"
+        );
+    }
+    let Some(kubectl) = slotgate_tests::process::find_binary("kubectl") else {
+        eprintln!("kubectl not installed: kustomize rendering not checked (manifests parsed)");
+        return;
+    };
+    let out = Command::new(kubectl)
+        .args(["kustomize"])
+        .arg(repo().join("deploy/kubernetes"))
+        .output()
+        .expect("run kubectl kustomize");
+    assert!(
+        out.status.success(),
+        "kubectl kustomize deploy/kubernetes:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rendered: Vec<Value> = serde_saphyr::from_multiple(&String::from_utf8_lossy(&out.stdout))
+        .expect("kubectl kustomize output is YAML");
+    let mut got = BTreeSet::new();
+    for m in &rendered {
+        assert_eq!(
+            m["metadata"]["labels"]["app.kubernetes.io/part-of"], "slotgate",
+            "rendered {} without the kustomization's label",
+            m["kind"]
+        );
+        got.insert((
+            str_at(m, "/kind", "rendered").to_string(),
+            str_at(m, "/metadata/name", "rendered").to_string(),
+        ));
+    }
+    assert_eq!(got, expected, "kubectl kustomize rendered other objects");
+}
+
+/// The image is built by scripts/release.sh in a multi-stage build: the same static musl
+/// binary as the release archive, on an empty base with only the CA bundle the upstream TLS
+/// default reads. The script itself is valid shell and builds that target, locked.
+#[test]
+fn dockerfile_builds_the_release_binary() {
     let dockerfile = read("deploy/Dockerfile");
     for needle in [
         "FROM rust:1.95-bookworm AS build",
-        "cargo build --release --locked -p slotgate",
-        "FROM debian:bookworm-slim",
+        "musl-tools",
+        "rustup target add x86_64-unknown-linux-musl",
+        "scripts/release.sh --out /dist",
+        "FROM scratch",
+        "COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt",
+        "COPY --from=build /out/slotgate /usr/local/bin/slotgate",
         "EXPOSE 6380 9090",
+        "STOPSIGNAL SIGTERM",
     ] {
         assert!(dockerfile.contains(needle), "Dockerfile lacks {needle:?}");
     }
+    let froms: Vec<&str> = dockerfile
+        .lines()
+        .filter(|l| l.starts_with("FROM "))
+        .collect();
+    assert_eq!(
+        froms.last(),
+        Some(&"FROM scratch"),
+        "the runtime stage: {froms:?}"
+    );
+    let ignore = read("deploy/Dockerfile.dockerignore");
+    for excluded in ["target", "dist", ".git"] {
+        assert!(
+            ignore.lines().any(|l| l == excluded),
+            "build context keeps {excluded}"
+        );
+    }
+
+    let script = read("scripts/release.sh");
+    for needle in [
+        "cargo build --release --locked --target \"$TARGET\" -p slotgate",
+        "TARGET=x86_64-unknown-linux-musl",
+        "sha256sum",
+        "-x86_64-linux-musl",
+    ] {
+        assert!(script.contains(needle), "release.sh lacks {needle:?}");
+    }
+    let path = repo().join("scripts/release.sh");
+    let syntax = Command::new("bash").arg("-n").arg(&path).output().unwrap();
+    assert!(
+        syntax.status.success(),
+        "{}",
+        String::from_utf8_lossy(&syntax.stderr)
+    );
+    let help = Command::new(&path).arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.status.success() && text.contains("SHA256SUMS"),
+        "--help:\n{text}"
+    );
+    let bad = Command::new(&path).arg("--bogus").output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn dockerfile_and_systemd_unit_agree() {
     let unit = read("deploy/systemd/slotgate.service");
     let value = |key: &str| {
         unit.lines()
