@@ -85,6 +85,8 @@ fn version_and_missing_config() {
     let (ok, out, _) = run(&["--version"]);
     assert!(ok);
     assert!(out.starts_with("slotgate "), "{out}");
+    // The git commit it was built from.
+    assert!(out.contains("(commit "), "{out}");
     let out = Command::new(slotgate_bin())
         .env_remove("SLOTGATE_CONFIG")
         .output()
@@ -162,5 +164,38 @@ fn json_logs_are_one_object_per_line_and_client_errors_are_rate_limited() {
         (1..=3).contains(&protocol.len()),
         "{} protocol error lines for 30 errors in about a second:\n{log}",
         protocol.len()
+    );
+}
+
+#[test]
+fn config_errors_name_the_file_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let dup = write(
+        "dup.yaml",
+        "listen: \"127.0.0.1:6380\"\nupstream:\n  seeds: [\"a:1\"]\n  seeds: [\"b:2\"]\n",
+    );
+    let (ok, _, err) = run(&["check-config", dup.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains(&format!("{}:4:3", dup.display())), "{err}");
+    assert!(
+        !err.contains("<input>") && !err.contains("DuplicateKeyPolicy"),
+        "{err}"
+    );
+    let empty = write("empty.yaml", "# nothing yet\n\n");
+    let (ok, _, err) = run(&["check-config", empty.to_str().unwrap()]);
+    assert!(!ok && err.contains("the file is empty"), "{err}");
+    let cert = write(
+        "cert.yaml",
+        "listen: \"127.0.0.1:6380\"\ntls:\n  cert: /nonexistent/c.pem\n  key: /nonexistent/k.pem\nupstream:\n  seeds: [\"a:1\"]\n",
+    );
+    let (ok, _, err) = run(&["check-config", cert.to_str().unwrap()]);
+    assert!(
+        !ok && err.contains("tls.cert: cannot read /nonexistent/c.pem"),
+        "{err}"
     );
 }

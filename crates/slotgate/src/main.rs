@@ -12,9 +12,17 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+/// The version and the git commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("SLOTGATE_GIT_COMMIT"),
+    ")"
+);
+
 /// slotgate: a Redis Cluster proxy. Clients see one plain Redis server.
 #[derive(Parser, Debug)]
-#[command(name = "slotgate", version, about)]
+#[command(name = "slotgate", version = VERSION, about)]
 struct Cli {
     /// Configuration file (YAML).
     #[arg(long, env = "SLOTGATE_CONFIG", global = true)]
@@ -58,6 +66,7 @@ fn main() -> ExitCode {
         }
         Some(Command::ImportEnvoy { file, output }) => envoy::command(&file, output.as_deref()),
         Some(Command::CheckConfig { file }) => match settings::load(&file).and_then(|s| {
+            settings::check_files(&s)?;
             slotgate_proxy::check_tls(&s.proxy)?;
             Ok(s)
         }) {
@@ -88,6 +97,7 @@ fn main() -> ExitCode {
 
 fn run(file: &std::path::Path) -> anyhow::Result<()> {
     let settings = settings::load(file).with_context(|| format!("loading {}", file.display()))?;
+    settings::check_files(&settings)?;
     settings::init_logging(&settings.log)?;
     let grace = settings.proxy.shutdown_grace;
     let admin_listener = settings

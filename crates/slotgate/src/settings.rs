@@ -321,7 +321,77 @@ fn describe_tls(t: &UpstreamTlsConfig) -> String {
 pub fn load(path: &Path) -> anyhow::Result<Settings> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    parse(&text)
+    if text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
+        bail!(
+            "the file is empty: it needs at least `listen` and `upstream` (see \
+             docs/configuration.md, and config/*.yaml for examples)"
+        );
+    }
+    parse(&text).map_err(|e| anyhow!(in_file(&format!("{e:#}"), path)))
+}
+
+/// A parse error as the user should read it: the YAML library calls the text `<input>`
+/// (it is the file) and suggests one of its own options (which slotgate does not expose).
+fn in_file(message: &str, path: &Path) -> String {
+    message
+        .replace("<input>", &path.display().to_string())
+        .replace(
+            ", set DuplicateKeyPolicy in Options if acceptable",
+            " (each key once)",
+        )
+}
+
+/// Every certificate, key and CA file the configuration names is readable; the error names
+/// the key (`tls.cert: cannot read …`). `check-config` and start-up call it before loading
+/// the files' contents.
+///
+/// # Errors
+/// The first file that cannot be read.
+pub fn check_files(settings: &Settings) -> anyhow::Result<()> {
+    let p = &settings.proxy;
+    let mut files: Vec<(&str, &Path)> = Vec::new();
+    if let Some(t) = &p.tls {
+        files.push(("tls.cert", &t.cert));
+        files.push(("tls.key", &t.key));
+        if let Some(ca) = &t.client_ca {
+            files.push(("tls.client_ca", ca));
+        }
+    }
+    let upstream_tls = |t: &UpstreamTlsConfig, keys: [&'static str; 3]| {
+        let mut out: Vec<(&'static str, PathBuf)> = Vec::new();
+        for (key, path) in keys.into_iter().zip([&t.ca, &t.cert, &t.key]) {
+            if let Some(path) = path {
+                out.push((key, path.clone()));
+            }
+        }
+        out
+    };
+    let mut owned: Vec<(&'static str, PathBuf)> = Vec::new();
+    if let Some(t) = &p.upstream.tls {
+        owned.extend(upstream_tls(
+            t,
+            ["upstream.tls.ca", "upstream.tls.cert", "upstream.tls.key"],
+        ));
+    }
+    if let UpstreamMode::Sentinel(SentinelConfig { tls: Some(t), .. }) = &p.upstream.mode {
+        owned.extend(upstream_tls(
+            t,
+            [
+                "upstream.sentinel_tls.ca",
+                "upstream.sentinel_tls.cert",
+                "upstream.sentinel_tls.key",
+            ],
+        ));
+    }
+    files.extend(owned.iter().map(|(k, p)| (*k, p.as_path())));
+    for (key, path) in files {
+        std::fs::File::open(path)
+            .with_context(|| format!("{key}: cannot read {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// Parse and validate configuration text.
