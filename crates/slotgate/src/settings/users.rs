@@ -88,8 +88,8 @@ fn password_check(u: &FileUser) -> anyhow::Result<PasswordCheck> {
 /// The file and line of the first line that is not a user, a password slotgate cannot take,
 /// or a rule it refuses.
 pub(super) fn from_acl_file(path: &str) -> anyhow::Result<Vec<UserSpec>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("users_file: cannot read {path}"))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("users_file: cannot read {path}"))?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -128,7 +128,12 @@ fn acl_line(line: &str) -> anyhow::Result<UserSpec> {
                         .map_err(|_| anyhow!("user {name:?}: #… must be 64 hex digits"))?,
                 )
             }
-            Some(b'<') => password = removes(&password, PasswordCheck::from_password(&word.as_bytes()[1..])),
+            Some(b'<') => {
+                password = removes(
+                    &password,
+                    PasswordCheck::from_password(&word.as_bytes()[1..]),
+                )
+            }
             Some(b'!') => {
                 let check = PasswordCheck::from_sha256_hex(&word[1..])
                     .map_err(|_| anyhow!("user {name:?}: !… must be 64 hex digits"))?;
@@ -153,7 +158,8 @@ fn acl_line(line: &str) -> anyhow::Result<UserSpec> {
         Some(p) => spec(p),
         None => {
             // Only a user that cannot log in may lack a password.
-            let never = PasswordCheck::from_password(format!("{:?}", std::time::Instant::now()).as_bytes());
+            let never =
+                PasswordCheck::from_password(format!("{:?}", std::time::Instant::now()).as_bytes());
             let user = spec(never)?;
             if user.rules.is_enabled() {
                 bail!("user {name:?} has no password (>password or #sha256)");
@@ -364,6 +370,9 @@ mod tests {
             "{:#}",
             parse(&format!("{BASE}users_file: /nonexistent/acl\n")).unwrap_err()
         );
-        assert!(e.contains("users_file") && e.contains("/nonexistent/acl"), "{e}");
+        assert!(
+            e.contains("users_file") && e.contains("/nonexistent/acl"),
+            "{e}"
+        );
     }
 }
