@@ -118,6 +118,8 @@ impl WorkerMetrics {
         if let Some(m) = nodes.get(node).and_then(Weak::upgrade) {
             return Some(m);
         }
+        // Its error counters exist from its first request, at zero.
+        self.shared.init_node_errors(node);
         let m = Rc::new(NodeMetrics {
             requests: self
                 .shared

@@ -245,12 +245,18 @@ impl Metrics {
                 "slotgate_buffers_full_refusals_total",
                 "Commands refused with -OOM because limits.max_buffered was reached.",
             ),
-            auth_failures: counter_vec(
-                &r,
-                "slotgate_auth_failures_total",
-                "Failed client authentications and permission refusals.",
-                &["reason"],
-            ),
+            auth_failures: {
+                let v = counter_vec(
+                    &r,
+                    "slotgate_auth_failures_total",
+                    "Failed client authentications and permission refusals.",
+                    &["reason"],
+                );
+                for reason in ["wrongpass", "noauth", "noperm"] {
+                    v.with_label_values(&[reason]);
+                }
+                v
+            },
             commands: counter_vec(
                 &r,
                 "slotgate_commands_total",
@@ -293,12 +299,20 @@ impl Metrics {
                 .iter()
                 .map(|l| retries.with_label_values(&[l]))
                 .collect(),
-            refreshes: counter_vec(
-                &r,
-                "slotgate_topology_refreshes_total",
-                "Slot map refreshes by trigger and result.",
-                &["trigger", "result"],
-            ),
+            refreshes: {
+                let v = counter_vec(
+                    &r,
+                    "slotgate_topology_refreshes_total",
+                    "Slot map refreshes by trigger and result.",
+                    &["trigger", "result"],
+                );
+                for trigger in TRIGGER_LABELS {
+                    for result in REFRESH_RESULT_LABELS {
+                        v.with_label_values(&[trigger, result]);
+                    }
+                }
+                v
+            },
             slots_covered: int_gauge(
                 &r,
                 "slotgate_topology_slots_covered",
@@ -383,6 +397,19 @@ impl Metrics {
 
     pub(crate) fn retry(&self, reason: Retry) {
         self.retries[reason as usize].inc();
+    }
+
+    /// `slotgate_upstream_errors_total` of `node`, every kind at zero.
+    pub(crate) fn init_node_errors(&self, node: &NodeAddr) {
+        for kind in [
+            UpstreamError::Connect,
+            UpstreamError::Io,
+            UpstreamError::Timeout,
+            UpstreamError::Protocol,
+        ] {
+            self.upstream_errors
+                .with_label_values(&[node.as_str(), kind.label()]);
+        }
     }
 
     pub(crate) fn upstream_error(&self, node: &NodeAddr, kind: UpstreamError) {
