@@ -139,7 +139,12 @@ fn redis_cli_and_redis_rs_work_over_tls() {
         Duration::from_secs(5),
         "plaintext on the TLS port not counted as tls_error"
     );
-    assert!(p.proxy.log().contains("TLS handshake failed"));
+    let log = p.proxy.log();
+    assert!(log.contains("TLS handshake failed"), "{log}");
+    assert!(
+        log.contains("the client spoke plaintext to this TLS port"),
+        "{log}"
+    );
 }
 
 #[test]

@@ -484,3 +484,11 @@ fn failover_and_reshard_over_tls_upstream_are_invisible() {
     // certificate, so the refusal arrives as an alert on the first read.
     assert_refused_clearly(certless, &["CertificateRequired"]);
 }
+
+#[test]
+fn plaintext_to_tls_nodes_gets_a_hint() {
+    let cluster = tls_cluster();
+    // The nodes' TLS ports, without upstream.tls.
+    let proxy = start_refused(&ProxyConfig::new(&cluster.tls_seeds()).admin());
+    assert_refused_clearly(proxy, &["set upstream.tls"]);
+}

@@ -156,6 +156,12 @@ async fn accept_loop(
                         let (rd, wr) = tokio::io::split(stream);
                         return run_session(Rc::clone(&ctx), rd, wr, peer, local, id).await;
                     }
+                    // rustls calls plaintext (a RESP command) "corrupt message of type
+                    // InvalidContentType": say what that usually means.
+                    Ok(Err(e)) if e.to_string().contains("InvalidContentType") => format!(
+                        "{e} (hint: the client spoke plaintext to this TLS port; use rediss:// \
+                         or redis-cli --tls)"
+                    ),
                     Ok(Err(e)) => e.to_string(),
                     Err(_) => format!("no handshake within {:?}", tls.handshake_timeout),
                 };

@@ -202,35 +202,51 @@ pub(crate) async fn query(
         addr: peer.clone(),
         reason,
     };
-    let exchange = async {
-        let mut out = BytesMut::new();
-        encode::command(&mut out, args);
-        stream
-            .write_all(&out)
-            .await
-            .map_err(|e| fail(format!("write: {e}")))?;
-        stream
-            .flush()
-            .await
-            .map_err(|e| fail(format!("write: {e}")))?;
-        loop {
-            match parse_value(buf) {
-                Ok(Some((value, used))) => {
-                    let _ = buf.split_to(used);
-                    return Ok(value);
-                }
-                Ok(None) => {}
-                Err(e) => return Err(fail(format!("invalid reply: {e}"))),
-            }
-            let n = stream
-                .read_buf(buf)
-                .await
-                .map_err(|e| fail(format!("read: {e}")))?;
-            if n == 0 {
-                return Err(fail("connection closed".into()));
-            }
+    // A node that expects TLS drops a plaintext connection at its first bytes.
+    let hint = match stream {
+        NodeStream::Plain(_) => {
+            " (hint: a node that expects TLS closes plaintext connections like this; set \
+             upstream.tls if it does)"
         }
+        NodeStream::Tls(_) => "",
     };
+    let exchange =
+        async {
+            let mut out = BytesMut::new();
+            encode::command(&mut out, args);
+            stream
+                .write_all(&out)
+                .await
+                .map_err(|e| fail(format!("write: {e}")))?;
+            stream
+                .flush()
+                .await
+                .map_err(|e| fail(format!("write: {e}")))?;
+            loop {
+                match parse_value(buf) {
+                    Ok(Some((value, used))) => {
+                        let _ = buf.split_to(used);
+                        return Ok(value);
+                    }
+                    Ok(None) => {}
+                    // A TLS record (alert 0x15 or handshake 0x16, version 3.x): the node speaks
+                    // TLS and slotgate did not.
+                    Err(_) if matches!(&buf[..], [0x15 | 0x16, 0x03, ..]) => return Err(fail(
+                        "the node answered with TLS (hint: set upstream.tls to speak TLS to the \
+                         nodes)"
+                            .into(),
+                    )),
+                    Err(e) => return Err(fail(format!("invalid reply: {e}"))),
+                }
+                let n = stream
+                    .read_buf(buf)
+                    .await
+                    .map_err(|e| fail(format!("read: {e}{hint}")))?;
+                if n == 0 {
+                    return Err(fail(format!("connection closed{hint}")));
+                }
+            }
+        };
     match timeout(deadline, exchange).await {
         Ok(r) => r,
         Err(_) => Err(fail(format!("no reply within {deadline:?}"))),
