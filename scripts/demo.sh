@@ -120,7 +120,7 @@ make_certs() {
 run_slotgate() {
   local bin=${SLOTGATE_BIN:-}
   if [ -z "$bin" ]; then
-    say "building slotgate (cargo build --release -p slotgate)"
+    say "building slotgate (cargo build --release -p slotgate; the first build takes several minutes)"
     cargo build --release -p slotgate
     bin=${CARGO_TARGET_DIR:-$ROOT/target}/release/slotgate
   fi
@@ -141,7 +141,9 @@ run_slotgate() {
 
   slotgate is running. Connect with:
 
-      redis-cli --tls --cacert .demo/tls/ca.crt -p $PROXY_PORT
+      redis-cli --tls --cacert $DEMO/tls/ca.crt -p $PROXY_PORT
+
+  or from an application: rediss://127.0.0.1:$PROXY_PORT/0 trusting $DEMO/tls/ca.crt
 
   Plaintext (loopback): redis-cli -p $PLAIN_PORT    Metrics: curl http://127.0.0.1:$ADMIN_PORT/metrics
   The cluster directly: redis-cli -c -p 7001    Stop: Ctrl-C (or scripts/demo.sh stop)
