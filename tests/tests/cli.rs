@@ -199,3 +199,21 @@ fn config_errors_name_the_file_and_the_key() {
         "{err}"
     );
 }
+
+#[test]
+fn sighup_names_the_changed_keys_that_need_a_restart() {
+    let config = ProxyConfig::new(&shared_cluster().seeds());
+    let proxy = config.spawn();
+    let changed = config.clone().upstream_key("op_timeout", "3s");
+    std::fs::write(proxy.config_path(), changed.yaml()).unwrap();
+    assert!(proxy.signal("HUP"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !proxy.log().contains("only after a restart") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = proxy.log();
+    assert!(
+        log.contains("only after a restart") && log.contains("upstream.op_timeout"),
+        "{log}"
+    );
+}

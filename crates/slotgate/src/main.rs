@@ -105,6 +105,8 @@ fn run(file: &std::path::Path) -> anyhow::Result<()> {
         .as_ref()
         .map(|a| admin::bind(a.listen))
         .transpose()?;
+    // What runs, to name on SIGHUP the changed keys that need a restart.
+    let running = settings.describe();
     let handle = slotgate_proxy::start(settings.proxy).context("starting the proxy")?;
     if let Some(listener) = admin_listener {
         admin::spawn(listener, std::sync::Arc::clone(handle.status()))?;
@@ -116,7 +118,7 @@ fn run(file: &std::path::Path) -> anyhow::Result<()> {
         let _in_runtime = rt.enter();
         StopSignals::install()?
     };
-    rt.block_on(signals.next_stop(|| reload(file, &handle)));
+    rt.block_on(signals.next_stop(|| reload(file, &handle, &running)));
     let started = Instant::now();
     tracing::info!(grace = ?grace, clients = handle.client_count(), "shutting down");
     handle.shutdown();
@@ -178,11 +180,22 @@ async fn drain(
 const DRAIN_POLL: Duration = Duration::from_millis(10);
 
 /// SIGHUP: re-read the config file and apply what can change at run time (users, TLS
-/// certificates), and reload the slot map. A broken file is logged and the old settings kept.
-fn reload(file: &std::path::Path, handle: &slotgate_proxy::ProxyHandle) {
+/// certificates), and reload the slot map; name the changed keys that need a restart
+/// (compared with `running`, the configuration the process started with). A broken file is
+/// logged and the old settings kept.
+fn reload(file: &std::path::Path, handle: &slotgate_proxy::ProxyHandle, running: &str) {
     match settings::load(file) {
         Ok(new) => match handle.reload(&new.proxy) {
-            Ok(()) => tracing::info!(config = %file.display(), "SIGHUP: configuration reloaded"),
+            Ok(()) => {
+                tracing::info!(config = %file.display(), "SIGHUP: configuration reloaded");
+                let keys = settings::restart_keys(running, &new.describe());
+                if !keys.is_empty() {
+                    tracing::warn!(
+                        keys = keys.join(", "),
+                        "SIGHUP: these keys changed but take effect only after a restart"
+                    );
+                }
+            }
             Err(e) => {
                 tracing::error!(error = %e, "SIGHUP: reload refused; keeping the old settings")
             }

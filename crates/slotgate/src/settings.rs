@@ -314,6 +314,42 @@ fn describe_tls(t: &UpstreamTlsConfig) -> String {
     )
 }
 
+/// The keys that differ between two configurations (as [`Settings::describe`] prints them)
+/// and take effect only after a restart: everything except `users`, `users_file`,
+/// `scripting` and the TLS certificate files, which SIGHUP applies.
+pub fn restart_keys(running: &str, new: &str) -> Vec<String> {
+    let (a, b) = (flatten(running), flatten(new));
+    let mut out: Vec<String> = Vec::new();
+    for key in a.iter().chain(b.iter()).map(|(k, _)| k) {
+        let reloadable = ["users", "scripting", "tls.cert", "tls.key", "tls.client_ca"]
+            .iter()
+            .any(|r| key == r || key.starts_with(&format!("{r}.")));
+        let same = a.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+            == b.iter().find(|(k, _)| k == key).map(|(_, v)| v);
+        if !reloadable && !same && !out.contains(key) {
+            out.push(key.clone());
+        }
+    }
+    out
+}
+
+/// `key: value` lines, indented two spaces per level, as dotted keys and their values.
+fn flatten(text: &str) -> Vec<(String, String)> {
+    let mut path: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let indent = (line.len() - line.trim_start().len()) / 2;
+        let line = line.trim().trim_start_matches("- ");
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        path.truncate(indent);
+        path.push(key.trim().to_string());
+        out.push((path.join("."), value.trim().to_string()));
+    }
+    out
+}
+
 /// Read, parse and validate a configuration file.
 ///
 /// # Errors

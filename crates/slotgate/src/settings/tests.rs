@@ -147,3 +147,19 @@ fn upstream_modes_take_their_own_keys() {
     let e = err("  seeds: []\n");
     assert!(e.contains("upstream.seeds"), "{e}");
 }
+
+#[test]
+fn restart_keys_are_what_sighup_cannot_apply() {
+    let old = parse(&format!(
+        "{MINIMAL}users:\n  - name: a\n    password: x\n    rules: \"+@all ~*\"\n"
+    ))
+    .unwrap()
+    .describe();
+    let new = parse(
+        "listen: \"127.0.0.1:6381\"\nupstream:\n  seeds: [\"127.0.0.1:7000\"]\n  op_timeout: 3s\nusers:\n  - name: b\n    password: y\n    rules: \"+@read ~*\"\n",
+    )
+    .unwrap()
+    .describe();
+    assert_eq!(restart_keys(&old, &new), ["listen", "upstream.op_timeout"]);
+    assert!(restart_keys(&old, &old).is_empty());
+}
