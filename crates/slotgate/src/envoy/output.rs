@@ -58,6 +58,8 @@ pub struct Upstream {
     pub connect_timeout: Option<String>,
     /// `upstream.op_timeout`.
     pub op_timeout: Option<String>,
+    /// `upstream.read_from` when not the default (`primary`).
+    pub read_from: Option<&'static str>,
 }
 
 /// `upstream.tls`.
@@ -222,6 +224,9 @@ fn write_upstream(s: &mut String, u: &Upstream) {
         if let Some(v) = value {
             let _ = writeln!(s, "  {key}: {}", quote(v));
         }
+    }
+    if let Some(read_from) = u.read_from {
+        let _ = writeln!(s, "  read_from: {read_from}");
     }
 }
 

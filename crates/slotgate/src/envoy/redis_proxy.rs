@@ -113,7 +113,7 @@ fn conn_pool(node: &Node<'_>, out: &mut Converted, report: &mut Report) -> Resul
         );
     }
     if let Some(policy) = obj.take("read_policy") {
-        read_policy(&policy, report)?;
+        out.upstream.read_from = read_policy(&policy, report)?;
     }
     obj.note_each(
         report,
@@ -157,24 +157,44 @@ fn conn_pool(node: &Node<'_>, out: &mut Converted, report: &mut Report) -> Resul
     Ok(())
 }
 
-fn read_policy(node: &Node<'_>, report: &mut Report) -> Result<(), ImportError> {
+/// `read_policy` as `upstream.read_from` (`None`: the default, `primary`).
+fn read_policy(node: &Node<'_>, report: &mut Report) -> Result<Option<&'static str>, ImportError> {
     let policy = match node.value {
         serde_json::Value::Number(_) => match node.uint()? {
-            0 => "PRIMARY",
-            _ => "a replica policy",
+            0 => "MASTER",
+            1 => "PREFER_MASTER",
+            2 => "REPLICA",
+            3 => "PREFER_REPLICA",
+            4 => "ANY",
+            _ => "an unknown policy",
         },
         _ => node.str()?,
     };
-    if !matches!(policy, "MASTER" | "PRIMARY") {
-        report.lost(
-            &node.path,
-            format!(
-                "read_policy {policy}: slotgate reads from primaries only in \
-                    this version (upstream.read_from: primary)"
-            ),
-        );
-    }
-    Ok(())
+    Ok(match policy {
+        "MASTER" | "PRIMARY" => None,
+        "REPLICA" => Some("replica"),
+        "PREFER_REPLICA" => Some("prefer-replica"),
+        "PREFER_MASTER" | "PREFER_PRIMARY" => {
+            report.note(
+                &node.path,
+                "PREFER_MASTER: upstream.read_from: primary (Envoy read from a replica only \
+                    while the primary was unavailable; slotgate waits for the failover instead)",
+            );
+            None
+        }
+        "ANY" => {
+            report.note(
+                &node.path,
+                "ANY: upstream.read_from: prefer-replica (replicas that are up and in step, \
+                    else the primary)",
+            );
+            Some("prefer-replica")
+        }
+        other => {
+            report.lost(&node.path, format!("read_policy {other}: not a known policy"));
+            None
+        }
+    })
 }
 
 /// One entry of `prefix_routes` (a route or the catch-all route).

@@ -314,18 +314,10 @@ fn production_config_with_placeholders_tls_and_auth() {
     );
     assert!(y.contains("  handshake_timeout: \"3s\""), "{y}");
     let listener = "static_resources.listeners[0]";
-    let settings_path = format!("{listener}.filter_chains[0].filters[0].typed_config.settings");
-    assert_eq!(
-        lost_paths(&import),
-        [
-            format!("{listener}.address"),
-            format!("{settings_path}.read_policy")
-        ]
-    );
+    assert_eq!(lost_paths(&import), [format!("{listener}.address")]);
     assert!(lost_message(&import, &format!("{listener}.address")).contains("listen"));
-    assert!(
-        lost_message(&import, &format!("{settings_path}.read_policy")).contains("PREFER_REPLICA")
-    );
+    // PREFER_REPLICA carries over.
+    assert!(y.contains("  read_from: prefer-replica\n"), "{y}");
 
     // With the placeholders substituted, as the deployment did for Envoy, the file loads.
     for (k, v) in [
