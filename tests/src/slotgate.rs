@@ -60,7 +60,8 @@ pub fn slotgate_bin() -> PathBuf {
     path
 }
 
-/// The `listen:` address of a slotgate YAML config (top-level key, quoted or not).
+/// The `listen:` address of a slotgate YAML config (top-level key, quoted or not; a
+/// `${VAR}` in it is read from this process's environment, as slotgate would from its own).
 ///
 /// # Panics
 /// If there is no parseable top-level `listen:` line.
@@ -69,14 +70,36 @@ pub fn listen_addr_of(config_yaml: &str) -> SocketAddr {
         .lines()
         .find_map(|line| line.strip_prefix("listen:"))
         .map(|v| {
-            v.split('#')
+            let v = v
+                .split('#')
                 .next()
                 .unwrap_or("")
                 .trim()
-                .trim_matches(['"', '\''])
+                .trim_matches(['"', '\'']);
+            expand_env(v)
         })
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no `listen: \"IP:PORT\"` line in config:\n{config_yaml}"))
+}
+
+/// `text` with every `${VAR}` replaced by the variable's value (left as it is when unset).
+fn expand_env(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        let Some(len) = rest[start..].find('}') else {
+            break;
+        };
+        out.push_str(&rest[..start]);
+        let name = &rest[start + 2..start + len];
+        match std::env::var(name) {
+            Ok(value) => out.push_str(&value),
+            Err(_) => out.push_str(&rest[start..=start + len]),
+        }
+        rest = &rest[start + len + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// How to start slotgate; see [`Slotgate::builder`].

@@ -433,13 +433,13 @@ pub fn check_files(settings: &Settings) -> anyhow::Result<()> {
 /// Parse and validate configuration text.
 pub fn parse(text: &str) -> anyhow::Result<Settings> {
     let file: FileConfig = serde_saphyr::from_str(text).map_err(|e| anyhow!("{e}"))?;
-    let listen = resolve_addr(&file.listen).context("listen")?;
+    let listen = env_addr(&file.listen).context("listen")?;
     let admin = file
         .admin
         .as_ref()
         .map(|a| -> anyhow::Result<AdminSettings> {
             Ok(AdminSettings {
-                listen: resolve_addr(&a.listen).context("admin.listen")?,
+                listen: env_addr(&a.listen).context("admin.listen")?,
             })
         })
         .transpose()?;
@@ -457,7 +457,7 @@ pub fn parse(text: &str) -> anyhow::Result<Settings> {
     let plaintext_listen = file
         .plaintext_listen
         .as_deref()
-        .map(|a| resolve_addr(a).context("plaintext_listen"))
+        .map(|a| env_addr(a).context("plaintext_listen"))
         .transpose()?;
     let proxy = Config {
         listen,
@@ -518,7 +518,7 @@ fn resolve_upstream(mut up: FileUpstream) -> anyhow::Result<UpstreamConfig> {
         (Some(_), Some(_)) => bail!("upstream: give password or password_file, not both"),
         (Some(p), None) => Some(expand_env(&p).context("upstream.password")?),
         (None, Some(f)) => Some(
-            std::fs::read_to_string(&f)
+            std::fs::read_to_string(expand_env(&f).context("upstream.password_file")?)
                 .with_context(|| format!("upstream.password_file: cannot read {f}"))?
                 .trim_end_matches(['\r', '\n'])
                 .to_string(),
@@ -558,7 +558,10 @@ fn resolve_upstream(mut up: FileUpstream) -> anyhow::Result<UpstreamConfig> {
         max_dedicated_per_node: up
             .max_dedicated_per_node
             .unwrap_or(defaults.max_dedicated_per_node),
-        tls: up.tls.map(upstream_tls),
+        tls: up
+            .tls
+            .map(|t| upstream_tls(t, "upstream.tls"))
+            .transpose()?,
         read_from,
         max_replica_lag: opt_duration(
             up.max_replica_lag,
@@ -569,13 +572,31 @@ fn resolve_upstream(mut up: FileUpstream) -> anyhow::Result<UpstreamConfig> {
     Ok(upstream)
 }
 
-fn upstream_tls(t: FileUpstreamTls) -> UpstreamTlsConfig {
-    UpstreamTlsConfig {
-        ca: t.ca.map(PathBuf::from),
-        server_name: t.server_name,
-        cert: t.cert.map(PathBuf::from),
-        key: t.key.map(PathBuf::from),
-    }
+/// An upstream TLS block (`upstream.tls` or `upstream.sentinel_tls`, named `key`), `${VAR}`
+/// expanded.
+fn upstream_tls(t: FileUpstreamTls, key: &str) -> anyhow::Result<UpstreamTlsConfig> {
+    let path = |p: Option<String>, field: &str| {
+        p.as_deref()
+            .map(env_path)
+            .transpose()
+            .with_context(|| format!("{key}.{field}"))
+    };
+    Ok(UpstreamTlsConfig {
+        ca: path(t.ca, "ca")?,
+        server_name: t
+            .server_name
+            .as_deref()
+            .map(expand_env)
+            .transpose()
+            .with_context(|| format!("{key}.server_name"))?,
+        cert: path(t.cert, "cert")?,
+        key: path(t.key, "key")?,
+    })
+}
+
+/// A file path with `${VAR}` expanded.
+fn env_path(p: &str) -> anyhow::Result<PathBuf> {
+    Ok(PathBuf::from(expand_env(p)?))
 }
 
 /// `upstream.mode` and the keys only sentinel mode takes (taken out of `up`).
@@ -617,7 +638,11 @@ fn resolve_mode(up: &mut FileUpstream) -> anyhow::Result<UpstreamMode> {
                 .map(|p| expand_env(&p))
                 .transpose()
                 .context("upstream.sentinel_password")?,
-            tls: up.sentinel_tls.take().map(upstream_tls),
+            tls: up
+                .sentinel_tls
+                .take()
+                .map(|t| upstream_tls(t, "upstream.sentinel_tls"))
+                .transpose()?,
         })),
         other => bail!("upstream.mode: expected cluster|standalone|sentinel, got {other:?}"),
     }
@@ -678,9 +703,14 @@ fn resolve_limits(limits: FileLimits) -> anyhow::Result<LimitsConfig> {
 fn resolve_tls(tls: Option<FileTls>) -> anyhow::Result<Option<TlsConfig>> {
     tls.map(|t| -> anyhow::Result<TlsConfig> {
         Ok(TlsConfig {
-            cert: PathBuf::from(t.cert),
-            key: PathBuf::from(t.key),
-            client_ca: t.client_ca.map(PathBuf::from),
+            cert: env_path(&t.cert).context("tls.cert")?,
+            key: env_path(&t.key).context("tls.key")?,
+            client_ca: t
+                .client_ca
+                .as_deref()
+                .map(env_path)
+                .transpose()
+                .context("tls.client_ca")?,
             handshake_timeout: opt_duration(
                 t.handshake_timeout,
                 Duration::from_secs(5),
@@ -689,6 +719,11 @@ fn resolve_tls(tls: Option<FileTls>) -> anyhow::Result<Option<TlsConfig>> {
         })
     })
     .transpose()
+}
+
+/// A `host:port` with `${VAR}` expanded, resolved.
+fn env_addr(s: &str) -> anyhow::Result<SocketAddr> {
+    resolve_addr(&expand_env(s)?)
 }
 
 fn resolve_addr(s: &str) -> anyhow::Result<SocketAddr> {

@@ -90,10 +90,7 @@ fn listener(
     obj.take("name");
     let addr = obj.require("address")?;
     out.listen = match address(&addr, report)? {
-        Some(listen) => {
-            report.literal_only(&addr.path, &listen, "listen");
-            listen
-        }
+        Some(listen) => listen,
         None => MISSING_ADDRESS.to_string(),
     };
     let mut route = None;

@@ -92,10 +92,7 @@ impl Secret {
     /// empty password (Envoy ignores those) and for bytes that are not text (reported).
     pub fn from_source(source: Source, path: &str, report: &mut Report) -> Option<Secret> {
         match source {
-            Source::File(file) => {
-                report.literal_only(path, &file, "password_file");
-                Some(Secret::File(file))
-            }
+            Source::File(file) => Some(Secret::File(file)),
             Source::Inline(text) if text.is_empty() => None,
             Source::Inline(text) => Some(Secret::Password(text)),
             Source::Env(var) => Some(Secret::Password(format!("${{{var}}}"))),

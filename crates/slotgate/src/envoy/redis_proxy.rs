@@ -191,7 +191,10 @@ fn read_policy(node: &Node<'_>, report: &mut Report) -> Result<Option<&'static s
             Some("prefer-replica")
         }
         other => {
-            report.lost(&node.path, format!("read_policy {other}: not a known policy"));
+            report.lost(
+                &node.path,
+                format!("read_policy {other}: not a known policy"),
+            );
             None
         }
     })

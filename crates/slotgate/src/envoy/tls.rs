@@ -200,9 +200,6 @@ pub fn upstream_tls(
         ],
     );
     ctx.finish(report);
-    if let Some(name) = &server_name {
-        report.literal_only(&node.path, name, "upstream.tls.server_name");
-    }
     Ok(Some(UpstreamTls {
         ca: common.trusted_ca,
         server_name,
@@ -368,10 +365,7 @@ fn file_of(
     report: &mut Report,
 ) -> Result<Option<String>, ImportError> {
     match data_source(node, report)? {
-        Source::File(path) => {
-            report.literal_only(&node.path, &path, "certificate paths");
-            Ok(Some(path))
-        }
+        Source::File(path) => Ok(Some(path)),
         Source::Env(var) => {
             report.lost(
                 &node.path,

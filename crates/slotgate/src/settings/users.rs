@@ -64,7 +64,7 @@ fn password_check(u: &FileUser) -> anyhow::Result<PasswordCheck> {
         (None, Some(hex), None) => {
             return PasswordCheck::from_sha256_hex(hex.trim()).context("password_sha256")
         }
-        (None, None, Some(file)) => std::fs::read_to_string(file)
+        (None, None, Some(file)) => std::fs::read_to_string(expand_env(file)?)
             .with_context(|| format!("password_file: cannot read {file}"))?
             .trim_end_matches(['\r', '\n'])
             .to_string(),
