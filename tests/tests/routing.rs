@@ -343,3 +343,31 @@ fn keyspace_fanout_commands() {
     let random: Option<String> = redis::cmd("RANDOMKEY").query(&mut c).unwrap();
     assert!(random.is_some());
 }
+
+#[test]
+fn client_reply_off_and_skip_drop_replies_in_order() {
+    let p = unique_key_prefix("client-reply");
+    let (a, b) = (format!("{p}:a"), format!("{p}:b"));
+    let mut raw = slotgate_tests::raw::RawConn::connect(proxy().port());
+    // One pipeline: OFF mutes itself and what follows until ON, whose +OK comes back.
+    let mut pipeline = Vec::new();
+    for args in [
+        vec!["CLIENT", "REPLY", "OFF"],
+        vec!["SET", &a, "1"],
+        vec!["GET", &a],
+        vec!["GET", "no-such-key-anywhere"],
+        vec!["CLIENT", "REPLY", "ON"],
+        vec!["GET", &a],
+        // SKIP mutes itself and the next command only.
+        vec!["CLIENT", "REPLY", "SKIP"],
+        vec!["SET", &b, "2"],
+        vec!["GET", &b],
+    ] {
+        pipeline.extend(slotgate_tests::probe::encode(&args));
+    }
+    assert!(raw.send(&pipeline));
+    raw.expect(b"+OK\r\n$1\r\n1\r\n$1\r\n2\r\n");
+    // Nothing else was owed: the next command's reply comes next.
+    raw.roundtrip(&[b"PING"], b"+PONG\r\n");
+    raw.roundtrip(&[b"CLIENT", b"REPLY", b"MAYBE"], b"-ERR syntax error\r\n");
+}

@@ -215,7 +215,13 @@ where
                         caught.log(crate::telemetry::local::command_label(cmd));
                         Entry::Close(Bytes::from_static(replies::INTERNAL_ERROR))
                     });
-                    let closes = matches!(entry, Entry::Close(_));
+                    let entry = if client.replies.mute_this() {
+                        Entry::Muted(Box::new(entry))
+                    } else {
+                        entry
+                    };
+                    let closes = matches!(&entry, Entry::Close(_))
+                        || matches!(&entry, Entry::Muted(inner) if matches!(**inner, Entry::Close(_)));
                     self.queue.push_back(Pending { entry, cmd, start });
                     if closes {
                         self.reading = false;

@@ -56,7 +56,7 @@ fn behaviour(cmd: &Command) -> String {
                 the keyspace section (`INFO`, `default`, `all`, `everything`, `keyspace`) sums `INFO keyspace` of every primary: \
                 `keys` and `expires` added, `avg_ttl` weighted by `expires`".into(),
             "select" => "cluster mode: `SELECT 0` accepted, others `-ERR SELECT is not allowed in cluster mode`; standalone and sentinel modes: any database the server has, per client".into(),
-            "client|reply" => NOT_YET.into(),
+            "client|reply" => "answered by slotgate: `OFF` and `SKIP` drop this client's replies in order (the commands still run), `ON` answers `+OK`; Pub/Sub messages still arrive".into(),
             _ => "answered by slotgate for this client connection".into(),
         },
         Family::Single if cmd.key_specs.is_empty() => "sent to one primary".into(),

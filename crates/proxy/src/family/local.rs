@@ -14,7 +14,7 @@ use crate::glob::glob_match_nocase;
 use crate::protocol::{Dialect, Protocol};
 use crate::replies;
 use crate::runtime::context::WorkerCtx;
-use crate::session::client::ClientState;
+use crate::session::client::{ClientState, Replies};
 use crate::session::entry::{Entry, Fanout};
 use crate::session::gate;
 use crate::session::merge::Merge;
@@ -50,6 +50,7 @@ pub(crate) fn run(
             client.name = None;
             client.proto = Protocol::Resp2;
             client.db = 0;
+            client.replies = Replies::On;
             client.transaction.reset(ctx); // leaves MULTI, drops the WATCH
             if let Some(auth) = &mut client.auth {
                 auth.log_out(); // as Redis: back to `default`, which needs a password here
@@ -69,6 +70,7 @@ pub(crate) fn run(
         "client|id" => integer(client.id as i64),
         "client|info" => client.proto.verbatim_reply(client.info_line().as_bytes()),
         "client|setinfo" => client_setinfo(req),
+        "client|reply" => client_reply(client, req.arg(2)),
         "info" => return info_with_keyspace(ctx, info(ctx, req), req, deadline, client),
         "config|get" => config_get(req, client.proto),
         "cluster|keyslot" => integer(slotgate_cluster::slot(req.arg(2)) as i64),
@@ -265,6 +267,19 @@ fn set_name(client: &mut ClientState, name: &[u8]) -> Result<(), Bytes> {
         Some(Bytes::copy_from_slice(name))
     };
     Ok(())
+}
+
+/// `CLIENT REPLY ON|OFF|SKIP`: ON answers `+OK`; OFF and SKIP are not answered (the session
+/// drops the replies they mute, in order, see `ClientState::replies`).
+fn client_reply(client: &mut ClientState, mode: &[u8]) -> Bytes {
+    let mode = match mode.to_ascii_uppercase().as_slice() {
+        b"ON" => Replies::On,
+        b"OFF" => Replies::Off,
+        b"SKIP" => Replies::SkipThisAndNext,
+        _ => return Bytes::from_static(replies::SYNTAX),
+    };
+    client.replies = mode;
+    Bytes::from_static(replies::OK)
 }
 
 fn client_setinfo(req: &Request) -> Bytes {

@@ -26,6 +26,8 @@ pub(crate) struct ClientState {
     pub proto: Protocol,
     /// The database `SELECT` chose (standalone and sentinel modes; 0 in a cluster).
     pub db: u16,
+    /// `CLIENT REPLY`: whether the client gets its replies.
+    pub replies: Replies,
     /// The client's address.
     pub peer: SocketAddr,
     /// The proxy's address on this connection.
@@ -48,6 +50,38 @@ pub(crate) struct ClientState {
     pub budget: Rc<OutputBudget>,
 }
 
+/// `CLIENT REPLY ON|OFF|SKIP`: which replies the client gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Replies {
+    /// Every reply (the default).
+    On,
+    /// None.
+    Off,
+    /// None for the `CLIENT REPLY SKIP` that set it, nor for the command after it.
+    SkipThisAndNext,
+    /// None for the next command, then every reply again.
+    SkipNext,
+}
+
+impl Replies {
+    /// Whether the reply of the command just routed is dropped (the commands are routed in
+    /// order, so the mode it was routed under is the one that applies); moves a skip on.
+    pub fn mute_this(&mut self) -> bool {
+        match *self {
+            Replies::On => false,
+            Replies::Off => true,
+            Replies::SkipThisAndNext => {
+                *self = Replies::SkipNext;
+                true
+            }
+            Replies::SkipNext => {
+                *self = Replies::On;
+                true
+            }
+        }
+    }
+}
+
 impl ClientState {
     /// A new connection's state: RESP2, no name, nothing queued or subscribed.
     pub fn new(
@@ -62,6 +96,7 @@ impl ClientState {
             name: None,
             proto: Protocol::Resp2,
             db: 0,
+            replies: Replies::On,
             peer,
             local,
             created: Instant::now(),

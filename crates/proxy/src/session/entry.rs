@@ -41,6 +41,8 @@ pub(crate) enum Entry {
     /// Sent down the client's Pub/Sub link: the node's answer reaches the client through
     /// the link, so this entry writes nothing.
     Relayed,
+    /// Runs like the entry inside, whose reply is then dropped (`CLIENT REPLY OFF|SKIP`).
+    Muted(Box<Entry>),
 }
 
 impl Entry {
@@ -50,7 +52,11 @@ impl Entry {
     /// after `EXEC` reading the value from before the transaction).
     #[inline]
     pub fn is_barrier(&self) -> bool {
-        matches!(self, Entry::Task(task, None) if !task.may_block())
+        match self {
+            Entry::Task(task, None) => !task.may_block(),
+            Entry::Muted(inner) => inner.is_barrier(),
+            _ => false,
+        }
     }
 
     /// `reply` now, or not before `hold` when given.
@@ -74,6 +80,7 @@ impl Entry {
             }
             Entry::Single(op) => op.poll_sync(ctx, now),
             Entry::Scan(scan) => scan.poll_sync(ctx, now),
+            Entry::Muted(inner) => inner.poll_sync(ctx, now),
             Entry::Fanout(f) => {
                 let mut done = true;
                 for op in &mut f.ops {
@@ -91,6 +98,7 @@ impl Entry {
             Entry::Single(op) => op.deadline(),
             Entry::Fanout(f) => f.ops.iter().filter_map(Op::deadline).min(),
             Entry::Scan(scan) => scan.deadline(),
+            Entry::Muted(inner) => inner.deadline(),
             _ => None,
         }
     }
@@ -106,6 +114,7 @@ impl Entry {
                 }
             }
             Entry::Scan(scan) => scan.on_timeout(ctx, now),
+            Entry::Muted(inner) => inner.on_timeout(ctx, now),
             _ => {}
         }
     }
@@ -126,6 +135,7 @@ impl Entry {
             }
             Entry::Task(task, None) => (0, Event::Finished(task.wait().await)),
             Entry::Task(_, Some(_)) => std::future::pending().await,
+            Entry::Muted(inner) => Box::pin(inner.next_event()).await,
             Entry::Ready(_) | Entry::Close(_) | Entry::Relayed => std::future::pending().await,
         }
     }
@@ -145,6 +155,7 @@ impl Entry {
                     *reply = Some(b);
                 }
             }
+            Entry::Muted(inner) => inner.on_event(ctx, index, event),
             Entry::Ready(_) | Entry::Close(_) | Entry::Delayed(..) | Entry::Relayed => {}
         }
     }
@@ -169,6 +180,11 @@ impl Entry {
                 (Some(outcome), false)
             }
             Entry::Scan(scan) => (Some(scan.write_reply(out)), false),
+            Entry::Muted(inner) => {
+                let mut dropped = BytesMut::new();
+                let (result, close) = inner.write_reply(&mut dropped);
+                return (result, close);
+            }
             Entry::Fanout(f) => {
                 let outcome = f.ops.iter().map(Op::outcome).max_by_key(|o| match o {
                     CmdResult::Ok => 0,
