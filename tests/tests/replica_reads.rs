@@ -19,6 +19,28 @@ fn calls(stats: &str, command: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Wait until `/topology` lists `n` replicas reads may go to.
+fn wait_readable(proxy: &Slotgate, n: usize) {
+    let admin = proxy.admin_addr().unwrap();
+    let readable = || {
+        let (_, body) = slotgate_tests::admin::http_get(admin, "/topology").unwrap_or_default();
+        let mut count = 0;
+        let mut rest = body.as_str();
+        while let Some(i) = rest.find("\"readable\": [") {
+            rest = &rest[i + 14..];
+            let list = &rest[..rest.find(']').unwrap_or(0)];
+            count += list.matches(':').count();
+        }
+        count
+    };
+    assert!(
+        wait_until(Duration::from_secs(15), || readable() >= n),
+        "{} of {n} replicas readable; log:\n{}",
+        readable(),
+        proxy.log()
+    );
+}
+
 /// Write `n` keys through `proxy`, then read each `reads` times; every read must see the value
 /// written (after replication caught up).
 fn write_then_read(proxy: &Slotgate, prefix: &str, n: usize, reads: usize) {
@@ -44,8 +66,11 @@ fn cluster_reads_go_to_replicas_and_writes_to_primaries() {
     let cluster = shared_cluster();
     let proxy = ProxyConfig::new(&cluster.seeds())
         .upstream_key("read_from", "replica")
+        .upstream_key("refresh_interval", "1s")
+        .upstream_key("max_replica_lag", "10s")
         .admin()
         .spawn();
+    wait_readable(&proxy, cluster.replicas().len());
     let gets = |ports: Vec<u16>| -> u64 {
         ports
             .iter()
@@ -107,7 +132,14 @@ fn sentinel_replica_reads_skip_a_stopped_replica_and_fall_back_to_the_primary() 
     };
     let proxy = ProxyConfig::sentinel(&group.sentinel_addrs(), MASTER_NAME)
         .upstream_key("read_from", "prefer-replica")
+        // Refreshes (and the replicas' lag checks) every second, so a slow first check on a
+        // loaded machine is soon corrected.
+        .upstream_key("refresh_interval", "1s")
+        // A loaded machine may delay a replica's once-a-second acknowledgement past 1 s.
+        .upstream_key("max_replica_lag", "10s")
+        .admin()
         .spawn();
+    wait_readable(&proxy, 2);
     let primary_gets = gets(primary);
     write_then_read(&proxy, &unique_key_prefix("sentinel-reads"), 50, 2);
     let on_replicas: u64 = replicas.iter().map(|&p| gets(p)).sum();
