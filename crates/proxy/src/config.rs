@@ -117,6 +117,26 @@ impl ReadFrom {
     }
 }
 
+/// Whether node administration commands reach the nodes (`upstream.admin_commands`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminCommands {
+    /// CONFIG SET/RESETSTAT/REWRITE, SAVE, BGSAVE, BGREWRITEAOF and LASTSAVE fan out to the
+    /// nodes, and CONFIG GET asks the primaries, for users whose ACL rules allow them.
+    Acl,
+    /// They are refused (CONFIG GET answers a harmless fixed set).
+    Deny,
+}
+
+impl AdminCommands {
+    /// The name `upstream.admin_commands` gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            AdminCommands::Acl => "acl",
+            AdminCommands::Deny => "deny",
+        }
+    }
+}
+
 /// How to find the primary through Sentinel.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SentinelConfig {
@@ -162,6 +182,9 @@ pub struct UpstreamConfig {
     pub read_from: ReadFrom,
     /// A replica further behind its primary than this is not read from.
     pub max_replica_lag: Duration,
+    /// Node administration through the proxy; `None`: `acl` when users are configured,
+    /// else `deny` (see [`Config::admin_commands`]).
+    pub admin_commands: Option<AdminCommands>,
 }
 
 /// Limits that protect the proxy from clients.
@@ -211,6 +234,7 @@ impl Default for UpstreamConfig {
             max_dedicated_per_node: 1024,
             read_from: ReadFrom::Primary,
             max_replica_lag: Duration::from_secs(1),
+            admin_commands: None,
         }
     }
 }
@@ -261,6 +285,18 @@ impl Config {
                 .map(|n| n.get())
                 .unwrap_or(1)
         }
+    }
+
+    /// `upstream.admin_commands` with its default resolved: `acl` when users are configured
+    /// (their ACL rules decide who may run them), `deny` when there are none (anyone could).
+    pub fn admin_commands(&self) -> AdminCommands {
+        self.upstream
+            .admin_commands
+            .unwrap_or(if self.users.is_empty() {
+                AdminCommands::Deny
+            } else {
+                AdminCommands::Acl
+            })
     }
 
     /// The keys `upstream.mode` needs, and only those.

@@ -1,6 +1,7 @@
 //! The routing families: one module per way a command is served, each called by
 //! `session::dispatch` with a command that passed the arity and auth checks.
 //!
+//! - [`admin`]: CONFIG SET, SAVE and other node administration on every node, all-or-error;
 //! - [`local`]: answered by slotgate itself (PING, HELLO, AUTH, CLIENT, INFO, CLUSTER …);
 //! - [`split`]: multi-key commands split by slot and merged;
 //! - [`keyspace`]: INFO's keyspace section summed over the primaries;
@@ -12,6 +13,7 @@
 //! - [`scripts`]: the script bodies slotgate saw, to repair EVALSHA after NOSCRIPT.
 //! - [`restricted_scripts`]: scripts of restricted users, run as their script identity.
 
+pub(crate) mod admin;
 pub(crate) mod blocking;
 pub(crate) mod keyspace;
 pub(crate) mod local;

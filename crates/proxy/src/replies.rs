@@ -348,6 +348,29 @@ pub fn wait_role_refused(node: &str, error: &[u8]) -> Bytes {
     self::error(&text)
 }
 
+/// An admin command (`upstream.admin_commands: acl`) that did not succeed on every node it
+/// went to: `-ERR slotgate: <COMMAND> failed on <node>, … (<error>); … succeeded on <node>, …`.
+/// `failed` groups the nodes that gave the same error (the node's own text, without `-`);
+/// `succeeded` are the nodes where it ran (`no node` when empty). `command` is spelled as
+/// the client would (`CONFIG SET`).
+pub fn admin_failed(command: &str, failed: &[(Vec<&str>, String)], succeeded: &[&str]) -> Bytes {
+    let failed: Vec<String> = failed
+        .iter()
+        .map(|(nodes, error)| format!("{} ({error})", nodes.join(", ")))
+        .collect();
+    let succeeded = match succeeded {
+        [] => "no node".to_string(),
+        nodes => nodes.join(", "),
+    };
+    error(
+        format!(
+            "ERR slotgate: {command} failed on {}; succeeded on {succeeded}",
+            failed.join("; ")
+        )
+        .as_bytes(),
+    )
+}
+
 /// Build `-<text>\r\n`, with CR and LF inside `text` turned into spaces.
 pub fn error(text: &[u8]) -> Bytes {
     let mut buf = BytesMut::with_capacity(text.len() + 3);
@@ -408,6 +431,31 @@ mod tests {
             &exec_abort_because(&wrong_arity("exec"))[..],
             &b"-EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' command\r\n"[..]
         );
+    }
+
+    #[test]
+    fn admin_failure_names_the_nodes_and_their_errors() {
+        let failed = [
+            (vec!["10.0.0.1:6379", "10.0.0.2:6379"], "ERR no".to_string()),
+            (vec!["10.0.0.3:6379"], "NOPERM x".to_string()),
+        ];
+        assert_eq!(
+            &admin_failed("CONFIG SET", &failed, &["10.0.0.4:6379"])[..],
+            &b"-ERR slotgate: CONFIG SET failed on 10.0.0.1:6379, 10.0.0.2:6379 (ERR no); 10.0.0.3:6379 (NOPERM x); succeeded on 10.0.0.4:6379\r\n"[..]
+        );
+        assert_eq!(
+            &admin_failed("SAVE", &failed[1..], &[])[..],
+            &b"-ERR slotgate: SAVE failed on 10.0.0.3:6379 (NOPERM x); succeeded on no node\r\n"[..]
+        );
+    }
+
+    /// The template docs/replies.md shows for [`admin_failed`].
+    #[test]
+    fn admin_failure_is_documented() {
+        let doc = include_str!("../../../docs/replies.md");
+        assert!(doc.contains(
+            "`-ERR slotgate: <COMMAND> failed on <node>, … (<the node's error>); … succeeded on <node>, … (or no node)`"
+        ));
     }
 
     #[test]

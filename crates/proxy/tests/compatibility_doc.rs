@@ -137,9 +137,48 @@ fn behaviour(cmd: &Command) -> String {
     }
 }
 
-/// What every row adds after the family's behaviour: key groups and restricted users' scripts.
+/// What node administration does under `upstream.admin_commands: acl` (`family/admin.rs`).
+fn admin_note(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "config|set" | "config|resetstat" | "config|rewrite" => {
+            "; under `upstream.admin_commands: acl` (the default with `users:`): sent to every \
+             node of the slot map, primaries and replicas, `+OK` when every node says so, else \
+             `-ERR slotgate: … failed on <nodes> (<their error>); succeeded on <nodes>` \
+             (docs/configuration.md, Admin commands)"
+        }
+        "save" => {
+            "; under `upstream.admin_commands: acl` (the default with `users:`): sent to every \
+             primary, `+OK` when every primary says so, else `-ERR slotgate: … failed on …` \
+             naming the nodes (docs/configuration.md, Admin commands)"
+        }
+        "bgsave" | "bgrewriteaof" => {
+            "; under `upstream.admin_commands: acl` (the default with `users:`): sent to every \
+             primary, Redis's `+Background … started` when every primary started it (`… \
+             scheduled` when one only scheduled it), else `-ERR slotgate: … failed on …` \
+             naming the nodes (docs/configuration.md, Admin commands)"
+        }
+        "lastsave" => {
+            "; under `upstream.admin_commands: acl` (the default with `users:`): sent to every \
+             primary, the oldest (smallest) timestamp, else `-ERR slotgate: … failed on …` \
+             naming the nodes (docs/configuration.md, Admin commands)"
+        }
+        "config|get" => {
+            "; under `upstream.admin_commands: acl` (the default with `users:`): sent to every \
+             primary, the answer of the primary serving the lowest slot as it is (a map for \
+             RESP3 clients), else `-ERR slotgate: … failed on …` naming the nodes \
+             (docs/configuration.md, Admin commands)"
+        }
+        _ => return None,
+    })
+}
+
+/// What every row adds after the family's behaviour: key groups, restricted users' scripts
+/// and node administration.
 fn notes(cmd: &Command) -> String {
     let mut text = String::new();
+    if let Some(note) = admin_note(cmd.name) {
+        text.push_str(note);
+    }
     if !cmd.key_groups_complete(4) {
         text.push_str(
             "; a key without its value gets Redis's `-ERR wrong number of arguments`, whether or \

@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use serde::Deserialize;
 use slotgate_proxy::{
-    Config, LimitsConfig, ReadFrom, RestrictedScripts, SentinelConfig, TlsConfig, UpstreamConfig,
-    UpstreamMode, UpstreamTlsConfig,
+    AdminCommands, Config, LimitsConfig, ReadFrom, RestrictedScripts, SentinelConfig, TlsConfig,
+    UpstreamConfig, UpstreamMode, UpstreamTlsConfig,
 };
 
 /// The file as written.
@@ -123,6 +123,8 @@ struct FileUpstream {
     tls: Option<FileUpstreamTls>,
     #[serde(default)]
     max_dedicated_per_node: Option<usize>,
+    #[serde(default)]
+    admin_commands: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -258,6 +260,7 @@ impl Settings {
             u.read_from.name(), u.max_replica_lag
         );
         let _ = writeln!(s, "  max_dedicated_per_node: {}", u.max_dedicated_per_node);
+        let _ = writeln!(s, "  admin_commands: {}", p.admin_commands().name());
         if let Some(t) = &u.tls {
             let _ = writeln!(s, "  tls: {}", describe_tls(t));
         }
@@ -514,6 +517,12 @@ fn resolve_upstream(mut up: FileUpstream) -> anyhow::Result<UpstreamConfig> {
             bail!("upstream.read_from: expected primary|prefer-replica|replica, got {other:?}")
         }
     };
+    let admin_commands = match up.admin_commands.as_deref() {
+        None => None,
+        Some("acl") => Some(AdminCommands::Acl),
+        Some("deny") => Some(AdminCommands::Deny),
+        Some(other) => bail!("upstream.admin_commands: expected acl|deny, got {other:?}"),
+    };
     let password = match (up.password, up.password_file) {
         (Some(_), Some(_)) => bail!("upstream: give password or password_file, not both"),
         (Some(p), None) => Some(expand_env(&p).context("upstream.password")?),
@@ -568,6 +577,7 @@ fn resolve_upstream(mut up: FileUpstream) -> anyhow::Result<UpstreamConfig> {
             defaults.max_replica_lag,
             "upstream.max_replica_lag",
         )?,
+        admin_commands,
     };
     Ok(upstream)
 }

@@ -72,6 +72,10 @@ pub(crate) fn run(
         "client|setinfo" => client_setinfo(req),
         "client|reply" => client_reply(client, req.arg(2)),
         "info" => return info_with_keyspace(ctx, info(ctx, req), req, deadline, client),
+        // Under `upstream.admin_commands: acl` the primaries answer (family::admin).
+        "config|get" if ctx.cfg.admin_commands() == crate::config::AdminCommands::Acl => {
+            return crate::family::admin::config_get(ctx, cmd, req, deadline, client)
+        }
         "config|get" => config_get(req, client.proto),
         "cluster|keyslot" => integer(slotgate_cluster::slot(req.arg(2)) as i64),
         "cluster|info" => client.proto.verbatim_reply(cluster_info(ctx).as_bytes()),

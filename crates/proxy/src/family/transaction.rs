@@ -239,6 +239,10 @@ pub(crate) fn queue(
         }
         // They need every shard, or would turn the connection into a subscriber.
         Family::AllShards(_) | Family::PubSub => refuse(tx, replies::not_in_transaction(cmd.name)),
+        // CONFIG SET, SAVE … under `upstream.admin_commands: acl` need every node.
+        Family::Unsupported if crate::family::admin::fans_out(ctx, cmd) => {
+            refuse(tx, replies::not_in_transaction(cmd.name))
+        }
         Family::Unsupported => refuse(tx, replies::unsupported(cmd.name)),
     };
     Some(entry)

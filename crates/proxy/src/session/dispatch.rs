@@ -12,7 +12,7 @@ use crate::family::pubsub::PubSub;
 use crate::family::shardsub::ShardCmd;
 use crate::family::split;
 use crate::family::transaction;
-use crate::family::{blocking, local};
+use crate::family::{admin, blocking, local};
 use crate::protocol::Protocol;
 use crate::replies;
 use crate::runtime::context::WorkerCtx;
@@ -129,6 +129,10 @@ fn route_known(
     match cmd.family {
         Family::Local => local::run(ctx, client, cmd, req, deadline),
         Family::Single => route_single(ctx, cmd, owned, deadline, client),
+        // CONFIG SET, SAVE, LASTSAVE …: every node, under `upstream.admin_commands: acl`.
+        Family::Unsupported | Family::Keyless if admin::fans_out(ctx, cmd) => {
+            admin::route(ctx, cmd, req, deadline, client)
+        }
         // PUBLISH goes to the Pub/Sub home, where every link subscribes (order and counts:
         // see family::pubsub); other keyless commands to a rotating primary.
         Family::Keyless => Entry::Single(Op::start(

@@ -31,6 +31,9 @@ pub(crate) enum Merge {
     /// INFO: slotgate's own sections, then `# Keyspace` summed over the primaries'
     /// `INFO keyspace` ([`crate::family::keyspace`]).
     InfoKeyspace(String, Protocol),
+    /// An admin command on every node it concerns: the agreed reply, or an error naming the
+    /// nodes that failed and those that succeeded ([`crate::family::admin::write_merged`]).
+    AllNodes(Box<crate::family::admin::AllNodes>),
 }
 
 fn is_error(reply: &[u8]) -> bool {
@@ -48,6 +51,10 @@ pub(crate) fn write(merge: Merge, replies: &[Bytes], out: &mut BytesMut) {
     // INFO answers even when a primary does not: its keyspace is then left out.
     if let Merge::InfoKeyspace(local, proto) = &merge {
         return crate::family::keyspace::write_info(local, replies, out, *proto);
+    }
+    // Admin commands say which nodes failed, not only the first error.
+    if let Merge::AllNodes(nodes) = &merge {
+        return crate::family::admin::write_merged(nodes, replies, out);
     }
     if let Some(err) = replies.iter().find(|r| is_error(r)) {
         out.extend_from_slice(err);
@@ -151,6 +158,7 @@ pub(crate) fn write(merge: Merge, replies: &[Bytes], out: &mut BytesMut) {
         Merge::InfoKeyspace(local, proto) => {
             crate::family::keyspace::write_info(&local, replies, out, proto)
         }
+        Merge::AllNodes(nodes) => crate::family::admin::write_merged(&nodes, replies, out),
     }
 }
 

@@ -163,3 +163,24 @@ fn restart_keys_are_what_sighup_cannot_apply() {
     assert_eq!(restart_keys(&old, &new), ["listen", "upstream.op_timeout"]);
     assert!(restart_keys(&old, &old).is_empty());
 }
+
+#[test]
+fn admin_commands_default_follows_users() {
+    const USERS: &str = "users:\n  - name: ops\n    password: x\n    rules: \"+@all ~*\"\n";
+    let s = parse(MINIMAL).unwrap();
+    assert_eq!(s.proxy.upstream.admin_commands, None);
+    assert_eq!(s.proxy.admin_commands(), AdminCommands::Deny);
+    assert!(s.describe().contains("  admin_commands: deny\n"));
+    let s = parse(&format!("{MINIMAL}{USERS}")).unwrap();
+    assert_eq!(s.proxy.admin_commands(), AdminCommands::Acl);
+    assert!(s.describe().contains("  admin_commands: acl\n"));
+    let s = parse(&format!("{MINIMAL}  admin_commands: deny\n{USERS}")).unwrap();
+    assert_eq!(s.proxy.admin_commands(), AdminCommands::Deny);
+    let s = parse(&format!("{MINIMAL}  admin_commands: acl\n")).unwrap();
+    assert_eq!(s.proxy.admin_commands(), AdminCommands::Acl);
+    let err = parse(&format!("{MINIMAL}  admin_commands: allow\n")).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("upstream.admin_commands: expected acl|deny"),
+        "{err:#}"
+    );
+}
