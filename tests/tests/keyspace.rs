@@ -222,6 +222,61 @@ fn keyspace_of_a_cluster_of_its_own() {
     let info: String = redis::cmd("INFO").arg("server").query(&mut con).unwrap();
     assert!(!info.contains("# Keyspace"), "{info}");
 
+    // INFO commandstats and stats sum the primaries: the SETs and GETs sent so far, counted
+    // by the nodes themselves.
+    let calls = |info: &str, cmd: &str| -> i64 {
+        info.lines()
+            .find(|l| l.starts_with(&format!("cmdstat_{cmd}:")))
+            .and_then(|l| l.split("calls=").nth(1))
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let direct: i64 = cluster
+        .primaries()
+        .iter()
+        .map(|&p| {
+            calls(
+                &cluster
+                    .query(p, &["INFO", "commandstats"])
+                    .unwrap()
+                    .string(),
+                "set",
+            )
+        })
+        .sum();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .arg("stats")
+        .query(&mut con)
+        .unwrap();
+    assert!(
+        info.contains("# Stats\r\n") && info.contains("# Commandstats\r\n"),
+        "{info}"
+    );
+    assert!(!info.contains("# Server"), "{info}");
+    assert_eq!(calls(&info, "set"), direct, "{info}");
+    assert!(direct >= STRINGS as i64, "{info}");
+    let everything: String = redis::cmd("INFO")
+        .arg("everything")
+        .query(&mut con)
+        .unwrap();
+    for section in [
+        "# Server",
+        "# Memory",
+        "# Stats",
+        "# Errorstats",
+        "# Commandstats",
+        "# Latencystats",
+        "# Keyspace",
+        "# Slotgate",
+    ] {
+        assert!(
+            everything.contains(section),
+            "{section} missing:\n{everything}"
+        );
+    }
+
     // RANDOMKEY: existing keys, from more than one primary.
     let owners = cluster.slot_owners();
     let mut from = HashSet::new();

@@ -4,7 +4,7 @@
 //! - [`admin`]: CONFIG SET, SAVE and other node administration on every node, all-or-error;
 //! - [`local`]: answered by slotgate itself (PING, HELLO, AUTH, CLIENT, INFO, CLUSTER …);
 //! - [`split`]: multi-key commands split by slot and merged;
-//! - [`keyspace`]: INFO's keyspace section summed over the primaries;
+//! - [`info`] and [`keyspace`]: INFO, slotgate's sections and the primaries' merged;
 //! - [`scan`]: SCAN across the primaries with one cursor;
 //! - [`transaction`]: MULTI/EXEC/WATCH on a dedicated connection;
 //! - [`pubsub`] and [`shardsub`]: the client's Pub/Sub link and its shard channels;
@@ -15,6 +15,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod blocking;
+pub(crate) mod info;
 pub(crate) mod keyspace;
 pub(crate) mod local;
 pub(crate) mod pubsub;

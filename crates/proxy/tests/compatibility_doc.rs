@@ -52,9 +52,10 @@ fn behaviour(cmd: &Command) -> String {
             "auth" => "checks slotgate's `users:` (`AUTH pass` is user `default`); without users: like Redis's passwordless `default` user".into(),
             "acl|whoami" => "the connection's user (`default` without users)".into(),
             n if n.starts_with("acl|") => "refused: `-ERR slotgate: ACL … is not available through the proxy; users are configured in slotgate's config file`".into(),
-            "info" => "synthesised: server (with the cluster's `redis_version`), clients and slotgate sections; \
-                the keyspace section (`INFO`, `default`, `all`, `everything`, `keyspace`) sums `INFO keyspace` of every primary: \
-                `keys` and `expires` added, `avg_ttl` weighted by `expires`".into(),
+            "info" => "any section list, as Redis takes it (`default`, `all`, `everything`, names): server (with the cluster's `redis_version`), clients and slotgate sections from slotgate; \
+                memory, persistence, stats, cpu, errorstats, commandstats, latencystats and keyspace merged over every primary: \
+                integer fields summed (`usec_per_call` recomputed, latency percentiles the largest), other values from the first primary; \
+                keyspace `keys` and `expires` added, `avg_ttl` weighted by `expires`".into(),
             "select" => "cluster mode: `SELECT 0` accepted, others `-ERR SELECT is not allowed in cluster mode`; standalone and sentinel modes: any database the server has, per client".into(),
             "client|reply" => "answered by slotgate: `OFF` and `SKIP` drop this client's replies in order (the commands still run), `ON` answers `+OK`; Pub/Sub messages still arrive".into(),
             _ => "answered by slotgate for this client connection".into(),

@@ -1,47 +1,16 @@
-//! INFO's `# Keyspace` section for the whole cluster. slotgate answers INFO itself (see
-//! [`crate::family::local`]); when the client asks for the keyspace (`INFO`, `INFO default`,
-//! `INFO all`, `INFO everything`, `INFO keyspace`) the reply waits for `INFO keyspace` from
-//! every primary and adds their sums: `db0:keys=Σ,expires=Σ,avg_ttl=…`, where `avg_ttl` is
+//! INFO's `# Keyspace` section for the whole cluster (see [`crate::family::info`]): the
+//! primaries' `dbN:keys=…,expires=…,avg_ttl=…` lines summed per database, where `avg_ttl` is
 //! the average of the primaries' `avg_ttl` weighted by their `expires` (a primary reporting
 //! 0, Redis's "not sampled yet", does not weigh). Replicas are never asked.
-//!
-//! INFO stays available when a primary does not answer: the keyspace then sums the primaries
-//! that did, and says how many did not (`slotgate_primaries_unanswered:N`, only then).
 
-use bytes::{Bytes, BytesMut};
-use slotgate_resp::{parse_value, Request};
-
-use crate::protocol::Protocol;
-
-/// Whether `INFO <sections…>` includes the keyspace section (Redis 7.0's rules).
-pub(crate) fn wanted(req: &Request) -> bool {
-    req.argc() == 1
-        || req.args().skip(1).any(|a| {
-            [&b"all"[..], b"everything", b"default", b"keyspace"]
-                .iter()
-                .any(|s| a.eq_ignore_ascii_case(s))
-        })
-}
-
-/// Write the INFO text (a verbatim string in RESP3): `local`, then `# Keyspace` summed over
-/// `replies` (each one primary's `INFO keyspace`; errors and odd replies count as
-/// unanswered).
-pub(crate) fn write_info(local: &str, replies: &[Bytes], out: &mut BytesMut, proto: Protocol) {
+/// The `# Keyspace` section merged from the primaries' keyspace lines (`bodies[i]`: one
+/// primary's lines of that section).
+pub(crate) fn merged(bodies: &[Vec<&str>]) -> String {
     let mut dbs = Vec::new();
-    let mut unanswered = 0;
-    for reply in replies {
-        match parse_value(reply) {
-            Ok(Some((v, _))) if v.as_bytes().is_some() => add_keyspace(
-                &mut dbs,
-                &String::from_utf8_lossy(v.as_bytes().unwrap_or_default()),
-            ),
-            _ => unanswered += 1,
-        }
+    for body in bodies {
+        add_keyspace(&mut dbs, &body.join("\r\n"));
     }
-    let mut text = String::with_capacity(local.len() + 128);
-    text.push_str(local);
-    text.push_str(&render(&mut dbs, unanswered));
-    proto.verbatim(out, text.as_bytes());
+    render(&mut dbs)
 }
 
 /// One `dbN` line summed over the primaries.
@@ -99,9 +68,8 @@ fn add_keyspace(dbs: &mut Vec<DbSum>, text: &str) {
     }
 }
 
-/// `# Keyspace` with one line per database, in database order, like Redis; then how many
-/// primaries did not answer, when some did not.
-fn render(dbs: &mut [DbSum], unanswered: usize) -> String {
+/// `# Keyspace` with one line per database, in database order, like Redis.
+fn render(dbs: &mut [DbSum]) -> String {
     dbs.sort_by_key(|d| d.db);
     let mut out = String::from("# Keyspace\r\n");
     for d in dbs.iter() {
@@ -120,9 +88,6 @@ fn render(dbs: &mut [DbSum], unanswered: usize) -> String {
         fields.insert(at, format!("avg_ttl={avg_ttl}"));
         out.push_str(&format!("db{}:{}\r\n", d.db, fields.join(",")));
     }
-    if unanswered > 0 {
-        out.push_str(&format!("slotgate_primaries_unanswered:{unanswered}\r\n"));
-    }
     out.push_str("\r\n");
     out
 }
@@ -130,89 +95,43 @@ fn render(dbs: &mut [DbSum], unanswered: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use slotgate_resp::encode;
 
-    fn node(text: &str) -> Bytes {
-        let mut b = BytesMut::with_capacity(text.len() + 16);
-        encode::bulk(&mut b, text.as_bytes());
-        b.freeze()
-    }
-
-    fn merged(local: &str, replies: &[Bytes]) -> String {
-        let mut out = BytesMut::new();
-        write_info(local, replies, &mut out, Protocol::Resp2);
-        match parse_value(&out) {
-            Ok(Some((v, _))) => String::from_utf8(v.as_bytes().unwrap().to_vec()).unwrap(),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn sections_asked_for() {
-        let yes: [&[&[u8]]; 5] = [
-            &[b"INFO"],
-            &[b"info", b"ALL"],
-            &[b"INFO", b"server", b"keyspace"],
-            &[b"INFO", b"everything"],
-            &[b"INFO", b"default"],
-        ];
-        for args in yes {
-            assert!(wanted(&Request::from_args(args)), "{args:?}");
-        }
-        assert!(!wanted(&Request::from_args(&[&b"INFO"[..], b"server"])));
+    fn merged_of(nodes: &[&str]) -> String {
+        let bodies: Vec<Vec<&str>> = nodes
+            .iter()
+            .map(|t| t.lines().filter(|l| !l.starts_with('#')).collect())
+            .collect();
+        merged(&bodies)
     }
 
     #[test]
     fn keys_and_expires_are_summed_avg_ttl_weighted() {
-        let text = merged(
-            "# Server\r\nredis_version:7.0.15\r\n\r\n",
-            &[
-                node("# Keyspace\r\ndb0:keys=10,expires=2,avg_ttl=1000\r\n"),
-                node("# Keyspace\r\ndb0:keys=5,expires=6,avg_ttl=3000\r\n"),
-                node("# Keyspace\r\ndb0:keys=1,expires=4,avg_ttl=0\r\n"),
-                node("# Keyspace\r\n"),
-            ],
-        );
+        let text = merged_of(&[
+            "# Keyspace\r\ndb0:keys=10,expires=2,avg_ttl=1000\r\n",
+            "# Keyspace\r\ndb0:keys=5,expires=6,avg_ttl=3000\r\n",
+            "# Keyspace\r\ndb0:keys=1,expires=4,avg_ttl=0\r\n",
+            "# Keyspace\r\n",
+        ]);
         assert_eq!(
             text,
-            "# Server\r\nredis_version:7.0.15\r\n\r\n# Keyspace\r\ndb0:keys=16,expires=12,avg_ttl=2500\r\n\r\n"
+            "# Keyspace\r\ndb0:keys=16,expires=12,avg_ttl=2500\r\n\r\n"
         );
     }
 
     #[test]
     fn an_empty_cluster_has_an_empty_section() {
         assert_eq!(
-            merged("", &[node("# Keyspace\r\n"), node("# Keyspace\r\n")]),
+            merged_of(&["# Keyspace\r\n", "# Keyspace\r\n"]),
             "# Keyspace\r\n\r\n"
         );
     }
 
     #[test]
-    fn unanswered_primaries_are_left_out_and_counted() {
-        let text = merged(
-            "",
-            &[
-                node("# Keyspace\r\ndb0:keys=3,expires=0,avg_ttl=0\r\n"),
-                Bytes::from_static(
-                    b"-CLUSTERDOWN slotgate: upstream 127.0.0.1:1 is unreachable\r\n",
-                ),
-            ],
-        );
-        assert_eq!(
-            text,
-            "# Keyspace\r\ndb0:keys=3,expires=0,avg_ttl=0\r\nslotgate_primaries_unanswered:1\r\n\r\n"
-        );
-    }
-
-    #[test]
     fn unknown_fields_are_summed_in_order() {
-        let text = merged(
-            "",
-            &[
-                node("# Keyspace\r\ndb0:keys=1,expires=1,avg_ttl=10,subexpiry=0\r\ndb2:keys=1,expires=0,avg_ttl=0\r\n"),
-                node("# Keyspace\r\ndb0:keys=2,expires=1,avg_ttl=30,subexpiry=1\r\n"),
-            ],
-        );
+        let text = merged_of(&[
+            "# Keyspace\r\ndb0:keys=1,expires=1,avg_ttl=10,subexpiry=0\r\ndb2:keys=1,expires=0,avg_ttl=0\r\n",
+            "# Keyspace\r\ndb0:keys=2,expires=1,avg_ttl=30,subexpiry=1\r\n",
+        ]);
         assert_eq!(
             text,
             "# Keyspace\r\ndb0:keys=3,expires=2,avg_ttl=20,subexpiry=1\r\ndb2:keys=1,expires=0,avg_ttl=0\r\n\r\n"

@@ -9,15 +9,13 @@ use slotgate_resp::{encode, Request};
 use tokio::time::Instant;
 
 use crate::auth::users;
-use crate::family::keyspace;
 use crate::glob::glob_match_nocase;
-use crate::protocol::{Dialect, Protocol};
+use crate::protocol::Protocol;
 use crate::replies;
 use crate::runtime::context::WorkerCtx;
 use crate::session::client::{ClientState, Replies};
-use crate::session::entry::{Entry, Fanout};
+use crate::session::entry::Entry;
 use crate::session::gate;
-use crate::session::merge::Merge;
 use crate::session::op::{Op, Route};
 
 /// Answer (or forward) a command of the local family.
@@ -71,7 +69,7 @@ pub(crate) fn run(
         "client|info" => client.proto.verbatim_reply(client.info_line().as_bytes()),
         "client|setinfo" => client_setinfo(req),
         "client|reply" => client_reply(client, req.arg(2)),
-        "info" => return info_with_keyspace(ctx, info(ctx, req), req, deadline, client),
+        "info" => return crate::family::info::route(ctx, client, req, deadline),
         // Under `upstream.admin_commands: acl` the primaries answer (family::admin).
         "config|get" if ctx.cfg.admin_commands() == crate::config::AdminCommands::Acl => {
             return crate::family::admin::config_get(ctx, cmd, req, deadline, client)
@@ -315,52 +313,6 @@ fn config_get(req: &Request, proto: Protocol) -> Bytes {
     b.freeze()
 }
 
-fn info(ctx: &WorkerCtx, req: &Request) -> String {
-    let wanted: Vec<String> = req
-        .args()
-        .skip(1)
-        .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
-        .collect();
-    let all = wanted.is_empty()
-        || wanted
-            .iter()
-            .any(|w| w == "all" || w == "everything" || w == "default");
-    let want = |s: &str| all || wanted.iter().any(|w| w == s);
-    let map = ctx.topology.map();
-    let mut out = String::new();
-    if want("server") {
-        out.push_str(&format!(
-            "# Server\r\nredis_version:{}\r\nredis_mode:standalone\r\nslotgate_version:{}\r\nos:{}\r\narch_bits:64\r\nprocess_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{}\r\n\r\n",
-            ctx.topology.redis_version(),
-            env!("CARGO_PKG_VERSION"),
-            std::env::consts::OS,
-            std::process::id(),
-            ctx.cfg.listen.port(),
-            ctx.shared.started.elapsed().as_secs(),
-        ));
-    }
-    if want("clients") {
-        out.push_str(&format!(
-            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\n\r\n",
-            ctx.shared.client_count(),
-            ctx.cfg.limits.max_clients
-        ));
-    }
-    if want("slotgate") {
-        out.push_str(&format!(
-            "# Slotgate\r\nslotgate_version:{}\r\nupstream_mode:{}\r\nworkers:{}\r\nslots_covered:{}\r\nshards:{}\r\nnodes:{}\r\ntopology_refreshes:{}\r\n\r\n",
-            env!("CARGO_PKG_VERSION"),
-            ctx.cfg.upstream.mode.name(),
-            ctx.cfg.worker_count(),
-            map.covered(),
-            map.serving_shards().len(),
-            map.all_nodes().len(),
-            ctx.topology.refresh_count(),
-        ));
-    }
-    out
-}
-
 /// The node id slotgate reports for itself: stable per listen address.
 fn node_id(client: &ClientState) -> String {
     let seed = slotgate_cluster::crc16(client.local.to_string().as_bytes()) as u64;
@@ -445,50 +397,6 @@ fn cluster_info(ctx: &WorkerCtx) -> String {
     format!(
         "cluster_enabled:1\r\ncluster_state:{state}\r\ncluster_slots_assigned:{covered}\r\ncluster_slots_ok:{covered}\r\ncluster_slots_pfail:0\r\ncluster_slots_fail:0\r\ncluster_known_nodes:1\r\ncluster_size:1\r\n"
     )
-}
-
-/// The INFO reply: `local` (slotgate's own sections) alone, or followed by the cluster's
-/// keyspace when the client asked for it.
-fn info_with_keyspace(
-    ctx: &WorkerCtx,
-    local: String,
-    req: &Request,
-    deadline: Instant,
-    client: &ClientState,
-) -> Entry {
-    let (proto, budget) = (client.proto, &client.budget);
-    if !keyspace::wanted(req) {
-        return Entry::Ready(proto.verbatim_reply(local.as_bytes()));
-    }
-    let primaries = ctx.routes.serving_primaries();
-    if primaries.is_empty() {
-        let mut out = BytesMut::new();
-        keyspace::write_info(&local, &[], &mut out, proto);
-        return Entry::Ready(out.freeze());
-    }
-    let mut wire = BytesMut::new();
-    encode::command(&mut wire, &[&b"INFO"[..], b"keyspace"]);
-    let wire = wire.freeze();
-    let ops = primaries
-        .into_iter()
-        // The node's reply is parsed here, never passed on: RESP2 connections suffice.
-        .map(|node| {
-            let wire = wire.clone();
-            Op::start(
-                ctx,
-                Route::Node(Box::new(node)),
-                wire,
-                true,
-                deadline,
-                Dialect::RESP2,
-                budget,
-            )
-        })
-        .collect();
-    Entry::Fanout(Box::new(Fanout {
-        ops,
-        merge: Merge::InfoKeyspace(local, proto),
-    }))
 }
 
 #[cfg(test)]

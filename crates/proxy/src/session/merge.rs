@@ -5,8 +5,6 @@
 use bytes::{Bytes, BytesMut};
 use slotgate_resp::{aggregate_children, encode, parse_integer};
 
-use crate::protocol::Protocol;
-
 /// How a fan-out's replies become one reply.
 pub(crate) enum Merge {
     /// MGET split by slot: `positions[i]` are the original key positions op `i` fetched.
@@ -28,9 +26,8 @@ pub(crate) enum Merge {
     AndArrays,
     /// Flat `[name, count, …]` replies with the counts summed per name (PUBSUB NUMSUB).
     SumPairs,
-    /// INFO: slotgate's own sections, then `# Keyspace` summed over the primaries'
-    /// `INFO keyspace` ([`crate::family::keyspace`]).
-    InfoKeyspace(String, Protocol),
+    /// INFO: slotgate's own sections and the primaries' merged ([`crate::family::info`]).
+    Info(Box<crate::family::info::InfoParts>),
     /// An admin command on every node it concerns: the agreed reply, or an error naming the
     /// nodes that failed and those that succeeded ([`crate::family::admin::write_merged`]).
     AllNodes(Box<crate::family::admin::AllNodes>),
@@ -48,9 +45,9 @@ fn is_nil(reply: &[u8]) -> bool {
 /// error reply (or an unexpected reply shape) becomes the whole reply, as a single Redis
 /// command would fail.
 pub(crate) fn write(merge: Merge, replies: &[Bytes], out: &mut BytesMut) {
-    // INFO answers even when a primary does not: its keyspace is then left out.
-    if let Merge::InfoKeyspace(local, proto) = &merge {
-        return crate::family::keyspace::write_info(local, replies, out, *proto);
+    // INFO answers even when a primary does not: its sections are then left out.
+    if let Merge::Info(parts) = &merge {
+        return crate::family::info::write(parts, replies, out);
     }
     // Admin commands say which nodes failed, not only the first error.
     if let Merge::AllNodes(nodes) = &merge {
@@ -155,9 +152,7 @@ pub(crate) fn write(merge: Merge, replies: &[Bytes], out: &mut BytesMut) {
             None => out.extend_from_slice(&bad_shape()),
         },
         // Merged before the error check above; kept total so no input can panic here.
-        Merge::InfoKeyspace(local, proto) => {
-            crate::family::keyspace::write_info(&local, replies, out, proto)
-        }
+        Merge::Info(parts) => crate::family::info::write(&parts, replies, out),
         Merge::AllNodes(nodes) => crate::family::admin::write_merged(&nodes, replies, out),
     }
 }

@@ -1,7 +1,6 @@
 use bytes::{Bytes, BytesMut};
 
 use super::{write, Merge};
-use crate::protocol::Protocol;
 
 fn merged(merge: Merge, replies: &[&str]) -> String {
     let replies: Vec<Bytes> = replies
@@ -118,25 +117,4 @@ fn randomkey_prefers_a_key_and_first_is_the_first() {
         merged(Merge::First, &["$3\r\nsha\r\n", "$3\r\nsha\r\n"]),
         "$3\r\nsha\r\n"
     );
-}
-
-#[test]
-fn info_keyspace_sums_the_primaries_and_survives_a_missing_one() {
-    let node = |text: &str| format!("${}\r\n{text}\r\n", text.len());
-    let a = node("# Keyspace\r\ndb0:keys=2,expires=1,avg_ttl=100\r\n");
-    let b = node("# Keyspace\r\ndb0:keys=3,expires=1,avg_ttl=300\r\n");
-    let got = merged(
-        Merge::InfoKeyspace("# Server\r\nx:1\r\n\r\n".into(), Protocol::Resp2),
-        &[&a, &b],
-    );
-    assert!(got.contains("db0:keys=5,expires=2,avg_ttl=200"), "{got}");
-    let got = merged(
-        Merge::InfoKeyspace(String::new(), Protocol::Resp2),
-        &[
-            &a,
-            "-CLUSTERDOWN slotgate: upstream 127.0.0.1:1 is unreachable\r\n",
-        ],
-    );
-    assert!(got.contains("db0:keys=2"), "{got}");
-    assert!(got.contains("slotgate_primaries_unanswered:1"), "{got}");
 }
