@@ -180,6 +180,11 @@ pub const METRICS: &[MetricSpec] = &[
     ),
     metric("slotgate_sentinel_primary", Gauge, &[label("address", &[])]),
     metric("slotgate_sentinels_reachable", Gauge, &[]),
+    metric(
+        "slotgate_commands_table_size",
+        Gauge,
+        &[label("source", &["static", "learned"])],
+    ),
     metric("slotgate_build_info", Gauge, &[label("version", &[])]),
     metric("slotgate_panics_total", Counter, &[]),
     metric("process_cpu_seconds_total", Counter, &[]),

@@ -5,6 +5,7 @@
 //! ([`topology`]), which connection serves a slot ([`routes`]), and the one redirect and
 //! retry policy every path to the nodes follows ([`redirect`]).
 
+pub(crate) mod command_table;
 pub(crate) mod conn;
 pub(crate) mod dedicated;
 pub(crate) mod node_client;

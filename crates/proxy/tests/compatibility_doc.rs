@@ -231,6 +231,17 @@ fn render() -> String {
          scripts take keys in any slots), SCAN is the server's own, `SELECT`, `MOVE`, `SWAPDB` and\n\
          `COPY … DB` work per client database, and `CLUSTER …`, `READONLY` and `READWRITE` get\n\
          `-ERR This instance has cluster support disabled` (see configuration.md, \"Upstream modes\").\n\n\
+         Commands a newer server has and this table lacks (Redis 7.2–8.x: HSETEX, HGETEX, HGETDEL,\n\
+         the hash-field expiry family; Valkey: COMMANDLOG; module commands) are learned from every\n\
+         primary's `COMMAND` when the primaries change, if every primary describes them alike: one\n\
+         with key specs is routed to its keys' slot (ACL key patterns apply with the specs'\n\
+         read/write flags, and ACL category rules decide who may run it; rules cannot name it),\n\
+         one without keys goes to every primary when its `request_policy` tip says so (merged by\n\
+         `response_policy`: `agg_sum`, `all_succeeded`, `one_succeeded`, `agg_logical_and`, or\n\
+         arrays concatenated) or to one primary otherwise. A command whose keys the specs cannot\n\
+         locate, that subscribes, or whose tips ask for a merge slotgate lacks (WAITAOF's\n\
+         `agg_min`) is refused as not supported. Per-command metrics count learned commands under\n\
+         `unknown`.\n\n\
          | command | family | through slotgate |\n|---|---|---|\n",
     );
     let mut rows: Vec<&Command> = Vec::new();

@@ -23,7 +23,7 @@ mod tests;
 use std::fmt;
 
 use bytes::Bytes;
-use slotgate_commands::{flag, key_flag, ArgSource, Command, COMMAND_COUNT};
+use slotgate_commands::{flag, key_flag, ArgSource, Category, Command, COMMAND_COUNT};
 
 use crate::replies;
 
@@ -43,6 +43,10 @@ pub struct AclRules {
     enabled: bool,
     /// Bit `index` set: the command or subcommand with that [`Command::index`] may run.
     commands: [u64; WORDS],
+    /// The category rules in order (`None`: `@all`), for commands learned from the servers,
+    /// which have no bit: as in Redis, the last rule whose category holds the command
+    /// decides.
+    category_rules: Vec<(Option<Category>, bool)>,
     /// `allkeys` / `~*`: every key, any access (then `key_patterns` is empty).
     all_keys: bool,
     key_patterns: Vec<KeyPattern>,
@@ -96,6 +100,7 @@ impl AclRules {
         AclRules {
             enabled: true,
             commands: [0; WORDS],
+            category_rules: Vec::new(),
             all_keys: false,
             key_patterns: Vec::new(),
             all_channels: false,
@@ -177,7 +182,19 @@ impl AclRules {
     /// keys and channels aside. AUTH and HELLO (`no_auth` commands) are always allowed.
     #[inline]
     pub fn allows_command(&self, cmd: &Command) -> bool {
+        if usize::from(cmd.index) >= COMMAND_COUNT {
+            return self.allows_learned(cmd);
+        }
         cmd.has_flag(flag::NO_AUTH) || self.command_bit(cmd.index)
+    }
+
+    /// A command learned from the servers: the last category rule that covers it.
+    fn allows_learned(&self, cmd: &Command) -> bool {
+        self.category_rules
+            .iter()
+            .rev()
+            .find(|(category, _)| category.is_none_or(|c| cmd.in_category(c)))
+            .is_some_and(|(_, allow)| *allow)
     }
 
     /// Whether some key pattern matches `key` and grants at least `perm`.

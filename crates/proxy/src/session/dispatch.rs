@@ -37,7 +37,9 @@ pub(crate) fn route_command(
 ) -> Entry {
     *index = UNKNOWN_COMMAND;
     let args = ReqArgs(&req);
-    let Some(cmd) = client.lookup.lookup(&args) else {
+    let found = client.lookup.lookup(&args);
+    // Only a name the built-in table lacks looks further: the servers' newer commands.
+    let Some(cmd) = found.or_else(|| learned(ctx, req.arg(0), None)) else {
         client.transaction.flag_error(); // in MULTI, EXEC then answers -EXECABORT
         return Entry::Ready(replies::unknown_command(req.arg(0), req.args().skip(1)));
     };
@@ -57,6 +59,12 @@ fn route_known(
     // command of its own: the whole table, which cluster clients (redis-py's RedisCluster)
     // ask for when they start.
     if cmd.is_container() && !runs_bare(cmd, req) {
+        // A subcommand the servers added (CLIENT CAPA, …).
+        if req.argc() >= 2 {
+            if let Some(sub) = learned(ctx, cmd.name.as_bytes(), Some(req.arg(1))) {
+                return route_known(ctx, client, sub, owned, deadline);
+            }
+        }
         client.transaction.flag_error();
         return Entry::Ready(if req.argc() < 2 {
             replies::wrong_arity(cmd.name)
@@ -189,6 +197,21 @@ fn route_known(
         }
         Family::Unsupported => Entry::Ready(replies::unsupported(cmd.name)),
     }
+}
+
+/// The command `name` (with subcommand `sub`) the servers reported and the built-in table
+/// lacks (see `upstream::command_table`).
+fn learned(ctx: &WorkerCtx, name: &[u8], sub: Option<&[u8]>) -> Option<&'static Command> {
+    let table = ctx.topology.learned();
+    if table.is_empty() {
+        return None;
+    }
+    let mut key = String::from_utf8_lossy(name).to_ascii_lowercase();
+    if let Some(sub) = sub {
+        key.push('|');
+        key.push_str(&String::from_utf8_lossy(sub).to_ascii_lowercase());
+    }
+    table.get(&key)
 }
 
 /// Whether a container command without a subcommand runs as it is (only COMMAND, whose

@@ -152,6 +152,7 @@ pub struct Metrics {
     failovers: IntCounterVec,
     sentinel_primary: IntGaugeVec,
     pub(crate) sentinels_reachable: IntGauge,
+    commands_table: IntGaugeVec,
     process: ProcessMetrics,
     /// Per upstream connection: when its oldest unanswered request was written
     /// ([`mono_ms`](crate::telemetry::clock::mono_ms); 0: none), for readiness.
@@ -353,6 +354,18 @@ impl Metrics {
                 "slotgate_sentinels_reachable",
                 "Sentinels whose event subscription is connected now (sentinel mode).",
             ),
+            commands_table: {
+                let v = gauge_vec(
+                    &r,
+                    "slotgate_commands_table_size",
+                    "Commands and subcommands slotgate routes: its built-in table (static) and \
+                     those learned from the servers (learned).",
+                    &["source"],
+                );
+                v.with_label_values(&["static"]).set(COMMAND_COUNT as i64);
+                v.with_label_values(&["learned"]).set(0);
+                v
+            },
             process: ProcessMetrics::register(&r),
             pending: Mutex::new(Vec::new()),
             registry: r,
@@ -478,6 +491,13 @@ impl Metrics {
                 .with_label_values(&[a.as_str()])
                 .set(1);
         }
+    }
+
+    /// How many commands were learned from the servers.
+    pub(crate) fn commands_learned(&self, n: usize) {
+        self.commands_table
+            .with_label_values(&["learned"])
+            .set(n as i64);
     }
 
     /// Count one refresh.

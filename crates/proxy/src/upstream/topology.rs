@@ -20,6 +20,7 @@ use crate::config::{ReadFrom, UpstreamConfig, UpstreamMode};
 use crate::error::ProxyError;
 use crate::telemetry::metrics::{Metrics, RefreshResult, RefreshTrigger};
 use crate::tls::UpstreamTls;
+use crate::upstream::command_table::Learned;
 use crate::upstream::node_client;
 use crate::upstream::sentinel::{self, Primary};
 
@@ -69,6 +70,10 @@ pub struct Topology {
     sentinels_up: AtomicUsize,
     /// The primary's number of databases (standalone and sentinel modes).
     databases: AtomicU32,
+    /// Commands the servers have and the static table lacks.
+    learned: ArcSwap<Learned>,
+    /// The primaries `learned` was taken from.
+    learned_from: Mutex<Vec<NodeAddr>>,
 }
 
 impl Topology {
@@ -95,7 +100,58 @@ impl Topology {
             hold: Mutex::new(None),
             sentinels_up: AtomicUsize::new(0),
             databases: AtomicU32::new(16),
+            learned: ArcSwap::from_pointee(Learned::default()),
+            learned_from: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The commands learned from the servers (see [`crate::upstream::command_table`]).
+    pub fn learned(&self) -> Guard<Arc<Learned>> {
+        self.learned.load()
+    }
+
+    /// Learn the servers' commands when the primaries changed since the last time: every
+    /// primary's `COMMAND`, kept where they all agree. A primary that does not answer (or
+    /// an upstream user without `+command`) leaves the table as it was until they change
+    /// again.
+    async fn learn_commands(&self) {
+        let primaries: Vec<NodeAddr> = self
+            .map()
+            .serving_shards()
+            .iter()
+            .map(|s| s.primary.clone())
+            .collect();
+        match self.learned_from.lock() {
+            Ok(mut from) if *from != primaries && !primaries.is_empty() => {
+                *from = primaries.clone()
+            }
+            _ => return,
+        }
+        let mut replies = Vec::with_capacity(primaries.len());
+        for primary in &primaries {
+            let tls = self.tls.as_deref();
+            let Ok(mut stream) = node_client::connect(primary.as_str(), &self.cfg, tls).await
+            else {
+                return;
+            };
+            let mut buf = BytesMut::new();
+            match node_client::query(&mut stream, &mut buf, &[b"COMMAND"], self.cfg.op_timeout)
+                .await
+            {
+                Ok(reply @ Value::Array(_)) => replies.push(reply),
+                other => {
+                    tracing::warn!(node = %primary, reply = ?other.map(|_| ()), "COMMAND refused: the servers' newer commands are not learned");
+                    return;
+                }
+            }
+        }
+        let learned = Learned::from_replies(&replies);
+        tracing::info!(
+            commands = learned.len(),
+            "learned the servers' commands the built-in table lacks"
+        );
+        self.metrics.commands_learned(learned.len());
+        self.learned.store(Arc::new(learned));
     }
 
     /// How many databases the primary has (`SELECT` takes 0 to this minus one; 1 in a
@@ -216,7 +272,17 @@ impl Topology {
     /// # Errors
     /// The last node error when no node answered with a usable map.
     pub async fn refresh(&self) -> Result<(), ProxyError> {
-        self.refresh_outcome().await.map(|_| ())
+        self.refresh_and_learn().await.map(|_| ())
+    }
+
+    /// [`Topology::refresh_outcome`], then learn the servers' commands if the primaries
+    /// changed.
+    async fn refresh_and_learn(&self) -> Result<RefreshResult, ProxyError> {
+        let result = self.refresh_outcome().await;
+        if result.is_ok() {
+            self.learn_commands().await;
+        }
+        result
     }
 
     /// [`Topology::refresh`], saying whether the new map was swapped in (`Ok`) or refused
@@ -568,7 +634,7 @@ impl Topology {
             if trigger != RefreshTrigger::Periodic {
                 trigger = self.take_trigger();
             }
-            let result = self.refresh_outcome().await;
+            let result = self.refresh_and_learn().await;
             self.metrics.refresh(
                 trigger,
                 match &result {

@@ -159,8 +159,10 @@ impl AclRules {
             self.channel_patterns.clear();
         } else if is("allcommands") || is("+@all") {
             self.commands = [u64::MAX; WORDS];
+            self.category_rules.push((None, true));
         } else if is("nocommands") || is("-@all") {
             self.commands = [0; WORDS];
+            self.category_rules.push((None, false));
         } else if bytes[0] == b'~' || bytes[0] == b'%' {
             self.add_key_pattern(bytes)?;
         } else if bytes[0] == b'&' {
@@ -263,6 +265,7 @@ impl AclRules {
     /// `CLIENT` itself is `@slow`); subcommands in it change one by one.
     fn set_category(&mut self, name: &str, allow: bool) -> Result<(), RuleErrorKind> {
         let category = Category::from_name(name).ok_or(RuleErrorKind::UnknownName)?;
+        self.category_rules.push((Some(category), allow));
         for cmd in all() {
             if cmd.in_category(category) {
                 self.change_command(cmd, allow);

@@ -578,3 +578,27 @@ proptest! {
         let _ = AclRules::parse(&text);
     }
 }
+
+#[test]
+fn commands_learned_from_the_servers_follow_the_category_rules() {
+    use slotgate_commands::{flag, Category, Family, COMMAND_COUNT};
+    let learned = Command {
+        name: "hexpire",
+        index: COMMAND_COUNT as u16,
+        arity: -6,
+        flags: flag::WRITE,
+        acl_categories: Category::Write.bit() | Category::Hash.bit(),
+        first_key: 1,
+        last_key: 1,
+        key_step: 1,
+        key_specs: &[],
+        family: Family::Single,
+        subcommands: &[],
+    };
+    assert!(rules("+@all").allows_command(&learned));
+    assert!(!rules("+@all -@hash").allows_command(&learned));
+    assert!(rules("-@all +@hash").allows_command(&learned));
+    assert!(!rules("+@read").allows_command(&learned));
+    assert!(!rules("").allows_command(&learned));
+    assert!(!rules("+@all reset on").allows_command(&learned));
+}

@@ -1,0 +1,401 @@
+//! Commands the servers have and slotgate's own table (Redis 7.0) does not: learned from
+//! every primary's `COMMAND` reply, so a newer server's commands (HSETEX, HEXPIRE, WAITAOF,
+//! COMMANDLOG …) are served instead of answered as unknown.
+//!
+//! - A command is learned only when every primary reports it, with the same description;
+//!   one that some primary lacks keeps Redis's unknown-command error.
+//! - Its routing comes from what the servers say, never from a guess: key specs (index or
+//!   keyword begin search, range or keynum key finding) make it a one-slot command (keys in
+//!   several slots get `-CROSSSLOT`, ACL key patterns apply with the specs' read/write
+//!   flags); without keys, the `request_policy` tip sends it to every primary (the
+//!   `response_policy` tip merges the replies) or, with no tip, to one primary. A command
+//!   whose keys the specs cannot locate, or that subscribes, is refused as unsupported.
+//! - The static table always wins: learning costs nothing for a command slotgate knows.
+
+use std::collections::HashMap;
+
+use slotgate_commands::{
+    self as commands, flag, key_flag, BeginSearch, Category, Command, Family, FindKeys, KeySpec,
+    MergeKind, COMMAND_COUNT,
+};
+use slotgate_resp::value::Value;
+
+/// The learned commands by lower-case name (`"hsetex"`, `"client|capa"`).
+#[derive(Default)]
+pub struct Learned {
+    by_name: HashMap<String, &'static Command>,
+}
+
+impl Learned {
+    /// The learned command `name` (lower-case; `container|sub` for a subcommand).
+    pub fn get(&self, name: &str) -> Option<&'static Command> {
+        self.by_name.get(name).copied()
+    }
+
+    /// How many commands were learned.
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// Whether none was.
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
+    /// The commands every reply (one per primary's `COMMAND`) describes alike and the
+    /// static table lacks.
+    pub fn from_replies(replies: &[Value]) -> Learned {
+        let mut views = replies.iter().map(describe_all);
+        let Some(first) = views.next() else {
+            return Learned::default();
+        };
+        let others: Vec<HashMap<String, Desc>> = views.collect();
+        let by_name = first
+            .into_iter()
+            .filter(|(name, desc)| others.iter().all(|o| o.get(name) == Some(desc)))
+            .map(|(name, desc)| {
+                let cmd: &'static Command = Box::leak(Box::new(desc.into_command(&name)));
+                (name, cmd)
+            })
+            .collect();
+        Learned { by_name }
+    }
+}
+
+/// What `COMMAND` says of one command, owned (compared across primaries before use).
+#[derive(Debug, Clone, PartialEq)]
+struct Desc {
+    arity: i16,
+    flags: u32,
+    categories: u32,
+    first_key: i16,
+    last_key: i16,
+    key_step: i16,
+    tips: Vec<String>,
+    specs: Vec<OwnedSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct OwnedSpec {
+    begin: OwnedBegin,
+    find: FindKeys,
+    flags: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum OwnedBegin {
+    Index(i16),
+    Keyword(String, i16),
+    Unknown,
+}
+
+/// Every command and subcommand in one `COMMAND` reply that the static table lacks.
+fn describe_all(reply: &Value) -> HashMap<String, Desc> {
+    let mut out = HashMap::new();
+    let Value::Array(entries) = reply else {
+        return out;
+    };
+    for entry in entries {
+        let Value::Array(f) = entry else { continue };
+        let Some(name) = text(f.first()).map(|n| n.to_ascii_lowercase()) else {
+            continue;
+        };
+        if commands::lookup_name(name.as_bytes()).is_none() {
+            if let Some(desc) = describe(f) {
+                out.insert(name.clone(), desc);
+            }
+        }
+        // Subcommands (Redis 7+: the tenth field), e.g. CLIENT CAPA under a known CLIENT.
+        if let Some(Value::Array(subs)) = f.get(9) {
+            for sub in subs {
+                let Value::Array(sf) = sub else { continue };
+                let Some(full) = text(sf.first()).map(|n| n.to_ascii_lowercase()) else {
+                    continue;
+                };
+                let Some((_, sub_name)) = full.split_once('|') else {
+                    continue;
+                };
+                let known = commands::lookup(&[name.as_bytes(), sub_name.as_bytes()][..])
+                    .is_some_and(|c| c.name == full);
+                if !known {
+                    if let Some(desc) = describe(sf) {
+                        out.insert(full, desc);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One entry: `[name, arity, flags, first, last, step, categories, tips, key specs, subs]`.
+fn describe(f: &[Value]) -> Option<Desc> {
+    let int = |i: usize| match f.get(i) {
+        Some(Value::Integer(n)) => i16::try_from(*n).ok(),
+        _ => None,
+    };
+    let words = |i: usize| -> Vec<String> {
+        match f.get(i) {
+            Some(Value::Array(items)) | Some(Value::Set(items)) => items
+                .iter()
+                .filter_map(|v| text(Some(v)).map(|s| s.to_ascii_lowercase()))
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let flags = words(2).iter().fold(0, |acc, w| acc | flag_bit(w));
+    let categories = words(6)
+        .iter()
+        .filter_map(|c| Category::from_name(c.trim_start_matches('@')))
+        .fold(0, |acc, c| acc | c.bit());
+    let specs = match f.get(8) {
+        Some(Value::Array(specs)) => specs.iter().map(spec).collect(),
+        _ => Vec::new(),
+    };
+    Some(Desc {
+        arity: int(1)?,
+        flags,
+        categories,
+        first_key: int(3).unwrap_or(0),
+        last_key: int(4).unwrap_or(0),
+        key_step: int(5).unwrap_or(0),
+        tips: words(7),
+        specs,
+    })
+}
+
+/// A `COMMAND` flag word as slotgate's bit (0 for one it does not know).
+fn flag_bit(word: &str) -> u32 {
+    match word {
+        "write" => flag::WRITE,
+        "readonly" => flag::READONLY,
+        "denyoom" => flag::DENYOOM,
+        "module" => flag::MODULE,
+        "admin" => flag::ADMIN,
+        "pubsub" => flag::PUBSUB,
+        "noscript" => flag::NOSCRIPT,
+        "blocking" => flag::BLOCKING,
+        "loading" => flag::LOADING,
+        "stale" => flag::STALE,
+        "skip_monitor" => flag::SKIP_MONITOR,
+        "skip_slowlog" => flag::SKIP_SLOWLOG,
+        "asking" => flag::ASKING,
+        "fast" => flag::FAST,
+        "no_auth" => flag::NO_AUTH,
+        "may_replicate" => flag::MAY_REPLICATE,
+        "no_mandatory_keys" => flag::NO_MANDATORY_KEYS,
+        "no_async_loading" => flag::NO_ASYNC_LOADING,
+        "no_multi" => flag::NO_MULTI,
+        "movablekeys" => flag::MOVABLE_KEYS,
+        "allow_busy" => flag::ALLOW_BUSY,
+        _ => 0,
+    }
+}
+
+/// A key spec map (RESP2: a flat `[name, value, …]` array).
+fn spec(v: &Value) -> OwnedSpec {
+    let unknown = OwnedSpec {
+        begin: OwnedBegin::Unknown,
+        find: FindKeys::Unknown,
+        flags: key_flag::INCOMPLETE,
+    };
+    let Some(fields) = pairs(v) else {
+        return unknown;
+    };
+    let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
+    let flags = match get("flags") {
+        Some(Value::Array(items)) | Some(Value::Set(items)) => items
+            .iter()
+            .filter_map(|v| text(Some(v)))
+            .fold(0, |acc, w| acc | key_flag_bit(&w.to_ascii_lowercase())),
+        _ => 0,
+    };
+    let begin = match (get("begin_search").and_then(pairs), get("begin_search")) {
+        (Some(b), _) => {
+            let inner = |k: &str| b.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
+            let spec = inner("spec").and_then(pairs).unwrap_or_default();
+            let num = |k: &str| {
+                spec.iter()
+                    .find(|(n, _)| n == k)
+                    .and_then(|(_, v)| match v {
+                        Value::Integer(n) => i16::try_from(*n).ok(),
+                        _ => None,
+                    })
+            };
+            let kw = spec
+                .iter()
+                .find(|(n, _)| n == "keyword")
+                .and_then(|(_, v)| text(Some(v)));
+            match text(inner("type")).as_deref() {
+                Some("index") => num("index").map_or(OwnedBegin::Unknown, OwnedBegin::Index),
+                Some("keyword") => match (kw, num("startfrom")) {
+                    (Some(k), Some(from)) => OwnedBegin::Keyword(k.to_string(), from),
+                    _ => OwnedBegin::Unknown,
+                },
+                _ => OwnedBegin::Unknown,
+            }
+        }
+        _ => OwnedBegin::Unknown,
+    };
+    let find = match get("find_keys").and_then(pairs) {
+        Some(f) => {
+            let inner = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
+            let spec = inner("spec").and_then(pairs).unwrap_or_default();
+            let num = |k: &str| {
+                spec.iter()
+                    .find(|(n, _)| n == k)
+                    .and_then(|(_, v)| match v {
+                        Value::Integer(n) => i16::try_from(*n).ok(),
+                        _ => None,
+                    })
+            };
+            match text(inner("type")).as_deref() {
+                Some("range") => match (num("lastkey"), num("keystep"), num("limit")) {
+                    (Some(last_key), Some(step), Some(limit)) => FindKeys::Range {
+                        last_key,
+                        step,
+                        limit,
+                    },
+                    _ => FindKeys::Unknown,
+                },
+                Some("keynum") => match (num("keynumidx"), num("firstkey"), num("keystep")) {
+                    (Some(keynum_idx), Some(first_key), Some(step)) => FindKeys::KeyNum {
+                        keynum_idx,
+                        first_key,
+                        step,
+                    },
+                    _ => FindKeys::Unknown,
+                },
+                _ => FindKeys::Unknown,
+            }
+        }
+        None => FindKeys::Unknown,
+    };
+    OwnedSpec { begin, find, flags }
+}
+
+fn key_flag_bit(word: &str) -> u32 {
+    match word {
+        "ro" => key_flag::RO,
+        "rw" => key_flag::RW,
+        "ow" => key_flag::OW,
+        "rm" => key_flag::RM,
+        "access" => key_flag::ACCESS,
+        "update" => key_flag::UPDATE,
+        "insert" => key_flag::INSERT,
+        "delete" => key_flag::DELETE,
+        "not_key" => key_flag::NOT_KEY,
+        "incomplete" => key_flag::INCOMPLETE,
+        "variable_flags" => key_flag::VARIABLE_FLAGS,
+        _ => 0,
+    }
+}
+
+impl Desc {
+    /// The table row slotgate routes by (leaked: learned once per change of the servers).
+    fn into_command(self, name: &str) -> Command {
+        let family = self.family();
+        let specs: Vec<KeySpec> = self
+            .specs
+            .iter()
+            .map(|s| KeySpec {
+                begin: match &s.begin {
+                    OwnedBegin::Index(i) => BeginSearch::Index(*i),
+                    OwnedBegin::Keyword(k, from) => BeginSearch::Keyword {
+                        keyword: Box::leak(k.to_ascii_uppercase().into_boxed_str()),
+                        start_from: *from,
+                    },
+                    OwnedBegin::Unknown => BeginSearch::Unknown,
+                },
+                find: s.find,
+                flags: s.flags,
+            })
+            .collect();
+        Command {
+            name: Box::leak(name.to_string().into_boxed_str()),
+            // Counted under the unknown-command index in per-command metrics.
+            index: COMMAND_COUNT as u16,
+            arity: self.arity,
+            flags: self.flags,
+            acl_categories: self.categories,
+            first_key: self.first_key,
+            last_key: self.last_key,
+            key_step: self.key_step,
+            key_specs: Box::leak(specs.into_boxed_slice()),
+            family,
+            subcommands: &[],
+        }
+    }
+
+    /// How to route it, from its key specs and tips only (see the module's rules).
+    fn family(&self) -> Family {
+        let usable = |s: &OwnedSpec| {
+            !matches!(s.begin, OwnedBegin::Unknown)
+                && !matches!(s.find, FindKeys::Unknown)
+                && s.flags & key_flag::INCOMPLETE == 0
+        };
+        if self.flags & flag::PUBSUB != 0 {
+            return Family::Unsupported;
+        }
+        if !self.specs.is_empty() {
+            if !self.specs.iter().all(usable) {
+                return Family::Unsupported;
+            }
+            return if self.flags & flag::BLOCKING != 0 {
+                Family::Blocking
+            } else {
+                Family::Single
+            };
+        }
+        if self.flags & flag::MOVABLE_KEYS != 0 {
+            return Family::Unsupported;
+        }
+        let tip = |prefix: &str| {
+            self.tips
+                .iter()
+                .find_map(|t| t.strip_prefix(prefix).map(str::to_string))
+        };
+        match tip("request_policy:").as_deref() {
+            Some("all_shards") | Some("all_nodes") => {
+                Family::AllShards(match tip("response_policy:").as_deref() {
+                    Some("agg_sum") => MergeKind::SumInteger,
+                    Some("all_succeeded") => MergeKind::AllOk,
+                    Some("one_succeeded") => MergeKind::First,
+                    Some("agg_logical_and") => MergeKind::AndArrays,
+                    None => MergeKind::ConcatArrays,
+                    Some(_) => return Family::Unsupported,
+                })
+            }
+            Some("multi_shard") | Some("special") => Family::Unsupported,
+            _ => Family::Keyless,
+        }
+    }
+}
+
+/// A bulk or status string.
+fn text(v: Option<&Value>) -> Option<String> {
+    match v {
+        Some(Value::Bulk(b) | Value::Simple(b) | Value::Verbatim(b)) => {
+            Some(String::from_utf8_lossy(b).into_owned())
+        }
+        _ => None,
+    }
+}
+
+/// A map (RESP3) or a flat `[name, value, …]` array (RESP2) as pairs.
+fn pairs(v: &Value) -> Option<Vec<(String, &Value)>> {
+    match v {
+        Value::Array(items) => items
+            .chunks(2)
+            .map(|c| Some((text(c.first())?, c.get(1)?)))
+            .collect(),
+        Value::Map(entries) => entries
+            .iter()
+            .map(|(k, v)| Some((text(Some(k))?, v)))
+            .collect(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,191 @@
+use super::*;
+
+fn b(s: &str) -> Value {
+    Value::Bulk(s.as_bytes().to_vec())
+}
+
+fn s(s: &str) -> Value {
+    Value::Simple(s.as_bytes().to_vec())
+}
+
+fn arr(items: Vec<Value>) -> Value {
+    Value::Array(items)
+}
+
+/// A key spec as Redis 7+ writes it in RESP2: index 1, a range of one key.
+fn index_spec(flags: &[&str]) -> Value {
+    arr(vec![
+        b("flags"),
+        arr(flags.iter().map(|f| s(f)).collect()),
+        b("begin_search"),
+        arr(vec![
+            b("type"),
+            b("index"),
+            b("spec"),
+            arr(vec![b("index"), Value::Integer(1)]),
+        ]),
+        b("find_keys"),
+        arr(vec![
+            b("type"),
+            b("range"),
+            b("spec"),
+            arr(vec![
+                b("lastkey"),
+                Value::Integer(0),
+                b("keystep"),
+                Value::Integer(1),
+                b("limit"),
+                Value::Integer(0),
+            ]),
+        ]),
+    ])
+}
+
+fn entry(
+    name: &str,
+    arity: i64,
+    flags: &[&str],
+    cats: &[&str],
+    tips: &[&str],
+    specs: Vec<Value>,
+) -> Value {
+    arr(vec![
+        b(name),
+        Value::Integer(arity),
+        arr(flags.iter().map(|f| s(f)).collect()),
+        Value::Integer(i64::from(!specs.is_empty())),
+        Value::Integer(i64::from(!specs.is_empty())),
+        Value::Integer(i64::from(!specs.is_empty())),
+        arr(cats.iter().map(|c| s(c)).collect()),
+        arr(tips.iter().map(|t| s(t)).collect()),
+        arr(specs),
+        arr(vec![]),
+    ])
+}
+
+fn hexpire() -> Value {
+    entry(
+        "hexpire",
+        -6,
+        &["write", "fast"],
+        &["@write", "@hash", "@fast"],
+        &[],
+        vec![index_spec(&["RW", "UPDATE"])],
+    )
+}
+
+#[test]
+fn a_keyed_command_every_primary_has_is_learned_as_one_slot() {
+    let node = arr(vec![
+        hexpire(),
+        entry(
+            "get",
+            2,
+            &["readonly"],
+            &["@read"],
+            &[],
+            vec![index_spec(&["RO"])],
+        ),
+    ]);
+    let learned = Learned::from_replies(&[node.clone(), node]);
+    assert_eq!(learned.len(), 1, "GET is slotgate's own");
+    let cmd = learned.get("hexpire").expect("learned");
+    assert_eq!(cmd.family, Family::Single);
+    assert!(cmd.arity_ok(6) && !cmd.arity_ok(5));
+    assert!(cmd.has_flag(flag::WRITE));
+    assert!(cmd.in_category(Category::Hash));
+    let args: [&[u8]; 6] = [b"HEXPIRE", b"app:1", b"10", b"FIELDS", b"1", b"f"];
+    assert_eq!(cmd.sole_routing_key(&args[..]), Some(&b"app:1"[..]));
+    assert_eq!(cmd.key_specs[0].flags & key_flag::RW, key_flag::RW);
+}
+
+#[test]
+fn what_some_primary_lacks_or_describes_otherwise_is_not_learned() {
+    let full = arr(vec![hexpire()]);
+    assert!(Learned::from_replies(&[full.clone(), arr(vec![])]).is_empty());
+    let other = arr(vec![entry(
+        "hexpire",
+        -5,
+        &["write"],
+        &["@write"],
+        &[],
+        vec![index_spec(&["RW"])],
+    )]);
+    assert!(Learned::from_replies(&[full, other]).is_empty());
+}
+
+#[test]
+fn keyless_commands_follow_their_tips_and_unusable_keys_are_refused() {
+    let node = arr(vec![
+        entry("waitaof", 4, &["blocking"], &["@slow"], &[], vec![]),
+        entry(
+            "fanout",
+            1,
+            &["readonly"],
+            &["@slow"],
+            &["request_policy:all_shards", "response_policy:agg_sum"],
+            vec![],
+        ),
+        entry(
+            "oddkeys",
+            -2,
+            &["write", "movablekeys"],
+            &["@write"],
+            &[],
+            vec![arr(vec![
+                b("flags"),
+                arr(vec![]),
+                b("begin_search"),
+                arr(vec![b("type"), b("unknown"), b("spec"), arr(vec![])]),
+            ])],
+        ),
+        entry("listen", -2, &["pubsub"], &["@pubsub"], &[], vec![]),
+    ]);
+    let learned = Learned::from_replies(&[node]);
+    assert_eq!(
+        learned.get("waitaof").map(|c| c.family),
+        Some(Family::Keyless)
+    );
+    assert_eq!(
+        learned.get("fanout").map(|c| c.family),
+        Some(Family::AllShards(MergeKind::SumInteger))
+    );
+    assert_eq!(
+        learned.get("oddkeys").map(|c| c.family),
+        Some(Family::Unsupported)
+    );
+    assert_eq!(
+        learned.get("listen").map(|c| c.family),
+        Some(Family::Unsupported)
+    );
+}
+
+#[test]
+fn a_new_subcommand_of_a_known_container_is_learned() {
+    let capa = entry(
+        "client|capa",
+        -3,
+        &["noscript", "loading", "stale"],
+        &["@slow", "@connection"],
+        &[],
+        vec![],
+    );
+    let client = arr(vec![
+        b("client"),
+        Value::Integer(-2),
+        arr(vec![]),
+        Value::Integer(0),
+        Value::Integer(0),
+        Value::Integer(0),
+        arr(vec![]),
+        arr(vec![]),
+        arr(vec![]),
+        arr(vec![capa, entry("client|id", 2, &[], &[], &[], vec![])]),
+    ]);
+    let learned = Learned::from_replies(&[arr(vec![client])]);
+    assert!(learned.get("client|capa").is_some());
+    assert!(
+        learned.get("client|id").is_none(),
+        "CLIENT ID is slotgate's own"
+    );
+}
