@@ -9,6 +9,8 @@
 //! only when the policy says `acl` ([`fans_out`]). Under `deny` the command table's family
 //! stands: refused, LASTSAVE to one primary, CONFIG GET answered by `family::local`.
 
+use std::rc::Rc;
+
 use bytes::{Bytes, BytesMut};
 use slotgate_cluster::NodeAddr;
 use slotgate_commands::Command;
@@ -18,10 +20,10 @@ use tokio::time::Instant;
 use crate::config::AdminCommands;
 use crate::protocol::Dialect;
 use crate::replies;
+use crate::runtime::budget::OutputBudget;
 use crate::runtime::context::WorkerCtx;
-use crate::session::client::ClientState;
 use crate::session::entry::{Entry, Fanout};
-use crate::session::merge::Merge;
+use crate::session::merge::{Merge, WholeMerge};
 use crate::session::op::{Op, Route};
 use crate::telemetry::metrics::RefreshTrigger;
 
@@ -48,6 +50,12 @@ pub(crate) enum Agreement {
     Oldest,
     /// Any reply from each node (CONFIG GET): the first node's, as it is.
     First,
+}
+
+impl WholeMerge for AllNodes {
+    fn write(&self, replies: &[Bytes], out: &mut BytesMut) {
+        write_merged(self, replies, out)
+    }
 }
 
 /// A fan-out of an admin command: its table name, the nodes in the order of the replies,
@@ -81,7 +89,7 @@ pub(crate) fn route(
     cmd: &Command,
     req: &Request,
     deadline: Instant,
-    client: &ClientState,
+    budget: &Rc<OutputBudget>,
 ) -> Entry {
     let Some((reach, agreement)) = shape(cmd.name) else {
         return Entry::Ready(replies::unsupported(cmd.name));
@@ -98,7 +106,7 @@ pub(crate) fn route(
         readonly,
         deadline,
         Dialect::RESP2,
-        client,
+        budget,
     )
 }
 
@@ -109,12 +117,12 @@ pub(crate) fn config_get(
     cmd: &Command,
     req: &Request,
     deadline: Instant,
-    client: &ClientState,
+    dialect: Dialect,
+    budget: &Rc<OutputBudget>,
 ) -> Entry {
-    let dialect = client.dialect();
     let (reach, agreement) = (Reach::Primaries, Agreement::First);
     fan_out(
-        ctx, cmd.name, reach, agreement, req, true, deadline, dialect, client,
+        ctx, cmd.name, reach, agreement, req, true, deadline, dialect, budget,
     )
 }
 
@@ -128,7 +136,7 @@ fn fan_out(
     readonly: bool,
     deadline: Instant,
     dialect: Dialect,
-    client: &ClientState,
+    budget: &Rc<OutputBudget>,
 ) -> Entry {
     let nodes = targets(ctx, reach);
     if nodes.is_empty() {
@@ -141,18 +149,10 @@ fn fan_out(
         .map(|node| {
             let route = Route::Node(Box::new(node.clone()));
             let wire = wire.clone();
-            Op::start(
-                ctx,
-                route,
-                wire,
-                readonly,
-                deadline,
-                dialect,
-                &client.budget,
-            )
+            Op::start(ctx, route, wire, readonly, deadline, dialect, budget)
         })
         .collect();
-    let merge = Merge::AllNodes(Box::new(AllNodes {
+    let merge = Merge::Whole(Box::new(AllNodes {
         name,
         nodes,
         agreement,

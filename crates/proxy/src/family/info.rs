@@ -20,7 +20,7 @@ use crate::protocol::{Dialect, Protocol};
 use crate::runtime::context::WorkerCtx;
 use crate::session::client::ClientState;
 use crate::session::entry::{Entry, Fanout};
-use crate::session::merge::Merge;
+use crate::session::merge::{Merge, WholeMerge};
 use crate::session::op::{Op, Route};
 
 /// The sections taken from the primaries, in Redis's order.
@@ -100,7 +100,7 @@ pub(crate) fn route(
         .collect();
     Entry::Fanout(Box::new(Fanout {
         ops,
-        merge: Merge::Info(Box::new(parts)),
+        merge: Merge::Whole(Box::new(parts)),
     }))
 }
 
@@ -179,6 +179,12 @@ fn tail(ctx: &WorkerCtx, asked: &Asked) -> String {
         map.all_nodes().len(),
         ctx.topology.refresh_count(),
     )
+}
+
+impl WholeMerge for InfoParts {
+    fn write(&self, replies: &[Bytes], out: &mut BytesMut) {
+        write(self, replies, out)
+    }
 }
 
 /// Write the INFO text (a verbatim string in RESP3): slotgate's head, the primaries'

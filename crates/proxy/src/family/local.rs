@@ -72,7 +72,14 @@ pub(crate) fn run(
         "info" => return crate::family::info::route(ctx, client, req, deadline),
         // Under `upstream.admin_commands: acl` the primaries answer (family::admin).
         "config|get" if ctx.cfg.admin_commands() == crate::config::AdminCommands::Acl => {
-            return crate::family::admin::config_get(ctx, cmd, req, deadline, client)
+            return crate::family::admin::config_get(
+                ctx,
+                cmd,
+                req,
+                deadline,
+                client.dialect(),
+                &client.budget,
+            )
         }
         "config|get" => config_get(req, client.proto),
         "cluster|keyslot" => integer(slotgate_cluster::slot(req.arg(2)) as i64),

@@ -139,7 +139,7 @@ fn route_known(
         Family::Single => route_single(ctx, cmd, owned, deadline, client),
         // CONFIG SET, SAVE, LASTSAVE …: every node, under `upstream.admin_commands: acl`.
         Family::Unsupported | Family::Keyless if admin::fans_out(ctx, cmd) => {
-            admin::route(ctx, cmd, req, deadline, client)
+            admin::route(ctx, cmd, req, deadline, &client.budget)
         }
         // PUBLISH goes to the Pub/Sub home, where every link subscribes (order and counts:
         // see family::pubsub); other keyless commands to a rotating primary.

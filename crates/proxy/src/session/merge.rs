@@ -5,6 +5,12 @@
 use bytes::{Bytes, BytesMut};
 use slotgate_resp::{aggregate_children, encode, parse_integer};
 
+/// A merge defined where its command is routed, given every part's reply (errors too).
+pub(crate) trait WholeMerge {
+    /// Write the client's reply to `out` from `replies` (`replies[i]` from part `i`).
+    fn write(&self, replies: &[Bytes], out: &mut BytesMut);
+}
+
 /// How a fan-out's replies become one reply.
 pub(crate) enum Merge {
     /// MGET split by slot: `positions[i]` are the original key positions op `i` fetched.
@@ -26,11 +32,9 @@ pub(crate) enum Merge {
     AndArrays,
     /// Flat `[name, count, …]` replies with the counts summed per name (PUBSUB NUMSUB).
     SumPairs,
-    /// INFO: slotgate's own sections and the primaries' merged ([`crate::family::info`]).
-    Info(Box<crate::family::info::InfoParts>),
-    /// An admin command on every node it concerns: the agreed reply, or an error naming the
-    /// nodes that failed and those that succeeded ([`crate::family::admin::write_merged`]).
-    AllNodes(Box<crate::family::admin::AllNodes>),
+    /// A merge a family defines that sees every reply, errors included (INFO's sections,
+    /// an admin command's all-or-error report).
+    Whole(Box<dyn WholeMerge>),
 }
 
 fn is_error(reply: &[u8]) -> bool {
@@ -45,13 +49,9 @@ fn is_nil(reply: &[u8]) -> bool {
 /// error reply (or an unexpected reply shape) becomes the whole reply, as a single Redis
 /// command would fail.
 pub(crate) fn write(merge: Merge, replies: &[Bytes], out: &mut BytesMut) {
-    // INFO answers even when a primary does not: its sections are then left out.
-    if let Merge::Info(parts) = &merge {
-        return crate::family::info::write(parts, replies, out);
-    }
-    // Admin commands say which nodes failed, not only the first error.
-    if let Merge::AllNodes(nodes) = &merge {
-        return crate::family::admin::write_merged(nodes, replies, out);
+    // INFO answers even when a primary does not; admin commands say which nodes failed.
+    if let Merge::Whole(whole) = &merge {
+        return whole.write(replies, out);
     }
     if let Some(err) = replies.iter().find(|r| is_error(r)) {
         out.extend_from_slice(err);
@@ -152,8 +152,7 @@ pub(crate) fn write(merge: Merge, replies: &[Bytes], out: &mut BytesMut) {
             None => out.extend_from_slice(&bad_shape()),
         },
         // Merged before the error check above; kept total so no input can panic here.
-        Merge::Info(parts) => crate::family::info::write(&parts, replies, out),
-        Merge::AllNodes(nodes) => crate::family::admin::write_merged(&nodes, replies, out),
+        Merge::Whole(whole) => whole.write(replies, out),
     }
 }
 
