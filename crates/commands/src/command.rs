@@ -112,6 +112,34 @@ pub mod flag {
     pub const MOVABLE_KEYS: u32 = 1 << 19;
     /// `allow_busy`: allowed while a script is busy.
     pub const ALLOW_BUSY: u32 = 1 << 20;
+
+    /// The bit of the flag `COMMAND INFO` calls `name` (lower-case), if this table knows it.
+    pub fn from_name(name: &str) -> Option<u32> {
+        Some(match name {
+            "write" => WRITE,
+            "readonly" => READONLY,
+            "denyoom" => DENYOOM,
+            "module" => MODULE,
+            "admin" => ADMIN,
+            "pubsub" => PUBSUB,
+            "noscript" => NOSCRIPT,
+            "blocking" => BLOCKING,
+            "loading" => LOADING,
+            "stale" => STALE,
+            "skip_monitor" => SKIP_MONITOR,
+            "skip_slowlog" => SKIP_SLOWLOG,
+            "asking" => ASKING,
+            "fast" => FAST,
+            "no_auth" => NO_AUTH,
+            "may_replicate" => MAY_REPLICATE,
+            "no_mandatory_keys" => NO_MANDATORY_KEYS,
+            "no_async_loading" => NO_ASYNC_LOADING,
+            "no_multi" => NO_MULTI,
+            "movablekeys" => MOVABLE_KEYS,
+            "allow_busy" => ALLOW_BUSY,
+            _ => return None,
+        })
+    }
 }
 
 /// Key-spec flag bits (`COMMAND INFO` key spec `flags`).
@@ -138,6 +166,25 @@ pub mod key_flag {
     pub const INCOMPLETE: u32 = 1 << 9;
     /// `variable_flags`: the flags depend on the arguments.
     pub const VARIABLE_FLAGS: u32 = 1 << 10;
+
+    /// The bit of the key-spec flag `COMMAND INFO` calls `name` (upper-case: `RW`), if this
+    /// table knows it.
+    pub fn from_name(name: &str) -> Option<u32> {
+        Some(match name {
+            "RO" => RO,
+            "RW" => RW,
+            "OW" => OW,
+            "RM" => RM,
+            "ACCESS" => ACCESS,
+            "UPDATE" => UPDATE,
+            "INSERT" => INSERT,
+            "DELETE" => DELETE,
+            "NOT_KEY" => NOT_KEY,
+            "INCOMPLETE" => INCOMPLETE,
+            "VARIABLE_FLAGS" => VARIABLE_FLAGS,
+            _ => return None,
+        })
+    }
 }
 
 /// A Redis ACL category (`@read`, `@sortedset`, ...).

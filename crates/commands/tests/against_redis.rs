@@ -171,30 +171,8 @@ fn compare_info(info: Reply, parent: Option<&'static Command>) -> usize {
 }
 
 fn command_flag(name: &str) -> u32 {
-    match name {
-        "write" => flag::WRITE,
-        "readonly" => flag::READONLY,
-        "denyoom" => flag::DENYOOM,
-        "module" => flag::MODULE,
-        "admin" => flag::ADMIN,
-        "pubsub" => flag::PUBSUB,
-        "noscript" => flag::NOSCRIPT,
-        "blocking" => flag::BLOCKING,
-        "loading" => flag::LOADING,
-        "stale" => flag::STALE,
-        "skip_monitor" => flag::SKIP_MONITOR,
-        "skip_slowlog" => flag::SKIP_SLOWLOG,
-        "asking" => flag::ASKING,
-        "fast" => flag::FAST,
-        "no_auth" => flag::NO_AUTH,
-        "may_replicate" => flag::MAY_REPLICATE,
-        "no_mandatory_keys" => flag::NO_MANDATORY_KEYS,
-        "no_async_loading" => flag::NO_ASYNC_LOADING,
-        "no_multi" => flag::NO_MULTI,
-        "movablekeys" => flag::MOVABLE_KEYS,
-        "allow_busy" => flag::ALLOW_BUSY,
-        other => panic!("redis reports flag {other:?} that the table does not know"),
-    }
+    flag::from_name(name)
+        .unwrap_or_else(|| panic!("redis reports flag {name:?} that the table does not know"))
 }
 
 /// A RESP2 map (flat `[k, v, k, v]` array) as pairs.

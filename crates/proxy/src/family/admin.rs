@@ -24,7 +24,7 @@ use crate::runtime::budget::OutputBudget;
 use crate::runtime::context::WorkerCtx;
 use crate::session::entry::{Entry, Fanout};
 use crate::session::merge::{Merge, WholeMerge};
-use crate::session::op::{Op, Route};
+use crate::session::op::Op;
 use crate::telemetry::metrics::RefreshTrigger;
 
 /// Which nodes an admin command reaches.
@@ -144,14 +144,15 @@ fn fan_out(
         return Entry::Ready(Bytes::from_static(replies::CLUSTERDOWN_UNCOVERED));
     }
     let wire = req.wire();
-    let ops = nodes
-        .iter()
-        .map(|node| {
-            let route = Route::Node(Box::new(node.clone()));
-            let wire = wire.clone();
-            Op::start(ctx, route, wire, readonly, deadline, dialect, budget)
-        })
-        .collect();
+    let ops = Op::to_each(
+        ctx,
+        nodes.iter().cloned(),
+        &wire,
+        readonly,
+        deadline,
+        dialect,
+        budget,
+    );
     let merge = Merge::Whole(Box::new(AllNodes {
         name,
         nodes,

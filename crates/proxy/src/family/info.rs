@@ -21,7 +21,7 @@ use crate::runtime::context::WorkerCtx;
 use crate::session::client::ClientState;
 use crate::session::entry::{Entry, Fanout};
 use crate::session::merge::{Merge, WholeMerge};
-use crate::session::op::{Op, Route};
+use crate::session::op::Op;
 
 /// The sections taken from the primaries, in Redis's order.
 const NODE_SECTIONS: [&str; 8] = [
@@ -82,22 +82,9 @@ pub(crate) fn route(
     let mut wire = BytesMut::new();
     encode::command(&mut wire, &args);
     let wire = wire.freeze();
-    let ops = primaries
-        .into_iter()
-        // Parsed here, never passed on: RESP2 connections suffice.
-        .map(|node| {
-            let route = Route::Node(Box::new(node));
-            Op::start(
-                ctx,
-                route,
-                wire.clone(),
-                true,
-                deadline,
-                Dialect::RESP2,
-                &client.budget,
-            )
-        })
-        .collect();
+    // Parsed here, never passed on: RESP2 connections suffice.
+    let (dialect, budget) = (Dialect::RESP2, &client.budget);
+    let ops = Op::to_each(ctx, primaries, &wire, true, deadline, dialect, budget);
     Entry::Fanout(Box::new(Fanout {
         ops,
         merge: Merge::Whole(Box::new(parts)),

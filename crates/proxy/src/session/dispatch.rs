@@ -373,20 +373,6 @@ fn route_all_shards(
     }
     let wire = req.wire();
     let readonly = is_readonly(cmd);
-    let ops = primaries
-        .into_iter()
-        .map(|node| {
-            let route = Route::Node(Box::new(node));
-            Op::start(
-                ctx,
-                route,
-                wire.clone(),
-                readonly,
-                deadline,
-                dialect,
-                budget,
-            )
-        })
-        .collect();
+    let ops = Op::to_each(ctx, primaries, &wire, readonly, deadline, dialect, budget);
     Entry::Fanout(Box::new(Fanout { ops, merge }))
 }

@@ -139,6 +139,33 @@ impl Op {
         op
     }
 
+    /// The same request to each of `nodes` (a fan-out's parts, in order).
+    pub fn to_each(
+        ctx: &WorkerCtx,
+        nodes: impl IntoIterator<Item = NodeAddr>,
+        wire: &Bytes,
+        readonly: bool,
+        deadline: Instant,
+        dialect: Dialect,
+        budget: &Rc<OutputBudget>,
+    ) -> Vec<Op> {
+        nodes
+            .into_iter()
+            .map(|node| {
+                let route = Route::Node(Box::new(node));
+                Op::start(
+                    ctx,
+                    route,
+                    wire.clone(),
+                    readonly,
+                    deadline,
+                    dialect,
+                    budget,
+                )
+            })
+            .collect()
+    }
+
     /// True once the final reply is known.
     pub fn is_done(&self) -> bool {
         matches!(self.state, State::Done)

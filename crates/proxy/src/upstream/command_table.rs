@@ -143,7 +143,9 @@ fn describe(f: &[Value]) -> Option<Desc> {
             _ => Vec::new(),
         }
     };
-    let flags = words(2).iter().fold(0, |acc, w| acc | flag_bit(w));
+    let flags = words(2)
+        .iter()
+        .fold(0, |acc, w| acc | flag::from_name(w).unwrap_or(0));
     let categories = words(6)
         .iter()
         .filter_map(|c| Category::from_name(c.trim_start_matches('@')))
@@ -164,34 +166,6 @@ fn describe(f: &[Value]) -> Option<Desc> {
     })
 }
 
-/// A `COMMAND` flag word as slotgate's bit (0 for one it does not know).
-fn flag_bit(word: &str) -> u32 {
-    match word {
-        "write" => flag::WRITE,
-        "readonly" => flag::READONLY,
-        "denyoom" => flag::DENYOOM,
-        "module" => flag::MODULE,
-        "admin" => flag::ADMIN,
-        "pubsub" => flag::PUBSUB,
-        "noscript" => flag::NOSCRIPT,
-        "blocking" => flag::BLOCKING,
-        "loading" => flag::LOADING,
-        "stale" => flag::STALE,
-        "skip_monitor" => flag::SKIP_MONITOR,
-        "skip_slowlog" => flag::SKIP_SLOWLOG,
-        "asking" => flag::ASKING,
-        "fast" => flag::FAST,
-        "no_auth" => flag::NO_AUTH,
-        "may_replicate" => flag::MAY_REPLICATE,
-        "no_mandatory_keys" => flag::NO_MANDATORY_KEYS,
-        "no_async_loading" => flag::NO_ASYNC_LOADING,
-        "no_multi" => flag::NO_MULTI,
-        "movablekeys" => flag::MOVABLE_KEYS,
-        "allow_busy" => flag::ALLOW_BUSY,
-        _ => 0,
-    }
-}
-
 /// A key spec map (RESP2: a flat `[name, value, …]` array).
 fn spec(v: &Value) -> OwnedSpec {
     let unknown = OwnedSpec {
@@ -207,88 +181,45 @@ fn spec(v: &Value) -> OwnedSpec {
         Some(Value::Array(items)) | Some(Value::Set(items)) => items
             .iter()
             .filter_map(|v| text(Some(v)))
-            .fold(0, |acc, w| acc | key_flag_bit(&w.to_ascii_lowercase())),
+            .fold(0, |acc, w| {
+                acc | key_flag::from_name(&w.to_ascii_uppercase()).unwrap_or(0)
+            }),
         _ => 0,
     };
-    let begin = match (get("begin_search").and_then(pairs), get("begin_search")) {
-        (Some(b), _) => {
-            let inner = |k: &str| b.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
-            let spec = inner("spec").and_then(pairs).unwrap_or_default();
-            let num = |k: &str| {
-                spec.iter()
-                    .find(|(n, _)| n == k)
-                    .and_then(|(_, v)| match v {
-                        Value::Integer(n) => i16::try_from(*n).ok(),
-                        _ => None,
-                    })
-            };
-            let kw = spec
-                .iter()
-                .find(|(n, _)| n == "keyword")
-                .and_then(|(_, v)| text(Some(v)));
-            match text(inner("type")).as_deref() {
-                Some("index") => num("index").map_or(OwnedBegin::Unknown, OwnedBegin::Index),
-                Some("keyword") => match (kw, num("startfrom")) {
-                    (Some(k), Some(from)) => OwnedBegin::Keyword(k.to_string(), from),
-                    _ => OwnedBegin::Unknown,
-                },
-                _ => OwnedBegin::Unknown,
-            }
+    let (kind, spec) = search(get("begin_search"));
+    let keyword = spec
+        .iter()
+        .find(|(n, _)| n == "keyword")
+        .and_then(|(_, v)| text(Some(v)));
+    let begin = match (kind.as_deref(), keyword) {
+        (Some("index"), _) => num(&spec, "index").map_or(OwnedBegin::Unknown, OwnedBegin::Index),
+        (Some("keyword"), Some(k)) => {
+            num(&spec, "startfrom").map_or(OwnedBegin::Unknown, |from| OwnedBegin::Keyword(k, from))
         }
         _ => OwnedBegin::Unknown,
     };
-    let find = match get("find_keys").and_then(pairs) {
-        Some(f) => {
-            let inner = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
-            let spec = inner("spec").and_then(pairs).unwrap_or_default();
-            let num = |k: &str| {
-                spec.iter()
-                    .find(|(n, _)| n == k)
-                    .and_then(|(_, v)| match v {
-                        Value::Integer(n) => i16::try_from(*n).ok(),
-                        _ => None,
-                    })
-            };
-            match text(inner("type")).as_deref() {
-                Some("range") => match (num("lastkey"), num("keystep"), num("limit")) {
-                    (Some(last_key), Some(step), Some(limit)) => FindKeys::Range {
-                        last_key,
-                        step,
-                        limit,
-                    },
-                    _ => FindKeys::Unknown,
-                },
-                Some("keynum") => match (num("keynumidx"), num("firstkey"), num("keystep")) {
-                    (Some(keynum_idx), Some(first_key), Some(step)) => FindKeys::KeyNum {
-                        keynum_idx,
-                        first_key,
-                        step,
-                    },
-                    _ => FindKeys::Unknown,
-                },
-                _ => FindKeys::Unknown,
-            }
-        }
-        None => FindKeys::Unknown,
+    let (kind, spec) = search(get("find_keys"));
+    let n = |k: &str| num(&spec, k);
+    let find = match kind.as_deref() {
+        Some("range") => match (n("lastkey"), n("keystep"), n("limit")) {
+            (Some(last_key), Some(step), Some(limit)) => FindKeys::Range {
+                last_key,
+                step,
+                limit,
+            },
+            _ => FindKeys::Unknown,
+        },
+        Some("keynum") => match (n("keynumidx"), n("firstkey"), n("keystep")) {
+            (Some(keynum_idx), Some(first_key), Some(step)) => FindKeys::KeyNum {
+                keynum_idx,
+                first_key,
+                step,
+            },
+            _ => FindKeys::Unknown,
+        },
+        _ => FindKeys::Unknown,
     };
     OwnedSpec { begin, find, flags }
-}
-
-fn key_flag_bit(word: &str) -> u32 {
-    match word {
-        "ro" => key_flag::RO,
-        "rw" => key_flag::RW,
-        "ow" => key_flag::OW,
-        "rm" => key_flag::RM,
-        "access" => key_flag::ACCESS,
-        "update" => key_flag::UPDATE,
-        "insert" => key_flag::INSERT,
-        "delete" => key_flag::DELETE,
-        "not_key" => key_flag::NOT_KEY,
-        "incomplete" => key_flag::INCOMPLETE,
-        "variable_flags" => key_flag::VARIABLE_FLAGS,
-        _ => 0,
-    }
 }
 
 impl Desc {
@@ -370,6 +301,25 @@ impl Desc {
             _ => Family::Keyless,
         }
     }
+}
+
+/// A `begin_search` or `find_keys` map: its `type` and its `spec` fields.
+fn search(v: Option<&Value>) -> (Option<String>, Vec<(String, &Value)>) {
+    let fields = v.and_then(pairs).unwrap_or_default();
+    let field = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
+    let kind = text(field("type"));
+    let spec = field("spec").and_then(pairs).unwrap_or_default();
+    (kind, spec)
+}
+
+/// The integer field `k` of a spec.
+fn num(spec: &[(String, &Value)], k: &str) -> Option<i16> {
+    spec.iter()
+        .find(|(n, _)| n == k)
+        .and_then(|(_, v)| match v {
+            Value::Integer(n) => i16::try_from(*n).ok(),
+            _ => None,
+        })
 }
 
 /// A bulk or status string.
