@@ -140,6 +140,18 @@ fn newer_commands_are_served_or_unknown_as_on_the_servers() {
             "{err}"
         );
     }
+    if server_has("client|capa") {
+        // A connection setting on a connection slotgate shares: refused, not forwarded.
+        let err = redis::cmd("CLIENT")
+            .arg("CAPA")
+            .arg("redirect")
+            .query::<Value>(&mut con)
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("not supported by the proxy"),
+            "{err}"
+        );
+    }
     if known.contains(&"commandlog") {
         let reply: Value = redis::cmd("COMMANDLOG")
             .arg("LEN")

@@ -239,8 +239,9 @@ fn render() -> String {
          one without keys goes to every primary when its `request_policy` tip says so (merged by\n\
          `response_policy`: `agg_sum`, `all_succeeded`, `one_succeeded`, `agg_logical_and`, or\n\
          arrays concatenated) or to one primary otherwise. A command whose keys the specs cannot\n\
-         locate, that subscribes, or whose tips ask for a merge slotgate lacks (WAITAOF's\n\
-         `agg_min`) is refused as not supported. Per-command metrics count learned commands under\n\
+         locate, that subscribes, that changes the connection (`@connection`: CLIENT CAPA, CLIENT\n\
+         IMPORT-SOURCE; slotgate shares connections between clients) or whose tips ask for a merge\n\
+         slotgate lacks (WAITAOF's `agg_min`) is refused as not supported. Per-command metrics count learned commands under\n\
          `unknown`.\n\n\
          | command | family | through slotgate |\n|---|---|---|\n",
     );

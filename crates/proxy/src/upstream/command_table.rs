@@ -9,7 +9,8 @@
 //!   several slots get `-CROSSSLOT`, ACL key patterns apply with the specs' read/write
 //!   flags); without keys, the `request_policy` tip sends it to every primary (the
 //!   `response_policy` tip merges the replies) or, with no tip, to one primary. A command
-//!   whose keys the specs cannot locate, or that subscribes, is refused as unsupported.
+//!   whose keys the specs cannot locate, that subscribes, or that changes the connection
+//!   (`@connection`: slotgate shares connections between clients) is refused as unsupported.
 //! - The static table always wins: learning costs nothing for a command slotgate knows.
 
 use std::collections::HashMap;
@@ -265,7 +266,9 @@ impl Desc {
                 && !matches!(s.find, FindKeys::Unknown)
                 && s.flags & key_flag::INCOMPLETE == 0
         };
-        if self.flags & flag::PUBSUB != 0 {
+        // Subscriptions, and connection settings (CLIENT CAPA, CLIENT IMPORT-SOURCE): on a
+        // connection slotgate shares between clients they would apply to the others too.
+        if self.flags & flag::PUBSUB != 0 || self.categories & Category::Connection.bit() != 0 {
             return Family::Unsupported;
         }
         if !self.specs.is_empty() {

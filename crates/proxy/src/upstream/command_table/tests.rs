@@ -183,7 +183,11 @@ fn a_new_subcommand_of_a_known_container_is_learned() {
         arr(vec![capa, entry("client|id", 2, &[], &[], &[], vec![])]),
     ]);
     let learned = Learned::from_replies(&[arr(vec![client])]);
-    assert!(learned.get("client|capa").is_some());
+    // Learned, and refused: it would set the capability on a connection clients share.
+    assert_eq!(
+        learned.get("client|capa").map(|c| c.family),
+        Some(Family::Unsupported)
+    );
     assert!(
         learned.get("client|id").is_none(),
         "CLIENT ID is slotgate's own"
