@@ -27,7 +27,8 @@ pub struct SentinelOptions {
     /// `requirepass` of the sentinels (their own password).
     pub sentinel_password: Option<String>,
     /// The sentinels also listen with TLS (a `tls-port` serving this PKI's server
-    /// certificate; clients need no certificate), beside their plaintext port.
+    /// certificate; clients need no certificate), beside their plaintext port. The group then
+    /// runs the `redis-server` from PATH whatever `SLOTGATE_REDIS_SERVER` says.
     pub tls: Option<std::sync::Arc<crate::tls::TestPki>>,
 }
 
@@ -60,8 +61,14 @@ impl SentinelGroup {
             .tempdir()
             .expect("tempdir");
         let guard = DirGuard::arm(dir.path()).expect("directory guard");
+        // The Redis 8.2 and Valkey 8.1 builds the kit fetches have no TLS: sentinels that
+        // speak TLS run on the `redis-server` from PATH (Redis 7.0, built with TLS).
+        let binary = match options.tls {
+            Some(_) => PathBuf::from("redis-server"),
+            None => cluster_server_binary(),
+        };
         let group = SentinelGroup {
-            binary: cluster_server_binary(),
+            binary,
             _guard: guard,
             dir,
             nodes: Mutex::new(Vec::new()),
