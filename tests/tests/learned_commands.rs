@@ -161,3 +161,153 @@ fn newer_commands_are_served_or_unknown_as_on_the_servers() {
         assert!(matches!(reply, Value::Int(_)), "{reply:?}");
     }
 }
+
+/// The name of a `COMMAND` entry.
+fn entry_name(entry: &Value) -> String {
+    match entry {
+        Value::Array(fields) => match fields.first() {
+            Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+            other => panic!("entry name {other:?}"),
+        },
+        other => panic!("entry {other:?}"),
+    }
+}
+
+#[test]
+fn command_reports_exactly_what_slotgate_serves() {
+    let cluster = shared_cluster();
+    let proxy = ProxyConfig::new(&cluster.seeds()).spawn();
+    let url = format!("redis://127.0.0.1:{}/", proxy.port());
+    let mut con = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let refused = [
+        "monitor",
+        "sync",
+        "psync",
+        "replicaof",
+        "client|kill",
+        "config|set",
+        "cluster|addslots",
+    ];
+
+    // Bare COMMAND, which redis-py's RedisCluster sends when it starts.
+    let all: Vec<Value> = redis::cmd("COMMAND").query(&mut con).unwrap();
+    let names: Vec<String> = all.iter().map(entry_name).collect();
+    for name in ["get", "client", "cluster", "command", "eval"] {
+        assert!(names.iter().any(|n| n == name), "{name} missing");
+    }
+    for name in ["monitor", "sync", "replicaof"] {
+        assert!(!names.iter().any(|n| n == name), "{name} listed");
+    }
+    // CLIENT's subcommands: those slotgate answers, not CLIENT KILL.
+    let client = all.iter().find(|e| entry_name(e) == "client").unwrap();
+    let Value::Array(fields) = client else {
+        unreachable!()
+    };
+    let Value::Array(subs) = &fields[9] else {
+        panic!("{:?}", fields[9])
+    };
+    let subs: Vec<String> = subs.iter().map(entry_name).collect();
+    assert!(subs.iter().any(|s| s == "client|setname"), "{subs:?}");
+    assert!(!subs.iter().any(|s| s == "client|kill"), "{subs:?}");
+
+    // LIST names the same commands and their served subcommands; COUNT counts them.
+    let list: Vec<String> = redis::cmd("COMMAND").arg("LIST").query(&mut con).unwrap();
+    for name in refused {
+        assert!(!list.iter().any(|n| n == name), "{name} listed");
+    }
+    let top: Vec<&String> = list.iter().filter(|n| !n.contains('|')).collect();
+    assert_eq!(top.len(), names.len());
+    let count: usize = redis::cmd("COMMAND").arg("COUNT").query(&mut con).unwrap();
+    assert_eq!(count, names.len());
+    // The servers list more: the difference is what slotgate refuses.
+    let port = cluster.primaries()[0];
+    let Ok(Reply::Int(direct)) = cluster.query(port, &["COMMAND", "COUNT"]) else {
+        panic!("COMMAND COUNT on a node")
+    };
+    assert!(direct as usize > count, "node {direct}, slotgate {count}");
+    let filtered: Vec<String> = redis::cmd("COMMAND")
+        .arg("LIST")
+        .arg("FILTERBY")
+        .arg("PATTERN")
+        .arg("client*")
+        .query(&mut con)
+        .unwrap();
+    assert!(filtered.iter().all(|n| n.starts_with("client")));
+    assert!(
+        filtered.iter().any(|n| n == "client|setname"),
+        "{filtered:?}"
+    );
+    assert!(!filtered.iter().any(|n| n == "client|kill"), "{filtered:?}");
+
+    // INFO answers nil for a refused name, as for an unknown one.
+    let info: Vec<Value> = redis::cmd("COMMAND")
+        .arg("INFO")
+        .arg("get")
+        .arg("monitor")
+        .arg("nosuch")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(info.len(), 3);
+    assert_eq!(entry_name(&info[0]), "get");
+    assert_eq!(info[1], Value::Nil);
+    assert_eq!(info[2], Value::Nil);
+    // DOCS leaves refused commands out.
+    let docs: Value = redis::cmd("COMMAND")
+        .arg("DOCS")
+        .arg("get")
+        .arg("monitor")
+        .query(&mut con)
+        .unwrap();
+    let text = format!("{docs:?}");
+    assert!(
+        text.contains("Get the value of a key") || text.contains("Returns the string value"),
+        "{text}"
+    );
+    assert!(!text.contains("monitor"), "{text}");
+    // GETKEYS of a served command is the server's; of a refused one, Redis's error.
+    let keys: Vec<String> = redis::cmd("COMMAND")
+        .arg("GETKEYS")
+        .arg("SET")
+        .arg("k")
+        .arg("v")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(keys, ["k"]);
+    let err = redis::cmd("COMMAND")
+        .arg("GETKEYS")
+        .arg("MONITOR")
+        .arg("x")
+        .query::<Value>(&mut con)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("Invalid command specified"),
+        "{err}"
+    );
+
+    // Commands learned from newer servers are listed when served, and not when refused.
+    if server_has("hsetex") {
+        assert!(list.iter().any(|n| n == "hsetex"));
+    }
+    if server_has("client|capa") {
+        assert!(!list.iter().any(|n| n == "client|capa"));
+    }
+
+    // RESP3: the same filtering on maps and sets.
+    let mut con3 = redis::Client::open(format!("{url}?protocol=resp3"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let docs: Value = redis::cmd("COMMAND")
+        .arg("DOCS")
+        .arg("client")
+        .query(&mut con3)
+        .unwrap();
+    let text = format!("{docs:?}");
+    assert!(text.contains("client|setname"), "{text}");
+    assert!(!text.contains("client|kill"), "{text}");
+    let count3: usize = redis::cmd("COMMAND").arg("COUNT").query(&mut con3).unwrap();
+    assert_eq!(count3, count);
+}

@@ -3924,7 +3924,7 @@ static SUB_COMMAND: [Command; 7] = [
         last_key: 0,
         key_step: 0,
         key_specs: &[],
-        family: Family::Keyless,
+        family: Family::Local,
         subcommands: &[],
     },
     Command {
@@ -3937,7 +3937,7 @@ static SUB_COMMAND: [Command; 7] = [
         last_key: 0,
         key_step: 0,
         key_specs: &[],
-        family: Family::Keyless,
+        family: Family::Local,
         subcommands: &[],
     },
     Command {
@@ -3950,7 +3950,7 @@ static SUB_COMMAND: [Command; 7] = [
         last_key: 0,
         key_step: 0,
         key_specs: &[],
-        family: Family::Keyless,
+        family: Family::Local,
         subcommands: &[],
     },
     Command {

@@ -3,6 +3,7 @@
 //!
 //! - [`admin`]: CONFIG SET, SAVE and other node administration on every node, all-or-error;
 //! - [`local`]: answered by slotgate itself (PING, HELLO, AUTH, CLIENT, INFO, CLUSTER …);
+//! - [`command`]: COMMAND and its subcommands, from the effective table;
 //! - [`split`]: multi-key commands split by slot and merged;
 //! - [`info`] and [`keyspace`]: INFO, slotgate's sections and the primaries' merged;
 //! - [`scan`]: SCAN across the primaries with one cursor;
@@ -15,6 +16,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod blocking;
+pub(crate) mod command;
 pub(crate) mod info;
 pub(crate) mod keyspace;
 pub(crate) mod local;

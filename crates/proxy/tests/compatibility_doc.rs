@@ -44,7 +44,7 @@ fn behaviour(cmd: &Command) -> String {
     let name = cmd.name;
     match cmd.family {
         Family::Local => match name {
-            n if n == "command" || n.starts_with("command|") => "forwarded to one primary (its own command table)".into(),
+            n if n == "command" || n.starts_with("command|") => "from the effective table: one primary's reply (its descriptions and docs) less every command and subcommand slotgate refuses, so what is listed is served; `COMMAND COUNT` counts that list, `COMMAND INFO` of a refused name is nil, `GETKEYS` of one `-ERR Invalid command specified`".into(),
             n if n.starts_with("cluster|countkeysinslot") => "forwarded to the primary owning the slot".into(),
             n if n.starts_with("cluster|") => "emulated: slotgate appears as a one-node cluster that owns every slot".into(),
             "config|get" => "answered harmlessly: `save` (empty) and `appendonly` (`no`) only".into(),

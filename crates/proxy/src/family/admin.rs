@@ -79,7 +79,12 @@ fn shape(name: &str) -> Option<(Reach, Agreement)> {
 
 /// Whether `cmd` is an admin command and `upstream.admin_commands` lets it reach the nodes.
 pub(crate) fn fans_out(ctx: &WorkerCtx, cmd: &Command) -> bool {
-    ctx.cfg.admin_commands() == AdminCommands::Acl && shape(cmd.name).is_some()
+    ctx.cfg.admin_commands() == AdminCommands::Acl && is_admin(cmd.name)
+}
+
+/// Whether `name` is one of the admin commands this family sends to the nodes.
+pub(crate) fn is_admin(name: &str) -> bool {
+    shape(name).is_some()
 }
 
 /// Send an admin command ([`fans_out`] said yes) to the nodes it concerns; the reply is

@@ -1,7 +1,7 @@
 //! Commands the proxy answers itself, because they concern the client connection (PING,
 //! ECHO, QUIT, SELECT, HELLO, CLIENT …) or because the client must see slotgate as one server
-//! (INFO, CONFIG GET, CLUSTER KEYSLOT/INFO). COMMAND and its subcommands are forwarded to a
-//! primary, whose table is the truth.
+//! (INFO, CONFIG GET, CLUSTER KEYSLOT/INFO). COMMAND and its subcommands are answered from
+//! the effective table ([`crate::family::command`]).
 
 use bytes::{Bytes, BytesMut};
 use slotgate_commands::Command;
@@ -27,9 +27,7 @@ pub(crate) fn run(
     deadline: Instant,
 ) -> Entry {
     let reply = match cmd.name {
-        name if ctx.one_primary()
-            && (matches!(name, "readonly" | "readwrite") || name.starts_with("cluster|")) =>
-        {
+        name if ctx.one_primary() && cluster_only(name) => {
             Bytes::from_static(replies::CLUSTER_DISABLED)
         }
         "ping" => match req.argc() {
@@ -105,19 +103,17 @@ pub(crate) fn run(
             _ => Bytes::from_static(replies::INVALID_SLOT),
         },
         name if name == "command" || name.starts_with("command|") => {
-            return Entry::Single(Op::start(
-                ctx,
-                Route::Any,
-                req.wire(),
-                true,
-                deadline,
-                client.dialect(),
-                &client.budget,
-            ))
+            return crate::family::command::route(ctx, client, cmd, req, deadline)
         }
         name => replies::not_yet(name),
     };
     Entry::Ready(reply)
+}
+
+/// Whether `name` (a local command) exists only in cluster mode: with one primary
+/// (standalone, sentinel) it answers Redis's "cluster support disabled".
+pub(crate) fn cluster_only(name: &str) -> bool {
+    matches!(name, "readonly" | "readwrite") || name.starts_with("cluster|")
 }
 
 fn bulk(data: &[u8]) -> Bytes {

@@ -12,7 +12,7 @@ use crate::family::pubsub::PubSub;
 use crate::family::shardsub::ShardCmd;
 use crate::family::split;
 use crate::family::transaction;
-use crate::family::{admin, blocking, local};
+use crate::family::{admin, blocking, command, local};
 use crate::protocol::Protocol;
 use crate::replies;
 use crate::runtime::context::WorkerCtx;
@@ -135,6 +135,9 @@ fn route_known(
         return Entry::Ready(Bytes::from_static(replies::BUFFERS_FULL));
     }
     match cmd.family {
+        Family::Unsupported if !command::serves(ctx, cmd) => {
+            Entry::Ready(replies::unsupported(cmd.name))
+        }
         Family::Local => local::run(ctx, client, cmd, req, deadline),
         Family::Single => route_single(ctx, cmd, owned, deadline, client),
         // CONFIG SET, SAVE, LASTSAVE …: every node, under `upstream.admin_commands: acl`.
@@ -183,19 +186,16 @@ fn route_known(
             relay_shard(ctx, client, cmd, req)
         }
         Family::PubSub => relay_pubsub(ctx, client, cmd, req),
-        // SWAPDB: one server has every database (standalone, sentinel).
-        Family::Unsupported if cmd.name == "swapdb" && ctx.one_primary() => {
-            Entry::Single(Op::start(
-                ctx,
-                Route::Any,
-                owned.into_wire(),
-                false,
-                deadline,
-                dialect,
-                &client.budget,
-            ))
-        }
-        Family::Unsupported => Entry::Ready(replies::unsupported(cmd.name)),
+        // The other unsupported command served: SWAPDB with one primary (command::serves).
+        Family::Unsupported => Entry::Single(Op::start(
+            ctx,
+            Route::Any,
+            owned.into_wire(),
+            false,
+            deadline,
+            dialect,
+            &client.budget,
+        )),
     }
 }
 

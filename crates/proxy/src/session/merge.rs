@@ -37,11 +37,11 @@ pub(crate) enum Merge {
     Whole(Box<dyn WholeMerge>),
 }
 
-fn is_error(reply: &[u8]) -> bool {
+pub(crate) fn is_error(reply: &[u8]) -> bool {
     matches!(reply.first(), Some(b'-') | Some(b'!'))
 }
 
-fn is_nil(reply: &[u8]) -> bool {
+pub(crate) fn is_nil(reply: &[u8]) -> bool {
     reply == b"$-1\r\n" || reply == b"*-1\r\n" || reply == b"_\r\n"
 }
 

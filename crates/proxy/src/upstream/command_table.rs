@@ -11,6 +11,8 @@
 //!   `response_policy` tip merges the replies) or, with no tip, to one primary. A command
 //!   whose keys the specs cannot locate, that subscribes, or that changes the connection
 //!   (`@connection`: slotgate shares connections between clients) is refused as unsupported.
+//! - A new container (COMMANDLOG) carries its learned subcommands, and each is routed by
+//!   its own description, like a built-in container's.
 //! - The static table always wins: learning costs nothing for a command slotgate knows.
 
 use std::collections::HashMap;
@@ -51,14 +53,33 @@ impl Learned {
             return Learned::default();
         };
         let others: Vec<HashMap<String, Desc>> = views.collect();
-        let by_name = first
+        let agreed: Vec<(String, Desc)> = first
             .into_iter()
             .filter(|(name, desc)| others.iter().all(|o| o.get(name) == Some(desc)))
-            .map(|(name, desc)| {
-                let cmd: &'static Command = Box::leak(Box::new(desc.into_command(&name)));
-                (name, cmd)
-            })
             .collect();
+        // Subcommands first: a new container (COMMANDLOG) routes by them, never by its own
+        // description, so it carries them as a built-in container does.
+        let mut subs: HashMap<String, Vec<Command>> = HashMap::new();
+        let mut by_name = HashMap::new();
+        let (sub_descs, tops): (Vec<_>, Vec<_>) =
+            agreed.into_iter().partition(|(name, _)| name.contains('|'));
+        for (name, desc) in sub_descs {
+            let container = name.split('|').next().unwrap_or_default().to_string();
+            subs.entry(container)
+                .or_default()
+                .push(desc.clone().into_command(&name));
+            let cmd: &'static Command = Box::leak(Box::new(desc.into_command(&name)));
+            by_name.insert(name, cmd);
+        }
+        for (name, desc) in tops {
+            let mut cmd = desc.into_command(&name);
+            if let Some(mut own) = subs.remove(&name) {
+                own.sort_by(|a, b| a.name.cmp(b.name));
+                cmd.subcommands = Box::leak(own.into_boxed_slice());
+            }
+            let cmd: &'static Command = Box::leak(Box::new(cmd));
+            by_name.insert(name, cmd);
+        }
         Learned { by_name }
     }
 }
