@@ -311,3 +311,41 @@ fn command_reports_exactly_what_slotgate_serves() {
     let count3: usize = redis::cmd("COMMAND").arg("COUNT").query(&mut con3).unwrap();
     assert_eq!(count3, count);
 }
+
+#[test]
+fn client_no_evict_and_no_touch_answer_for_the_client_connection() {
+    let cluster = shared_cluster();
+    let proxy = ProxyConfig::new(&cluster.seeds()).spawn();
+    let mut con = redis::Client::open(format!("redis://127.0.0.1:{}/", proxy.port()))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let client = |args: &[&str], con: &mut redis::Connection| {
+        redis::cmd("CLIENT").arg(args).query::<Value>(con)
+    };
+    assert_eq!(client(&["NO-EVICT", "on"], &mut con).unwrap(), Value::Okay);
+    assert_eq!(client(&["NO-EVICT", "OFF"], &mut con).unwrap(), Value::Okay);
+    let err = client(&["NO-EVICT", "maybe"], &mut con).unwrap_err();
+    assert!(err.to_string().contains("syntax error"), "{err}");
+    if server_has("client|no-touch") {
+        assert_eq!(client(&["NO-TOUCH", "OFF"], &mut con).unwrap(), Value::Okay);
+        let err = client(&["NO-TOUCH", "ON"], &mut con).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("CLIENT NO-TOUCH ON is not supported by the proxy"),
+            "{err}"
+        );
+        let err = client(&["NO-TOUCH", "x"], &mut con).unwrap_err();
+        assert!(err.to_string().contains("syntax error"), "{err}");
+    } else {
+        // Redis 7.0 has no NO-TOUCH: its own error.
+        let err = client(&["NO-TOUCH", "OFF"], &mut con).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown subcommand 'NO-TOUCH'"),
+            "{err}"
+        );
+    }
+    // The connection still serves.
+    let pong: String = redis::cmd("PING").query(&mut con).unwrap();
+    assert_eq!(pong, "PONG");
+}

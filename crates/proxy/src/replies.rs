@@ -61,6 +61,8 @@ pub const TIMEOUT_NEGATIVE: &[u8] = b"-ERR timeout is negative\r\n";
 pub const MAX_CLIENTS: &[u8] = b"-ERR max number of clients reached\r\n";
 /// Syntax error.
 pub const SYNTAX: &[u8] = b"-ERR syntax error\r\n";
+/// `CLIENT NO-TOUCH ON` (docs/replies.md).
+pub const NO_TOUCH: &[u8] = b"-ERR slotgate: CLIENT NO-TOUCH ON is not supported by the proxy: connections to the servers are shared, so it would apply to other clients' commands\r\n";
 /// AUTH when no user is configured.
 pub const AUTH_NOT_CONFIGURED: &[u8] = b"-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n";
 /// Wrong user or password.

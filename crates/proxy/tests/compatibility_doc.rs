@@ -58,6 +58,8 @@ fn behaviour(cmd: &Command) -> String {
                 keyspace `keys` and `expires` added, `avg_ttl` weighted by `expires`".into(),
             "select" => "cluster mode: `SELECT 0` accepted, others `-ERR SELECT is not allowed in cluster mode`; standalone and sentinel modes: any database the server has, per client".into(),
             "client|reply" => "answered by slotgate: `OFF` and `SKIP` drop this client's replies in order (the commands still run), `ON` answers `+OK`; Pub/Sub messages still arrive".into(),
+            "client|no-evict" => "answered by slotgate: `ON` and `OFF` `+OK` (no server sees the client's connection, and slotgate never evicts a client for its memory)".into(),
+            "client|no-touch" => "answered by slotgate (Redis 7.2+ and Valkey; older servers' unknown-subcommand error kept): `OFF` `+OK`; `ON` refused, `-ERR slotgate: CLIENT NO-TOUCH ON is not supported by the proxy: …` (upstream connections are shared between clients)".into(),
             _ => "answered by slotgate for this client connection".into(),
         },
         Family::Single if cmd.key_specs.is_empty() => "sent to one primary".into(),
@@ -102,7 +104,6 @@ fn behaviour(cmd: &Command) -> String {
                 like Redis; `-CLUSTERDOWN` while a slot has no owner (see docs/architecture.md)".into(),
             MergeKind::SumPairs => "sent to every primary, counts summed per channel in the client's order \
                 (subscribers connected to replicas are not counted)".into(),
-            MergeKind::Diagnostic => format!("sent to every primary; {}", diagnostic(name)),
         },
         Family::Blocking if name == "wait" => "emulated (the connection's writes travel over \
             connections shared with other clients, so it cannot be forwarded): slotgate remembers \
@@ -136,39 +137,6 @@ fn behaviour(cmd: &Command) -> String {
             is disconnected"
             .into(),
         Family::Unsupported => "refused: `-ERR slotgate: command '…' is not supported by the proxy`".into(),
-    }
-}
-
-/// How `family/diagnostics.rs` merges a diagnostic command's replies.
-fn diagnostic(name: &str) -> &'static str {
-    match name {
-        "slowlog|get" => {
-            "the entries of all, newest first by timestamp (seconds; a primary's own order \
-             within a second), the first `count` (default 10, `-1` all); each entry as its \
-             primary wrote it: the id is that node's own, the client address is slotgate's \
-             connection to that node; a primary's error is the reply"
-        }
-        "latency|latest" => {
-            "one row per event: the timestamp and latest latency of the primary that saw it \
-             last, the largest all-time maximum (further counters, Valkey's sum and count, \
-             summed); a primary's error is the reply"
-        }
-        "latency|history" => {
-            "the samples of all by timestamp, oldest first, one per second (the largest), \
-             the 160 newest as one server keeps; a primary's error is the reply"
-        }
-        "latency|histogram" => {
-            "per command, calls summed and the cumulative bucket counts added (a bucket \
-             counts the calls of every primary at or below it); a map for RESP3 clients; a \
-             primary's error is the reply"
-        }
-        "latency|doctor" | "latency|graph" => {
-            "each primary's text under a `# host:port` line, primaries separated by a blank \
-             line (a verbatim string for RESP3 clients); a primary's error appears as its \
-             text, and is the reply when every primary gives one (GRAPH of an event no \
-             primary sampled)"
-        }
-        _ => "merged by a rule of its own",
     }
 }
 
@@ -277,15 +245,6 @@ fn render() -> String {
          IMPORT-SOURCE; slotgate shares connections between clients) or whose tips ask for a merge\n\
          slotgate lacks (WAITAOF's `agg_min`) is refused as not supported. Per-command metrics count learned commands under\n\
          `unknown`.\n\n\
-         Diagnostics are merged over every primary serving slots, as one server would answer\n\
-         (rows below for SLOWLOG and LATENCY); replicas' logs are not included. Valkey's `COMMANDLOG\n\
-         GET count type` is merged like `SLOWLOG GET` (no default count), `COMMANDLOG LEN` summed,\n\
-         `COMMANDLOG RESET` `+OK` when every primary says so. `CLUSTER SLOT-STATS` (Valkey 8, Redis\n\
-         8.2; cluster mode only): each primary reports the slots it serves; `SLOTSRANGE a b` in slot\n\
-         order, `ORDERBY metric [LIMIT n] [ASC|DESC]` sorted again by the metric (ties by slot) and\n\
-         cut to `n`. Servers without them (Redis 7.0) keep Redis's unknown command or subcommand\n\
-         error. They are `@admin @dangerous` (SLOT-STATS `@slow`): users' ACL rules decide, as for\n\
-         any command (`upstream.admin_commands` does not apply), and they cannot be queued in `MULTI`.\n\n\
          | command | family | through slotgate |\n|---|---|---|\n",
     );
     let mut rows: Vec<&Command> = Vec::new();

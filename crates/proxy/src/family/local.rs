@@ -39,9 +39,8 @@ pub(crate) fn run(
         "select" => select(ctx, client, req.arg(1)),
         "hello" => return hello(ctx, client, req),
         "auth" => return auth(ctx, client, req),
-        "readonly" | "readwrite" | "client|no-evict" | "client|no-touch" => {
-            Bytes::from_static(replies::OK)
-        }
+        "readonly" | "readwrite" => Bytes::from_static(replies::OK),
+        "client|no-evict" | "client|no-touch" => client_switch(ctx, cmd.name, req),
         "reset" => {
             client.name = None;
             client.proto = Protocol::Resp2;
@@ -108,6 +107,26 @@ pub(crate) fn run(
         name => replies::not_yet(name),
     };
     Entry::Ready(reply)
+}
+
+/// `CLIENT NO-EVICT ON|OFF` and `CLIENT NO-TOUCH ON|OFF`, for this client's connection.
+/// NO-EVICT: no server sees the client's connection and slotgate never evicts a client for
+/// its memory, so either answers `+OK`. NO-TOUCH OFF is how every request runs; ON would
+/// have to set the flag on upstream connections shared with other clients, so it is
+/// refused. NO-TOUCH is Redis 7.2's: older servers' unknown-subcommand error is kept.
+fn client_switch(ctx: &WorkerCtx, name: &str, req: &Request) -> Bytes {
+    if name == "client|no-touch" && !ctx.topology.version_at_least(7, 2) {
+        return replies::unknown_subcommand("client", req.arg(1));
+    }
+    let on = match req.arg(2).to_ascii_uppercase().as_slice() {
+        b"ON" => true,
+        b"OFF" => false,
+        _ => return Bytes::from_static(replies::SYNTAX),
+    };
+    if on && name == "client|no-touch" {
+        return Bytes::from_static(replies::NO_TOUCH);
+    }
+    Bytes::from_static(replies::OK)
 }
 
 /// Whether `name` (a local command) exists only in cluster mode: with one primary

@@ -209,6 +209,18 @@ impl Topology {
             .unwrap_or_default()
     }
 
+    /// Whether the servers report `redis_version` `major.minor` or newer (Valkey reports
+    /// the Redis version it is compatible with: 7.2.4 for Valkey 8). False before the first
+    /// refresh.
+    pub fn version_at_least(&self, major: u32, minor: u32) -> bool {
+        let version = self.redis_version();
+        let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+        match (parts.next().flatten(), parts.next().flatten()) {
+            (Some(a), Some(b)) => (a, b) >= (major, minor),
+            _ => false,
+        }
+    }
+
     /// Completed refreshes since start.
     pub fn refresh_count(&self) -> u64 {
         self.refreshes.load(Ordering::Relaxed)
