@@ -118,7 +118,7 @@ KEY_FLAGS = ["RO", "RW", "OW", "RM", "access", "update", "insert", "delete", "no
 SPLIT = {"mget": "Mget", "mset": "Mset", "sum_integer": "SumInteger"}
 MERGE = {"sum_integer": "SumInteger", "concat_arrays": "ConcatArrays", "all_ok": "AllOk",
          "first": "First", "any_non_nil": "AnyNonNil", "scan": "Scan",
-         "and_arrays": "AndArrays", "sum_pairs": "SumPairs"}
+         "and_arrays": "AndArrays", "sum_pairs": "SumPairs", "diagnostic": "Diagnostic"}
 SIMPLE = {"local": "Local", "single": "Single", "keyless": "Keyless",
           "transaction": "Transaction", "blocking": "Blocking", "pubsub": "PubSub",
           "unsupported": "Unsupported"}

@@ -62,4 +62,8 @@ pub enum MergeKind {
     AndArrays,
     /// Flat `[name, count, ...]` arrays with counts summed per name (PUBSUB NUMSUB).
     SumPairs,
+    /// A node's diagnostics merged by the proxy's rule for that command: log entries
+    /// newest first (SLOWLOG GET), one row per latency event (LATENCY LATEST), buckets
+    /// summed (LATENCY HISTOGRAM), per-node text (LATENCY DOCTOR).
+    Diagnostic,
 }

@@ -4193,7 +4193,7 @@ static SUB_LATENCY: [Command; 7] = [
         last_key: 0,
         key_step: 0,
         key_specs: &[],
-        family: Family::Unsupported,
+        family: Family::AllShards(MergeKind::Diagnostic),
         subcommands: &[],
     },
     Command {
@@ -4206,7 +4206,7 @@ static SUB_LATENCY: [Command; 7] = [
         last_key: 0,
         key_step: 0,
         key_specs: &[],
-        family: Family::Unsupported,
+        family: Family::AllShards(MergeKind::Diagnostic),
         subcommands: &[],
     },
     Command {
@@ -4232,7 +4232,7 @@ static SUB_LATENCY: [Command; 7] = [
         last_key: 0,
         key_step: 0,
         key_specs: &[],
-        family: Family::Unsupported,
+        family: Family::AllShards(MergeKind::Diagnostic),
         subcommands: &[],
     },
     Command {
@@ -4245,7 +4245,7 @@ static SUB_LATENCY: [Command; 7] = [
         last_key: 0,
         key_step: 0,
         key_specs: &[],
-        family: Family::Unsupported,
+        family: Family::AllShards(MergeKind::Diagnostic),
         subcommands: &[],
     },
     Command {
@@ -4258,7 +4258,7 @@ static SUB_LATENCY: [Command; 7] = [
         last_key: 0,
         key_step: 0,
         key_specs: &[],
-        family: Family::Unsupported,
+        family: Family::AllShards(MergeKind::Diagnostic),
         subcommands: &[],
     },
     Command {
@@ -4271,7 +4271,7 @@ static SUB_LATENCY: [Command; 7] = [
         last_key: 0,
         key_step: 0,
         key_specs: &[],
-        family: Family::Unsupported,
+        family: Family::AllShards(MergeKind::SumInteger),
         subcommands: &[],
     },
 ];
@@ -4666,7 +4666,7 @@ static SUB_SLOWLOG: [Command; 4] = [
         last_key: 0,
         key_step: 0,
         key_specs: &[],
-        family: Family::Unsupported,
+        family: Family::AllShards(MergeKind::Diagnostic),
         subcommands: &[],
     },
     Command {
@@ -4692,7 +4692,7 @@ static SUB_SLOWLOG: [Command; 4] = [
         last_key: 0,
         key_step: 0,
         key_specs: &[],
-        family: Family::Unsupported,
+        family: Family::AllShards(MergeKind::SumInteger),
         subcommands: &[],
     },
     Command {
@@ -4705,7 +4705,7 @@ static SUB_SLOWLOG: [Command; 4] = [
         last_key: 0,
         key_step: 0,
         key_specs: &[],
-        family: Family::Unsupported,
+        family: Family::AllShards(MergeKind::AllOk),
         subcommands: &[],
     },
 ];

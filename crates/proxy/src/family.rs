@@ -6,6 +6,8 @@
 //! - [`command`]: COMMAND and its subcommands, from the effective table;
 //! - [`split`]: multi-key commands split by slot and merged;
 //! - [`info`] and [`keyspace`]: INFO, slotgate's sections and the primaries' merged;
+//! - [`diagnostics`]: SLOWLOG, LATENCY, COMMANDLOG and CLUSTER SLOT-STATS merged over the
+//!   primaries;
 //! - [`scan`]: SCAN across the primaries with one cursor;
 //! - [`transaction`]: MULTI/EXEC/WATCH on a dedicated connection;
 //! - [`pubsub`] and [`shardsub`]: the client's Pub/Sub link and its shard channels;
@@ -17,6 +19,7 @@
 pub(crate) mod admin;
 pub(crate) mod blocking;
 pub(crate) mod command;
+pub(crate) mod diagnostics;
 pub(crate) mod info;
 pub(crate) mod keyspace;
 pub(crate) mod local;

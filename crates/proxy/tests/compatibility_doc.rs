@@ -104,6 +104,7 @@ fn behaviour(cmd: &Command) -> String {
                 like Redis; `-CLUSTERDOWN` while a slot has no owner (see docs/architecture.md)".into(),
             MergeKind::SumPairs => "sent to every primary, counts summed per channel in the client's order \
                 (subscribers connected to replicas are not counted)".into(),
+            MergeKind::Diagnostic => format!("sent to every primary; {}", diagnostic(name)),
         },
         Family::Blocking if name == "wait" => "emulated (the connection's writes travel over \
             connections shared with other clients, so it cannot be forwarded): slotgate remembers \
@@ -137,6 +138,39 @@ fn behaviour(cmd: &Command) -> String {
             is disconnected"
             .into(),
         Family::Unsupported => "refused: `-ERR slotgate: command '…' is not supported by the proxy`".into(),
+    }
+}
+
+/// How `family/diagnostics.rs` merges a diagnostic command's replies.
+fn diagnostic(name: &str) -> &'static str {
+    match name {
+        "slowlog|get" => {
+            "the entries of all, newest first by timestamp (seconds; a primary's own order \
+             within a second), the first `count` (default 10, `-1` all); each entry as its \
+             primary wrote it: the id is that node's own, the client address is slotgate's \
+             connection to that node; a primary's error is the reply"
+        }
+        "latency|latest" => {
+            "one row per event: the timestamp and latest latency of the primary that saw it \
+             last, the largest all-time maximum (further counters, Valkey's sum and count, \
+             summed); a primary's error is the reply"
+        }
+        "latency|history" => {
+            "the samples of all by timestamp, oldest first, one per second (the largest), \
+             the 160 newest as one server keeps; a primary's error is the reply"
+        }
+        "latency|histogram" => {
+            "per command, calls summed and the cumulative bucket counts added (a bucket \
+             counts the calls of every primary at or below it); a map for RESP3 clients; a \
+             primary's error is the reply"
+        }
+        "latency|doctor" | "latency|graph" => {
+            "each primary's text under a `# host:port` line, primaries separated by a blank \
+             line (a verbatim string for RESP3 clients); a primary's error appears as its \
+             text, and is the reply when every primary gives one (GRAPH of an event no \
+             primary sampled)"
+        }
+        _ => "merged by a rule of its own",
     }
 }
 
@@ -245,6 +279,15 @@ fn render() -> String {
          IMPORT-SOURCE; slotgate shares connections between clients) or whose tips ask for a merge\n\
          slotgate lacks (WAITAOF's `agg_min`) is refused as not supported. Per-command metrics count learned commands under\n\
          `unknown`.\n\n\
+         Diagnostics are merged over every primary serving slots, as one server would answer\n\
+         (rows below for SLOWLOG and LATENCY); replicas' logs are not included. Valkey's `COMMANDLOG\n\
+         GET count type` is merged like `SLOWLOG GET` (no default count), `COMMANDLOG LEN` summed,\n\
+         `COMMANDLOG RESET` `+OK` when every primary says so. `CLUSTER SLOT-STATS` (Valkey 8, Redis\n\
+         8.2; cluster mode only): each primary reports the slots it serves; `SLOTSRANGE a b` in slot\n\
+         order, `ORDERBY metric [LIMIT n] [ASC|DESC]` sorted again by the metric (ties by slot) and\n\
+         cut to `n`. Servers without them (Redis 7.0) keep Redis's unknown command or subcommand\n\
+         error. They are `@admin @dangerous` (SLOT-STATS `@slow`): users' ACL rules decide, as for\n\
+         any command (`upstream.admin_commands` does not apply), and they cannot be queued in `MULTI`.\n\n\
          | command | family | through slotgate |\n|---|---|---|\n",
     );
     let mut rows: Vec<&Command> = Vec::new();

@@ -347,6 +347,11 @@ fn route_all_shards(
         MergeKind::AnyNonNil => Merge::AnyNonNil,
         MergeKind::AndArrays => Merge::AndArrays,
         MergeKind::SumPairs => Merge::SumPairs,
+        // SLOWLOG GET, LATENCY LATEST …: each merged by its own rule.
+        MergeKind::Diagnostic => {
+            let name = cmd.name;
+            return crate::family::diagnostics::route(ctx, name, req, deadline, dialect, budget);
+        }
         // One server (standalone, sentinel): its own cursor, as it is.
         MergeKind::Scan if ctx.one_primary() => {
             let wire = req.wire();

@@ -13,6 +13,8 @@
 //!   (`@connection`: slotgate shares connections between clients) is refused as unsupported.
 //! - A new container (COMMANDLOG) carries its learned subcommands, and each is routed by
 //!   its own description, like a built-in container's.
+//! - COMMANDLOG GET and CLUSTER SLOT-STATS are merged by rules of their own
+//!   ([`merged_by_slotgate`]), like SLOWLOG GET.
 //! - The static table always wins: learning costs nothing for a command slotgate knows.
 
 use std::collections::HashMap;
@@ -247,7 +249,7 @@ fn spec(v: &Value) -> OwnedSpec {
 impl Desc {
     /// The table row slotgate routes by (leaked: learned once per change of the servers).
     fn into_command(self, name: &str) -> Command {
-        let family = self.family();
+        let family = merged_by_slotgate(name).unwrap_or_else(|| self.family());
         let specs: Vec<KeySpec> = self
             .specs
             .iter()
@@ -324,6 +326,16 @@ impl Desc {
             Some("multi_shard") | Some("special") => Family::Unsupported,
             _ => Family::Keyless,
         }
+    }
+}
+
+/// Newer commands slotgate serves by a rule of its own rather than by their tips: the
+/// diagnostics merged over the primaries (`family::diagnostics`: COMMANDLOG GET, CLUSTER
+/// SLOT-STATS).
+fn merged_by_slotgate(name: &str) -> Option<Family> {
+    match name {
+        "commandlog|get" | "cluster|slot-stats" => Some(Family::AllShards(MergeKind::Diagnostic)),
+        _ => None,
     }
 }
 
