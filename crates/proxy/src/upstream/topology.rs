@@ -145,7 +145,7 @@ impl Topology {
                 }
             }
         }
-        let learned = Learned::from_replies(&replies);
+        let learned = Learned::from_servers(&replies, self.mode().one_primary());
         tracing::info!(
             commands = learned.len(),
             "learned the servers' commands the built-in table lacks"

@@ -193,3 +193,76 @@ fn a_new_subcommand_of_a_known_container_is_learned() {
         "CLIENT ID is slotgate's own"
     );
 }
+
+#[test]
+fn a_new_container_carries_its_subcommands_and_routes_by_them() {
+    let get = entry(
+        "newlog|get",
+        -3,
+        &["admin"],
+        &["@admin", "@slow"],
+        &[],
+        vec![],
+    );
+    let touch = entry(
+        "newlog|touch",
+        3,
+        &["write"],
+        &["@write"],
+        &[],
+        vec![index_spec(&["RW", "UPDATE"])],
+    );
+    let container = arr(vec![
+        b("newlog"),
+        Value::Integer(-2),
+        arr(vec![]),
+        Value::Integer(0),
+        Value::Integer(0),
+        Value::Integer(0),
+        arr(vec![s("@slow")]),
+        arr(vec![]),
+        arr(vec![]),
+        arr(vec![touch, get]),
+    ]);
+    let learned = Learned::from_replies(&[arr(vec![container])]);
+    let top = learned.get("newlog").expect("learned");
+    assert!(top.is_container());
+    let names: Vec<&str> = top.subcommands.iter().map(|c| c.name).collect();
+    assert_eq!(names, ["newlog|get", "newlog|touch"], "sorted by name");
+    assert_eq!(
+        learned.get("newlog|touch").map(|c| c.family),
+        Some(Family::Single)
+    );
+    assert_eq!(
+        learned.get("newlog|get").map(|c| c.family),
+        Some(Family::Keyless)
+    );
+}
+
+#[test]
+fn a_module_command_without_keys_or_tips_is_refused_in_a_cluster_only() {
+    let search = entry(
+        "ft.search",
+        -3,
+        &["readonly", "module"],
+        &["@search"],
+        &[],
+        vec![],
+    );
+    let json = entry(
+        "json.get",
+        -2,
+        &["readonly", "module"],
+        &["@read"],
+        &[],
+        vec![index_spec(&["RO", "ACCESS"])],
+    );
+    let node = arr(vec![search, json]);
+    let family = |learned: &Learned, name: &str| learned.get(name).map(|c| c.family);
+    let cluster = Learned::from_servers(std::slice::from_ref(&node), false);
+    assert_eq!(family(&cluster, "ft.search"), Some(Family::Unsupported));
+    assert_eq!(family(&cluster, "json.get"), Some(Family::Single));
+    let one = Learned::from_servers(&[node], true);
+    assert_eq!(family(&one, "ft.search"), Some(Family::Keyless));
+    assert_eq!(family(&one, "json.get"), Some(Family::Single));
+}
