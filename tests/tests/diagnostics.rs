@@ -1,9 +1,10 @@
 //! The servers' diagnostics through slotgate, merged over every primary as one server would
-//! answer them (docs/compatibility.md): SLOWLOG, LATENCY, Valkey's COMMANDLOG and CLUSTER
-//! SLOT-STATS. Slow commands are made on the nodes directly; what slotgate answers is
-//! checked against what the nodes say. Commands a server lacks (COMMANDLOG, SLOT-STATS on
-//! Redis 7.0) keep the server's error, and the suite says which it skipped. This suite runs
-//! against every tested server.
+//! answer them (docs/compatibility.md): SLOWLOG, LATENCY, Valkey's COMMANDLOG, CLUSTER
+//! SLOT-STATS, and CLUSTER MYSHARDID from the one-node cluster emulation. Slow commands are
+//! made on the nodes directly; what slotgate answers is checked against what the nodes say.
+//! Commands a server lacks (COMMANDLOG, SLOT-STATS and MYSHARDID on Redis 7.0) keep the
+//! server's error, and the suite says which it skipped. This suite runs against every
+//! tested server.
 //!
 //! The tests change the primaries' slow log and latency settings, so each takes [`NODES`]
 //! and puts the settings back.
@@ -507,6 +508,25 @@ fn slot_stats_cover_every_primarys_slots() {
             "{args:?}: {expected:?}"
         );
         assert_eq!(via(args), expected, "{args:?}");
+    }
+}
+
+#[test]
+fn myshardid_is_the_emulated_clusters_shard() {
+    let cluster = shared_cluster();
+    let args = ["CLUSTER", "MYSHARDID"];
+    if !server_has("cluster|myshardid") {
+        eprintln!("skipped: the servers have no CLUSTER MYSHARDID (Redis 7.2+, Valkey)");
+        assert_eq!(via(&args), direct(cluster.primaries()[0], &args));
+        return;
+    }
+    let id = via(&args).string();
+    assert_eq!(id.len(), 40, "{id}");
+    assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+    assert_eq!(via(&args).string(), id, "stable");
+    assert_ne!(id, via(&["CLUSTER", "MYID"]).string());
+    for port in cluster.primaries() {
+        assert_ne!(direct(port, &args).string(), id, "not a node's shard");
     }
 }
 

@@ -287,7 +287,9 @@ fn render() -> String {
          order, `ORDERBY metric [LIMIT n] [ASC|DESC]` sorted again by the metric (ties by slot) and\n\
          cut to `n`. Servers without them (Redis 7.0) keep Redis's unknown command or subcommand\n\
          error. They are `@admin @dangerous` (SLOT-STATS `@slow`): users' ACL rules decide, as for\n\
-         any command (`upstream.admin_commands` does not apply), and they cannot be queued in `MULTI`.\n\n\
+         any command (`upstream.admin_commands` does not apply), and they cannot be queued in `MULTI`.\n\
+         `CLUSTER MYSHARDID` (Redis 7.2+, Valkey) answers the emulated one-node cluster's shard id,\n\
+         stable per listen address and other than its node id (Redis 7.0: unknown subcommand).\n\n\
          | command | family | through slotgate |\n|---|---|---|\n",
     );
     let mut rows: Vec<&Command> = Vec::new();

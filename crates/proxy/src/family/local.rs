@@ -82,6 +82,8 @@ pub(crate) fn run(
         "cluster|keyslot" => integer(slotgate_cluster::slot(req.arg(2)) as i64),
         "cluster|info" => client.proto.verbatim_reply(cluster_info(ctx).as_bytes()),
         "cluster|myid" => bulk(node_id(client).as_bytes()),
+        // Learned from Redis 7.2+ and Valkey; the one node is its shard's only member.
+        "cluster|myshardid" => bulk(shard_id(client).as_bytes()),
         "cluster|nodes" => client
             .proto
             .verbatim_reply(cluster_nodes(client).as_bytes()),
@@ -337,7 +339,18 @@ fn config_get(req: &Request, proto: Protocol) -> Bytes {
 
 /// The node id slotgate reports for itself: stable per listen address.
 fn node_id(client: &ClientState) -> String {
-    let seed = slotgate_cluster::crc16(client.local.to_string().as_bytes()) as u64;
+    stable_id(&client.local.to_string())
+}
+
+/// The id of the one shard of the emulated cluster (`CLUSTER MYSHARDID`): stable per listen
+/// address, other than the node's.
+fn shard_id(client: &ClientState) -> String {
+    stable_id(&format!("shard {}", client.local))
+}
+
+/// 40 hex digits, the same for the same `seed`.
+fn stable_id(seed: &str) -> String {
+    let seed = slotgate_cluster::crc16(seed.as_bytes()) as u64;
     let mut id = String::with_capacity(40);
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     while id.len() < 40 {
