@@ -15,6 +15,9 @@
 //!   its own description, like a built-in container's.
 //! - COMMANDLOG GET, CLUSTER SLOT-STATS and CLUSTER MYSHARDID have rules of their own
 //!   ([`merged_by_slotgate`]): merged like SLOWLOG GET, or answered by the emulation.
+//! - A module's command without key specs or tips (FT.SEARCH and other index commands) is
+//!   refused in a cluster, where slotgate cannot know which primaries hold its data; with
+//!   one primary (standalone, sentinel) it goes to that server.
 //! - The static table always wins: learning costs nothing for a command slotgate knows.
 
 use std::collections::HashMap;
@@ -47,9 +50,15 @@ impl Learned {
         self.by_name.is_empty()
     }
 
-    /// The commands every reply (one per primary's `COMMAND`) describes alike and the
-    /// static table lacks.
+    /// [`Learned::from_servers`] for a cluster.
     pub fn from_replies(replies: &[Value]) -> Learned {
+        Learned::from_servers(replies, false)
+    }
+
+    /// The commands every reply (one per primary's `COMMAND`) describes alike and the
+    /// static table lacks. With `one_primary` (standalone and sentinel modes) a module command without keys or
+    /// tips goes to the one server; in a cluster it is refused.
+    pub fn from_servers(replies: &[Value], one_primary: bool) -> Learned {
         let mut views = replies.iter().map(describe_all);
         let Some(first) = views.next() else {
             return Learned::default();
@@ -69,12 +78,12 @@ impl Learned {
             let container = name.split('|').next().unwrap_or_default().to_string();
             subs.entry(container)
                 .or_default()
-                .push(desc.clone().into_command(&name));
-            let cmd: &'static Command = Box::leak(Box::new(desc.into_command(&name)));
+                .push(desc.clone().into_command(&name, one_primary));
+            let cmd: &'static Command = Box::leak(Box::new(desc.into_command(&name, one_primary)));
             by_name.insert(name, cmd);
         }
         for (name, desc) in tops {
-            let mut cmd = desc.into_command(&name);
+            let mut cmd = desc.into_command(&name, one_primary);
             if let Some(mut own) = subs.remove(&name) {
                 own.sort_by(|a, b| a.name.cmp(b.name));
                 cmd.subcommands = Box::leak(own.into_boxed_slice());
@@ -248,8 +257,8 @@ fn spec(v: &Value) -> OwnedSpec {
 
 impl Desc {
     /// The table row slotgate routes by (leaked: learned once per change of the servers).
-    fn into_command(self, name: &str) -> Command {
-        let family = merged_by_slotgate(name).unwrap_or_else(|| self.family());
+    fn into_command(self, name: &str, one_primary: bool) -> Command {
+        let family = merged_by_slotgate(name).unwrap_or_else(|| self.family(one_primary));
         let specs: Vec<KeySpec> = self
             .specs
             .iter()
@@ -283,7 +292,7 @@ impl Desc {
     }
 
     /// How to route it, from its key specs and tips only (see the module's rules).
-    fn family(&self) -> Family {
+    fn family(&self, one_primary: bool) -> Family {
         let usable = |s: &OwnedSpec| {
             !matches!(s.begin, OwnedBegin::Unknown)
                 && !matches!(s.find, FindKeys::Unknown)
@@ -324,6 +333,9 @@ impl Desc {
                 })
             }
             Some("multi_shard") | Some("special") => Family::Unsupported,
+            // A module's command without keys or tips (an index such as FT.SEARCH's): which
+            // primaries hold its data is unknown in a cluster.
+            _ if self.flags & flag::MODULE != 0 && !one_primary => Family::Unsupported,
             _ => Family::Keyless,
         }
     }
