@@ -334,12 +334,19 @@ def emit(version, cmds, fams):
 
 
 def merge_extras(cmds):
-    """Adds the few newer subcommands of gen/extra-commands.json (see its _comment)."""
+    """Adds the few newer commands and subcommands of gen/extra-commands.json (see its
+    _comment): the list under "top-level" as commands, each other list under its container."""
     with open(os.path.join(HERE, "extra-commands.json")) as f:
         extras = json.load(f)
     by_name = {c["name"]: c for c in cmds}
     for container, subs in extras.items():
         if container.startswith("_"):
+            continue
+        if container == "top-level":
+            for cmd in subs:
+                if cmd["name"] in by_name:
+                    sys.exit("%s is on the server now: drop it from extra-commands.json" % cmd["name"])
+                cmds.append(cmd)
             continue
         parent = by_name[container]
         have = {s["name"] for s in parent["subcommands"]}
@@ -348,6 +355,7 @@ def merge_extras(cmds):
                 sys.exit("%s is on the server now: drop it from extra-commands.json" % sub["name"])
             parent["subcommands"].append(sub)
         parent["subcommands"].sort(key=lambda c: c["name"])
+    cmds.sort(key=lambda c: c["name"])
     return cmds
 
 
