@@ -11,10 +11,10 @@ const fn cat(c: Category) -> u32 {
 }
 
 /// Number of commands and subcommands; every `Command::index` is below it.
-pub const COMMAND_COUNT: usize = 368;
+pub const COMMAND_COUNT: usize = 369;
 
 /// Top-level commands, sorted by name.
-pub(crate) static COMMANDS: [Command; 240] = [
+pub(crate) static COMMANDS: [Command; 241] = [
     Command {
         name: "acl",
         index: 0,
@@ -2512,8 +2512,21 @@ pub(crate) static COMMANDS: [Command; 240] = [
         subcommands: &[],
     },
     Command {
-        name: "watch",
+        name: "waitaof",
         index: 310,
+        arity: 4,
+        flags: flag::NOSCRIPT,
+        acl_categories: cat(Category::Slow) | cat(Category::Connection),
+        first_key: 0,
+        last_key: 0,
+        key_step: 0,
+        key_specs: &[],
+        family: Family::Blocking,
+        subcommands: &[],
+    },
+    Command {
+        name: "watch",
+        index: 311,
         arity: -2,
         flags: flag::ALLOW_BUSY | flag::FAST | flag::LOADING | flag::NOSCRIPT | flag::STALE,
         acl_categories: cat(Category::Fast) | cat(Category::Transaction),
@@ -2526,7 +2539,7 @@ pub(crate) static COMMANDS: [Command; 240] = [
     },
     Command {
         name: "xack",
-        index: 311,
+        index: 312,
         arity: -4,
         flags: flag::FAST | flag::WRITE,
         acl_categories: cat(Category::Write) | cat(Category::Stream) | cat(Category::Fast),
@@ -2539,7 +2552,7 @@ pub(crate) static COMMANDS: [Command; 240] = [
     },
     Command {
         name: "xadd",
-        index: 312,
+        index: 313,
         arity: -5,
         flags: flag::DENYOOM | flag::FAST | flag::WRITE,
         acl_categories: cat(Category::Write) | cat(Category::Stream) | cat(Category::Fast),
@@ -2552,7 +2565,7 @@ pub(crate) static COMMANDS: [Command; 240] = [
     },
     Command {
         name: "xautoclaim",
-        index: 313,
+        index: 314,
         arity: -6,
         flags: flag::FAST | flag::WRITE,
         acl_categories: cat(Category::Write) | cat(Category::Stream) | cat(Category::Fast),
@@ -2565,7 +2578,7 @@ pub(crate) static COMMANDS: [Command; 240] = [
     },
     Command {
         name: "xclaim",
-        index: 314,
+        index: 315,
         arity: -6,
         flags: flag::FAST | flag::WRITE,
         acl_categories: cat(Category::Write) | cat(Category::Stream) | cat(Category::Fast),
@@ -2578,7 +2591,7 @@ pub(crate) static COMMANDS: [Command; 240] = [
     },
     Command {
         name: "xdel",
-        index: 315,
+        index: 316,
         arity: -3,
         flags: flag::FAST | flag::WRITE,
         acl_categories: cat(Category::Write) | cat(Category::Stream) | cat(Category::Fast),
@@ -2591,7 +2604,7 @@ pub(crate) static COMMANDS: [Command; 240] = [
     },
     Command {
         name: "xgroup",
-        index: 316,
+        index: 317,
         arity: -2,
         flags: 0,
         acl_categories: cat(Category::Slow),
@@ -2604,7 +2617,7 @@ pub(crate) static COMMANDS: [Command; 240] = [
     },
     Command {
         name: "xinfo",
-        index: 323,
+        index: 324,
         arity: -2,
         flags: 0,
         acl_categories: cat(Category::Slow),
@@ -2617,7 +2630,7 @@ pub(crate) static COMMANDS: [Command; 240] = [
     },
     Command {
         name: "xlen",
-        index: 328,
+        index: 329,
         arity: 2,
         flags: flag::FAST | flag::READONLY,
         acl_categories: cat(Category::Read) | cat(Category::Stream) | cat(Category::Fast),
@@ -2630,7 +2643,7 @@ pub(crate) static COMMANDS: [Command; 240] = [
     },
     Command {
         name: "xpending",
-        index: 329,
+        index: 330,
         arity: -3,
         flags: flag::READONLY,
         acl_categories: cat(Category::Read) | cat(Category::Stream) | cat(Category::Slow),
@@ -2643,7 +2656,7 @@ pub(crate) static COMMANDS: [Command; 240] = [
     },
     Command {
         name: "xrange",
-        index: 330,
+        index: 331,
         arity: -4,
         flags: flag::READONLY,
         acl_categories: cat(Category::Read) | cat(Category::Stream) | cat(Category::Slow),
@@ -2656,7 +2669,7 @@ pub(crate) static COMMANDS: [Command; 240] = [
     },
     Command {
         name: "xread",
-        index: 331,
+        index: 332,
         arity: -4,
         flags: flag::BLOCKING | flag::MOVABLE_KEYS | flag::READONLY,
         acl_categories: cat(Category::Read) | cat(Category::Stream) | cat(Category::Slow) | cat(Category::Blocking),
@@ -2669,7 +2682,7 @@ pub(crate) static COMMANDS: [Command; 240] = [
     },
     Command {
         name: "xreadgroup",
-        index: 332,
+        index: 333,
         arity: -7,
         flags: flag::BLOCKING | flag::MOVABLE_KEYS | flag::WRITE,
         acl_categories: cat(Category::Write) | cat(Category::Stream) | cat(Category::Slow) | cat(Category::Blocking),
@@ -2682,7 +2695,7 @@ pub(crate) static COMMANDS: [Command; 240] = [
     },
     Command {
         name: "xrevrange",
-        index: 333,
+        index: 334,
         arity: -4,
         flags: flag::READONLY,
         acl_categories: cat(Category::Read) | cat(Category::Stream) | cat(Category::Slow),
@@ -2695,7 +2708,7 @@ pub(crate) static COMMANDS: [Command; 240] = [
     },
     Command {
         name: "xsetid",
-        index: 334,
+        index: 335,
         arity: -3,
         flags: flag::DENYOOM | flag::FAST | flag::WRITE,
         acl_categories: cat(Category::Write) | cat(Category::Stream) | cat(Category::Fast),
@@ -2708,7 +2721,7 @@ pub(crate) static COMMANDS: [Command; 240] = [
     },
     Command {
         name: "xtrim",
-        index: 335,
+        index: 336,
         arity: -4,
         flags: flag::WRITE,
         acl_categories: cat(Category::Write) | cat(Category::Stream) | cat(Category::Slow),
@@ -2721,7 +2734,7 @@ pub(crate) static COMMANDS: [Command; 240] = [
     },
     Command {
         name: "zadd",
-        index: 336,
+        index: 337,
         arity: -4,
         flags: flag::DENYOOM | flag::FAST | flag::WRITE,
         acl_categories: cat(Category::Write) | cat(Category::SortedSet) | cat(Category::Fast),
@@ -2734,7 +2747,7 @@ pub(crate) static COMMANDS: [Command; 240] = [
     },
     Command {
         name: "zcard",
-        index: 337,
+        index: 338,
         arity: 2,
         flags: flag::FAST | flag::READONLY,
         acl_categories: cat(Category::Read) | cat(Category::SortedSet) | cat(Category::Fast),
@@ -2747,7 +2760,7 @@ pub(crate) static COMMANDS: [Command; 240] = [
     },
     Command {
         name: "zcount",
-        index: 338,
+        index: 339,
         arity: 4,
         flags: flag::FAST | flag::READONLY,
         acl_categories: cat(Category::Read) | cat(Category::SortedSet) | cat(Category::Fast),
@@ -2760,7 +2773,7 @@ pub(crate) static COMMANDS: [Command; 240] = [
     },
     Command {
         name: "zdiff",
-        index: 339,
+        index: 340,
         arity: -3,
         flags: flag::MOVABLE_KEYS | flag::READONLY,
         acl_categories: cat(Category::Read) | cat(Category::SortedSet) | cat(Category::Slow),
@@ -2773,7 +2786,7 @@ pub(crate) static COMMANDS: [Command; 240] = [
     },
     Command {
         name: "zdiffstore",
-        index: 340,
+        index: 341,
         arity: -4,
         flags: flag::DENYOOM | flag::MOVABLE_KEYS | flag::WRITE,
         acl_categories: cat(Category::Write) | cat(Category::SortedSet) | cat(Category::Slow),
@@ -2786,7 +2799,7 @@ pub(crate) static COMMANDS: [Command; 240] = [
     },
     Command {
         name: "zincrby",
-        index: 341,
+        index: 342,
         arity: 4,
         flags: flag::DENYOOM | flag::FAST | flag::WRITE,
         acl_categories: cat(Category::Write) | cat(Category::SortedSet) | cat(Category::Fast),
@@ -2799,19 +2812,6 @@ pub(crate) static COMMANDS: [Command; 240] = [
     },
     Command {
         name: "zinter",
-        index: 342,
-        arity: -3,
-        flags: flag::MOVABLE_KEYS | flag::READONLY,
-        acl_categories: cat(Category::Read) | cat(Category::SortedSet) | cat(Category::Slow),
-        first_key: 0,
-        last_key: 0,
-        key_step: 0,
-        key_specs: &[KeySpec { begin: BeginSearch::Index(1), find: FindKeys::KeyNum { keynum_idx: 0, first_key: 1, step: 1 }, flags: key_flag::RO | key_flag::ACCESS }],
-        family: Family::Single,
-        subcommands: &[],
-    },
-    Command {
-        name: "zintercard",
         index: 343,
         arity: -3,
         flags: flag::MOVABLE_KEYS | flag::READONLY,
@@ -2824,8 +2824,21 @@ pub(crate) static COMMANDS: [Command; 240] = [
         subcommands: &[],
     },
     Command {
-        name: "zinterstore",
+        name: "zintercard",
         index: 344,
+        arity: -3,
+        flags: flag::MOVABLE_KEYS | flag::READONLY,
+        acl_categories: cat(Category::Read) | cat(Category::SortedSet) | cat(Category::Slow),
+        first_key: 0,
+        last_key: 0,
+        key_step: 0,
+        key_specs: &[KeySpec { begin: BeginSearch::Index(1), find: FindKeys::KeyNum { keynum_idx: 0, first_key: 1, step: 1 }, flags: key_flag::RO | key_flag::ACCESS }],
+        family: Family::Single,
+        subcommands: &[],
+    },
+    Command {
+        name: "zinterstore",
+        index: 345,
         arity: -4,
         flags: flag::DENYOOM | flag::MOVABLE_KEYS | flag::WRITE,
         acl_categories: cat(Category::Write) | cat(Category::SortedSet) | cat(Category::Slow),
@@ -2838,7 +2851,7 @@ pub(crate) static COMMANDS: [Command; 240] = [
     },
     Command {
         name: "zlexcount",
-        index: 345,
+        index: 346,
         arity: 4,
         flags: flag::FAST | flag::READONLY,
         acl_categories: cat(Category::Read) | cat(Category::SortedSet) | cat(Category::Fast),
@@ -2851,7 +2864,7 @@ pub(crate) static COMMANDS: [Command; 240] = [
     },
     Command {
         name: "zmpop",
-        index: 346,
+        index: 347,
         arity: -4,
         flags: flag::MOVABLE_KEYS | flag::WRITE,
         acl_categories: cat(Category::Write) | cat(Category::SortedSet) | cat(Category::Slow),
@@ -2864,7 +2877,7 @@ pub(crate) static COMMANDS: [Command; 240] = [
     },
     Command {
         name: "zmscore",
-        index: 347,
+        index: 348,
         arity: -3,
         flags: flag::FAST | flag::READONLY,
         acl_categories: cat(Category::Read) | cat(Category::SortedSet) | cat(Category::Fast),
@@ -2877,19 +2890,6 @@ pub(crate) static COMMANDS: [Command; 240] = [
     },
     Command {
         name: "zpopmax",
-        index: 348,
-        arity: -2,
-        flags: flag::FAST | flag::WRITE,
-        acl_categories: cat(Category::Write) | cat(Category::SortedSet) | cat(Category::Fast),
-        first_key: 1,
-        last_key: 1,
-        key_step: 1,
-        key_specs: &[KeySpec { begin: BeginSearch::Index(1), find: FindKeys::Range { last_key: 0, step: 1, limit: 0 }, flags: key_flag::RW | key_flag::ACCESS | key_flag::DELETE }],
-        family: Family::Single,
-        subcommands: &[],
-    },
-    Command {
-        name: "zpopmin",
         index: 349,
         arity: -2,
         flags: flag::FAST | flag::WRITE,
@@ -2902,8 +2902,21 @@ pub(crate) static COMMANDS: [Command; 240] = [
         subcommands: &[],
     },
     Command {
-        name: "zrandmember",
+        name: "zpopmin",
         index: 350,
+        arity: -2,
+        flags: flag::FAST | flag::WRITE,
+        acl_categories: cat(Category::Write) | cat(Category::SortedSet) | cat(Category::Fast),
+        first_key: 1,
+        last_key: 1,
+        key_step: 1,
+        key_specs: &[KeySpec { begin: BeginSearch::Index(1), find: FindKeys::Range { last_key: 0, step: 1, limit: 0 }, flags: key_flag::RW | key_flag::ACCESS | key_flag::DELETE }],
+        family: Family::Single,
+        subcommands: &[],
+    },
+    Command {
+        name: "zrandmember",
+        index: 351,
         arity: -2,
         flags: flag::READONLY,
         acl_categories: cat(Category::Read) | cat(Category::SortedSet) | cat(Category::Slow),
@@ -2916,19 +2929,6 @@ pub(crate) static COMMANDS: [Command; 240] = [
     },
     Command {
         name: "zrange",
-        index: 351,
-        arity: -4,
-        flags: flag::READONLY,
-        acl_categories: cat(Category::Read) | cat(Category::SortedSet) | cat(Category::Slow),
-        first_key: 1,
-        last_key: 1,
-        key_step: 1,
-        key_specs: &[KeySpec { begin: BeginSearch::Index(1), find: FindKeys::Range { last_key: 0, step: 1, limit: 0 }, flags: key_flag::RO | key_flag::ACCESS }],
-        family: Family::Single,
-        subcommands: &[],
-    },
-    Command {
-        name: "zrangebylex",
         index: 352,
         arity: -4,
         flags: flag::READONLY,
@@ -2941,7 +2941,7 @@ pub(crate) static COMMANDS: [Command; 240] = [
         subcommands: &[],
     },
     Command {
-        name: "zrangebyscore",
+        name: "zrangebylex",
         index: 353,
         arity: -4,
         flags: flag::READONLY,
@@ -2954,8 +2954,21 @@ pub(crate) static COMMANDS: [Command; 240] = [
         subcommands: &[],
     },
     Command {
-        name: "zrangestore",
+        name: "zrangebyscore",
         index: 354,
+        arity: -4,
+        flags: flag::READONLY,
+        acl_categories: cat(Category::Read) | cat(Category::SortedSet) | cat(Category::Slow),
+        first_key: 1,
+        last_key: 1,
+        key_step: 1,
+        key_specs: &[KeySpec { begin: BeginSearch::Index(1), find: FindKeys::Range { last_key: 0, step: 1, limit: 0 }, flags: key_flag::RO | key_flag::ACCESS }],
+        family: Family::Single,
+        subcommands: &[],
+    },
+    Command {
+        name: "zrangestore",
+        index: 355,
         arity: -5,
         flags: flag::DENYOOM | flag::WRITE,
         acl_categories: cat(Category::Write) | cat(Category::SortedSet) | cat(Category::Slow),
@@ -2968,7 +2981,7 @@ pub(crate) static COMMANDS: [Command; 240] = [
     },
     Command {
         name: "zrank",
-        index: 355,
+        index: 356,
         arity: 3,
         flags: flag::FAST | flag::READONLY,
         acl_categories: cat(Category::Read) | cat(Category::SortedSet) | cat(Category::Fast),
@@ -2981,7 +2994,7 @@ pub(crate) static COMMANDS: [Command; 240] = [
     },
     Command {
         name: "zrem",
-        index: 356,
+        index: 357,
         arity: -3,
         flags: flag::FAST | flag::WRITE,
         acl_categories: cat(Category::Write) | cat(Category::SortedSet) | cat(Category::Fast),
@@ -2994,19 +3007,6 @@ pub(crate) static COMMANDS: [Command; 240] = [
     },
     Command {
         name: "zremrangebylex",
-        index: 357,
-        arity: 4,
-        flags: flag::WRITE,
-        acl_categories: cat(Category::Write) | cat(Category::SortedSet) | cat(Category::Slow),
-        first_key: 1,
-        last_key: 1,
-        key_step: 1,
-        key_specs: &[KeySpec { begin: BeginSearch::Index(1), find: FindKeys::Range { last_key: 0, step: 1, limit: 0 }, flags: key_flag::RW | key_flag::DELETE }],
-        family: Family::Single,
-        subcommands: &[],
-    },
-    Command {
-        name: "zremrangebyrank",
         index: 358,
         arity: 4,
         flags: flag::WRITE,
@@ -3019,7 +3019,7 @@ pub(crate) static COMMANDS: [Command; 240] = [
         subcommands: &[],
     },
     Command {
-        name: "zremrangebyscore",
+        name: "zremrangebyrank",
         index: 359,
         arity: 4,
         flags: flag::WRITE,
@@ -3032,20 +3032,20 @@ pub(crate) static COMMANDS: [Command; 240] = [
         subcommands: &[],
     },
     Command {
-        name: "zrevrange",
+        name: "zremrangebyscore",
         index: 360,
-        arity: -4,
-        flags: flag::READONLY,
-        acl_categories: cat(Category::Read) | cat(Category::SortedSet) | cat(Category::Slow),
+        arity: 4,
+        flags: flag::WRITE,
+        acl_categories: cat(Category::Write) | cat(Category::SortedSet) | cat(Category::Slow),
         first_key: 1,
         last_key: 1,
         key_step: 1,
-        key_specs: &[KeySpec { begin: BeginSearch::Index(1), find: FindKeys::Range { last_key: 0, step: 1, limit: 0 }, flags: key_flag::RO | key_flag::ACCESS }],
+        key_specs: &[KeySpec { begin: BeginSearch::Index(1), find: FindKeys::Range { last_key: 0, step: 1, limit: 0 }, flags: key_flag::RW | key_flag::DELETE }],
         family: Family::Single,
         subcommands: &[],
     },
     Command {
-        name: "zrevrangebylex",
+        name: "zrevrange",
         index: 361,
         arity: -4,
         flags: flag::READONLY,
@@ -3058,7 +3058,7 @@ pub(crate) static COMMANDS: [Command; 240] = [
         subcommands: &[],
     },
     Command {
-        name: "zrevrangebyscore",
+        name: "zrevrangebylex",
         index: 362,
         arity: -4,
         flags: flag::READONLY,
@@ -3071,8 +3071,21 @@ pub(crate) static COMMANDS: [Command; 240] = [
         subcommands: &[],
     },
     Command {
-        name: "zrevrank",
+        name: "zrevrangebyscore",
         index: 363,
+        arity: -4,
+        flags: flag::READONLY,
+        acl_categories: cat(Category::Read) | cat(Category::SortedSet) | cat(Category::Slow),
+        first_key: 1,
+        last_key: 1,
+        key_step: 1,
+        key_specs: &[KeySpec { begin: BeginSearch::Index(1), find: FindKeys::Range { last_key: 0, step: 1, limit: 0 }, flags: key_flag::RO | key_flag::ACCESS }],
+        family: Family::Single,
+        subcommands: &[],
+    },
+    Command {
+        name: "zrevrank",
+        index: 364,
         arity: 3,
         flags: flag::FAST | flag::READONLY,
         acl_categories: cat(Category::Read) | cat(Category::SortedSet) | cat(Category::Fast),
@@ -3085,7 +3098,7 @@ pub(crate) static COMMANDS: [Command; 240] = [
     },
     Command {
         name: "zscan",
-        index: 364,
+        index: 365,
         arity: -3,
         flags: flag::READONLY,
         acl_categories: cat(Category::Read) | cat(Category::SortedSet) | cat(Category::Slow),
@@ -3098,7 +3111,7 @@ pub(crate) static COMMANDS: [Command; 240] = [
     },
     Command {
         name: "zscore",
-        index: 365,
+        index: 366,
         arity: 3,
         flags: flag::FAST | flag::READONLY,
         acl_categories: cat(Category::Read) | cat(Category::SortedSet) | cat(Category::Fast),
@@ -3111,7 +3124,7 @@ pub(crate) static COMMANDS: [Command; 240] = [
     },
     Command {
         name: "zunion",
-        index: 366,
+        index: 367,
         arity: -3,
         flags: flag::MOVABLE_KEYS | flag::READONLY,
         acl_categories: cat(Category::Read) | cat(Category::SortedSet) | cat(Category::Slow),
@@ -3124,7 +3137,7 @@ pub(crate) static COMMANDS: [Command; 240] = [
     },
     Command {
         name: "zunionstore",
-        index: 367,
+        index: 368,
         arity: -4,
         flags: flag::DENYOOM | flag::MOVABLE_KEYS | flag::WRITE,
         acl_categories: cat(Category::Write) | cat(Category::SortedSet) | cat(Category::Slow),
@@ -4713,7 +4726,7 @@ static SUB_SLOWLOG: [Command; 4] = [
 static SUB_XGROUP: [Command; 6] = [
     Command {
         name: "xgroup|create",
-        index: 317,
+        index: 318,
         arity: -5,
         flags: flag::DENYOOM | flag::WRITE,
         acl_categories: cat(Category::Write) | cat(Category::Stream) | cat(Category::Slow),
@@ -4726,7 +4739,7 @@ static SUB_XGROUP: [Command; 6] = [
     },
     Command {
         name: "xgroup|createconsumer",
-        index: 318,
+        index: 319,
         arity: 5,
         flags: flag::DENYOOM | flag::WRITE,
         acl_categories: cat(Category::Write) | cat(Category::Stream) | cat(Category::Slow),
@@ -4739,7 +4752,7 @@ static SUB_XGROUP: [Command; 6] = [
     },
     Command {
         name: "xgroup|delconsumer",
-        index: 319,
+        index: 320,
         arity: 5,
         flags: flag::WRITE,
         acl_categories: cat(Category::Write) | cat(Category::Stream) | cat(Category::Slow),
@@ -4752,7 +4765,7 @@ static SUB_XGROUP: [Command; 6] = [
     },
     Command {
         name: "xgroup|destroy",
-        index: 320,
+        index: 321,
         arity: 4,
         flags: flag::WRITE,
         acl_categories: cat(Category::Write) | cat(Category::Stream) | cat(Category::Slow),
@@ -4765,7 +4778,7 @@ static SUB_XGROUP: [Command; 6] = [
     },
     Command {
         name: "xgroup|help",
-        index: 321,
+        index: 322,
         arity: 2,
         flags: flag::LOADING | flag::STALE,
         acl_categories: cat(Category::Stream) | cat(Category::Slow),
@@ -4778,7 +4791,7 @@ static SUB_XGROUP: [Command; 6] = [
     },
     Command {
         name: "xgroup|setid",
-        index: 322,
+        index: 323,
         arity: -5,
         flags: flag::WRITE,
         acl_categories: cat(Category::Write) | cat(Category::Stream) | cat(Category::Slow),
@@ -4794,7 +4807,7 @@ static SUB_XGROUP: [Command; 6] = [
 static SUB_XINFO: [Command; 4] = [
     Command {
         name: "xinfo|consumers",
-        index: 324,
+        index: 325,
         arity: 4,
         flags: flag::READONLY,
         acl_categories: cat(Category::Read) | cat(Category::Stream) | cat(Category::Slow),
@@ -4807,7 +4820,7 @@ static SUB_XINFO: [Command; 4] = [
     },
     Command {
         name: "xinfo|groups",
-        index: 325,
+        index: 326,
         arity: 3,
         flags: flag::READONLY,
         acl_categories: cat(Category::Read) | cat(Category::Stream) | cat(Category::Slow),
@@ -4820,7 +4833,7 @@ static SUB_XINFO: [Command; 4] = [
     },
     Command {
         name: "xinfo|help",
-        index: 326,
+        index: 327,
         arity: 2,
         flags: flag::LOADING | flag::STALE,
         acl_categories: cat(Category::Stream) | cat(Category::Slow),
@@ -4833,7 +4846,7 @@ static SUB_XINFO: [Command; 4] = [
     },
     Command {
         name: "xinfo|stream",
-        index: 327,
+        index: 328,
         arity: -3,
         flags: flag::READONLY,
         acl_categories: cat(Category::Read) | cat(Category::Stream) | cat(Category::Slow),
@@ -5165,18 +5178,18 @@ pub(crate) static BY_INDEX: [&Command; COMMAND_COUNT] = [
     &COMMANDS[196],
     &COMMANDS[197],
     &COMMANDS[198],
+    &COMMANDS[199],
     &SUB_XGROUP[0],
     &SUB_XGROUP[1],
     &SUB_XGROUP[2],
     &SUB_XGROUP[3],
     &SUB_XGROUP[4],
     &SUB_XGROUP[5],
-    &COMMANDS[199],
+    &COMMANDS[200],
     &SUB_XINFO[0],
     &SUB_XINFO[1],
     &SUB_XINFO[2],
     &SUB_XINFO[3],
-    &COMMANDS[200],
     &COMMANDS[201],
     &COMMANDS[202],
     &COMMANDS[203],
@@ -5216,6 +5229,7 @@ pub(crate) static BY_INDEX: [&Command; COMMAND_COUNT] = [
     &COMMANDS[237],
     &COMMANDS[238],
     &COMMANDS[239],
+    &COMMANDS[240],
 ];
 
 /// Bytes in a packed name (the last holds the length): longer names are unknown.
@@ -5417,54 +5431,55 @@ pub(crate) fn find_top(w: [u64; 3]) -> Option<usize> {
         (0x7263736275736e75, 0x0000000000656269, 0x0b00000000000000) => 189, // unsubscribe
         (0x0068637461776e75, 0x0000000000000000, 0x0700000000000000) => 190, // unwatch
         (0x0000000074696177, 0x0000000000000000, 0x0400000000000000) => 191, // wait
-        (0x0000006863746177, 0x0000000000000000, 0x0500000000000000) => 192, // watch
-        (0x000000006b636178, 0x0000000000000000, 0x0400000000000000) => 193, // xack
-        (0x0000000064646178, 0x0000000000000000, 0x0400000000000000) => 194, // xadd
-        (0x616c636f74756178, 0x0000000000006d69, 0x0a00000000000000) => 195, // xautoclaim
-        (0x00006d69616c6378, 0x0000000000000000, 0x0600000000000000) => 196, // xclaim
-        (0x000000006c656478, 0x0000000000000000, 0x0400000000000000) => 197, // xdel
-        (0x000070756f726778, 0x0000000000000000, 0x0600000000000000) => 198, // xgroup
-        (0x0000006f666e6978, 0x0000000000000000, 0x0500000000000000) => 199, // xinfo
-        (0x000000006e656c78, 0x0000000000000000, 0x0400000000000000) => 200, // xlen
-        (0x676e69646e657078, 0x0000000000000000, 0x0800000000000000) => 201, // xpending
-        (0x000065676e617278, 0x0000000000000000, 0x0600000000000000) => 202, // xrange
-        (0x0000006461657278, 0x0000000000000000, 0x0500000000000000) => 203, // xread
-        (0x6f72676461657278, 0x0000000000007075, 0x0a00000000000000) => 204, // xreadgroup
-        (0x676e617276657278, 0x0000000000000065, 0x0900000000000000) => 205, // xrevrange
-        (0x0000646974657378, 0x0000000000000000, 0x0600000000000000) => 206, // xsetid
-        (0x0000006d69727478, 0x0000000000000000, 0x0500000000000000) => 207, // xtrim
-        (0x000000006464617a, 0x0000000000000000, 0x0400000000000000) => 208, // zadd
-        (0x000000647261637a, 0x0000000000000000, 0x0500000000000000) => 209, // zcard
-        (0x0000746e756f637a, 0x0000000000000000, 0x0600000000000000) => 210, // zcount
-        (0x000000666669647a, 0x0000000000000000, 0x0500000000000000) => 211, // zdiff
-        (0x6f7473666669647a, 0x0000000000006572, 0x0a00000000000000) => 212, // zdiffstore
-        (0x00796272636e697a, 0x0000000000000000, 0x0700000000000000) => 213, // zincrby
-        (0x00007265746e697a, 0x0000000000000000, 0x0600000000000000) => 214, // zinter
-        (0x61637265746e697a, 0x0000000000006472, 0x0a00000000000000) => 215, // zintercard
-        (0x74737265746e697a, 0x000000000065726f, 0x0b00000000000000) => 216, // zinterstore
-        (0x6e756f6378656c7a, 0x0000000000000074, 0x0900000000000000) => 217, // zlexcount
-        (0x000000706f706d7a, 0x0000000000000000, 0x0500000000000000) => 218, // zmpop
-        (0x0065726f63736d7a, 0x0000000000000000, 0x0700000000000000) => 219, // zmscore
-        (0x0078616d706f707a, 0x0000000000000000, 0x0700000000000000) => 220, // zpopmax
-        (0x006e696d706f707a, 0x0000000000000000, 0x0700000000000000) => 221, // zpopmin
-        (0x6d656d646e61727a, 0x0000000000726562, 0x0b00000000000000) => 222, // zrandmember
-        (0x000065676e61727a, 0x0000000000000000, 0x0600000000000000) => 223, // zrange
-        (0x796265676e61727a, 0x000000000078656c, 0x0b00000000000000) => 224, // zrangebylex
-        (0x796265676e61727a, 0x00000065726f6373, 0x0d00000000000000) => 225, // zrangebyscore
-        (0x747365676e61727a, 0x000000000065726f, 0x0b00000000000000) => 226, // zrangestore
-        (0x0000006b6e61727a, 0x0000000000000000, 0x0500000000000000) => 227, // zrank
-        (0x000000006d65727a, 0x0000000000000000, 0x0400000000000000) => 228, // zrem
-        (0x676e61726d65727a, 0x000078656c796265, 0x0e00000000000000) => 229, // zremrangebylex
-        (0x676e61726d65727a, 0x006b6e6172796265, 0x0f00000000000000) => 230, // zremrangebyrank
-        (0x676e61726d65727a, 0x65726f6373796265, 0x1000000000000000) => 231, // zremrangebyscore
-        (0x676e61727665727a, 0x0000000000000065, 0x0900000000000000) => 232, // zrevrange
-        (0x676e61727665727a, 0x000078656c796265, 0x0e00000000000000) => 233, // zrevrangebylex
-        (0x676e61727665727a, 0x65726f6373796265, 0x1000000000000000) => 234, // zrevrangebyscore
-        (0x6b6e61727665727a, 0x0000000000000000, 0x0800000000000000) => 235, // zrevrank
-        (0x0000006e6163737a, 0x0000000000000000, 0x0500000000000000) => 236, // zscan
-        (0x000065726f63737a, 0x0000000000000000, 0x0600000000000000) => 237, // zscore
-        (0x00006e6f696e757a, 0x0000000000000000, 0x0600000000000000) => 238, // zunion
-        (0x74736e6f696e757a, 0x000000000065726f, 0x0b00000000000000) => 239, // zunionstore
+        (0x00666f6174696177, 0x0000000000000000, 0x0700000000000000) => 192, // waitaof
+        (0x0000006863746177, 0x0000000000000000, 0x0500000000000000) => 193, // watch
+        (0x000000006b636178, 0x0000000000000000, 0x0400000000000000) => 194, // xack
+        (0x0000000064646178, 0x0000000000000000, 0x0400000000000000) => 195, // xadd
+        (0x616c636f74756178, 0x0000000000006d69, 0x0a00000000000000) => 196, // xautoclaim
+        (0x00006d69616c6378, 0x0000000000000000, 0x0600000000000000) => 197, // xclaim
+        (0x000000006c656478, 0x0000000000000000, 0x0400000000000000) => 198, // xdel
+        (0x000070756f726778, 0x0000000000000000, 0x0600000000000000) => 199, // xgroup
+        (0x0000006f666e6978, 0x0000000000000000, 0x0500000000000000) => 200, // xinfo
+        (0x000000006e656c78, 0x0000000000000000, 0x0400000000000000) => 201, // xlen
+        (0x676e69646e657078, 0x0000000000000000, 0x0800000000000000) => 202, // xpending
+        (0x000065676e617278, 0x0000000000000000, 0x0600000000000000) => 203, // xrange
+        (0x0000006461657278, 0x0000000000000000, 0x0500000000000000) => 204, // xread
+        (0x6f72676461657278, 0x0000000000007075, 0x0a00000000000000) => 205, // xreadgroup
+        (0x676e617276657278, 0x0000000000000065, 0x0900000000000000) => 206, // xrevrange
+        (0x0000646974657378, 0x0000000000000000, 0x0600000000000000) => 207, // xsetid
+        (0x0000006d69727478, 0x0000000000000000, 0x0500000000000000) => 208, // xtrim
+        (0x000000006464617a, 0x0000000000000000, 0x0400000000000000) => 209, // zadd
+        (0x000000647261637a, 0x0000000000000000, 0x0500000000000000) => 210, // zcard
+        (0x0000746e756f637a, 0x0000000000000000, 0x0600000000000000) => 211, // zcount
+        (0x000000666669647a, 0x0000000000000000, 0x0500000000000000) => 212, // zdiff
+        (0x6f7473666669647a, 0x0000000000006572, 0x0a00000000000000) => 213, // zdiffstore
+        (0x00796272636e697a, 0x0000000000000000, 0x0700000000000000) => 214, // zincrby
+        (0x00007265746e697a, 0x0000000000000000, 0x0600000000000000) => 215, // zinter
+        (0x61637265746e697a, 0x0000000000006472, 0x0a00000000000000) => 216, // zintercard
+        (0x74737265746e697a, 0x000000000065726f, 0x0b00000000000000) => 217, // zinterstore
+        (0x6e756f6378656c7a, 0x0000000000000074, 0x0900000000000000) => 218, // zlexcount
+        (0x000000706f706d7a, 0x0000000000000000, 0x0500000000000000) => 219, // zmpop
+        (0x0065726f63736d7a, 0x0000000000000000, 0x0700000000000000) => 220, // zmscore
+        (0x0078616d706f707a, 0x0000000000000000, 0x0700000000000000) => 221, // zpopmax
+        (0x006e696d706f707a, 0x0000000000000000, 0x0700000000000000) => 222, // zpopmin
+        (0x6d656d646e61727a, 0x0000000000726562, 0x0b00000000000000) => 223, // zrandmember
+        (0x000065676e61727a, 0x0000000000000000, 0x0600000000000000) => 224, // zrange
+        (0x796265676e61727a, 0x000000000078656c, 0x0b00000000000000) => 225, // zrangebylex
+        (0x796265676e61727a, 0x00000065726f6373, 0x0d00000000000000) => 226, // zrangebyscore
+        (0x747365676e61727a, 0x000000000065726f, 0x0b00000000000000) => 227, // zrangestore
+        (0x0000006b6e61727a, 0x0000000000000000, 0x0500000000000000) => 228, // zrank
+        (0x000000006d65727a, 0x0000000000000000, 0x0400000000000000) => 229, // zrem
+        (0x676e61726d65727a, 0x000078656c796265, 0x0e00000000000000) => 230, // zremrangebylex
+        (0x676e61726d65727a, 0x006b6e6172796265, 0x0f00000000000000) => 231, // zremrangebyrank
+        (0x676e61726d65727a, 0x65726f6373796265, 0x1000000000000000) => 232, // zremrangebyscore
+        (0x676e61727665727a, 0x0000000000000065, 0x0900000000000000) => 233, // zrevrange
+        (0x676e61727665727a, 0x000078656c796265, 0x0e00000000000000) => 234, // zrevrangebylex
+        (0x676e61727665727a, 0x65726f6373796265, 0x1000000000000000) => 235, // zrevrangebyscore
+        (0x6b6e61727665727a, 0x0000000000000000, 0x0800000000000000) => 236, // zrevrank
+        (0x0000006e6163737a, 0x0000000000000000, 0x0500000000000000) => 237, // zscan
+        (0x000065726f63737a, 0x0000000000000000, 0x0600000000000000) => 238, // zscore
+        (0x00006e6f696e757a, 0x0000000000000000, 0x0600000000000000) => 239, // zunion
+        (0x74736e6f696e757a, 0x000000000065726f, 0x0b00000000000000) => 240, // zunionstore
         _ => return None,
     })
 }
@@ -5591,16 +5606,16 @@ pub(crate) fn find_sub(container: u16, w: [u64; 3]) -> Option<usize> {
         (278, 0x00000000706c6568, 0x0000000000000000, 0x0400000000000000) => 1, // slowlog|help
         (278, 0x00000000006e656c, 0x0000000000000000, 0x0300000000000000) => 2, // slowlog|len
         (278, 0x0000007465736572, 0x0000000000000000, 0x0500000000000000) => 3, // slowlog|reset
-        (316, 0x0000657461657263, 0x0000000000000000, 0x0600000000000000) => 0, // xgroup|create
-        (316, 0x6f63657461657263, 0x000072656d75736e, 0x0e00000000000000) => 1, // xgroup|createconsumer
-        (316, 0x75736e6f636c6564, 0x000000000072656d, 0x0b00000000000000) => 2, // xgroup|delconsumer
-        (316, 0x00796f7274736564, 0x0000000000000000, 0x0700000000000000) => 3, // xgroup|destroy
-        (316, 0x00000000706c6568, 0x0000000000000000, 0x0400000000000000) => 4, // xgroup|help
-        (316, 0x0000006469746573, 0x0000000000000000, 0x0500000000000000) => 5, // xgroup|setid
-        (323, 0x72656d75736e6f63, 0x0000000000000073, 0x0900000000000000) => 0, // xinfo|consumers
-        (323, 0x00007370756f7267, 0x0000000000000000, 0x0600000000000000) => 1, // xinfo|groups
-        (323, 0x00000000706c6568, 0x0000000000000000, 0x0400000000000000) => 2, // xinfo|help
-        (323, 0x00006d6165727473, 0x0000000000000000, 0x0600000000000000) => 3, // xinfo|stream
+        (317, 0x0000657461657263, 0x0000000000000000, 0x0600000000000000) => 0, // xgroup|create
+        (317, 0x6f63657461657263, 0x000072656d75736e, 0x0e00000000000000) => 1, // xgroup|createconsumer
+        (317, 0x75736e6f636c6564, 0x000000000072656d, 0x0b00000000000000) => 2, // xgroup|delconsumer
+        (317, 0x00796f7274736564, 0x0000000000000000, 0x0700000000000000) => 3, // xgroup|destroy
+        (317, 0x00000000706c6568, 0x0000000000000000, 0x0400000000000000) => 4, // xgroup|help
+        (317, 0x0000006469746573, 0x0000000000000000, 0x0500000000000000) => 5, // xgroup|setid
+        (324, 0x72656d75736e6f63, 0x0000000000000073, 0x0900000000000000) => 0, // xinfo|consumers
+        (324, 0x00007370756f7267, 0x0000000000000000, 0x0600000000000000) => 1, // xinfo|groups
+        (324, 0x00000000706c6568, 0x0000000000000000, 0x0400000000000000) => 2, // xinfo|help
+        (324, 0x00006d6165727473, 0x0000000000000000, 0x0600000000000000) => 3, // xinfo|stream
         _ => return None,
     })
 }

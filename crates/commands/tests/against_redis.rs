@@ -8,9 +8,9 @@ use slotgate_commands::{
 use slotgate_tests::probe::Reply;
 use slotgate_tests::standalone::RedisServer;
 
-/// Subcommands newer than redis-server 7.0 that the table carries anyway
+/// Commands and subcommands newer than redis-server 7.0 that the table carries anyway
 /// (gen/extra-commands.json).
-const EXTRAS: [&str; 2] = ["client|no-touch", "client|setinfo"];
+const EXTRAS: [&str; 3] = ["client|no-touch", "client|setinfo", "waitaof"];
 
 /// Command lines covering every key-spec shape; `''` is an empty argument. Every argument
 /// that is a key is spelled distinctly, so key names identify positions.

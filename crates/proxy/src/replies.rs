@@ -350,6 +350,18 @@ pub fn wait_role_refused(node: &str, error: &[u8]) -> Bytes {
     self::error(&text)
 }
 
+/// A primary refused the script that WAITAOF's emulation runs before `WAITAOF` (it writes
+/// and deletes `slotgate:waitaof:{N}` as the proxy's upstream user, which then needs
+/// `+eval` and write access to that key): its AOF acknowledgements cannot be asked for.
+pub fn waitaof_mark_refused(node: &str, error: &[u8]) -> Bytes {
+    let error = error.strip_prefix(b"-").unwrap_or(error);
+    let error = error.strip_suffix(b"\r\n").unwrap_or(error);
+    let mut text =
+        format!("ERR slotgate: WAITAOF needs EVAL on {node}, which answered: ").into_bytes();
+    text.extend_from_slice(error);
+    self::error(&text)
+}
+
 /// An admin command (`upstream.admin_commands: acl`) that did not succeed on every node it
 /// went to: `-ERR slotgate: <COMMAND> failed on <node>, … (<error>); … succeeded on <node>, …`.
 /// `failed` groups the nodes that gave the same error (the node's own text, without `-`);

@@ -117,6 +117,17 @@ fn behaviour(cmd: &Command) -> String {
             without earlier writes every replica that answers counts; inside MULTI it runs in \
             the transaction and answers at once, as in Redis; the upstream user needs `+role`"
             .into(),
+        Family::Blocking if name == "waitaof" => "emulated (Redis 7.2+ and Valkey; older \
+            servers' unknown-command error kept), like WAIT: once every earlier command of the \
+            connection was answered, on each primary serving a slot it wrote to (every primary \
+            if none or too many), slotgate writes and deletes the key `slotgate:waitaof:{N}` \
+            with EVAL on a dedicated connection, then sends it `WAITAOF` there; answers the \
+            element-wise minimum of the primaries' `[local, replicas]`, or a node's error as \
+            the node words it (appendonly off, bad arguments); a primary that has not answered \
+            100 ms after the timeout counts `[0, 0]`; inside MULTI it runs in the transaction \
+            and answers at once, as in Redis; the upstream user needs `+eval` and write access \
+            to `slotgate:waitaof:*`"
+            .into(),
         Family::Blocking => "routed by its keys' slot (`-CROSSSLOT` across slots) to a dedicated \
             connection of its own for as long as it blocks, so it holds up nobody else; its own \
             timeout applies, not `upstream.op_timeout`; MOVED/ASK while blocked are followed; a \

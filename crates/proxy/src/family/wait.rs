@@ -29,6 +29,8 @@
 //! client that leaves drops the entry, the task stops, and with it every query in flight
 //! and its connection. `WAIT` inside MULTI is queued like any command and runs inside the
 //! transaction on the node, where Redis never blocks: it answers at once.
+//!
+//! WAITAOF ([`aof`]) looks at the same primaries, and has each count for the client.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -51,6 +53,8 @@ use crate::session::task::Task;
 use crate::telemetry::metrics::RefreshTrigger;
 use crate::upstream::dedicated::DedicatedPool;
 use crate::upstream::topology::Topology;
+
+pub(crate) mod aof;
 
 /// Distinct slots remembered per client; past this, its writes count as everywhere.
 pub(crate) const MAX_SLOTS: usize = 64;
@@ -294,31 +298,51 @@ impl Job {
 }
 
 /// The shards to look at: those serving a remembered slot now, or every serving shard
-/// when the client wrote everywhere or nothing.
+/// when the client wrote everywhere or nothing (see [`anchors`]).
 fn plan(map: &SlotMap, written: &WrittenSlots) -> Vec<Shard> {
-    let shard = |s: &slotgate_cluster::Shard| Shard {
-        primary: Some(s.primary.clone()),
-        replicas: s.replicas.clone(),
-    };
+    anchors(map, written)
+        .into_iter()
+        .map(|slot| match map.shard_for_slot(slot) {
+            Some(s) => Shard {
+                primary: Some(s.primary.clone()),
+                replicas: s.replicas.clone(),
+            },
+            None => Shard {
+                primary: None,
+                replicas: Vec::new(),
+            },
+        })
+        .collect()
+}
+
+/// One slot per shard WAIT and WAITAOF look at: for each shard serving a remembered slot
+/// now, the first such slot, then the first remembered slot that no primary serves (if
+/// any); the lowest slot of every serving shard when the client wrote everywhere or
+/// nothing. Empty only when no slot is served.
+fn anchors(map: &SlotMap, written: &WrittenSlots) -> Vec<u16> {
+    let mut shards: Vec<usize> = Vec::new();
+    let mut out = Vec::new();
     if written.everywhere || written.slots.is_empty() {
-        return map.serving_shards().into_iter().map(shard).collect();
+        for (start, _, shard) in map.ranges() {
+            if !shards.contains(&shard) {
+                shards.push(shard);
+                out.push(start);
+            }
+        }
+        return out;
     }
-    let mut indices: Vec<usize> = Vec::new();
-    let mut uncovered = false;
+    let mut uncovered = None;
     for &slot in &written.slots {
         match map.shard_index(slot) {
-            Some(i) if !indices.contains(&i) => indices.push(i),
+            Some(i) if !shards.contains(&i) => {
+                shards.push(i);
+                out.push(slot);
+            }
             Some(_) => {}
-            None => uncovered = true,
+            None => uncovered = uncovered.or(Some(slot)),
         }
     }
-    let mut out: Vec<Shard> = indices.iter().map(|&i| shard(&map.shards()[i])).collect();
-    if uncovered {
-        out.push(Shard {
-            primary: None,
-            replicas: Vec::new(),
-        });
-    }
+    out.extend(uncovered);
     out
 }
 

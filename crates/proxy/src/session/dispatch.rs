@@ -37,7 +37,10 @@ pub(crate) fn route_command(
 ) -> Entry {
     *index = UNKNOWN_COMMAND;
     let args = ReqArgs(&req);
-    let found = client.lookup.lookup(&args);
+    let found = client
+        .lookup
+        .lookup(&args)
+        .filter(|cmd| servers_have(ctx, cmd));
     // Only a name the built-in table lacks looks further: the servers' newer commands.
     let Some(cmd) = found.or_else(|| learned(ctx, req.arg(0), None)) else {
         client.transaction.flag_error(); // in MULTI, EXEC then answers -EXECABORT
@@ -169,9 +172,12 @@ fn route_known(
             &client.budget,
         ),
         Family::AllShards(kind) => route_all_shards(ctx, cmd, kind, req, deadline, client),
-        // WAIT is emulated: the client's writes went over shared connections.
+        // WAIT and WAITAOF are emulated: the client's writes went over shared connections.
         Family::Blocking if cmd.name == "wait" => {
             crate::family::wait::route(ctx, &client.writes, req, &client.budget)
+        }
+        Family::Blocking if cmd.name == "waitaof" => {
+            crate::family::wait::aof::route(ctx, &client.writes, req, &client.budget)
         }
         Family::Blocking => blocking::route(ctx, cmd, req, client.dialect(), &client.budget),
         Family::Transaction => transaction::route(
@@ -212,6 +218,12 @@ fn learned(ctx: &WorkerCtx, name: &[u8], sub: Option<&[u8]>) -> Option<&'static 
         key.push_str(&String::from_utf8_lossy(sub).to_ascii_lowercase());
     }
     table.get(&key)
+}
+
+/// Whether the servers have `cmd`: WAITAOF (in the built-in table, emulated) is Redis
+/// 7.2's, and older servers' unknown-command error is kept.
+fn servers_have(ctx: &WorkerCtx, cmd: &Command) -> bool {
+    cmd.name != "waitaof" || ctx.topology.version_at_least(7, 2)
 }
 
 /// Whether a container command without a subcommand runs as it is (only COMMAND, whose

@@ -117,7 +117,7 @@ fn what_some_primary_lacks_or_describes_otherwise_is_not_learned() {
 #[test]
 fn keyless_commands_follow_their_tips_and_unusable_keys_are_refused() {
     let node = arr(vec![
-        entry("waitaof", 4, &["blocking"], &["@slow"], &[], vec![]),
+        entry("keylessnew", 4, &["blocking"], &["@slow"], &[], vec![]),
         entry(
             "fanout",
             1,
@@ -143,7 +143,7 @@ fn keyless_commands_follow_their_tips_and_unusable_keys_are_refused() {
     ]);
     let learned = Learned::from_replies(&[node]);
     assert_eq!(
-        learned.get("waitaof").map(|c| c.family),
+        learned.get("keylessnew").map(|c| c.family),
         Some(Family::Keyless)
     );
     assert_eq!(
