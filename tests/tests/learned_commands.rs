@@ -345,3 +345,151 @@ fn client_no_evict_and_no_touch_answer_for_the_client_connection() {
     let pong: String = redis::cmd("PING").query(&mut con).unwrap();
     assert_eq!(pong, "PONG");
 }
+
+/// Where the servers' `COMMAND` entries that Redis 7.0 lacks are recorded, one file per
+/// tested server; docs/compatibility-servers.md is generated from them (a unit test of the
+/// engine's command table).
+const FIXTURES: &str = "../crates/proxy/src/upstream/command_table/servers";
+
+/// The names (`get`, `client|kill`) Redis 7.0 has: the built-in table's source.
+fn redis_7_0_names() -> std::collections::HashSet<String> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../crates/commands/gen/commands-7.0.json"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut names = std::collections::HashSet::new();
+    for cmd in json["command_info"].as_array().unwrap() {
+        names.insert(cmd["name"].as_str().unwrap().to_string());
+        for sub in cmd["subcommands"].as_array().into_iter().flatten() {
+            names.insert(sub["name"].as_str().unwrap().to_string());
+        }
+    }
+    names
+}
+
+/// A RESP2 value as bytes (the shapes `COMMAND` uses).
+fn encode(v: &slotgate_resp::Value, out: &mut Vec<u8>) {
+    use slotgate_resp::Value as V;
+    match v {
+        V::Simple(s) => out.extend_from_slice(&[b"+", &s[..], b"\r\n"].concat()),
+        V::Error(s) => out.extend_from_slice(&[b"-", &s[..], b"\r\n"].concat()),
+        V::Integer(n) => out.extend_from_slice(format!(":{n}\r\n").as_bytes()),
+        V::Bulk(b) => {
+            out.extend_from_slice(format!("${}\r\n", b.len()).as_bytes());
+            out.extend_from_slice(b);
+            out.extend_from_slice(b"\r\n");
+        }
+        V::Array(items) => {
+            out.extend_from_slice(format!("*{}\r\n", items.len()).as_bytes());
+            items.iter().for_each(|i| encode(i, out));
+        }
+        V::Null => out.extend_from_slice(b"*-1\r\n"),
+        other => panic!("unexpected in COMMAND: {other:?}"),
+    }
+}
+
+fn entry_name_of(v: &slotgate_resp::Value) -> String {
+    let name = v
+        .as_array()
+        .and_then(|f| f.first())
+        .and_then(|n| n.as_bytes());
+    String::from_utf8_lossy(name.expect("an entry's name")).to_ascii_lowercase()
+}
+
+#[test]
+fn the_servers_commands_match_their_recorded_fixture() {
+    use std::io::{Read, Write};
+    let cluster = shared_cluster();
+    let port = cluster.primaries()[0];
+    let info = cluster.cli(port, &["INFO", "server"]);
+    let field = |k: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| v.trim().to_string())
+    };
+    let server = match field("valkey_version:") {
+        Some(v) => format!("valkey-{v}"),
+        None => format!("redis-{}", field("redis_version:").unwrap()),
+    };
+    if server.starts_with("redis-7.0") {
+        return; // the built-in table's own server: nothing to record
+    }
+    // The whole COMMAND reply, RESP2.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"*1\r\n$7\r\nCOMMAND\r\n").unwrap();
+    let mut buf = Vec::new();
+    let reply = loop {
+        let mut chunk = [0u8; 65536];
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "the node closed");
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some((v, _)) = slotgate_resp::parse_value(&buf).unwrap() {
+            break v;
+        }
+    };
+    // Entries Redis 7.0 lacks, or with subcommands it lacks; sorted so the file is stable.
+    let known = redis_7_0_names();
+    let mut entries: Vec<slotgate_resp::Value> = reply
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            let subs = e
+                .as_array()
+                .and_then(|f| f.get(9))
+                .and_then(|s| s.as_array());
+            !known.contains(&entry_name_of(e))
+                || subs
+                    .into_iter()
+                    .flatten()
+                    .any(|s| !known.contains(&entry_name_of(s)))
+        })
+        .cloned()
+        .collect();
+    for e in &mut entries {
+        if let slotgate_resp::Value::Array(fields) = e {
+            if let Some(slotgate_resp::Value::Array(subs)) = fields.get_mut(9) {
+                subs.sort_by_key(entry_name_of);
+            }
+        }
+    }
+    entries.sort_by_key(entry_name_of);
+    // And the names themselves, one per line.
+    let mut new_names: Vec<String> = Vec::new();
+    for e in &entries {
+        let subs = e
+            .as_array()
+            .and_then(|f| f.get(9))
+            .and_then(|s| s.as_array());
+        new_names.extend(
+            std::iter::once(e)
+                .chain(subs.into_iter().flatten())
+                .map(entry_name_of)
+                .filter(|n| !known.contains(n)),
+        );
+    }
+    let mut recorded = Vec::new();
+    encode(&slotgate_resp::Value::Array(entries), &mut recorded);
+    let names = new_names
+        .iter()
+        .map(|n| format!("{n}\n"))
+        .collect::<String>();
+    let path = format!("{}/{FIXTURES}/{server}.resp", env!("CARGO_MANIFEST_DIR"));
+    let names_path = format!("{}/{FIXTURES}/{server}.new", env!("CARGO_MANIFEST_DIR"));
+    if std::env::var_os("SLOTGATE_UPDATE_DOCS").is_some() {
+        std::fs::write(&path, &recorded).unwrap();
+        std::fs::write(&names_path, names).unwrap();
+        return;
+    }
+    let Ok(fixture) = std::fs::read(&path) else {
+        eprintln!("no fixture for {server}: record one with SLOTGATE_UPDATE_DOCS=1");
+        return;
+    };
+    assert!(
+        fixture == recorded,
+        "{server}'s COMMAND differs from {path}: record it again with SLOTGATE_UPDATE_DOCS=1 \
+         and regenerate docs/compatibility-servers.md"
+    );
+}

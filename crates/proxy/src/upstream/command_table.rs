@@ -258,7 +258,7 @@ fn spec(v: &Value) -> OwnedSpec {
 impl Desc {
     /// The table row slotgate routes by (leaked: learned once per change of the servers).
     fn into_command(self, name: &str, one_primary: bool) -> Command {
-        let family = merged_by_slotgate(name).unwrap_or_else(|| self.family(one_primary));
+        let family = routing(name, &self, one_primary).0;
         let specs: Vec<KeySpec> = self
             .specs
             .iter()
@@ -292,7 +292,8 @@ impl Desc {
     }
 
     /// How to route it, from its key specs and tips only (see the module's rules).
-    fn family(&self, one_primary: bool) -> Family {
+    /// How to route it, and why, in words for docs/compatibility-servers.md.
+    fn decide(&self, one_primary: bool) -> (Family, &'static str) {
         let usable = |s: &OwnedSpec| {
             !matches!(s.begin, OwnedBegin::Unknown)
                 && !matches!(s.find, FindKeys::Unknown)
@@ -300,21 +301,42 @@ impl Desc {
         };
         // Subscriptions, and connection settings (CLIENT CAPA, CLIENT IMPORT-SOURCE): on a
         // connection slotgate shares between clients they would apply to the others too.
-        if self.flags & flag::PUBSUB != 0 || self.categories & Category::Connection.bit() != 0 {
-            return Family::Unsupported;
+        if self.flags & flag::PUBSUB != 0 {
+            return (
+                Family::Unsupported,
+                "refused: it subscribes (flag `pubsub`)",
+            );
+        }
+        if self.categories & Category::Connection.bit() != 0 {
+            return (
+                Family::Unsupported,
+                "refused: it sets state on the connection (`@connection`), which slotgate shares between clients",
+            );
         }
         if !self.specs.is_empty() {
             if !self.specs.iter().all(usable) {
-                return Family::Unsupported;
+                return (
+                    Family::Unsupported,
+                    "refused: its key specs do not locate every key",
+                );
             }
             return if self.flags & flag::BLOCKING != 0 {
-                Family::Blocking
+                (
+                    Family::Blocking,
+                    "served: blocks on a dedicated connection to its keys' primary",
+                )
             } else {
-                Family::Single
+                (
+                    Family::Single,
+                    "served: routed by its key specs to its keys' primary (one slot; ACL key patterns apply)",
+                )
             };
         }
         if self.flags & flag::MOVABLE_KEYS != 0 {
-            return Family::Unsupported;
+            return (
+                Family::Unsupported,
+                "refused: keys in positions no key spec describes (`movablekeys`)",
+            );
         }
         let tip = |prefix: &str| {
             self.tips
@@ -323,20 +345,35 @@ impl Desc {
         };
         match tip("request_policy:").as_deref() {
             Some("all_shards") | Some("all_nodes") => {
-                Family::AllShards(match tip("response_policy:").as_deref() {
-                    Some("agg_sum") => MergeKind::SumInteger,
-                    Some("all_succeeded") => MergeKind::AllOk,
-                    Some("one_succeeded") => MergeKind::First,
-                    Some("agg_logical_and") => MergeKind::AndArrays,
-                    None => MergeKind::ConcatArrays,
-                    Some(_) => return Family::Unsupported,
-                })
+                let (merge, why) = match tip("response_policy:").as_deref() {
+                    Some("agg_sum") => (MergeKind::SumInteger, "served: every primary, integers summed"),
+                    Some("all_succeeded") => (MergeKind::AllOk, "served: every primary, `OK` when all succeed"),
+                    Some("one_succeeded") => (MergeKind::First, "served: every primary, the first reply"),
+                    Some("agg_logical_and") => (MergeKind::AndArrays, "served: every primary, arrays combined with AND"),
+                    None => (MergeKind::ConcatArrays, "served: every primary, arrays concatenated"),
+                    Some(_) => {
+                        return (
+                            Family::Unsupported,
+                            "refused: its tips ask for a merge slotgate does not make",
+                        )
+                    }
+                };
+                (Family::AllShards(merge), why)
             }
-            Some("multi_shard") | Some("special") => Family::Unsupported,
+            Some("multi_shard") | Some("special") => (
+                Family::Unsupported,
+                "refused: its tips ask for a routing slotgate does not make",
+            ),
             // A module's command without keys or tips (an index such as FT.SEARCH's): which
             // primaries hold its data is unknown in a cluster.
-            _ if self.flags & flag::MODULE != 0 && !one_primary => Family::Unsupported,
-            _ => Family::Keyless,
+            _ if self.flags & flag::MODULE != 0 && !one_primary => (
+                Family::Unsupported,
+                "refused in a cluster: a module command without keys or tips (which primaries hold its data is unknown); served by the one server in standalone and sentinel modes",
+            ),
+            _ => (
+                Family::Keyless,
+                "served: no keys, sent to one primary",
+            ),
         }
     }
 }
@@ -344,12 +381,23 @@ impl Desc {
 /// Newer commands slotgate serves by a rule of its own rather than by their tips: the
 /// diagnostics merged over the primaries (`family::diagnostics`: COMMANDLOG GET, CLUSTER
 /// SLOT-STATS) and CLUSTER MYSHARDID, answered by the one-node cluster emulation.
-fn merged_by_slotgate(name: &str) -> Option<Family> {
+fn merged_by_slotgate(name: &str) -> Option<(Family, &'static str)> {
     match name {
-        "commandlog|get" | "cluster|slot-stats" => Some(Family::AllShards(MergeKind::Diagnostic)),
-        "cluster|myshardid" => Some(Family::Local),
+        "commandlog|get" | "cluster|slot-stats" => Some((
+            Family::AllShards(MergeKind::Diagnostic),
+            "served: every primary, merged as one server would answer (compatibility.md)",
+        )),
+        "cluster|myshardid" => Some((
+            Family::Local,
+            "served: answered by the one-node cluster emulation",
+        )),
         _ => None,
     }
+}
+
+/// How slotgate routes the learned command `name` described by `desc`, and why in words.
+fn routing(name: &str, desc: &Desc, one_primary: bool) -> (Family, &'static str) {
+    merged_by_slotgate(name).unwrap_or_else(|| desc.decide(one_primary))
 }
 
 /// A `begin_search` or `find_keys` map: its `type` and its `spec` fields.

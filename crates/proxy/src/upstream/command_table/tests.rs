@@ -266,3 +266,88 @@ fn a_module_command_without_keys_or_tips_is_refused_in_a_cluster_only() {
     assert_eq!(family(&one, "ft.search"), Some(Family::Keyless));
     assert_eq!(family(&one, "json.get"), Some(Family::Single));
 }
+
+/// docs/compatibility-servers.md is generated from what each tested server newer than Redis
+/// 7.0 reports in `COMMAND` (recorded in `servers/` by the learned_commands end-to-end
+/// suite), so it cannot drift: this fails when the committed file differs. Regenerate with
+/// `SLOTGATE_UPDATE_DOCS=1 cargo test -p slotgate-proxy --lib compatibility_servers`.
+#[test]
+fn compatibility_servers_doc_is_current() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let dir = format!("{root}/src/upstream/command_table/servers");
+    let mut servers: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix(".resp").map(str::to_string)
+        })
+        .collect();
+    servers.sort();
+    let mut doc = String::from(
+        "# Commands of newer servers\n\n\
+         Generated from the `COMMAND` replies of the tested servers newer than Redis 7.0 \
+         (recorded by the end-to-end suite `learned_commands`); do not edit. For every \
+         command or subcommand the server has and Redis 7.0 lacks: what slotgate does with \
+         it in cluster mode. *Built in* commands are in slotgate's own table \
+         ([compatibility.md](compatibility.md) describes each); the others are learned from \
+         the servers at start-up ([compatibility.md](compatibility.md), Commands learned from \
+         the servers).\n",
+    );
+    for server in &servers {
+        let resp = std::fs::read(format!("{dir}/{server}.resp")).unwrap();
+        let (reply, _) = slotgate_resp::parse_value(&resp).unwrap().unwrap();
+        let learned = describe_all(&reply);
+        let names = std::fs::read_to_string(format!("{dir}/{server}.new")).unwrap();
+        let (served, refused): (Vec<_>, Vec<_>) = names
+            .lines()
+            .map(|name| {
+                let what = match learned.get(name) {
+                    _ if learned.keys().any(|n| n.starts_with(&format!("{name}|"))) => {
+                        "served through its subcommands (listed)".to_string()
+                    }
+                    Some(desc) => routing(name, desc, false).1.to_string(),
+                    None => match commands::lookup(&name.split('|').collect::<Vec<_>>()[..]) {
+                        Some(c) if c.family == Family::Unsupported => {
+                            "built in: refused (compatibility.md)".to_string()
+                        }
+                        Some(_) => "built in (compatibility.md describes it)".to_string(),
+                        None => "unknown".to_string(),
+                    },
+                };
+                (name.to_string(), what)
+            })
+            .partition(|(_, what)| !what.contains("refused"));
+        let title = server.replacen('-', " ", 1);
+        let mut title = title.chars();
+        let title: String = title
+            .next()
+            .map(|c| c.to_ascii_uppercase())
+            .into_iter()
+            .chain(title)
+            .collect();
+        doc.push_str(&format!(
+            "\n## {title}\n\n{} commands and subcommands Redis 7.0 lacks: {} served, {} refused.\n\n\
+             | command | through slotgate |\n|---|---|\n",
+            served.len() + refused.len(),
+            served.len(),
+            refused.len()
+        ));
+        for (name, what) in served.iter().chain(&refused) {
+            doc.push_str(&format!(
+                "| `{}` | {what} |\n",
+                name.to_ascii_uppercase().replace('|', " ")
+            ));
+        }
+    }
+    let path = format!("{root}/../../docs/compatibility-servers.md");
+    if std::env::var_os("SLOTGATE_UPDATE_DOCS").is_some() {
+        std::fs::write(&path, &doc).unwrap();
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == doc,
+        "docs/compatibility-servers.md is stale: SLOTGATE_UPDATE_DOCS=1 cargo test -p \
+         slotgate-proxy --lib compatibility_servers"
+    );
+}
