@@ -1,8 +1,10 @@
 //! What a worker's tasks share on its thread: the worker context handed to every session
-//! ([`context`]), the timer sessions share for holding replies ([`hold`]), the shutdown
-//! signal ([`shutdown`]) and the waker registries these are built on ([`wakers`]).
+//! ([`context`]), the timer sessions share for holding replies ([`hold`]), the pool of
+//! session buffers ([`buffers`]), the shutdown signal ([`shutdown`]) and the waker
+//! registries these are built on ([`wakers`]).
 
 pub(crate) mod budget;
+pub(crate) mod buffers;
 pub(crate) mod context;
 pub(crate) mod hold;
 pub(crate) mod shutdown;

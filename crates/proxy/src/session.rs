@@ -3,7 +3,9 @@
 //! are ready. Reading pauses while `max_pipeline` commands are in flight, or while the
 //! client's output budget holds no room for another reply (backpressure, see
 //! `runtime::budget`); a client past its output limit is closed. A protocol error or QUIT
-//! stops reading, flushes what is owed, and closes.
+//! stops reading, flushes what is owed, and closes. The read and output buffers come from
+//! the worker's pool while the client is busy and go back to it when it is idle (see
+//! `runtime::buffers`).
 
 pub(crate) mod client;
 pub(crate) mod dispatch;
@@ -33,6 +35,7 @@ use crate::family::pubsub::PubSub;
 use crate::family::shardsub::LinkFrame;
 use crate::replies;
 use crate::runtime::budget::{OutputBudget, Standing};
+use crate::runtime::buffers::{BufferPool, BUFFER_SIZE};
 use crate::runtime::context::WorkerCtx;
 use crate::session::dispatch::route_command;
 use crate::session::entry::Entry;
@@ -41,8 +44,9 @@ use crate::telemetry::logs;
 use crate::telemetry::panics;
 
 /// Read buffer size kept free before each read.
-const READ_RESERVE: usize = 16 * 1024;
-/// Buffers that grew past this (a huge request or reply) are released after use.
+const READ_RESERVE: usize = BUFFER_SIZE;
+/// A buffer that grew past this (a huge request or reply) is released after use, even while
+/// the client stays busy (an idle one gives back any buffer).
 const BUFFER_SHRINK: usize = 1024 * 1024;
 /// Replies are held only while at most this many entries are unfinished.
 const COALESCE_MAX_ENTRIES: usize = 64;
@@ -100,7 +104,9 @@ struct Session<R, W> {
     rd: R,
     wr: W,
     decoder: RequestDecoder,
+    /// Bytes read and not yet decoded; unallocated while the client is idle.
     rbuf: BytesMut,
+    /// Replies not yet written; unallocated while the client is idle.
     wbuf: BytesMut,
     /// One entry per request, in request order; replies leave from the front.
     queue: VecDeque<Pending>,
@@ -164,9 +170,10 @@ where
             rd,
             wr,
             decoder: RequestDecoder::new(limits),
-            rbuf: BytesMut::with_capacity(READ_RESERVE),
-            wbuf: BytesMut::with_capacity(READ_RESERVE),
-            queue: VecDeque::new(),
+            rbuf: BytesMut::new(),
+            wbuf: BytesMut::new(),
+            // Room for one request: an idle client holds no more; a pipelining one grows it.
+            queue: VecDeque::with_capacity(1),
             max_pipeline: ctx.cfg.limits.max_pipeline,
             idle_timeout: ctx.cfg.limits.client_idle_timeout,
             reading: !ctx.local_shutdown.is_fired(),
@@ -279,6 +286,10 @@ where
         }
         // Replies held back for their batch count against the budget until written.
         self.client.budget.set_unwritten(self.wbuf.len());
+        if self.wbuf.is_empty() && self.queue.is_empty() {
+            // Nothing owed: the client is idle until it sends more.
+            self.ctx.buffers.give(std::mem::take(&mut self.wbuf));
+        }
         if close || (!self.reading && self.queue.is_empty()) {
             let _ = self.wr.shutdown().await;
             return Flow::Stop;
@@ -305,7 +316,7 @@ where
             return Flow::Stop;
         }
         if self.wbuf.capacity() > BUFFER_SHRINK {
-            self.wbuf = BytesMut::with_capacity(READ_RESERVE);
+            self.ctx.buffers.give(std::mem::take(&mut self.wbuf));
         } else {
             self.wbuf.clear();
         }
@@ -359,13 +370,15 @@ where
         );
     }
 
-    /// Keep room in the read buffer; release one that grew past [`BUFFER_SHRINK`].
+    /// Keep room in a read buffer the session holds (one it gave back is taken again only
+    /// when it reads); release one that grew past [`BUFFER_SHRINK`].
     fn make_room_to_read(&mut self) {
-        if self.rbuf.capacity() - self.rbuf.len() < READ_RESERVE / 4 {
-            if self.rbuf.is_empty() && self.rbuf.capacity() > BUFFER_SHRINK {
-                self.rbuf = BytesMut::with_capacity(READ_RESERVE);
+        let rbuf = &mut self.rbuf;
+        if rbuf.capacity() != 0 && rbuf.capacity() - rbuf.len() < READ_RESERVE / 4 {
+            if rbuf.is_empty() && rbuf.capacity() > BUFFER_SHRINK {
+                self.ctx.buffers.give(std::mem::take(rbuf));
             } else {
-                self.rbuf.reserve(READ_RESERVE);
+                rbuf.reserve(READ_RESERVE);
             }
         }
     }
@@ -378,6 +391,7 @@ where
         // Without room, a little is still read (not decoded), so a client that leaves while
         // its commands wait is noticed (EOF) and its blocked commands are released.
         let can_read = self.reading && (self.has_room() || self.rbuf.len() < READ_RESERVE);
+        let owes = !self.queue.is_empty();
         let idle_deadline = self.idle_timeout.map(|t| self.last_read + t);
         if self.reading && !self.queue.is_empty() && ctx.local_shutdown.is_fired() {
             self.reading = false;
@@ -409,7 +423,9 @@ where
                     front.entry.on_timeout(ctx, Instant::now());
                 }
             }
-            read = self.rd.read_buf(&mut self.rbuf), if can_read => return self.on_read(read),
+            read = read_pooled(&mut self.rd, &mut self.rbuf, &ctx.buffers, owes), if can_read => {
+                return self.on_read(read);
+            }
             () = self.client.budget.over_hard() => {
                 self.close_unread(Unread::OutputLimit);
                 return Flow::Stop;
@@ -466,6 +482,9 @@ where
             return Flow::Stop;
         };
         if let Some(pubsub) = self.client.pubsub.as_mut() {
+            if self.wbuf.capacity() == 0 {
+                self.wbuf = self.ctx.buffers.take();
+            }
             let mut next = Some(frame);
             while let Some(f) = next {
                 pubsub.note(&f);
@@ -480,6 +499,29 @@ where
         }
         Flow::Go
     }
+}
+
+/// Read from the client into `rbuf`, which is first given a buffer from `pool` when it has
+/// none. A read that has to wait with nothing buffered while no reply is owed (`owes`
+/// false) gives the buffer back: an idle client holds none, and one that grew for a large
+/// request is freed; a client waiting for replies keeps its buffer. Cancel-safe.
+async fn read_pooled<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    rbuf: &mut BytesMut,
+    pool: &BufferPool,
+    owes: bool,
+) -> std::io::Result<usize> {
+    std::future::poll_fn(|cx| {
+        if rbuf.capacity() == 0 {
+            *rbuf = pool.take();
+        }
+        let polled = std::future::Future::poll(std::pin::pin!(rd.read_buf(&mut *rbuf)), cx);
+        if polled.is_pending() && rbuf.is_empty() && !owes {
+            pool.give(std::mem::take(rbuf));
+        }
+        polled
+    })
+    .await
 }
 
 /// Write `buf` whole and flush if the socket takes it without waiting. `None` when it
@@ -543,6 +585,9 @@ fn drain_ready(
             return false;
         }
         if let Some(p) = queue.pop_front() {
+            if wbuf.capacity() == 0 {
+                *wbuf = ctx.buffers.take();
+            }
             let before = wbuf.len();
             let (result, close) = p.entry.write_reply(wbuf);
             budget.learn(wbuf.len() - before);
@@ -597,6 +642,8 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     /// Requests are moved into and out of the session's queue by value: up to 128 bytes the
     /// compiler moves them inline; past that, every move was a `memcpy` call (about 190
     /// instructions per GET at `-P 16` when `Pending` was 216 bytes).
@@ -604,5 +651,92 @@ mod tests {
     fn a_queued_request_fits_in_128_bytes() {
         assert!(std::mem::size_of::<super::Pending>() <= 128);
         assert!(std::mem::size_of::<crate::session::op::Op>() <= 112);
+    }
+
+    /// Poll `fut` once: its output, or `None` when it would wait.
+    async fn poll_once<F: std::future::Future>(fut: F) -> Option<F::Output> {
+        let mut fut = std::pin::pin!(fut);
+        std::future::poll_fn(|cx| match fut.as_mut().poll(cx) {
+            Poll::Ready(out) => Poll::Ready(Some(out)),
+            Poll::Pending => Poll::Ready(None),
+        })
+        .await
+    }
+
+    /// A large request and its large reply grow the session's buffers; once the client is
+    /// idle again it holds neither, and the grown ones were freed, not kept in the pool.
+    #[test]
+    fn buffers_grow_for_a_large_request_and_are_released_when_idle() {
+        crate::testing::local(|| async {
+            let ctx = Rc::new(crate::testing::worker_ctx(
+                &[(0, 16383, "127.0.0.1:1")],
+                Duration::from_secs(1),
+            ));
+            let (mut client, server) = tokio::io::duplex(1 << 20);
+            let (rd, wr) = tokio::io::split(server);
+            let addr = "127.0.0.1:1".parse().unwrap();
+            let mut session = Session::new(Rc::clone(&ctx), rd, wr, addr, addr, 1);
+            assert_eq!(
+                session.rbuf.capacity(),
+                0,
+                "a new client holds no read buffer"
+            );
+            assert_eq!(session.wbuf.capacity(), 0, "nor an output buffer");
+
+            let arg = vec![b'x'; 100_000];
+            let mut request = format!("*2\r\n$4\r\nPING\r\n${}\r\n", arg.len()).into_bytes();
+            request.extend_from_slice(&arg);
+            request.extend_from_slice(b"\r\n");
+            client.write_all(&request).await.unwrap();
+            let mut largest = 0;
+            while session.queue.is_empty() {
+                assert_eq!(poll_once(session.wait_for_progress()).await, Some(Flow::Go));
+                largest = largest.max(session.rbuf.capacity());
+                session.read_requests();
+            }
+            assert!(
+                largest >= 100_000,
+                "the read buffer grew to {largest} bytes"
+            );
+
+            drain_ready(
+                &ctx,
+                &mut session.queue,
+                &mut session.wbuf,
+                &session.client.budget,
+            );
+            let grown = session.wbuf.capacity();
+            assert!(grown >= 100_000, "the output buffer grew to {grown} bytes");
+            assert_eq!(session.write_replies().await, Flow::Go);
+            let mut reply = vec![0; session_reply_len(arg.len())];
+            client.read_exact(&mut reply).await.unwrap();
+            assert!(reply.starts_with(b"$100000\r\nxxx") && reply.ends_with(b"x\r\n"));
+
+            // Idle: the output buffer went back once written, and the read buffer goes back
+            // when the next read waits.
+            assert_eq!(session.wbuf.capacity(), 0, "nothing owed, no output buffer");
+            assert_eq!(poll_once(session.wait_for_progress()).await, None);
+            assert_eq!(
+                session.rbuf.capacity(),
+                0,
+                "an idle client holds no read buffer"
+            );
+            assert_eq!(session.wbuf.capacity(), 0, "nor an output buffer");
+            assert_eq!(
+                ctx.buffers.len(),
+                0,
+                "the grown buffers were freed, not kept"
+            );
+
+            // The next request gets a standard one.
+            client.write_all(b"*1\r\n$4\r\nPING\r\n").await.unwrap();
+            assert_eq!(poll_once(session.wait_for_progress()).await, Some(Flow::Go));
+            assert_eq!(session.rbuf.capacity(), BUFFER_SIZE);
+        });
+    }
+
+    /// A bulk string reply to `PING <arg>`: `$<len>\r\n<arg>\r\n`.
+    fn session_reply_len(arg: usize) -> usize {
+        1 + arg.to_string().len() + 2 + arg + 2
     }
 }

@@ -13,6 +13,7 @@ use crate::auth::users::Users;
 use crate::config::Config;
 use crate::family::scripts::ScriptCache;
 use crate::runtime::budget::{OutputBudget, ProcessBudget, WorkerBudget};
+use crate::runtime::buffers::BufferPool;
 use crate::runtime::hold::HoldClock;
 use crate::runtime::shutdown::LocalShutdown;
 use crate::telemetry::local::WorkerMetrics;
@@ -103,6 +104,8 @@ pub(crate) struct WorkerCtx {
     pub dedicated: Rc<DedicatedPool>,
     /// The bytes this worker's clients hold (their share of [`Shared::buffered`]).
     pub buffered: Rc<WorkerBudget>,
+    /// The sessions' read and output buffers while they are idle.
+    pub buffers: BufferPool,
     sessions: Cell<usize>,
 }
 
@@ -120,6 +123,7 @@ impl WorkerCtx {
                 Arc::clone(&shared.metrics),
             )),
             buffered: WorkerBudget::new(Arc::clone(&shared.buffered)),
+            buffers: BufferPool::default(),
             cfg,
             topology,
             shared,
