@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -137,41 +137,78 @@ async fn accept_loop(
         }
         ctx.session_started();
         let id = ctx.shared.next_client_id();
-        let (ctx, tls) = (Rc::clone(ctx), tls.clone());
-        tokio::task::spawn_local(async move {
-            let _counted = SessionGuard { ctx: &ctx };
-            let _ = stream.set_nodelay(true);
-            let local = stream.local_addr().unwrap_or(peer);
-            let Some(tls) = tls else {
-                ctx.shared.metrics.connections_accepted.inc();
-                let (rd, wr) = stream.into_split();
-                return run_session(Rc::clone(&ctx), rd, wr, peer, local, id).await;
-            };
-            let failure =
-                match tokio::time::timeout(tls.handshake_timeout, tls.acceptor().accept(stream))
-                    .await
-                {
-                    Ok(Ok(stream)) => {
-                        ctx.shared.metrics.connections_accepted.inc();
-                        let (rd, wr) = tokio::io::split(stream);
-                        return run_session(Rc::clone(&ctx), rd, wr, peer, local, id).await;
-                    }
-                    // rustls calls plaintext (a RESP command) "corrupt message of type
-                    // InvalidContentType": say what that usually means.
-                    Ok(Err(e)) if e.to_string().contains("InvalidContentType") => format!(
-                        "{e} (hint: the client spoke plaintext to this TLS port; use rediss:// \
-                         or redis-cli --tls)"
-                    ),
-                    Ok(Err(e)) => e.to_string(),
-                    Err(_) => format!("no handshake within {:?}", tls.handshake_timeout),
-                };
-            ctx.shared.metrics.tls_error();
-            logs::limited(
-                logs::Class::TlsHandshake,
-                |suppressed| tracing::warn!(client = %peer, error = %failure, suppressed, "TLS handshake failed"),
-            );
-        });
+        let ctx = Rc::clone(ctx);
+        match &tls {
+            Some(tls) => {
+                tokio::task::spawn_local(serve_tls(ctx, stream, peer, id, Arc::clone(tls)))
+            }
+            None => tokio::task::spawn_local(serve_plaintext(ctx, stream, peer, id)),
+        };
     }
+}
+
+/// Serve one admitted plaintext client until it leaves.
+async fn serve_plaintext(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr, id: u64) {
+    let _counted = SessionGuard { ctx: &ctx };
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().unwrap_or(peer);
+    ctx.shared.metrics.connections_accepted.inc();
+    let (rd, wr) = stream.into_split();
+    run_session(Rc::clone(&ctx), rd, wr, peer, local, id).await;
+}
+
+/// Serve one admitted TLS client until it leaves: the handshake (within its deadline), then
+/// the session. A task of its own type, not a branch of [`serve_plaintext`]'s: the compiler
+/// lays out the two sessions' states side by side in one future.
+async fn serve_tls(
+    ctx: Rc<WorkerCtx>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    tls: Arc<ServerTls>,
+) {
+    let _counted = SessionGuard { ctx: &ctx };
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().unwrap_or(peer);
+    // The handshake's state (a whole TLS connection) is boxed and freed when it ends, and the
+    // stream is moved into the split in the same statement: neither stays part of the task
+    // while the client is connected.
+    let (rd, wr) = match Box::pin(handshake(&ctx, &tls, stream, peer)).await {
+        Some(stream) => tokio::io::split(stream),
+        None => return,
+    };
+    run_session(Rc::clone(&ctx), rd, wr, peer, local, id).await;
+}
+
+/// A client's TLS handshake, within `tls.handshake_timeout`; a failure is counted and
+/// logged.
+async fn handshake(
+    ctx: &WorkerCtx,
+    tls: &ServerTls,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let failure =
+        match tokio::time::timeout(tls.handshake_timeout, tls.acceptor().accept(stream)).await {
+            Ok(Ok(stream)) => {
+                ctx.shared.metrics.connections_accepted.inc();
+                return Some(stream);
+            }
+            // rustls calls plaintext (a RESP command) "corrupt message of type
+            // InvalidContentType": say what that usually means.
+            Ok(Err(e)) if e.to_string().contains("InvalidContentType") => format!(
+                "{e} (hint: the client spoke plaintext to this TLS port; use rediss:// \
+                 or redis-cli --tls)"
+            ),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no handshake within {:?}", tls.handshake_timeout),
+        };
+    ctx.shared.metrics.tls_error();
+    logs::limited(
+        logs::Class::TlsHandshake,
+        |suppressed| tracing::warn!(client = %peer, error = %failure, suppressed, "TLS handshake failed"),
+    );
+    None
 }
 
 /// Keep the worker's upstreams in line with the slot map: connect to every primary as soon
@@ -229,4 +266,45 @@ pub(crate) fn bind_listeners(
         out.push(listener);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connected client's task holds its session and little more: not the finished
+    /// handshake (a whole TLS connection, 1.2 KiB), nor the other kind of client's session
+    /// (both were in every task when one async block served either kind).
+    #[test]
+    fn a_clients_task_is_its_session_and_little_more() {
+        type Tls = tokio_rustls::server::TlsStream<TcpStream>;
+        type TlsRead = tokio::io::ReadHalf<Tls>;
+        type TlsWrite = tokio::io::WriteHalf<Tls>;
+        type Addr = SocketAddr;
+        fn size4<A, B, C, D, F>(_: fn(A, B, C, D) -> F) -> usize {
+            std::mem::size_of::<F>()
+        }
+        fn size5<A, B, C, D, E, F>(_: fn(A, B, C, D, E) -> F) -> usize {
+            std::mem::size_of::<F>()
+        }
+        fn size6<A, B, C, D, E, G, F>(_: fn(A, B, C, D, E, G) -> F) -> usize {
+            std::mem::size_of::<F>()
+        }
+        let tls_session =
+            size6(run_session::<TlsRead, TlsWrite> as fn(_, _, _, Addr, Addr, u64) -> _);
+        let tcp_session = size6(
+            run_session::<tokio::net::tcp::OwnedReadHalf, tokio::net::tcp::OwnedWriteHalf>
+                as fn(_, _, _, Addr, Addr, u64) -> _,
+        );
+        let tls_task = size5(serve_tls as fn(_, _, _, _, _) -> _);
+        let tcp_task = size4(serve_plaintext as fn(_, _, _, _) -> _);
+        assert!(
+            tls_task <= tls_session + 512,
+            "{tls_task} bytes for a {tls_session}-byte session"
+        );
+        assert!(
+            tcp_task <= tcp_session + 512,
+            "{tcp_task} bytes for a {tcp_session}-byte session"
+        );
+    }
 }
