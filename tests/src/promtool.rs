@@ -185,6 +185,15 @@ pub const METRICS: &[MetricSpec] = &[
         Gauge,
         &[label("source", &["static", "learned"])],
     ),
+    metric("slotgate_tracking_keys", Gauge, &[]),
+    metric(
+        "slotgate_invalidations_total",
+        Counter,
+        &[label(
+            "source",
+            &["server", "own_write", "topology", "ttl", "memory"],
+        )],
+    ),
     metric("slotgate_build_info", Gauge, &[label("version", &[])]),
     metric("slotgate_panics_total", Counter, &[]),
     metric("process_cpu_seconds_total", Counter, &[]),

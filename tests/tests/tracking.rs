@@ -640,7 +640,6 @@ macro_rules! differential {
             }
 
             #[test]
-            #[ignore = "slotgate tracking lands next"]
             fn slotgate() {
                 super::$scenario(&super::Target::slotgate());
             }
@@ -1067,7 +1066,17 @@ fn noloop(t: &Target) {
     let mut c = t.resp3();
     c.ok(&["CLIENT", "TRACKING", "ON", "BCAST", "NOLOOP", "PREFIX", &p]);
     c.ok(&["SET", &b1, "own"]);
-    assert_eq!(fence(t, &mut c, Mode::Bcast, &p), vec![], "BCAST NOLOOP");
+    let own = fence(t, &mut c, Mode::Bcast, &p);
+    if t.is_reference() {
+        assert_eq!(own, vec![], "BCAST NOLOOP");
+    } else {
+        // slotgate cannot tell whose write a primary reports in BCAST mode: a NOLOOP client
+        // may hear of its own write (docs/client-tracking.md), never miss another's.
+        assert!(
+            own.is_empty() || own == vec![keys(&[&b1])],
+            "BCAST NOLOOP: {own:?}"
+        );
+    }
     w.ok(&["SET", &b1, "other"]);
     assert_eq!(c.expect_invalidation("BCAST, another client"), keys(&[&b1]));
 }
@@ -1284,7 +1293,6 @@ fn flushall_redis() {
 }
 
 #[test]
-#[ignore = "slotgate tracking lands next"]
 fn flushall_slotgate() {
     flushall(&Target::slotgate_alone());
 }
@@ -1342,7 +1350,6 @@ fn restricted_user_redis() {
 }
 
 #[test]
-#[ignore = "slotgate tracking lands next"]
 fn restricted_user_slotgate() {
     let tag = tag("acl");
     let t = Target::slotgate_with(|config| {
@@ -1452,7 +1459,6 @@ fn slow_tracking_client_redis() {
 }
 
 #[test]
-#[ignore = "slotgate tracking lands next"]
 fn slow_tracking_client_slotgate() {
     let t = Target::slotgate_with(|config| {
         config
@@ -1480,7 +1486,6 @@ fn expect_dropped(c: &mut Conn, key: &str, what: &str) {
 /// restart, slotgate's connections to it killed), the client gets a flush or the keys it
 /// read there; after a new read, a write is invalidated again.
 #[test]
-#[ignore = "slotgate tracking lands next"]
 fn lost_node_state_is_invalidated_slotgate() {
     let cluster = RedisCluster::start(ClusterOptions::default());
     let proxy = ProxyConfig::new(&cluster.seeds()).spawn();

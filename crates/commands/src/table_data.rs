@@ -3333,7 +3333,7 @@ static SUB_CLIENT: [Command; 18] = [
         last_key: 0,
         key_step: 0,
         key_specs: &[],
-        family: Family::Unsupported,
+        family: Family::Local,
         subcommands: &[],
     },
     Command {
@@ -3359,7 +3359,7 @@ static SUB_CLIENT: [Command; 18] = [
         last_key: 0,
         key_step: 0,
         key_specs: &[],
-        family: Family::Unsupported,
+        family: Family::Local,
         subcommands: &[],
     },
     Command {
@@ -3515,7 +3515,7 @@ static SUB_CLIENT: [Command; 18] = [
         last_key: 0,
         key_step: 0,
         key_specs: &[],
-        family: Family::Unsupported,
+        family: Family::Local,
         subcommands: &[],
     },
     Command {
@@ -3528,7 +3528,7 @@ static SUB_CLIENT: [Command; 18] = [
         last_key: 0,
         key_step: 0,
         key_specs: &[],
-        family: Family::Unsupported,
+        family: Family::Local,
         subcommands: &[],
     },
     Command {

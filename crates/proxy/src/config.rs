@@ -216,6 +216,9 @@ pub struct LimitsConfig {
     /// After 3 consecutive failed AUTHs on a connection, each further AUTH reply waits this
     /// long (zero: never).
     pub auth_failure_delay: Duration,
+    /// Keys read by `CLIENT TRACKING` clients that a worker remembers; past it a key is
+    /// invalidated for its readers and forgotten (like Redis's `tracking-table-max-keys`).
+    pub max_tracked_keys: usize,
 }
 
 impl Default for UpstreamConfig {
@@ -252,6 +255,7 @@ impl Default for LimitsConfig {
             client_output_soft_timeout: Duration::from_secs(60),
             max_buffered: 1024 * 1024 * 1024,
             auth_failure_delay: Duration::from_secs(1),
+            max_tracked_keys: 1_000_000,
         }
     }
 }

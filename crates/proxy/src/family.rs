@@ -29,5 +29,6 @@ pub(crate) mod scan;
 pub(crate) mod scripts;
 pub(crate) mod shardsub;
 pub(crate) mod split;
+pub(crate) mod tracking;
 pub(crate) mod transaction;
 pub(crate) mod wait;

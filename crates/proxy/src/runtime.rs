@@ -8,4 +8,5 @@ pub(crate) mod buffers;
 pub(crate) mod context;
 pub(crate) mod hold;
 pub(crate) mod shutdown;
+pub(crate) mod tracking;
 pub(crate) mod wakers;

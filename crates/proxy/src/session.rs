@@ -33,10 +33,12 @@ use crate::session::client::ClientState;
 
 use crate::family::pubsub::PubSub;
 use crate::family::shardsub::LinkFrame;
+use crate::family::tracking::{self, TrackingState};
 use crate::replies;
 use crate::runtime::budget::{OutputBudget, Standing};
 use crate::runtime::buffers::{BufferPool, BUFFER_SIZE};
 use crate::runtime::context::WorkerCtx;
+use crate::runtime::tracking::Invalidated;
 use crate::session::dispatch::route_command;
 use crate::session::entry::Entry;
 use crate::session::op::Event;
@@ -54,11 +56,15 @@ const COALESCE_MAX_ENTRIES: usize = 64;
 /// One request's place in the reply queue, with what its metrics need.
 struct Pending {
     entry: Entry,
-    /// Command table index, or `UNKNOWN_COMMAND`.
+    /// Command table index, `UNKNOWN_COMMAND`, or [`NOT_A_COMMAND`].
     cmd: u16,
     /// When the request was decoded ([`crate::telemetry::clock::mono_ns`]).
     start: u64,
 }
+
+/// [`Pending::cmd`] of what the session queues itself, with no request (an invalidation):
+/// not counted as a command.
+const NOT_A_COMMAND: u16 = u16::MAX;
 
 /// Serve one client until it leaves, breaks the protocol, or the proxy shuts down. `rd` and
 /// `wr` are the two halves of its connection (plain TCP or TLS), `local` the proxy's address
@@ -403,6 +409,11 @@ where
                 self.timer_at = Some(due);
             }
         }
+        let has_inbox = self
+            .client
+            .tracking
+            .as_ref()
+            .is_some_and(|t| t.inbox.is_some());
         let idle = self.reading
             && self.queue.is_empty()
             && idle_deadline.is_some()
@@ -433,6 +444,9 @@ where
             () = self.shutdown.fired(), if self.reading && self.queue.is_empty() => self.reading = false,
             frame = link_frame(&mut self.client.pubsub), if self.queue.is_empty() && self.client.pubsub.is_some() => {
                 return self.on_link_frame(frame);
+            }
+            msg = invalidation(&mut self.client.tracking), if has_inbox && self.has_room() => {
+                self.on_invalidation(msg);
             }
             _ = gate::users_changed(&mut self.users_changed), if self.reading && self.client.auth.is_some() => {
                 self.reading = gate::still_allowed(ctx, &mut self.client);
@@ -472,6 +486,19 @@ where
             Err(_) => return Flow::Stop,
         }
         Flow::Go
+    }
+
+    /// An invalidation for this client (`CLIENT TRACKING`), queued behind the replies it
+    /// owes: the reply of a read sent before the change always arrives first.
+    fn on_invalidation(&mut self, msg: Invalidated) {
+        let subscribed = self.client.pubsub.as_ref().is_some_and(|p| p.active);
+        if let Some(bytes) = tracking::format(self.client.proto, subscribed, &msg) {
+            self.queue.push_back(Pending {
+                entry: Entry::Ready(bytes),
+                cmd: NOT_A_COMMAND,
+                start: 0,
+            });
+        }
     }
 
     /// Messages and confirmations from the Pub/Sub link, written only when no reply is owed,
@@ -591,8 +618,10 @@ fn drain_ready(
             let before = wbuf.len();
             let (result, close) = p.entry.write_reply(wbuf);
             budget.learn(wbuf.len() - before);
-            ctx.metrics
-                .command(p.cmd, result, now_ns.saturating_sub(p.start));
+            if p.cmd != NOT_A_COMMAND {
+                ctx.metrics
+                    .command(p.cmd, result, now_ns.saturating_sub(p.start));
+            }
             if close {
                 return true;
             }
@@ -621,6 +650,14 @@ fn worth_holding(queue: &VecDeque<Pending>) -> bool {
 async fn link_frame(pubsub: &mut Option<PubSub>) -> Option<LinkFrame> {
     match pubsub {
         Some(p) => p.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next invalidation in the client's inbox; never resolves without one.
+async fn invalidation(tracking: &mut Option<Box<TrackingState>>) -> Invalidated {
+    match tracking.as_mut().and_then(|t| t.inbox.as_mut()) {
+        Some(inbox) => inbox.next().await,
         None => std::future::pending().await,
     }
 }

@@ -8,6 +8,7 @@
 pub(crate) mod command_table;
 pub(crate) mod conn;
 pub(crate) mod dedicated;
+pub(crate) mod invalidation;
 pub(crate) mod node_client;
 pub(crate) mod redirect;
 pub(crate) mod reply_channel;

@@ -60,6 +60,8 @@ fn behaviour(cmd: &Command) -> String {
             "client|reply" => "answered by slotgate: `OFF` and `SKIP` drop this client's replies in order (the commands still run), `ON` answers `+OK`; Pub/Sub messages still arrive".into(),
             "client|no-evict" => "answered by slotgate: `ON` and `OFF` `+OK` (no server sees the client's connection, and slotgate never evicts a client for its memory)".into(),
             "client|no-touch" => "answered by slotgate (Redis 7.2+ and Valkey; older servers' unknown-subcommand error kept): `OFF` `+OK`; `ON` refused, `-ERR slotgate: CLIENT NO-TOUCH ON is not supported by the proxy: …` (upstream connections are shared between clients)".into(),
+            "client|tracking" => "answered by slotgate, as Redis defines it: default mode, BCAST with PREFIX, OPTIN/OPTOUT, NOLOOP, REDIRECT to another client connection of slotgate (RESP2: subscribed to `__redis__:invalidate`); changes made by anyone, directly on the nodes too, expiry, eviction and FLUSHALL included, come back as invalidations ([client-tracking.md](client-tracking.md))".into(),
+            "client|caching" | "client|trackinginfo" | "client|getredir" => "answered by slotgate for this client connection's tracking ([client-tracking.md](client-tracking.md))".into(),
             _ => "answered by slotgate for this client connection".into(),
         },
         Family::Single if cmd.key_specs.is_empty() => "sent to one primary".into(),

@@ -150,6 +150,8 @@ struct FileLimits {
     client_output_soft_timeout: Option<String>,
     #[serde(default)]
     max_buffered: Option<String>,
+    #[serde(default)]
+    max_tracked_keys: Option<usize>,
 }
 
 /// `log:` — level and format of the process's log lines (stderr).
@@ -275,6 +277,7 @@ impl Settings {
         );
         let _ = writeln!(s, "  auth_failure_delay: {:?}", l.auth_failure_delay);
         let _ = writeln!(s, "  max_pubsub_backlog: {}", l.max_pubsub_backlog);
+        let _ = writeln!(s, "  max_tracked_keys: {}", l.max_tracked_keys);
         let _ = writeln!(
             s,
             "  max_client_output: {}\n  client_output_soft: {}\n  client_output_soft_timeout: {:?}\n  max_buffered: {}",
@@ -696,6 +699,11 @@ fn resolve_limits(limits: FileLimits) -> anyhow::Result<LimitsConfig> {
             None => ld.max_request_bytes,
         },
         max_pipeline: limits.max_pipeline.unwrap_or(ld.max_pipeline),
+        max_tracked_keys: match limits.max_tracked_keys {
+            Some(0) => anyhow::bail!("limits.max_tracked_keys: must be at least 1"),
+            Some(n) => n,
+            None => ld.max_tracked_keys,
+        },
         max_pubsub_backlog: match limits.max_pubsub_backlog {
             Some(s) => parse_size(&s).context("limits.max_pubsub_backlog")?,
             None => ld.max_pubsub_backlog,

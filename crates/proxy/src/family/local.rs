@@ -46,6 +46,7 @@ pub(crate) fn run(
             client.proto = Protocol::Resp2;
             client.db = 0;
             client.replies = Replies::On;
+            client.tracking = None; // tracking off, and no invalidation inbox
             client.transaction.reset(ctx); // leaves MULTI, drops the WATCH
             if let Some(auth) = &mut client.auth {
                 auth.log_out(); // as Redis: back to `default`, which needs a password here
@@ -66,6 +67,15 @@ pub(crate) fn run(
         "client|info" => client.proto.verbatim_reply(client.info_line().as_bytes()),
         "client|setinfo" => client_setinfo(req),
         "client|reply" => client_reply(client, req.arg(2)),
+        "client|tracking" | "client|caching" | "client|trackinginfo" | "client|getredir" => {
+            let for_client = crate::family::tracking::ForClient {
+                state: &mut client.tracking,
+                id: client.id,
+                proto: client.proto,
+                budget: &client.budget,
+            };
+            return crate::family::tracking::run(ctx, for_client, cmd, req);
+        }
         "info" => return crate::family::info::route(ctx, client, req, deadline),
         // Under `upstream.admin_commands: acl` the primaries answer (family::admin).
         "config|get" if ctx.cfg.admin_commands() == crate::config::AdminCommands::Acl => {

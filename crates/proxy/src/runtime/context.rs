@@ -16,10 +16,12 @@ use crate::runtime::budget::{OutputBudget, ProcessBudget, WorkerBudget};
 use crate::runtime::buffers::BufferPool;
 use crate::runtime::hold::HoldClock;
 use crate::runtime::shutdown::LocalShutdown;
+use crate::runtime::tracking::{Inboxes, TrackingTable};
 use crate::telemetry::local::WorkerMetrics;
 use crate::telemetry::metrics::Metrics;
 use crate::tls::ServerTls;
 use crate::upstream::dedicated::DedicatedPool;
+use crate::upstream::invalidation::InvalidationLinks;
 use crate::upstream::routes::Routes;
 use crate::upstream::topology::Topology;
 
@@ -37,6 +39,8 @@ pub(crate) struct Shared {
     pub users: Users,
     /// Bytes buffered for clients across the process (`limits.max_buffered`).
     pub buffered: Arc<ProcessBudget>,
+    /// Every client's invalidation inbox (`CLIENT TRACKING`), by client id.
+    pub inboxes: Arc<Inboxes>,
     clients: AtomicUsize,
     next_client_id: AtomicU64,
 }
@@ -54,6 +58,7 @@ impl Shared {
             scripts: ScriptCache::default(),
             users: Users::new(),
             buffered: Arc::new(ProcessBudget::new(max_buffered)),
+            inboxes: Arc::new(Inboxes::default()),
             clients: AtomicUsize::new(0),
             next_client_id: AtomicU64::new(1),
         }
@@ -104,6 +109,10 @@ pub(crate) struct WorkerCtx {
     pub dedicated: Rc<DedicatedPool>,
     /// The bytes this worker's clients hold (their share of [`Shared::buffered`]).
     pub buffered: Rc<WorkerBudget>,
+    /// Which of this worker's tracking clients read which key (`CLIENT TRACKING`).
+    pub tracking: Rc<TrackingTable>,
+    /// The primaries' reports of changed keys, while a client of this worker tracks.
+    pub invalidation_links: Rc<InvalidationLinks>,
     /// The sessions' read and output buffers while they are idle.
     pub buffers: BufferPool,
     sessions: Cell<usize>,
@@ -115,7 +124,17 @@ impl WorkerCtx {
     /// A worker's context: no connection is open yet.
     pub fn new(cfg: Arc<Config>, topology: Arc<Topology>, shared: Arc<Shared>) -> WorkerCtx {
         let metrics = Rc::new(WorkerMetrics::new(Arc::clone(&shared.metrics)));
+        let tracking = Rc::new(TrackingTable::new(
+            cfg.limits.max_tracked_keys,
+            Arc::clone(&shared.metrics),
+        ));
         WorkerCtx {
+            invalidation_links: Rc::new(InvalidationLinks::new(
+                Rc::clone(&tracking),
+                Arc::clone(&topology),
+                Arc::new(cfg.upstream.clone()),
+            )),
+            tracking,
             routes: Routes::new(&cfg.upstream, Arc::clone(&topology), &metrics),
             dedicated: Rc::new(DedicatedPool::new(
                 Arc::new(cfg.upstream.clone()),

@@ -222,6 +222,9 @@ async fn maintain_upstreams(ctx: Rc<WorkerCtx>) {
             ctx.routes.follow_map();
             ctx.dedicated.retain_known(&ctx.topology.map().all_nodes());
         }
+        // Links to the primaries while a client tracks (started at once by CLIENT TRACKING,
+        // stopped here when nobody does, moved here when the primaries change).
+        ctx.invalidation_links.follow();
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }

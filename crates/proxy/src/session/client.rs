@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use crate::auth::users::ClientAuth;
 use crate::family::pubsub::PubSub;
+use crate::family::tracking::TrackingState;
 use crate::family::transaction::TxState;
 use crate::family::wait::WrittenSlots;
 use crate::protocol::{Dialect, Protocol};
@@ -41,6 +42,8 @@ pub(crate) struct ClientState {
     pub transaction: TxState,
     /// The Pub/Sub link, once the client used SUBSCRIBE and friends (see `pubsub`).
     pub pubsub: Option<PubSub>,
+    /// `CLIENT TRACKING` and its invalidation inbox, once used (see `tracking`).
+    pub tracking: Option<Box<TrackingState>>,
     /// The slots this connection's writes went to, for WAIT (see `wait`).
     pub writes: WrittenSlots,
     /// The last command found by name (see [`slotgate_commands::LookupCache`]).
@@ -103,6 +106,7 @@ impl ClientState {
             auth,
             transaction: TxState::default(),
             pubsub: None,
+            tracking: None,
             writes: Default::default(),
             lookup: Default::default(),
             budget,

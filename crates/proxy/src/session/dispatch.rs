@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use crate::family::pubsub::PubSub;
 use crate::family::shardsub::ShardCmd;
 use crate::family::split;
+use crate::family::tracking;
 use crate::family::transaction;
 use crate::family::{admin, blocking, command, local};
 use crate::protocol::Protocol;
@@ -102,6 +103,10 @@ fn route_known(
     // single-slot command outside MULTI is noted by `route_single`, which finds its slot.
     if cmd.family != Family::Single || client.transaction.is_queuing() {
         client.writes.note(cmd, req);
+    }
+    // CLIENT TRACKING: a read's keys are remembered before it reaches a node.
+    if client.tracking.is_some() {
+        tracking::note(ctx, &mut client.tracking, client.id, cmd, req);
     }
     // In MULTI: queued (or refused) instead of run.
     let dialect = client.dialect();
@@ -265,6 +270,9 @@ fn relay_shard(ctx: &WorkerCtx, client: &mut ClientState, cmd: &Command, req: &R
 
 fn relay_pubsub(ctx: &WorkerCtx, client: &mut ClientState, cmd: &Command, req: &Request) -> Entry {
     let subscribes = matches!(cmd.name, "subscribe" | "psubscribe");
+    if cmd.name == "subscribe" {
+        tracking::subscribes_to_invalidations(ctx, &mut client.tracking, client.id, req);
+    }
     route_pubsub_link(ctx, client).forward(req.wire(), subscribes);
     Entry::Relayed
 }

@@ -42,6 +42,41 @@ pub(crate) enum CmdResult {
 
 pub(crate) const RESULT_LABELS: [&str; 4] = ["ok", "error", "redirected", "timeout"];
 
+/// Why clients were told keys changed (`slotgate_invalidations_total{source}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Invalidation {
+    /// A primary reported the change (a write, an expiry, an eviction, a flush).
+    Server,
+    /// slotgate forwarded a write to the key itself.
+    OwnWrite,
+    /// The servers' reports may have been missed (a lost or new link to a primary).
+    Topology,
+    /// A cached entry reached its time to live.
+    Ttl,
+    /// Room was made in a bounded table.
+    Memory,
+}
+
+impl Invalidation {
+    const ALL: [Invalidation; 5] = [
+        Invalidation::Server,
+        Invalidation::OwnWrite,
+        Invalidation::Topology,
+        Invalidation::Ttl,
+        Invalidation::Memory,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Invalidation::Server => "server",
+            Invalidation::OwnWrite => "own_write",
+            Invalidation::Topology => "topology",
+            Invalidation::Ttl => "ttl",
+            Invalidation::Memory => "memory",
+        }
+    }
+}
+
 /// Kinds of `slotgate_upstream_errors_total`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum UpstreamError {
@@ -153,6 +188,8 @@ pub struct Metrics {
     sentinel_primary: IntGaugeVec,
     pub(crate) sentinels_reachable: IntGauge,
     commands_table: IntGaugeVec,
+    tracking_keys: IntGauge,
+    invalidations: IntCounterVec,
     process: ProcessMetrics,
     /// Per upstream connection: when its oldest unanswered request was written
     /// ([`mono_ms`](crate::telemetry::clock::mono_ms); 0: none), for readiness.
@@ -366,6 +403,24 @@ impl Metrics {
                 v.with_label_values(&["learned"]).set(0);
                 v
             },
+            tracking_keys: int_gauge(
+                &r,
+                "slotgate_tracking_keys",
+                "Keys clients with CLIENT TRACKING read and will be told about when they change.",
+            ),
+            invalidations: {
+                let v = counter_vec(
+                    &r,
+                    "slotgate_invalidations_total",
+                    "Invalidations sent to tracking clients (a message listing keys, or a flush), \
+                     by what caused them.",
+                    &["source"],
+                );
+                for source in Invalidation::ALL {
+                    v.with_label_values(&[source.label()]);
+                }
+                v
+            },
             process: ProcessMetrics::register(&r),
             pending: Mutex::new(Vec::new()),
             registry: r,
@@ -491,6 +546,18 @@ impl Metrics {
                 .with_label_values(&[a.as_str()])
                 .set(1);
         }
+    }
+
+    /// Keys tracked for clients grew (or shrank) by `delta`.
+    pub(crate) fn tracking_keys(&self, delta: i64) {
+        self.tracking_keys.add(delta);
+    }
+
+    /// One invalidation sent to a client.
+    pub(crate) fn invalidation(&self, source: Invalidation) {
+        self.invalidations
+            .with_label_values(&[source.label()])
+            .inc();
     }
 
     /// How many commands were learned from the servers.
