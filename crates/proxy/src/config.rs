@@ -35,6 +35,36 @@ pub struct Config {
     /// Whether users with narrower than full key or channel access may run scripts and
     /// functions (`scripting.restricted_users`). Reloadable with the users.
     pub restricted_scripts: RestrictedScripts,
+    /// The opt-in read cache (`cache:`, see `docs/cache.md`).
+    pub cache: CacheConfig,
+}
+
+/// `cache:` — answers documented single-key reads from a per-worker cache that the servers'
+/// reports of changed keys invalidate (see `docs/cache.md`).
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// Off unless set.
+    pub enabled: bool,
+    /// Bytes the cache may hold for the whole process (split evenly over the workers).
+    pub max_memory: usize,
+    /// The longest an entry is served after it was filled.
+    pub max_ttl: Duration,
+    /// Glob patterns (Redis's syntax) of the keys whose reads are cached.
+    pub keys: Vec<String>,
+    /// Replies larger than this are not stored.
+    pub max_value_size: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            enabled: false,
+            max_memory: 64 * 1024 * 1024,
+            max_ttl: Duration::from_secs(60),
+            keys: vec!["*".to_string()],
+            max_value_size: 64 * 1024,
+        }
+    }
 }
 
 /// Client-facing TLS.
@@ -277,6 +307,7 @@ impl Config {
             metrics: true,
             users: Vec::new(),
             restricted_scripts: RestrictedScripts::default(),
+            cache: CacheConfig::default(),
         }
     }
 
@@ -304,6 +335,26 @@ impl Config {
     }
 
     /// The keys `upstream.mode` needs, and only those.
+    /// The cache's fill race is decided per connection (a read and a write for one key
+    /// travel one connection in order), and replicas report no change slotgate links to:
+    /// the cache needs one connection per node and reads from the primaries.
+    fn validate_cache(&self) -> Result<(), String> {
+        let c = &self.cache;
+        if !c.enabled {
+            return Ok(());
+        }
+        if c.max_memory == 0 || c.max_ttl.is_zero() {
+            return Err("cache.max_memory and cache.max_ttl must be above 0".into());
+        }
+        if self.upstream.connections_per_node != 1 {
+            return Err("cache.enabled needs upstream.connections_per_node: 1".into());
+        }
+        if self.upstream.read_from != ReadFrom::Primary {
+            return Err("cache.enabled needs upstream.read_from: primary".into());
+        }
+        Ok(())
+    }
+
     fn validate_mode(&self) -> Result<(), String> {
         let u = &self.upstream;
         let host_ports = |key: &str, list: &[String]| -> Result<(), String> {
@@ -374,6 +425,7 @@ impl Config {
         if self.limits.max_pipeline == 0 || self.limits.max_clients == 0 {
             return Err("limits.max_pipeline and limits.max_clients must be at least 1".into());
         }
+        self.validate_cache()?;
         crate::auth::users::validate_users(&self.users)?;
         let l = &self.limits;
         if l.client_output_soft < 1024 || l.client_output_soft > l.max_client_output {

@@ -15,9 +15,11 @@
 //! - [`blocking`]: commands that block in Redis, each on a dedicated connection;
 //! - [`scripts`]: the script bodies slotgate saw, to repair EVALSHA after NOSCRIPT.
 //! - [`restricted_scripts`]: scripts of restricted users, run as their script identity.
+//! - [`cache`]: the reads the read cache answers, and the writes that drop what it holds.
 
 pub(crate) mod admin;
 pub(crate) mod blocking;
+pub(crate) mod cache;
 pub(crate) mod command;
 pub(crate) mod diagnostics;
 pub(crate) mod info;

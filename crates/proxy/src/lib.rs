@@ -40,8 +40,8 @@ use tokio::sync::watch;
 
 pub use auth::users::{PasswordCheck, RestrictedScripts, UserSpec};
 pub use config::{
-    AdminCommands, Config, LimitsConfig, ReadFrom, SentinelConfig, TlsConfig, UpstreamConfig,
-    UpstreamMode, UpstreamTlsConfig,
+    AdminCommands, CacheConfig, Config, LimitsConfig, ReadFrom, SentinelConfig, TlsConfig,
+    UpstreamConfig, UpstreamMode, UpstreamTlsConfig,
 };
 pub use error::ProxyError;
 pub use metrics::Metrics;

@@ -640,7 +640,7 @@ fn worth_holding(queue: &VecDeque<Pending>) -> bool {
         && queue.iter().all(|p| {
             matches!(
                 p.entry,
-                Entry::Single(_) | Entry::Fanout(_) | Entry::Scan(_)
+                Entry::Single(_) | Entry::Fill(_) | Entry::Fanout(_) | Entry::Scan(_)
             )
         })
 }

@@ -124,6 +124,12 @@ impl Request {
         self.encoded.as_ref().unwrap_or(&self.raw).clone()
     }
 
+    /// [`Request::wire`], borrowed.
+    #[inline]
+    pub fn wire_ref(&self) -> &Bytes {
+        self.encoded.as_ref().unwrap_or(&self.raw)
+    }
+
     /// [`Request::wire`], taking the request apart instead of sharing its bytes.
     #[inline]
     pub fn into_wire(self) -> Bytes {

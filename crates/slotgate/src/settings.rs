@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use serde::Deserialize;
 use slotgate_proxy::{
-    AdminCommands, Config, LimitsConfig, ReadFrom, RestrictedScripts, SentinelConfig, TlsConfig,
-    UpstreamConfig, UpstreamMode, UpstreamTlsConfig,
+    AdminCommands, CacheConfig, Config, LimitsConfig, ReadFrom, RestrictedScripts, SentinelConfig,
+    TlsConfig, UpstreamConfig, UpstreamMode, UpstreamTlsConfig,
 };
 
 /// The file as written.
@@ -39,6 +39,24 @@ struct FileConfig {
     users_file: Option<String>,
     #[serde(default)]
     scripting: FileScripting,
+    #[serde(default)]
+    cache: FileCache,
+}
+
+/// `cache:` — the opt-in read cache.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCache {
+    #[serde(default)]
+    enabled: bool,
+    #[serde(default)]
+    max_memory: Option<String>,
+    #[serde(default)]
+    max_ttl: Option<String>,
+    #[serde(default)]
+    keys: Option<Vec<String>>,
+    #[serde(default)]
+    max_value_size: Option<String>,
 }
 
 /// `scripting:` — script and function commands of restricted users.
@@ -283,6 +301,12 @@ impl Settings {
             "  max_client_output: {}\n  client_output_soft: {}\n  client_output_soft_timeout: {:?}\n  max_buffered: {}",
             l.max_client_output, l.client_output_soft, l.client_output_soft_timeout, l.max_buffered
         );
+        let c = &p.cache;
+        let _ = writeln!(
+            s,
+            "cache:\n  enabled: {}\n  max_memory: {}\n  max_ttl: {:?}\n  keys: {:?}\n  max_value_size: {}",
+            c.enabled, c.max_memory, c.max_ttl, c.keys, c.max_value_size
+        );
         users::describe(&mut s, &p.users);
         let _ = writeln!(
             s,
@@ -459,6 +483,7 @@ pub fn parse(text: &str) -> anyhow::Result<Settings> {
     }
     let upstream = resolve_upstream(file.upstream)?;
     let limits = resolve_limits(file.limits)?;
+    let cache = resolve_cache(file.cache)?;
     let tls = resolve_tls(file.tls)?;
     let plaintext_listen = file
         .plaintext_listen
@@ -491,6 +516,7 @@ pub fn parse(text: &str) -> anyhow::Result<Settings> {
                 bail!("scripting.restricted_users: expected mirror|refuse|allow, got {other:?}")
             }
         },
+        cache,
     };
     proxy.validate().map_err(|e| anyhow!(e))?;
     if !["error", "warn", "info", "debug", "trace"].contains(&file.log.level.as_str()) {
@@ -659,6 +685,28 @@ fn resolve_mode(up: &mut FileUpstream) -> anyhow::Result<UpstreamMode> {
         })),
         other => bail!("upstream.mode: expected cluster|standalone|sentinel, got {other:?}"),
     }
+}
+
+/// `cache:` resolved, defaults filled in.
+fn resolve_cache(c: FileCache) -> anyhow::Result<CacheConfig> {
+    let d = CacheConfig::default();
+    let size = |value: Option<String>, default: usize, key: &str| -> anyhow::Result<usize> {
+        match value {
+            Some(s) => parse_size(&s).with_context(|| key.to_string()),
+            None => Ok(default),
+        }
+    };
+    Ok(CacheConfig {
+        enabled: c.enabled,
+        max_memory: size(c.max_memory, d.max_memory, "cache.max_memory")?,
+        max_ttl: opt_duration(c.max_ttl, d.max_ttl, "cache.max_ttl")?,
+        keys: match c.keys {
+            Some(keys) if keys.is_empty() => bail!("cache.keys: at least one pattern"),
+            Some(keys) => keys,
+            None => d.keys,
+        },
+        max_value_size: size(c.max_value_size, d.max_value_size, "cache.max_value_size")?,
+    })
 }
 
 /// `limits:` resolved, defaults filled in.

@@ -47,8 +47,9 @@ use tokio::time::{timeout_at, Instant};
 use crate::protocol::Dialect;
 use crate::replies;
 use crate::runtime::budget::OutputBudget;
+use crate::runtime::cache::Written;
 use crate::runtime::context::WorkerCtx;
-use crate::session::entry::Entry;
+use crate::session::entry::{Entry, Wrote};
 use crate::session::request::single_slot;
 use crate::session::task::Task;
 use crate::telemetry::metrics::{Metrics, RefreshTrigger};
@@ -82,6 +83,8 @@ struct Queue {
     slot: Option<u16>,
     /// A command was refused while queueing: EXEC answers `-EXECABORT`.
     failed: bool,
+    /// The keys the queued writes change, for the read cache (kept only when it is on).
+    written: Option<Written>,
 }
 
 /// The client's WATCH, as one chained step hands it to the next.
@@ -156,6 +159,7 @@ impl Queue {
             bytes: 0,
             slot,
             failed: false,
+            written: None,
         }
     }
 
@@ -293,6 +297,9 @@ fn add(ctx: &WorkerCtx, tx: &mut TxState, cmd: &Command, req: &Request) -> Entry
     }
     q.bytes += wire.len();
     q.wires.push(wire);
+    if ctx.cache.is_some() {
+        note_written(q, cmd, req);
+    }
     ready(replies::QUEUED)
 }
 
@@ -312,7 +319,15 @@ fn exec(ctx: &WorkerCtx, tx: &mut TxState, dialect: Dialect, budget: &Rc<OutputB
     let (prev, next) = tx.link();
     let env = Env::new(ctx, dialect);
     let (slot, body, count) = (q.slot, q.body(), q.wires.len());
-    Entry::Task(
+    // The read cache drops the queued writes' keys now, and again once EXEC is answered.
+    let guard = match (&ctx.cache, q.written) {
+        (Some(cache), Some(written)) => {
+            cache.own_write(&written);
+            Some(cache.guard(written))
+        }
+        _ => None,
+    };
+    let entry = Entry::Task(
         Task::spawn_bounded(budget, move |reply| {
             answer_unless_gone(reply, async move {
                 let watched = receive(prev).await;
@@ -322,7 +337,30 @@ fn exec(ctx: &WorkerCtx, tx: &mut TxState, dialect: Dialect, budget: &Rc<OutputB
             })
         }),
         None,
-    )
+    );
+    match guard {
+        Some(guard) => Entry::Wrote(Box::new(Wrote {
+            inner: entry,
+            guard,
+        })),
+        None => entry,
+    }
+}
+
+/// Add a queued command's keys to what the transaction writes (read cache on).
+fn note_written(q: &mut Queue, cmd: &Command, req: &Request) {
+    if !crate::family::cache::writes(cmd) {
+        return;
+    }
+    let more = crate::family::cache::written_keys(cmd, req);
+    q.written = Some(match (q.written.take(), more) {
+        (None, more) => more,
+        (Some(Written::All), _) | (_, Written::All) => Written::All,
+        (Some(Written::Keys(mut keys)), Written::Keys(more)) => {
+            keys.extend(more);
+            Written::Keys(keys)
+        }
+    });
 }
 
 /// WATCH outside MULTI: its keys must share a slot, the same as an earlier WATCH's.

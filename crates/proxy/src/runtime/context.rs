@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::family::scripts::ScriptCache;
 use crate::runtime::budget::{OutputBudget, ProcessBudget, WorkerBudget};
 use crate::runtime::buffers::BufferPool;
+use crate::runtime::cache::ReadCache;
 use crate::runtime::hold::HoldClock;
 use crate::runtime::shutdown::LocalShutdown;
 use crate::runtime::tracking::{Inboxes, TrackingTable};
@@ -111,6 +112,8 @@ pub(crate) struct WorkerCtx {
     pub buffered: Rc<WorkerBudget>,
     /// Which of this worker's tracking clients read which key (`CLIENT TRACKING`).
     pub tracking: Rc<TrackingTable>,
+    /// The read cache (`cache.enabled`; `None` costs the hot path one branch).
+    pub cache: Option<Rc<ReadCache>>,
     /// The primaries' reports of changed keys, while a client of this worker tracks.
     pub invalidation_links: Rc<InvalidationLinks>,
     /// The sessions' read and output buffers while they are idle.
@@ -124,9 +127,18 @@ impl WorkerCtx {
     /// A worker's context: no connection is open yet.
     pub fn new(cfg: Arc<Config>, topology: Arc<Topology>, shared: Arc<Shared>) -> WorkerCtx {
         let metrics = Rc::new(WorkerMetrics::new(Arc::clone(&shared.metrics)));
+        let cache = cfg.cache.enabled.then(|| {
+            let share = cfg.cache.max_memory / cfg.worker_count().max(1);
+            Rc::new(ReadCache::new(
+                &cfg.cache,
+                share,
+                Arc::clone(&shared.metrics),
+            ))
+        });
         let tracking = Rc::new(TrackingTable::new(
             cfg.limits.max_tracked_keys,
             Arc::clone(&shared.metrics),
+            cache.clone(),
         ));
         WorkerCtx {
             invalidation_links: Rc::new(InvalidationLinks::new(
@@ -135,6 +147,7 @@ impl WorkerCtx {
                 Arc::new(cfg.upstream.clone()),
             )),
             tracking,
+            cache,
             routes: Routes::new(&cfg.upstream, Arc::clone(&topology), &metrics),
             dedicated: Rc::new(DedicatedPool::new(
                 Arc::new(cfg.upstream.clone()),

@@ -19,6 +19,9 @@
 //! them in its protocol. An inbox is bounded: when it overflows, its owner is told to drop
 //! everything instead (a flush covers every key it missed). The table is bounded too
 //! (`limits.max_tracked_keys`): a key forgotten for room is invalidated first.
+//!
+//! The worker's read cache ([`ReadCache`]) hears the same reports: the table passes each
+//! on, and is active (its links run) while the cache is on.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -29,6 +32,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use crate::runtime::cache::ReadCache;
 use crate::telemetry::metrics::{Invalidation, Metrics};
 
 /// Messages an inbox holds before it overflows into one flush.
@@ -161,6 +165,8 @@ pub(crate) struct Subscriber {
 pub(crate) struct TrackingTable {
     inner: RefCell<Inner>,
     metrics: Arc<Metrics>,
+    /// The worker's read cache, which the same reports invalidate (`cache.enabled`).
+    cache: Option<Rc<ReadCache>>,
 }
 
 struct Inner {
@@ -171,8 +177,12 @@ struct Inner {
 }
 
 impl TrackingTable {
-    /// An empty table holding at most `max_keys` keys.
-    pub fn new(max_keys: usize, metrics: Arc<Metrics>) -> TrackingTable {
+    /// An empty table holding at most `max_keys` keys, passing the reports on to `cache`.
+    pub fn new(
+        max_keys: usize,
+        metrics: Arc<Metrics>,
+        cache: Option<Rc<ReadCache>>,
+    ) -> TrackingTable {
         TrackingTable {
             inner: RefCell::new(Inner {
                 keys: HashMap::new(),
@@ -180,12 +190,19 @@ impl TrackingTable {
                 max_keys: max_keys.max(1),
             }),
             metrics,
+            cache,
         }
     }
 
-    /// Whether any client of this worker tracks (the servers' reports are wanted).
+    /// Whether any client of this worker tracks, or the read cache is on (the servers'
+    /// reports are wanted).
     pub fn is_active(&self) -> bool {
-        !self.inner.borrow().subscribers.is_empty()
+        self.cache.is_some() || !self.inner.borrow().subscribers.is_empty()
+    }
+
+    /// The read cache the reports also go to.
+    pub fn cache(&self) -> Option<&Rc<ReadCache>> {
+        self.cache.as_ref()
     }
 
     /// Client `id` tracks from now on, as `sub` says (replacing how it did).
@@ -247,6 +264,9 @@ impl TrackingTable {
 
     /// A primary reported these keys changed.
     pub fn invalidate(&self, keys: &[Bytes]) {
+        if let Some(cache) = &self.cache {
+            cache.invalidate(keys);
+        }
         let msgs = {
             let mut inner = self.inner.borrow_mut();
             let before = inner.keys.len();
@@ -273,6 +293,9 @@ impl TrackingTable {
 
     /// A primary flushed its data: every tracking client drops everything.
     pub fn flush(&self) {
+        if let Some(cache) = &self.cache {
+            cache.drop_all(Invalidation::Server);
+        }
         self.drop_everything(|_| true, Invalidation::Server, |_| true);
     }
 
@@ -287,6 +310,10 @@ impl TrackingTable {
     /// may be missed from now on. Their readers are told now, and BCAST clients drop
     /// everything.
     pub fn lost(&self, owns: impl Fn(&[u8]) -> bool) {
+        if let Some(cache) = &self.cache {
+            cache.set_ready(None);
+            cache.drop_all(Invalidation::Topology);
+        }
         self.drop_everything(owns, Invalidation::Topology, |_| true);
     }
 
@@ -294,6 +321,9 @@ impl TrackingTable {
     /// read from it while it was down (or before it first came up) is invalidated, and the
     /// BCAST clients that read meanwhile drop everything. With `all_up`, no link is down.
     pub fn linked(&self, owns: impl Fn(&[u8]) -> bool, all_up: bool) {
+        if let Some(cache) = &self.cache {
+            cache.drop_all(Invalidation::Topology);
+        }
         self.drop_everything(owns, Invalidation::Topology, |s| s.read_unlinked);
         if all_up {
             let mut inner = self.inner.borrow_mut();

@@ -225,6 +225,9 @@ async fn maintain_upstreams(ctx: Rc<WorkerCtx>) {
         // Links to the primaries while a client tracks (started at once by CLIENT TRACKING,
         // stopped here when nobody does, moved here when the primaries change).
         ctx.invalidation_links.follow();
+        if let Some(cache) = &ctx.cache {
+            cache.sweep(tokio::time::Instant::now());
+        }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }

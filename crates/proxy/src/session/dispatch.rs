@@ -8,6 +8,7 @@ use slotgate_commands::{self as commands, Command, Family, MergeKind};
 use slotgate_resp::Request;
 use tokio::time::Instant;
 
+use crate::family::cache;
 use crate::family::pubsub::PubSub;
 use crate::family::shardsub::ShardCmd;
 use crate::family::split;
@@ -16,9 +17,10 @@ use crate::family::transaction;
 use crate::family::{admin, blocking, command, local};
 use crate::protocol::Protocol;
 use crate::replies;
+use crate::runtime::cache::Lookup;
 use crate::runtime::context::WorkerCtx;
 use crate::session::client::ClientState;
-use crate::session::entry::{Entry, Fanout};
+use crate::session::entry::{Entry, Fanout, Fill};
 use crate::session::gate;
 use crate::session::merge::Merge;
 use crate::session::op::{Op, Route};
@@ -142,6 +144,28 @@ fn route_known(
         ctx.metrics.shared().buffers_full();
         return Entry::Ready(Bytes::from_static(replies::BUFFERS_FULL));
     }
+    // The read cache drops what a write changes before it is sent.
+    let written = match &ctx.cache {
+        Some(cache) => cache::before_write(cache, cmd, req),
+        None => None,
+    };
+    let entry = route_family(ctx, client, cmd, owned, deadline);
+    match (written, &ctx.cache) {
+        (Some(written), Some(cache)) => cache::after_write(cache, written, entry),
+        _ => entry,
+    }
+}
+
+/// Hand a command that passed every check to its routing family.
+fn route_family(
+    ctx: &WorkerCtx,
+    client: &mut ClientState,
+    cmd: &'static Command,
+    owned: Request,
+    deadline: Instant,
+) -> Entry {
+    let req = &owned;
+    let dialect = client.dialect();
     match cmd.family {
         Family::Unsupported if !command::serves(ctx, cmd) => {
             Entry::Ready(replies::unsupported(cmd.name))
@@ -289,6 +313,17 @@ fn route_single(
         client.writes.note(cmd, &req);
         return blocking::route(ctx, cmd, &req, client.dialect(), &client.budget);
     }
+    // A cached read: answered here on a hit (the auth gate has passed).
+    let ticket = match &ctx.cache {
+        Some(c) if cache::is_cached_read(cmd) => {
+            match cache::lookup(ctx, c, client.dialect(), &req, deadline) {
+                Lookup::Hit(reply) => return Entry::Ready(reply),
+                Lookup::Miss(ticket) => Some(ticket),
+                Lookup::Bypass => None,
+            }
+        }
+        _ => None,
+    };
     let route = match single_slot(cmd, &req, ctx.one_primary()) {
         Ok(Some(slot)) => {
             client.writes.note_slot(cmd, slot);
@@ -343,7 +378,10 @@ fn route_single(
     if let Some(load) = repair {
         op.repair_noscript(load);
     }
-    Entry::Single(op)
+    match ticket {
+        Some(ticket) => Entry::Fill(Box::new(Fill { op, ticket })),
+        None => Entry::Single(op),
+    }
 }
 
 /// Send `req` to every primary that serves slots and merge the replies.

@@ -5,6 +5,7 @@
 use bytes::{Bytes, BytesMut};
 use tokio::time::Instant;
 
+use crate::runtime::cache::{FillTicket, WriteGuard};
 use crate::runtime::context::WorkerCtx;
 use crate::session::merge::{self, Merge};
 use crate::session::op::{Event, Op};
@@ -17,6 +18,23 @@ pub(crate) struct Fanout {
     pub ops: Vec<Op>,
     /// How to combine them.
     pub merge: Merge,
+}
+
+/// A cacheable read sent on a miss: its reply may fill the read cache.
+pub(crate) struct Fill {
+    /// The read.
+    pub op: Op,
+    /// Its pending fill.
+    pub ticket: FillTicket,
+}
+
+/// A write that runs on a connection of its own: its keys leave the read cache again once
+/// it is answered (see [`WriteGuard`]).
+pub(crate) struct Wrote {
+    /// The write's entry.
+    pub inner: Entry,
+    /// Dropped when the reply is written, before the client sees it.
+    pub guard: WriteGuard,
 }
 
 /// One client request's place in the reply queue.
@@ -43,6 +61,10 @@ pub(crate) enum Entry {
     Relayed,
     /// Runs like the entry inside, whose reply is then dropped (`CLIENT REPLY OFF|SKIP`).
     Muted(Box<Entry>),
+    /// A read cache miss ([`Fill`]).
+    Fill(Box<Fill>),
+    /// A write on a connection of its own, with the read cache's guard ([`Wrote`]).
+    Wrote(Box<Wrote>),
 }
 
 impl Entry {
@@ -55,6 +77,7 @@ impl Entry {
         match self {
             Entry::Task(task, None) => !task.may_block(),
             Entry::Muted(inner) => inner.is_barrier(),
+            Entry::Wrote(w) => w.inner.is_barrier(),
             _ => false,
         }
     }
@@ -79,6 +102,8 @@ impl Entry {
                 reply.is_some()
             }
             Entry::Single(op) => op.poll_sync(ctx, now),
+            Entry::Fill(f) => f.op.poll_sync(ctx, now),
+            Entry::Wrote(w) => w.inner.poll_sync(ctx, now),
             Entry::Scan(scan) => scan.poll_sync(ctx, now),
             Entry::Muted(inner) => inner.poll_sync(ctx, now),
             Entry::Fanout(f) => {
@@ -96,6 +121,8 @@ impl Entry {
     pub fn deadline(&self) -> Option<Instant> {
         match self {
             Entry::Single(op) => op.deadline(),
+            Entry::Fill(f) => f.op.deadline(),
+            Entry::Wrote(w) => w.inner.deadline(),
             Entry::Fanout(f) => f.ops.iter().filter_map(Op::deadline).min(),
             Entry::Scan(scan) => scan.deadline(),
             Entry::Muted(inner) => inner.deadline(),
@@ -108,6 +135,8 @@ impl Entry {
         let due = |op: &Op| op.deadline().is_some_and(|d| d <= now);
         match self {
             Entry::Single(op) if due(op) => op.on_event(ctx, Event::Timeout),
+            Entry::Fill(f) if due(&f.op) => f.op.on_event(ctx, Event::Timeout),
+            Entry::Wrote(w) => w.inner.on_timeout(ctx, now),
             Entry::Fanout(f) => {
                 for op in f.ops.iter_mut().filter(|op| due(op)) {
                     op.on_event(ctx, Event::Timeout);
@@ -124,6 +153,8 @@ impl Entry {
     pub async fn next_event(&mut self) -> (usize, Event) {
         match self {
             Entry::Single(op) => (0, op.next_event().await),
+            Entry::Fill(f) => (0, f.op.next_event().await),
+            Entry::Wrote(w) => Box::pin(w.inner.next_event()).await,
             Entry::Scan(scan) => scan.next_event().await,
             Entry::Fanout(f) => match f.ops.iter_mut().enumerate().find(|(_, op)| !op.is_done()) {
                 Some((i, op)) => (i, op.next_event().await),
@@ -144,6 +175,8 @@ impl Entry {
     pub fn on_event(&mut self, ctx: &WorkerCtx, index: usize, event: Event) {
         match self {
             Entry::Single(op) => op.on_event(ctx, event),
+            Entry::Fill(f) => f.op.on_event(ctx, event),
+            Entry::Wrote(w) => w.inner.on_event(ctx, index, event),
             Entry::Scan(scan) => scan.on_event(ctx, index, event),
             Entry::Fanout(f) => {
                 if let Some(op) = f.ops.get_mut(index) {
@@ -178,6 +211,21 @@ impl Entry {
                 let outcome = op.outcome();
                 out.extend_from_slice(&op.take_reply());
                 (Some(outcome), false)
+            }
+            Entry::Fill(f) => {
+                let Fill { mut op, ticket } = *f;
+                let outcome = op.outcome();
+                let reply = op.take_reply();
+                if outcome == CmdResult::Ok && op.first_try() {
+                    ticket.fill(&reply);
+                }
+                out.extend_from_slice(&reply);
+                (Some(outcome), false)
+            }
+            Entry::Wrote(w) => {
+                let Wrote { inner, guard } = *w;
+                drop(guard); // before the client can read again
+                return inner.write_reply(out);
             }
             Entry::Scan(scan) => (Some(scan.write_reply(out)), false),
             Entry::Muted(inner) => {

@@ -285,7 +285,11 @@ impl Op {
                 if !matches!(reply.kind, ReplyKind::Error(_))
                     && matches!(self.state, State::Waiting { .. }) =>
             {
-                return self.finish(reply.raw);
+                self.finish(reply.raw);
+                if ctx.cache.is_some() {
+                    self.after_resent_write(ctx);
+                }
+                return;
             }
             event => event,
         };
@@ -364,6 +368,7 @@ impl Op {
                 self.finish(replies::upstream_protocol(node.as_str()))
             }
         }
+        self.after_resent_write(ctx);
     }
 
     /// A read that a replica (`node`) failed goes to the primary from now on, when
@@ -375,6 +380,27 @@ impl Op {
         {
             self.access = Access::ReadPrimary;
         }
+    }
+
+    /// A write that ended after it was sent again (a redirect, a retry, a resend after a
+    /// lost connection) may have run after reads of its keys that were sent after it: the
+    /// read cache drops everything rather than keep what they read (rare: resharding,
+    /// failover).
+    fn after_resent_write(&self, ctx: &WorkerCtx) {
+        if let Some(cache) = &ctx.cache {
+            if self.is_done()
+                && self.access == Access::Write
+                && (self.attempts.any() || self.io_retried || self.timed_out)
+            {
+                cache.drop_all(crate::telemetry::metrics::Invalidation::OwnWrite);
+            }
+        }
+    }
+
+    /// Whether the final reply came from the first send (no redirect, retry or resend): a
+    /// read the cache may keep.
+    pub fn first_try(&self) -> bool {
+        !self.attempts.any() && !self.io_retried && !self.timed_out
     }
 
     /// End with `reply`.

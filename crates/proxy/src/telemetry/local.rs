@@ -13,7 +13,9 @@ use slotgate_cluster::NodeAddr;
 use slotgate_commands::COMMAND_COUNT;
 
 use crate::telemetry::latency::LocalLatency;
-use crate::telemetry::metrics::{CmdResult, Metrics, RESULT_LABELS};
+use crate::telemetry::metrics::{
+    CacheResult, CmdResult, Metrics, CACHE_RESULT_LABELS, RESULT_LABELS,
+};
 
 /// One command's thread-local instruments, resolved on first use.
 struct CommandHandles {
@@ -55,6 +57,8 @@ impl Drop for NodeMetrics {
 /// One worker's thread-local instruments.
 pub(crate) struct WorkerMetrics {
     shared: Arc<Metrics>,
+    /// `slotgate_cache_requests_total`, by [`CacheResult`].
+    cache: [LocalIntCounter; 3],
     commands: RefCell<Vec<Option<Box<CommandHandles>>>>,
     nodes: RefCell<HashMap<NodeAddr, Weak<NodeMetrics>>>,
 }
@@ -63,7 +67,10 @@ impl WorkerMetrics {
     pub fn new(shared: Arc<Metrics>) -> WorkerMetrics {
         let mut commands = Vec::new();
         commands.resize_with(COMMAND_COUNT + 1, || None);
+        let cache =
+            CACHE_RESULT_LABELS.map(|r| shared.cache_requests.with_label_values(&[r]).local());
         WorkerMetrics {
+            cache,
             shared,
             commands: RefCell::new(commands),
             nodes: RefCell::new(HashMap::new()),
@@ -109,6 +116,12 @@ impl WorkerMetrics {
         handles.duration.observe_ns(elapsed_ns);
     }
 
+    /// Count one cacheable read (kept even when per-command metrics are off: one add).
+    #[inline]
+    pub fn cache_request(&self, result: CacheResult) {
+        self.cache[result as usize].inc();
+    }
+
     /// The request instruments for `node` (`None` when metrics are disabled).
     pub fn node(&self, node: &NodeAddr) -> Option<Rc<NodeMetrics>> {
         if !self.shared.enabled {
@@ -134,6 +147,7 @@ impl WorkerMetrics {
 
     /// Move everything counted on this thread into the shared registry.
     pub fn flush(&self) {
+        self.cache.iter().for_each(LocalIntCounter::flush);
         for h in self.commands.borrow().iter().flatten() {
             for c in h.counts.iter().flatten() {
                 c.flush();

@@ -77,6 +77,20 @@ impl Invalidation {
     }
 }
 
+/// How the read cache took a cacheable read (`slotgate_cache_requests_total{result}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CacheResult {
+    /// Answered from the cache.
+    Hit = 0,
+    /// Sent to the node; its reply may fill the cache.
+    Miss = 1,
+    /// Sent to the node and not stored (the cache cannot vouch for it now, or the key is not
+    /// cacheable).
+    Bypass = 2,
+}
+
+pub(crate) const CACHE_RESULT_LABELS: [&str; 3] = ["hit", "miss", "bypass"];
+
 /// Kinds of `slotgate_upstream_errors_total`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum UpstreamError {
@@ -190,6 +204,8 @@ pub struct Metrics {
     commands_table: IntGaugeVec,
     tracking_keys: IntGauge,
     invalidations: IntCounterVec,
+    pub(crate) cache_requests: IntCounterVec,
+    cache_bytes: IntGauge,
     process: ProcessMetrics,
     /// Per upstream connection: when its oldest unanswered request was written
     /// ([`mono_ms`](crate::telemetry::clock::mono_ms); 0: none), for readiness.
@@ -412,8 +428,8 @@ impl Metrics {
                 let v = counter_vec(
                     &r,
                     "slotgate_invalidations_total",
-                    "Invalidations sent to tracking clients (a message listing keys, or a flush), \
-                     by what caused them.",
+                    "Invalidations sent to tracking clients (a message listing keys, or a flush) \
+                     and keys dropped from the read cache, by what caused them.",
                     &["source"],
                 );
                 for source in Invalidation::ALL {
@@ -421,6 +437,25 @@ impl Metrics {
                 }
                 v
             },
+            cache_requests: {
+                let v = counter_vec(
+                    &r,
+                    "slotgate_cache_requests_total",
+                    "Cacheable reads by how the read cache took them: answered from it (hit), \
+                     sent to the node to fill it (miss), sent without filling (bypass).",
+                    &["result"],
+                );
+                for result in CACHE_RESULT_LABELS {
+                    v.with_label_values(&[result]);
+                }
+                v
+            },
+            cache_bytes: int_gauge(
+                &r,
+                "slotgate_cache_bytes",
+                "Bytes the read cache holds, all workers together (keys, requests, replies and \
+                 bookkeeping).",
+            ),
             process: ProcessMetrics::register(&r),
             pending: Mutex::new(Vec::new()),
             registry: r,
@@ -551,6 +586,20 @@ impl Metrics {
     /// Keys tracked for clients grew (or shrank) by `delta`.
     pub(crate) fn tracking_keys(&self, delta: i64) {
         self.tracking_keys.add(delta);
+    }
+
+    /// The read cache grew (or shrank) by `delta` bytes.
+    pub(crate) fn cache_bytes(&self, delta: i64) {
+        self.cache_bytes.add(delta);
+    }
+
+    /// `n` invalidations of the read cache's keys.
+    pub(crate) fn invalidations(&self, source: Invalidation, n: u64) {
+        if n > 0 {
+            self.invalidations
+                .with_label_values(&[source.label()])
+                .inc_by(n);
+        }
     }
 
     /// One invalidation sent to a client.

@@ -10,6 +10,10 @@
 //! primary's keys were lost ([`TrackingTable::lost`]), and again when a link breaks. A link
 //! pings its primary every second and is given up when a ping goes unanswered for
 //! `upstream.op_timeout` (a node that vanished without closing the connection).
+//!
+//! The read cache (`runtime::cache`) is told whether every link of the current map is up
+//! ([`ReadCache::set_ready`](crate::runtime::cache::ReadCache::set_ready)): it serves and
+//! fills only then.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -48,6 +52,8 @@ struct State {
     links: RefCell<HashMap<NodeAddr, Link>>,
     /// Woken when a link comes up.
     changed: Notify,
+    /// The topology generation whose primaries the links were last made to follow.
+    followed: Cell<Option<u64>>,
 }
 
 struct Link {
@@ -75,6 +81,7 @@ impl InvalidationLinks {
                 cfg,
                 links: RefCell::new(HashMap::new()),
                 changed: Notify::new(),
+                followed: Cell::new(None),
             }),
         }
     }
@@ -83,8 +90,9 @@ impl InvalidationLinks {
     /// none otherwise. Must run on the worker's thread (a `LocalSet`).
     pub fn follow(&self) {
         let state = &self.state;
+        let generation = state.topology.generation();
+        let map = state.topology.map_arc();
         let wanted: Vec<NodeAddr> = if state.table.is_active() {
-            let map = state.topology.map();
             map.serving_shards()
                 .iter()
                 .map(|s| s.primary.clone())
@@ -92,6 +100,10 @@ impl InvalidationLinks {
         } else {
             Vec::new()
         };
+        if let Some(cache) = state.table.cache() {
+            cache.follow_map(&map);
+        }
+        state.followed.set(Some(generation));
         let mut links = state.links.borrow_mut();
         links.retain(|node, _| wanted.contains(node));
         for node in wanted {
@@ -103,6 +115,8 @@ impl InvalidationLinks {
                 tokio::task::spawn_local(run_link(node.clone(), Rc::clone(state), Rc::clone(&up)));
             links.insert(node, Link { up, task });
         }
+        drop(links);
+        state.publish();
     }
 
     /// Whether every link is up (none is wanted, or each reports changes now).
@@ -128,6 +142,16 @@ impl State {
     fn all_up(&self) -> bool {
         self.links.borrow().values().all(|l| l.up.get())
     }
+
+    /// Tell the read cache whether every primary of the followed map reports its changes.
+    fn publish(&self) {
+        let Some(cache) = self.table.cache() else {
+            return;
+        };
+        let links = self.links.borrow();
+        let ready = !links.is_empty() && links.values().all(|l| l.up.get());
+        cache.set_ready(if ready { self.followed.get() } else { None });
+    }
 }
 
 /// One link's life: connect, report, and on a break tell the table and retry.
@@ -139,6 +163,7 @@ async fn run_link(node: NodeAddr, state: Rc<State>, up: Rc<Cell<bool>>) {
             backoff = BACKOFF_MIN;
         }
         state.table.lost(|key| serves(&state.topology, &node, key));
+        state.publish();
         tracing::debug!(node = %node.as_str(), error = %failure, "invalidation link lost");
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -169,6 +194,7 @@ async fn serve(node: &NodeAddr, state: &State, up: &Cell<bool>) -> String {
     // Reports reach the table from now on; what changed before is unknown.
     up.set(true);
     table.linked(|key| serves(topology, node, key), state.all_up());
+    state.publish();
     state.changed.notify_waiters();
     let mut buf = BytesMut::with_capacity(4096);
     let mut ping_due = Instant::now() + PING_EVERY;

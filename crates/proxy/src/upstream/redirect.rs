@@ -63,6 +63,11 @@ impl Attempts {
         self.redirects
     }
 
+    /// Whether the command was sent more than once for a redirect or a retry.
+    pub fn any(&self) -> bool {
+        self.redirects > 0 || self.retries > 0
+    }
+
     /// What `reply`, an error from `node`, means. A redirect within `max_redirects` is
     /// counted (`slotgate_redirects_total`), and a MOVED patches the slot map; a CLUSTERDOWN
     /// asks for a refresh. Anything that is not a well-formed redirect or a retryable

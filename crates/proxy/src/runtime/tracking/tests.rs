@@ -8,7 +8,7 @@ use super::{InboxRx, Inboxes, Invalidated, Subscriber, TrackingTable, INBOX_CAPA
 use crate::telemetry::metrics::Metrics;
 
 fn table(max_keys: usize) -> TrackingTable {
-    TrackingTable::new(max_keys, Arc::new(Metrics::new(true)))
+    TrackingTable::new(max_keys, Arc::new(Metrics::new(true)), None)
 }
 
 fn keys(names: &[&str]) -> Vec<Bytes> {
