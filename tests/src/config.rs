@@ -44,6 +44,8 @@ pub struct ProxyConfig {
     /// `upstream.tls.<key>: <value>` lines; `Some` makes the upstream connections TLS.
     upstream_tls: Option<Vec<(&'static str, String)>>,
     limits: Vec<(&'static str, String)>,
+    /// `cache.<key>: <value>` lines; the section is written when any is set.
+    cache: Vec<(&'static str, String)>,
     users: Vec<User>,
     restricted_scripts: Option<&'static str>,
     raw: String,
@@ -81,6 +83,7 @@ impl ProxyConfig {
             limits: Vec::new(),
             users: Vec::new(),
             restricted_scripts: None,
+            cache: Vec::new(),
             raw: String::new(),
             env: Vec::new(),
         }
@@ -282,6 +285,12 @@ impl ProxyConfig {
         self
     }
 
+    /// `cache.<key>: <value>` (the read cache; `enabled: true` turns it on).
+    pub fn cache(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.cache.push((key, value.into()));
+        self
+    }
+
     /// The admin address, when [`ProxyConfig::admin`] was asked for.
     pub fn admin_port(&self) -> Option<u16> {
         self.admin_port
@@ -325,6 +334,12 @@ impl ProxyConfig {
         if !self.limits.is_empty() {
             y.push_str("limits:\n");
             for (key, value) in &self.limits {
+                let _ = writeln!(y, "  {key}: {value}");
+            }
+        }
+        if !self.cache.is_empty() {
+            y.push_str("cache:\n");
+            for (key, value) in &self.cache {
                 let _ = writeln!(y, "  {key}: {value}");
             }
         }

@@ -194,6 +194,12 @@ pub const METRICS: &[MetricSpec] = &[
             &["server", "own_write", "topology", "ttl", "memory"],
         )],
     ),
+    metric(
+        "slotgate_cache_requests_total",
+        Counter,
+        &[label("result", &["hit", "miss", "bypass"])],
+    ),
+    metric("slotgate_cache_bytes", Gauge, &[]),
     metric("slotgate_build_info", Gauge, &[label("version", &[])]),
     metric("slotgate_panics_total", Counter, &[]),
     metric("process_cpu_seconds_total", Counter, &[]),
