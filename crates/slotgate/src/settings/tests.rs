@@ -184,3 +184,42 @@ fn admin_commands_default_follows_users() {
         "{err:#}"
     );
 }
+
+#[test]
+fn cache_section() {
+    let s = parse(MINIMAL).unwrap();
+    assert!(!s.proxy.cache.enabled);
+    assert_eq!(s.proxy.cache.max_memory, 64 * 1024 * 1024);
+    assert_eq!(s.proxy.cache.max_ttl, Duration::from_secs(60));
+    assert_eq!(s.proxy.cache.keys, vec!["*".to_string()]);
+    assert_eq!(s.proxy.cache.max_value_size, 64 * 1024);
+    let s = parse(&format!(
+        "{MINIMAL}cache:\n  enabled: true\n  max_memory: 1mb\n  max_ttl: 500ms\n  keys: [\"user:*\", \"cfg\"]\n  max_value_size: 1kb\n"
+    ))
+    .unwrap();
+    let c = &s.proxy.cache;
+    assert!(c.enabled);
+    assert_eq!(
+        (c.max_memory, c.max_ttl, c.max_value_size),
+        (1024 * 1024, Duration::from_millis(500), 1024)
+    );
+    assert_eq!(c.keys, vec!["user:*".to_string(), "cfg".to_string()]);
+    assert!(s.describe().contains("cache:\n  enabled: true"));
+    for (bad, names) in [
+        ("cache:\n  enabled: true\n  max_ttl: 0s\n", "cache.max_ttl"),
+        ("cache:\n  keys: []\n", "cache.keys"),
+        ("cache:\n  size: 1mb\n", "size"),
+        ("cache:\n  max_memory: lots\n", "cache.max_memory"),
+    ] {
+        let err = parse(&format!("{MINIMAL}{bad}")).unwrap_err();
+        assert!(format!("{err:#}").contains(names), "{bad}: {err:#}");
+    }
+    let err = parse(
+        "listen: \"127.0.0.1:6380\"\nupstream:\n  seeds: [\"127.0.0.1:7000\"]\n  connections_per_node: 2\ncache:\n  enabled: true\n",
+    )
+    .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("upstream.connections_per_node: 1"),
+        "{err:#}"
+    );
+}
