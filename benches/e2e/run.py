@@ -12,6 +12,7 @@ Python 3 standard library only. See docs/benchmarks.md.
     cargo build --release -p slotgate && python3 benches/e2e/run.py
     python3 benches/e2e/run.py --modes direct,slotgate,slotgate-nometrics
     python3 benches/e2e/run.py --modes direct,direct-tls,slotgate,slotgate-tls
+    python3 benches/e2e/run.py --modes direct,slotgate,slotgate-cache --keyspace 10000 --preload
 """
 
 import argparse
@@ -109,6 +110,12 @@ MODES = {
                      "setup": None,
                      "config_extra": ADMIN + 'tls:\n  cert: "{cert}"\n  key: "{key}"\n',
                      "bench_args": TLS_CLIENT},
+    # Like "slotgate", with the read cache on (docs/cache.md); pair it with --preload so
+    # GET finds values to cache.
+    "slotgate-cache": {"slotgate": True, "tls": False, "admin": True, "check_metrics": True,
+                       "setup": None,
+                       "config_extra": ADMIN + "cache:\n  enabled: true\n",
+                       "bench_args": []},
 }
 DEFAULT_MODES = ["direct", "slotgate"]
 
@@ -120,6 +127,7 @@ COMPARISONS = [
     ("TLS cost", "slotgate-tls", "slotgate"),
     ("vs direct-tls", "slotgate-tls", "direct-tls"),
     ("vs baseline", "slotgate", "slotgate-baseline"),
+    ("cache on vs off", "slotgate-cache", "slotgate"),
 ]
 
 
@@ -654,6 +662,30 @@ def parse_benchmark(out, err, rc, argv):
     return rows, warnings
 
 
+def preload(port, keyspace, data_size):
+    """SET key:%012d (redis-benchmark's -r names) for the whole keyspace through the
+    slotgate on `port`, pipelined."""
+    value = b"x" * data_size
+    with socket.create_connection((HOST, port), timeout=30) as s:
+        batch = 1000
+        for start in range(0, keyspace, batch):
+            buf = bytearray()
+            end = min(start + batch, keyspace)
+            for i in range(start, end):
+                key = b"key:%012d" % i
+                buf += b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
+                    len(key), key, len(value), value)
+            s.sendall(buf)
+            want, got = (end - start) * len(b"+OK\r\n"), b""
+            while len(got) < want:
+                chunk = s.recv(65536)
+                if not chunk:
+                    raise HarnessError("preload: slotgate closed the connection")
+                got += chunk
+            if got != b"+OK\r\n" * (end - start):
+                raise HarnessError(f"preload: unexpected replies {got[:200]!r}")
+
+
 def bench_target(mode, nodes, sgs, certs, cluster=True):
     """redis-benchmark's arguments saying where to connect and how."""
     sg = sgs.get(mode)
@@ -667,7 +699,7 @@ def bench_target(mode, nodes, sgs, certs, cluster=True):
 
 def run_one(mode, test, pipeline, n, args, nodes, sgs, target):
     argv = [args.redis_benchmark, *target, "--threads", "1", "-t", test,
-            "-c", str(args.clients), "-d", str(args.data_size), "-r", "100000",
+            "-c", str(args.clients), "-d", str(args.data_size), "-r", str(args.keyspace),
             "-P", str(pipeline), "-n", str(n), "--csv", "-q"]
     redis_pids = [nd["proc"].pid for nd in nodes]
     # Every slotgate is measured: the one under test, and the idle ones (they
@@ -809,7 +841,8 @@ def print_report(runs, meta, modes, checks):
           f"{meta['slotgate_version']} (workers: {meta['args']['workers']}) · "
           f"modes: {', '.join(modes)} · "
           f"rounds: {meta['args']['rounds']} · -c {meta['args']['clients']} "
-          f"-d {meta['args']['data_size']} -r 100000 --threads 1 · "
+          f"-d {meta['args']['data_size']} -r {meta['args'].get('keyspace', 100000)} "
+          f"--threads 1{' (preloaded)' if meta['args'].get('preload') else ''} · "
           f"load avg before: {meta['loadavg_before']}")
     if meta.get("tls"):
         print()
@@ -997,6 +1030,12 @@ def parse_args(argv):
                     help="redis-benchmark -c (default: %(default)s)")
     ap.add_argument("--data-size", type=positive, default=64,
                     help="redis-benchmark -d (default: %(default)s)")
+    ap.add_argument("--keyspace", type=positive, default=100_000,
+                    help="redis-benchmark -r: keys key:000000000000 up to this many "
+                         "(default: %(default)s)")
+    ap.add_argument("--preload", action="store_true",
+                    help="before the rounds, SET every key of the keyspace to a -d sized "
+                         "value (so GET reads values, and a cache has something to keep)")
     ap.add_argument("--run-timeout", type=positive, default=600,
                     help="seconds before one redis-benchmark run counts as hung "
                          "(default: %(default)s)")
@@ -1134,6 +1173,13 @@ def main(argv):
             log(f"{mode} up on :{sg['port']} (admin: {sg['admin'] or 'none'}, "
                 f"workers: {args.workers}" + (", client TLS" if sg["tls_cli"] else "") + ")")
         targets = {m: bench_target(m, nodes, sgs, certs, sentinel is None) for m in modes}
+        if args.preload:
+            plain = [sg for sg in sgs.values() if not sg["tls_cli"]]
+            if not plain:
+                raise HarnessError("--preload needs a plaintext slotgate mode")
+            t0 = time.monotonic()
+            preload(plain[0]["port"], args.keyspace, args.data_size)
+            log(f"preloaded {args.keyspace} keys in {time.monotonic() - t0:.1f}s")
         meta["ports"] = {"redis": {str(n["port"]): n["role"] for n in nodes},
                          "slotgate": {m: {"port": sg["port"], "admin": sg["admin"]}
                                       for m, sg in sgs.items()}}
