@@ -588,6 +588,23 @@ def scrape_commands_total(admin_port):
     return total, by_cmd
 
 
+def scrape_cache(admin_port):
+    """The read cache's counters (slotgate_cache_requests_total by result, bytes held),
+    or {} when nothing was counted."""
+    status, body = http_get(f"http://{HOST}:{admin_port}/metrics", timeout=10)
+    if status != 200:
+        return {}
+    out = {}
+    for line in body.splitlines():
+        m = re.fullmatch(r'slotgate_cache_requests_total\{result="(\w+)"\}\s+(\S+)', line.strip())
+        if m:
+            out[m.group(1)] = float(m.group(2))
+        m = re.fullmatch(r'slotgate_cache_bytes\s+(\S+)', line.strip())
+        if m:
+            out["bytes"] = float(m.group(1))
+    return out if any(out.get(k) for k in ("hit", "miss", "bypass")) else {}
+
+
 def metrics_checks(runs, sgs, modes):
     """For every mode with check_metrics: scrape once, compare with the requests
     the harness sent through it. Never fails the run."""
@@ -601,6 +618,9 @@ def metrics_checks(runs, sgs, modes):
         try:
             total, by_cmd = scrape_commands_total(sgs[mode]["admin"])
             entry.update(commands_total=total, by_command=by_cmd, difference=total - sent)
+            cache = scrape_cache(sgs[mode]["admin"])
+            if cache:
+                entry["cache"] = cache
         except (HarnessError, urllib.error.URLError, OSError, ValueError) as e:
             entry["error"] = str(e)
         out[mode] = entry
@@ -942,6 +962,11 @@ def print_report(runs, meta, modes, checks):
                   f"requests sent by the harness = {c['requests_sent']:,} in {c['runs']} "
                   f"runs; difference {c['difference']:+,.0f} (redis-benchmark's own "
                   f"CONFIG GET etc., the start-up PING). By command: {by}")
+            if c.get("cache"):
+                k = c["cache"]
+                print(f"  read cache: {k.get('hit', 0):,.0f} hits, {k.get('miss', 0):,.0f} "
+                      f"misses, {k.get('bypass', 0):,.0f} bypassed; "
+                      f"{k.get('bytes', 0):,.0f} bytes held at the end")
     print(flush=True)
 
     def plain(m):

@@ -273,7 +273,9 @@ impl ReadCache {
             tag: ticket.tag,
             // A copy: the request's bytes may share a client's read buffer.
             request: Bytes::copy_from_slice(&ticket.request),
-            reply: reply.clone(),
+            // A copy too: the reply is a slice of an upstream read buffer, which a stored
+            // slice would keep whole (and uncounted).
+            reply: Bytes::copy_from_slice(reply),
             expires: Instant::now() + self.max_ttl,
         };
         let size = entry_size(&cached);
