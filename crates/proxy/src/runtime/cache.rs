@@ -102,30 +102,33 @@ pub(crate) enum Written {
     All,
 }
 
-/// The cached replies of one key, and its pending fill.
+/// One key: the requests stored for it, and its pending fill.
 #[derive(Debug, Default)]
 struct KeyEntries {
     /// The generation of the miss whose reply may fill, if any.
     pending: Option<u64>,
-    replies: Vec<Cached>,
-    /// Read since the clock hand last passed.
-    referenced: bool,
-    /// Bytes counted for the key and its replies.
+    /// The stored requests of the key, by table (tag) and request.
+    requests: Vec<(u32, Bytes)>,
+    /// Bytes counted for the key and its entries.
     bytes: usize,
 }
 
-/// One stored reply.
+/// One stored reply, in its tag's table under its request.
 #[derive(Debug)]
 struct Cached {
-    /// Protocol and database it was read in.
-    tag: u32,
-    /// The request as sent.
-    request: Bytes,
+    /// The node's reply; the same allocation as the table's request key, right after it (a
+    /// hit touches one buffer).
     reply: Bytes,
     expires: Instant,
+    /// Read since the clock hand last passed.
+    referenced: bool,
 }
 
 struct Inner {
+    /// Per tag (protocol and database): the stored replies by request as sent. A hit is one
+    /// lookup here.
+    tables: Vec<HashMap<Bytes, Cached>>,
+    /// Per key: its entries and pending fill (invalidation, fills, eviction).
     keys: HashMap<Bytes, KeyEntries>,
     /// Keys in fill order (the clock); may hold keys dropped since, skipped when met.
     clock: VecDeque<Bytes>,
@@ -159,6 +162,7 @@ impl ReadCache {
         };
         ReadCache {
             inner: RefCell::new(Inner {
+                tables: Vec::new(),
                 keys: HashMap::new(),
                 clock: VecDeque::new(),
                 bytes: 0,
@@ -195,23 +199,18 @@ impl ReadCache {
         }
         let mut inner = self.inner.borrow_mut();
         let inner = &mut *inner;
-        if let Some(entries) = inner.keys.get_mut(key) {
-            let found = entries
-                .replies
-                .iter()
-                .position(|c| c.tag == tag && c.request[..] == request[..]);
-            if let Some(i) = found {
-                if entries.replies[i].expires > now {
-                    entries.referenced = true;
-                    return Lookup::Hit(entries.replies[i].reply.clone());
-                }
-                let gone = entries.replies.swap_remove(i);
-                let size = entry_size(&gone);
-                entries.bytes -= size;
-                inner.bytes -= size;
-                self.metrics.cache_bytes(-(size as i64));
-                self.metrics.invalidations(Invalidation::Ttl, 1);
+        let found = inner
+            .tables
+            .get_mut(tag as usize)
+            .and_then(|t| t.get_mut(&request[..]));
+        if let Some(cached) = found {
+            if cached.expires > now {
+                cached.referenced = true;
+                return Lookup::Hit(cached.reply.clone());
             }
+            let freed = inner.remove_entry(tag, request, key);
+            self.metrics.cache_bytes(-(freed as i64));
+            self.metrics.invalidations(Invalidation::Ttl, 1);
         }
         let generation = inner.next_generation;
         inner.next_generation += 1;
@@ -262,6 +261,7 @@ impl ReadCache {
             return;
         }
         let mut inner = self.inner.borrow_mut();
+        let inner = &mut *inner;
         let Some(entries) = inner.keys.get_mut(&ticket.key) else {
             return;
         };
@@ -269,30 +269,35 @@ impl ReadCache {
             return; // spoilt by a change, or superseded by a later read
         }
         entries.pending = None;
+        // Copies, in one buffer: the request's bytes may share a client's read buffer, the
+        // reply an upstream one, which stored slices would keep whole (and uncounted).
+        let n = ticket.request.len();
+        let mut both = Vec::with_capacity(n + reply.len());
+        both.extend_from_slice(&ticket.request);
+        both.extend_from_slice(reply);
+        let both = Bytes::from(both);
+        let (request, reply) = (both.slice(..n), both.slice(n..));
+        let size = n + reply.len() + ENTRY_OVERHEAD;
         let cached = Cached {
-            tag: ticket.tag,
-            // A copy: the request's bytes may share a client's read buffer.
-            request: Bytes::copy_from_slice(&ticket.request),
-            // A copy too: the reply is a slice of an upstream read buffer, which a stored
-            // slice would keep whole (and uncounted).
-            reply: Bytes::copy_from_slice(reply),
+            reply,
             expires: Instant::now() + self.max_ttl,
+            referenced: false,
         };
-        let size = entry_size(&cached);
-        let mut freed = 0;
-        if let Some(i) = entries
-            .replies
-            .iter()
-            .position(|c| c.tag == cached.tag && c.request == cached.request)
-        {
-            freed = entry_size(&entries.replies.swap_remove(i));
+        let tag = ticket.tag as usize;
+        if inner.tables.len() <= tag {
+            inner.tables.resize_with(tag + 1, HashMap::new);
         }
-        entries.replies.push(cached);
+        let freed = match inner.tables[tag].insert(request.clone(), cached) {
+            Some(old) => n + old.reply.len() + ENTRY_OVERHEAD,
+            None => {
+                entries.requests.push((ticket.tag, request));
+                0
+            }
+        };
         entries.bytes = entries.bytes + size - freed;
         inner.bytes = inner.bytes + size - freed;
         self.metrics.cache_bytes(size as i64 - freed as i64);
-        drop(inner);
-        self.evict();
+        self.evict(inner);
     }
 
     fn forget_pending(&self, ticket: &FillTicket) {
@@ -306,8 +311,7 @@ impl ReadCache {
 
     /// Make room: keys are dropped in clock order, a key read since the hand last passed
     /// gets another round.
-    fn evict(&self) {
-        let mut inner = self.inner.borrow_mut();
+    fn evict(&self, inner: &mut Inner) {
         let mut evicted = 0;
         let mut steps = inner.clock.len() * 2 + 1;
         while inner.bytes > self.max_bytes && steps > 0 {
@@ -315,19 +319,16 @@ impl ReadCache {
             let Some(key) = inner.clock.pop_front() else {
                 break;
             };
-            let Some(entries) = inner.keys.get_mut(&key) else {
+            if !inner.keys.contains_key(&key) {
                 continue;
-            };
-            if entries.referenced {
-                entries.referenced = false;
+            }
+            if inner.take_referenced(&key) {
                 inner.clock.push_back(key);
                 continue;
             }
-            if let Some(gone) = inner.keys.remove(&key) {
-                inner.bytes -= gone.bytes;
-                self.metrics.cache_bytes(-(gone.bytes as i64));
-                evicted += gone.replies.len() as u64;
-            }
+            let (freed, dropped) = inner.remove_key(&key);
+            self.metrics.cache_bytes(-(freed as i64));
+            evicted += dropped;
         }
         self.metrics.invalidations(Invalidation::Memory, evicted);
         inner.compact_clock();
@@ -361,12 +362,10 @@ impl ReadCache {
         let mut inner = self.inner.borrow_mut();
         let (mut freed, mut dropped) = (0, 0);
         for key in keys {
-            if let Some(gone) = inner.keys.remove(key) {
-                freed += gone.bytes;
-                dropped += gone.replies.len() as u64;
-            }
+            let (f, d) = inner.remove_key(key);
+            freed += f;
+            dropped += d;
         }
-        inner.bytes -= freed;
         self.metrics.cache_bytes(-(freed as i64));
         self.metrics.invalidations(source, dropped);
     }
@@ -374,8 +373,9 @@ impl ReadCache {
     /// Drop every entry and every pending fill.
     pub fn drop_all(&self, source: Invalidation) {
         let mut inner = self.inner.borrow_mut();
-        let dropped: u64 = inner.keys.values().map(|e| e.replies.len() as u64).sum();
+        let dropped: u64 = inner.tables.iter().map(|t| t.len() as u64).sum();
         self.metrics.cache_bytes(-(inner.bytes as i64));
+        inner.tables.iter_mut().for_each(HashMap::clear);
         inner.keys.clear();
         inner.clock.clear();
         inner.bytes = 0;
@@ -418,30 +418,31 @@ impl ReadCache {
             let Some(key) = inner.clock.pop_front() else {
                 break;
             };
-            let Some(entries) = inner.keys.get_mut(&key) else {
+            let Some(entries) = inner.keys.get(&key) else {
                 continue;
             };
-            let before = entries.replies.len();
-            let mut gone = 0;
-            entries.replies.retain(|c| {
-                let keep = c.expires > now;
-                if !keep {
-                    gone += entry_size(c);
+            let stale: Vec<(u32, Bytes)> = entries
+                .requests
+                .iter()
+                .filter(|(tag, request)| {
+                    inner.tables[*tag as usize]
+                        .get(request)
+                        .is_none_or(|c| c.expires <= now)
+                })
+                .cloned()
+                .collect();
+            for (tag, request) in &stale {
+                freed += inner.remove_entry(*tag, request, &key);
+                expired += 1;
+            }
+            match inner.keys.get(&key) {
+                Some(e) if e.requests.is_empty() && e.pending.is_none() => {
+                    freed += inner.remove_key(&key).0;
                 }
-                keep
-            });
-            entries.bytes -= gone;
-            freed += gone;
-            expired += (before - entries.replies.len()) as u64;
-            if entries.replies.is_empty() && entries.pending.is_none() {
-                if let Some(key_gone) = inner.keys.remove(&key) {
-                    freed += key_gone.bytes;
-                }
-            } else {
-                inner.clock.push_back(key);
+                Some(_) => inner.clock.push_back(key),
+                None => {}
             }
         }
-        inner.bytes -= freed;
         self.metrics.cache_bytes(-(freed as i64));
         self.metrics.invalidations(Invalidation::Ttl, expired);
     }
@@ -467,16 +468,66 @@ impl std::fmt::Debug for ReadCache {
 }
 
 impl Inner {
+    /// Remove `key` with its entries and pending fill: the bytes freed and the entries
+    /// dropped.
+    fn remove_key(&mut self, key: &[u8]) -> (usize, u64) {
+        let Some(gone) = self.keys.remove(key) else {
+            return (0, 0);
+        };
+        for (tag, request) in &gone.requests {
+            if let Some(t) = self.tables.get_mut(*tag as usize) {
+                t.remove(request);
+            }
+        }
+        self.bytes -= gone.bytes;
+        (gone.bytes, gone.requests.len() as u64)
+    }
+
+    /// Remove one entry of `key`; the bytes freed.
+    fn remove_entry(&mut self, tag: u32, request: &[u8], key: &[u8]) -> usize {
+        let Some(gone) = self
+            .tables
+            .get_mut(tag as usize)
+            .and_then(|t| t.remove(request))
+        else {
+            return 0;
+        };
+        let size = request.len() + gone.reply.len() + ENTRY_OVERHEAD;
+        if let Some(entries) = self.keys.get_mut(key) {
+            entries
+                .requests
+                .retain(|(t, r)| !(*t == tag && r[..] == request[..]));
+            entries.bytes -= size;
+        }
+        self.bytes -= size;
+        size
+    }
+
+    /// Whether an entry of `key` was read since the clock hand last passed (the marks are
+    /// cleared).
+    fn take_referenced(&mut self, key: &[u8]) -> bool {
+        let Some(entries) = self.keys.get(key) else {
+            return false;
+        };
+        let mut any = false;
+        for (tag, request) in &entries.requests {
+            if let Some(c) = self
+                .tables
+                .get_mut(*tag as usize)
+                .and_then(|t| t.get_mut(request))
+            {
+                any |= std::mem::take(&mut c.referenced);
+            }
+        }
+        any
+    }
+
     /// Rebuild the clock when most of its places name dropped keys.
     fn compact_clock(&mut self) {
         if self.clock.len() > self.keys.len() * 2 + 1024 {
             self.clock = self.keys.keys().cloned().collect();
         }
     }
-}
-
-fn entry_size(c: &Cached) -> usize {
-    c.request.len() + c.reply.len() + ENTRY_OVERHEAD
 }
 
 #[cfg(test)]

@@ -243,3 +243,37 @@ fn a_failed_read_leaves_no_pending_fill_behind() {
     assert_eq!(c.key_count(), 0);
     assert_eq!(c.bytes(), 0);
 }
+
+#[test]
+fn the_byte_count_returns_to_zero() {
+    let c = cache_with(50_000, &["*"]);
+    let strlen = |k: &str| Bytes::from(format!("*2\r\n$6\r\nSTRLEN\r\n${}\r\n{k}\r\n", k.len()));
+    for round in 0..3 {
+        for i in 0..300 {
+            let k = format!("k{}", i % 120);
+            if let Lookup::Miss(t) = look(&c, &k) {
+                t.fill(&bulk(&"v".repeat(i % 50)));
+            }
+            if let Lookup::Miss(t) = c.lookup(
+                ReadCache::tag(true, 1),
+                k.as_bytes(),
+                &strlen(&k),
+                Instant::now(),
+                TOPO,
+            ) {
+                t.fill(&Bytes::from_static(b":1\r\n"));
+            }
+            if i % 7 == 0 {
+                c.invalidate(&[Bytes::from(format!("k{}", i % 13))]);
+            }
+        }
+        // Some expire on read, the sweep takes others.
+        let later = Instant::now() + Duration::from_secs(61 + round);
+        let _ = c.lookup(TAG, b"k1", &get("k1"), later, TOPO);
+        c.sweep(later);
+    }
+    let keys: Vec<Bytes> = (0..120).map(|i| Bytes::from(format!("k{i}"))).collect();
+    c.invalidate(&keys);
+    assert_eq!(c.key_count(), 0);
+    assert_eq!(c.bytes(), 0);
+}
