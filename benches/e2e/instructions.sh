@@ -14,7 +14,9 @@ TEST=${1:-get}
 PIPE=${2:-1}
 N1=${N1:-5000}
 N2=${N2:-25000}
-# CLIENTS (default 10): redis-benchmark -c.
+# CLIENTS (default 10): redis-benchmark -c. CONFIG_EXTRA: YAML lines added to slotgate's
+# config (e.g. CONFIG_EXTRA='cache: { enabled: true }' for the read cache).
+# KEYSPACE (default 10000): redis-benchmark -r.
 BIN=${SLOTGATE_BIN:-target/release/slotgate}
 command -v valgrind >/dev/null || { echo "valgrind not found: apt-get install valgrind" >&2; exit 1; }
 [ -x "$BIN" ] || cargo build --release -p slotgate
@@ -54,12 +56,13 @@ run() { # variant requests -> Ir
     echo "admin:"
     echo "  listen: \"127.0.0.1:$admin\""
     [ "$variant" = off ] && echo "  metrics: false"
+    [ -n "${CONFIG_EXTRA:-}" ] && echo "$CONFIG_EXTRA"
   } >"$cfg"
   valgrind --tool=callgrind --callgrind-out-file="$TMP/cg-$variant-$n" "$BIN" --config "$cfg" \
     2>"$TMP/vg-$variant-$n.log" &
   local vg=$!
   for _ in $(seq 600); do redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
-  redis-benchmark -p "$port" -t "$TEST" -n "$n" -c "${CLIENTS:-10}" -P "$PIPE" -r 10000 -q >/dev/null
+  redis-benchmark -p "$port" -t "$TEST" -n "$n" -c "${CLIENTS:-10}" -P "$PIPE" -r "${KEYSPACE:-10000}" -q >/dev/null
   kill -TERM "$vg"; wait "$vg" || true
   grep -m1 '^summary:' "$TMP/cg-$variant-$n" | awk '{print $2}'
 }
