@@ -54,13 +54,13 @@ pub(crate) fn lookup(
     // The batch's read time (the deadline is `op_timeout` after it): no clock read per hit.
     let now = deadline - ctx.cfg.upstream.op_timeout;
     let tag = ReadCache::tag(dialect.proto == Protocol::Resp3, dialect.db);
-    let found = cache.lookup(
-        tag,
-        req.arg(1),
-        req.wire_ref(),
-        now,
-        ctx.topology.generation(),
-    );
+    let generation = ctx.topology.generation();
+    if cache.lags(generation) {
+        // A new slot map (a periodic refresh, a MOVED): the links follow it now, and the
+        // cache compares it with the one its entries were read under.
+        ctx.invalidation_links.follow();
+    }
+    let found = cache.lookup(tag, req.arg(1), req.wire_ref(), now, generation);
     ctx.metrics.cache_request(match &found {
         Lookup::Hit(_) => CacheResult::Hit,
         Lookup::Miss(_) => CacheResult::Miss,

@@ -389,6 +389,14 @@ impl ReadCache {
         self.ready.set(generation);
     }
 
+    /// Whether the links were all up for an older slot map than generation `topology`:
+    /// following the new map now (rather than at the worker's next periodic step) may make
+    /// the cache usable again at once.
+    #[inline]
+    pub fn lags(&self, topology: u64) -> bool {
+        self.ready.get().is_some_and(|g| g != topology)
+    }
+
     /// The slot map is now `map`: when a slot has another primary, everything is dropped
     /// (what the new primary changed before its link was up went unreported).
     pub fn follow_map(&self, map: &Arc<SlotMap>) {

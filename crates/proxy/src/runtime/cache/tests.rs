@@ -277,3 +277,12 @@ fn the_byte_count_returns_to_zero() {
     assert_eq!(c.key_count(), 0);
     assert_eq!(c.bytes(), 0);
 }
+
+#[test]
+fn a_newer_map_is_noticed_as_lagging() {
+    let c = cache();
+    assert!(!c.lags(TOPO));
+    assert!(c.lags(TOPO + 1));
+    c.set_ready(None);
+    assert!(!c.lags(TOPO + 1), "links down: nothing to catch up with");
+}
