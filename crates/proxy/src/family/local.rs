@@ -66,6 +66,10 @@ pub(crate) fn run(
         "client|id" => integer(client.id as i64),
         "client|info" => client.proto.verbatim_reply(client.info_line().as_bytes()),
         "client|setinfo" => client_setinfo(req),
+        // Learned from servers that have them: capabilities a client announces (Valkey's
+        // CAPA redirect, Redis's maintenance notifications) concern what a server would
+        // send it; slotgate follows redirects and maintenance itself.
+        "client|capa" | "client|maint_notifications" => Bytes::from_static(replies::OK),
         "client|reply" => client_reply(client, req.arg(2)),
         "client|tracking" | "client|caching" | "client|trackinginfo" | "client|getredir" => {
             let for_client = crate::family::tracking::ForClient {
