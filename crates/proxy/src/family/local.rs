@@ -47,6 +47,7 @@ pub(crate) fn run(
             client.db = 0;
             client.replies = Replies::On;
             client.tracking = None; // tracking off, and no invalidation inbox
+            client.primary_reads = false;
             client.transaction.reset(ctx); // leaves MULTI, drops the WATCH
             if let Some(auth) = &mut client.auth {
                 auth.log_out(); // as Redis: back to `default`, which needs a password here
@@ -74,6 +75,7 @@ pub(crate) fn run(
         "client|tracking" | "client|caching" | "client|trackinginfo" | "client|getredir" => {
             let for_client = crate::family::tracking::ForClient {
                 state: &mut client.tracking,
+                primary_reads: &mut client.primary_reads,
                 id: client.id,
                 proto: client.proto,
                 budget: &client.budget,
