@@ -294,7 +294,8 @@ fn render() -> String {
          without keys or tips (FT.SEARCH; in a cluster, where its data's primaries are unknown) is\n\
          refused as not supported. `CLIENT CAPA` and `CLIENT MAINT_NOTIFICATIONS` are answered\n\
          `+OK` by slotgate (it follows redirects and maintenance itself). `COMMAND` and its\n\
-         subcommands list exactly what slotgate serves; what each tested server adds, and why\n\
+         subcommands list exactly what slotgate serves (queued in `MULTI`, the node answers at\n\
+         `EXEC`, with its own table); what each tested server adds, and why\n\
          each command is served or refused: [compatibility-servers.md](compatibility-servers.md).\n\
          Per-command metrics count learned commands under `unknown`.\n\n\
          Diagnostics are merged over every primary serving slots, as one server would answer\n\
