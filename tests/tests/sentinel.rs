@@ -423,16 +423,6 @@ fn sentinel_failover_under_load_loses_nothing() {
     thread::sleep(Duration::from_secs(1));
     let new = group.failover();
     assert_ne!(new, old);
-    assert!(
-        tracker.invalidated(&tracked, Duration::from_secs(10)),
-        "no invalidation for a key read before the failover"
-    );
-    tracker.call(&["GET", &tracked]);
-    let _: () = con.set(&tracked, "after").unwrap();
-    assert!(
-        tracker.invalidated(&tracked, Duration::from_secs(5)),
-        "no invalidation for a write after the failover"
-    );
     // The subscription follows the new primary; the script runs there (loaded again by
     // slotgate if the node lacks it); WAIT counts the new primary's replicas.
     assert!(
@@ -453,6 +443,17 @@ fn sentinel_failover_under_load_loses_nothing() {
     let _: () = con.set(format!("{prefix}:waited"), 1).unwrap();
     let acked: i64 = redis::cmd("WAIT").arg(1).arg(5000).query(&mut con).unwrap();
     assert!(acked >= 1, "WAIT after the failover: {acked}");
+    // The tracking client was told (its pushes wait on its connection meanwhile).
+    assert!(
+        tracker.invalidated(&tracked, Duration::from_secs(10)),
+        "no invalidation for a key read before the failover"
+    );
+    tracker.call(&["GET", &tracked]);
+    let _: () = con.set(&tracked, "after").unwrap();
+    assert!(
+        tracker.invalidated(&tracked, Duration::from_secs(5)),
+        "no invalidation for a write after the failover"
+    );
     // Keep writing past the moment the old primary is demoted (the sentinels take about
     // 10 s more for that), so writes it would take are caught.
     thread::sleep(Duration::from_secs(3));
