@@ -237,9 +237,10 @@ fn bare_command_returns_the_whole_table_as_cluster_clients_expect() {
         &[b"CLIENT"],
         b"-ERR wrong number of arguments for 'client' command\r\n",
     );
-    // Inside MULTI it is queued and answered by EXEC like any command the node answers.
+    // Inside MULTI it is queued and answered by EXEC like any command the node answers: the
+    // node's own table there, which also lists what slotgate refuses (docs/compatibility.md).
     let mut c = proxy.connection();
     let (table,): (Vec<redis::Value>,) =
         redis::pipe().atomic().cmd("COMMAND").query(&mut c).unwrap();
-    assert_eq!(table.len(), count);
+    assert!(table.len() > count, "{} <= {count}", table.len());
 }

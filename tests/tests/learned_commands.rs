@@ -137,10 +137,28 @@ fn newer_commands_are_served_or_unknown_as_on_the_servers() {
         assert_eq!(counts.len(), 2, "{counts:?}");
     }
     if server_has("client|capa") {
-        // A connection setting on a connection slotgate shares: refused, not forwarded.
-        let err = redis::cmd("CLIENT")
+        // A capability the client announces: answered by slotgate as the server answers it,
+        // never set on a connection slotgate shares.
+        let ok: Value = redis::cmd("CLIENT")
             .arg("CAPA")
             .arg("redirect")
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(ok, Value::Okay);
+        let err = redis::cmd("CLIENT")
+            .arg("CAPA")
+            .query::<Value>(&mut con)
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("wrong number of arguments"),
+            "{err}"
+        );
+    }
+    if server_has("client|import-source") {
+        // A connection setting that would apply to every client sharing the connection.
+        let err = redis::cmd("CLIENT")
+            .arg("IMPORT-SOURCE")
+            .arg("ON")
             .query::<Value>(&mut con)
             .unwrap_err();
         assert!(
@@ -288,7 +306,13 @@ fn command_reports_exactly_what_slotgate_serves() {
         assert!(list.iter().any(|n| n == "hsetex"));
     }
     if server_has("client|capa") {
-        assert!(!list.iter().any(|n| n == "client|capa"));
+        assert!(
+            list.iter().any(|n| n == "client|capa"),
+            "answered by slotgate"
+        );
+    }
+    if server_has("client|import-source") {
+        assert!(!list.iter().any(|n| n == "client|import-source"));
     }
 
     // RESP3: the same filtering on maps and sets.

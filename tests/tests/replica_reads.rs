@@ -8,6 +8,9 @@ use redis::Commands;
 use slotgate_tests::sentinel::{SentinelGroup, SentinelOptions, MASTER_NAME};
 use slotgate_tests::{shared_cluster, unique_key_prefix, wait_until, ProxyConfig, Slotgate};
 
+/// The cluster tests count every node's GETs: they take turns.
+static COUNTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// `calls` of `cmdstat_<command>` in an `INFO commandstats` text (0 when it never ran).
 fn calls(stats: &str, command: &str) -> u64 {
     stats
@@ -63,6 +66,7 @@ fn write_then_read(proxy: &Slotgate, prefix: &str, n: usize, reads: usize) {
 
 #[test]
 fn cluster_reads_go_to_replicas_and_writes_to_primaries() {
+    let _turn = COUNTING.lock().unwrap_or_else(|e| e.into_inner());
     let cluster = shared_cluster();
     let proxy = ProxyConfig::new(&cluster.seeds())
         .upstream_key("read_from", "replica")
@@ -157,4 +161,62 @@ fn sentinel_replica_reads_skip_a_stopped_replica_and_fall_back_to_the_primary() 
         gets(primary) > primary_gets,
         "no read fell back to the primary"
     );
+}
+
+#[test]
+fn a_tracking_client_reads_from_primaries() {
+    // A lagging replica could answer a tracking client's read with a value whose
+    // invalidation the primary already sent: its cache would keep it. Its reads go to the
+    // primaries, while other clients' reads still go to replicas.
+    let _turn = COUNTING.lock().unwrap_or_else(|e| e.into_inner());
+    let cluster = shared_cluster();
+    let proxy = ProxyConfig::new(&cluster.seeds())
+        .upstream_key("read_from", "replica")
+        .upstream_key("refresh_interval", "1s")
+        .upstream_key("max_replica_lag", "10s")
+        .admin()
+        .spawn();
+    wait_readable(&proxy, cluster.replicas().len());
+    let gets = |ports: Vec<u16>| -> u64 {
+        ports
+            .iter()
+            .map(|&p| {
+                calls(
+                    &cluster
+                        .query(p, &["INFO", "commandstats"])
+                        .unwrap()
+                        .string(),
+                    "get",
+                )
+            })
+            .sum()
+    };
+    let prefix = unique_key_prefix("tracking-primary");
+    let mut con = proxy.connection();
+    let _: () = redis::cmd("CLIENT")
+        .arg("TRACKING")
+        .arg("ON")
+        .query(&mut con)
+        .unwrap();
+    let (replicas, primaries) = (gets(cluster.replicas()), gets(cluster.primaries()));
+    for i in 0..50 {
+        let _: Option<String> = con.get(format!("{prefix}:{i}")).unwrap();
+    }
+    assert_eq!(
+        gets(cluster.replicas()) - replicas,
+        0,
+        "a tracked read reached a replica"
+    );
+    assert!(gets(cluster.primaries()) - primaries >= 50);
+    // Tracking off: reads go to replicas again.
+    let _: () = redis::cmd("CLIENT")
+        .arg("TRACKING")
+        .arg("OFF")
+        .query(&mut con)
+        .unwrap();
+    let replicas = gets(cluster.replicas());
+    for i in 0..50 {
+        let _: Option<String> = con.get(format!("{prefix}:{i}")).unwrap();
+    }
+    assert!(gets(cluster.replicas()) - replicas >= 50);
 }

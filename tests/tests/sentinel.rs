@@ -304,6 +304,90 @@ fn last_values(tally: &Tally) -> std::collections::HashMap<String, String> {
         .collect()
 }
 
+/// A raw RESP3 connection that sees invalidation pushes among its replies.
+struct Tracker {
+    stream: std::net::TcpStream,
+    buf: Vec<u8>,
+    pushes: Vec<slotgate_resp::Value>,
+}
+
+impl Tracker {
+    fn connect(port: u16) -> Tracker {
+        let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        Tracker {
+            stream,
+            buf: Vec::new(),
+            pushes: Vec::new(),
+        }
+    }
+
+    /// The next frame, within `timeout`.
+    fn frame(&mut self, timeout: Duration) -> Option<slotgate_resp::Value> {
+        use std::io::Read;
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some((v, used)) = slotgate_resp::parse_value(&self.buf).unwrap() {
+                self.buf.drain(..used);
+                return Some(v);
+            }
+            let left = deadline.checked_duration_since(std::time::Instant::now())?;
+            self.stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .unwrap();
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => panic!("slotgate closed the tracking connection"),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Send a command and return its reply (pushes before it are kept).
+    fn call(&mut self, args: &[&str]) -> slotgate_resp::Value {
+        use std::io::Write;
+        let mut wire = format!("*{}\r\n", args.len());
+        for a in args {
+            wire.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        self.stream.write_all(wire.as_bytes()).unwrap();
+        loop {
+            match self.frame(Duration::from_secs(10)).expect("a reply") {
+                slotgate_resp::Value::Push(p) => self.pushes.push(slotgate_resp::Value::Push(p)),
+                reply => return reply,
+            }
+        }
+    }
+
+    /// Whether an invalidation naming `key` (or a flush) arrives within `timeout`.
+    fn invalidated(&mut self, key: &str, timeout: Duration) -> bool {
+        let names = |v: &slotgate_resp::Value| {
+            let slotgate_resp::Value::Push(items) = v else {
+                return false;
+            };
+            match items.get(1) {
+                Some(slotgate_resp::Value::Array(keys)) => {
+                    keys.iter().any(|k| k.as_bytes() == Some(key.as_bytes()))
+                }
+                _ => true, // null keys: drop everything
+            }
+        };
+        if let Some(i) = self.pushes.iter().position(names) {
+            self.pushes.drain(..=i);
+            return true;
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.frame(left) {
+                Some(v) if names(&v) => return true,
+                Some(_) => {}
+                None => return false,
+            }
+        }
+        false
+    }
+}
+
 #[test]
 fn sentinel_failover_under_load_loses_nothing() {
     let group = SentinelGroup::start(SentinelOptions::default());
@@ -326,6 +410,13 @@ fn sentinel_failover_under_load_loses_nothing() {
         .arg("return 'loaded'")
         .query(&mut con)
         .unwrap();
+    // A client tracking a key it read: the failover loses the old primary's tracking state,
+    // so slotgate must tell the client (and keep telling it of changes afterwards).
+    let tracked = format!("{prefix}:tracked");
+    let mut tracker = Tracker::connect(proxy.port());
+    tracker.call(&["HELLO", "3"]);
+    tracker.call(&["CLIENT", "TRACKING", "ON"]);
+    tracker.call(&["GET", &tracked]);
     let stop = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(Tally::default());
     let handles = start_load(&proxy, &prefix, &stop, &tally);
@@ -352,6 +443,17 @@ fn sentinel_failover_under_load_loses_nothing() {
     let _: () = con.set(format!("{prefix}:waited"), 1).unwrap();
     let acked: i64 = redis::cmd("WAIT").arg(1).arg(5000).query(&mut con).unwrap();
     assert!(acked >= 1, "WAIT after the failover: {acked}");
+    // The tracking client was told (its pushes wait on its connection meanwhile).
+    assert!(
+        tracker.invalidated(&tracked, Duration::from_secs(10)),
+        "no invalidation for a key read before the failover"
+    );
+    tracker.call(&["GET", &tracked]);
+    let _: () = con.set(&tracked, "after").unwrap();
+    assert!(
+        tracker.invalidated(&tracked, Duration::from_secs(5)),
+        "no invalidation for a write after the failover"
+    );
     // Keep writing past the moment the old primary is demoted (the sentinels take about
     // 10 s more for that), so writes it would take are caught.
     thread::sleep(Duration::from_secs(3));

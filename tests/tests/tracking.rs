@@ -594,7 +594,8 @@ fn fire_fence(t: &Target, receiver: &mut Conn, key: &str) -> Vec<Inval> {
 }
 
 /// Every invalidation `receiver` gets before the one naming `key` (and the other keys of
-/// that one).
+/// that one). A flush covers `key` too, and ends the wait: through slotgate a FLUSHALL is
+/// reported by every primary, and a late report flushes a fence read after the first one.
 fn invalidations_until(receiver: &mut Conn, key: &str) -> Vec<Inval> {
     let mut before = Vec::new();
     loop {
@@ -608,6 +609,10 @@ fn invalidations_until(receiver: &mut Conn, key: &str) -> Vec<Inval> {
                 if !rest.is_empty() {
                     before.push(Inval::Keys(rest));
                 }
+                return before;
+            }
+            Some(Inval::Flush) => {
+                before.push(Inval::Flush);
                 return before;
             }
             Some(other) => before.push(other),

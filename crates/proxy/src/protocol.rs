@@ -22,14 +22,18 @@ pub(crate) enum Protocol {
 }
 
 /// How a client's commands travel to the nodes: the protocol of the connections they go
-/// over and the database those select (0 unless the client said `SELECT n`, which only
-/// standalone and sentinel modes allow).
+/// over, the database those select (0 unless the client said `SELECT n`, which only
+/// standalone and sentinel modes allow), and whether its reads may go to replicas.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub(crate) struct Dialect {
     /// RESP2 or RESP3.
     pub proto: Protocol,
     /// The database number.
     pub db: u16,
+    /// Its reads go to primaries even under `upstream.read_from`: it tracks keys
+    /// (`CLIENT TRACKING`), and a lagging replica could answer a read with a value whose
+    /// invalidation the primary has already sent.
+    pub primary_reads: bool,
 }
 
 impl Dialect {
@@ -37,6 +41,7 @@ impl Dialect {
     pub const RESP2: Dialect = Dialect {
         proto: Protocol::Resp2,
         db: 0,
+        primary_reads: false,
     };
 }
 

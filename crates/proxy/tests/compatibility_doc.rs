@@ -287,11 +287,17 @@ fn render() -> String {
          read/write flags, and ACL category rules decide who may run it; rules cannot name it),\n\
          one without keys goes to every primary when its `request_policy` tip says so (merged by\n\
          `response_policy`: `agg_sum`, `all_succeeded`, `one_succeeded`, `agg_logical_and`, or\n\
-         arrays concatenated) or to one primary otherwise. A command whose keys the specs cannot\n\
-         locate, that subscribes, that changes the connection (`@connection`: CLIENT CAPA, CLIENT\n\
-         IMPORT-SOURCE; slotgate shares connections between clients) or whose tips ask for a merge\n\
-         slotgate lacks (WAITAOF's `agg_min`) is refused as not supported. Per-command metrics count learned commands under\n\
-         `unknown`.\n\n\
+         arrays concatenated) or to one primary otherwise; a container (COMMANDLOG) is routed by\n\
+         its subcommands. A command whose keys the specs cannot locate, that subscribes, that\n\
+         changes the connection (`@connection`: CLIENT IMPORT-SOURCE; slotgate shares connections\n\
+         between clients), whose tips ask for a merge slotgate lacks, or a module's command\n\
+         without keys or tips (FT.SEARCH; in a cluster, where its data's primaries are unknown) is\n\
+         refused as not supported. `CLIENT CAPA` and `CLIENT MAINT_NOTIFICATIONS` are answered\n\
+         `+OK` by slotgate (it follows redirects and maintenance itself). `COMMAND` and its\n\
+         subcommands list exactly what slotgate serves (queued in `MULTI`, the node answers at\n\
+         `EXEC`, with its own table); what each tested server adds, and why\n\
+         each command is served or refused: [compatibility-servers.md](compatibility-servers.md).\n\
+         Per-command metrics count learned commands under `unknown`.\n\n\
          Diagnostics are merged over every primary serving slots, as one server would answer\n\
          (rows below for SLOWLOG and LATENCY); replicas' logs are not included. Valkey's `COMMANDLOG\n\
          GET count type` is merged like `SLOWLOG GET` (no default count), `COMMANDLOG LEN` summed,\n\

@@ -47,6 +47,7 @@ pub(crate) fn run(
             client.db = 0;
             client.replies = Replies::On;
             client.tracking = None; // tracking off, and no invalidation inbox
+            client.primary_reads = false;
             client.transaction.reset(ctx); // leaves MULTI, drops the WATCH
             if let Some(auth) = &mut client.auth {
                 auth.log_out(); // as Redis: back to `default`, which needs a password here
@@ -66,10 +67,15 @@ pub(crate) fn run(
         "client|id" => integer(client.id as i64),
         "client|info" => client.proto.verbatim_reply(client.info_line().as_bytes()),
         "client|setinfo" => client_setinfo(req),
+        // Learned from servers that have them: capabilities a client announces (Valkey's
+        // CAPA redirect, Redis's maintenance notifications) concern what a server would
+        // send it; slotgate follows redirects and maintenance itself.
+        "client|capa" | "client|maint_notifications" => Bytes::from_static(replies::OK),
         "client|reply" => client_reply(client, req.arg(2)),
         "client|tracking" | "client|caching" | "client|trackinginfo" | "client|getredir" => {
             let for_client = crate::family::tracking::ForClient {
                 state: &mut client.tracking,
+                primary_reads: &mut client.primary_reads,
                 id: client.id,
                 proto: client.proto,
                 budget: &client.budget,

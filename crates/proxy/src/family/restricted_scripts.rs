@@ -67,13 +67,10 @@ pub(crate) fn run_as(
         deadline,
     };
     Entry::Task(
-        Task::spawn_bounded(budget, move |mut tx| async move {
-            let reply = tokio::select! {
-                reply = call.run(&pool) => reply,
-                _ = tx.closed() => return,
-            };
-            let _ = tx.send(reply);
-        }),
+        Task::spawn_bounded(
+            budget,
+            move |tx| async move { tx.answer(call.run(&pool)).await },
+        ),
         None,
     )
 }

@@ -79,6 +79,8 @@ impl Drop for TrackingState {
 /// The client a tracking command is for: its tracking state and what the replies need.
 pub(crate) struct ForClient<'c> {
     pub state: &'c mut Option<Box<TrackingState>>,
+    /// Set while tracking is on: the client's reads then go to primaries only.
+    pub primary_reads: &'c mut bool,
     pub id: u64,
     pub proto: Protocol,
     pub budget: &'c Rc<OutputBudget>,
@@ -173,6 +175,7 @@ fn tracking(ctx: &WorkerCtx, client: ForClient<'_>, req: &Request) -> Entry {
             if let Some(state) = client.state.as_mut() {
                 state.stop();
             }
+            *client.primary_reads = false;
             return ready(Bytes::from_static(replies::OK));
         }
         _ => return ready(Bytes::from_static(replies::SYNTAX)),
@@ -226,6 +229,7 @@ fn tracking(ctx: &WorkerCtx, client: ForClient<'_>, req: &Request) -> Entry {
         table: Rc::clone(&ctx.tracking),
         id: client.id,
     });
+    *client.primary_reads = true;
     // The primaries' reports must flow before a read is tracked: +OK once the links are up
     // (at most op_timeout; a link that comes up later invalidates what was read meanwhile).
     ctx.invalidation_links.follow();

@@ -225,12 +225,8 @@ enum Role {
 impl Job {
     /// Count, and send the answer unless the client leaves first; then everything the job
     /// started is dropped, connections in use included.
-    async fn run(self, mut tx: crate::session::task::TaskTx) {
-        let answer = tokio::select! {
-            answer = self.count() => answer,
-            _ = tx.closed() => return,
-        };
-        let _ = tx.send(answer);
+    async fn run(self, tx: crate::session::task::TaskTx) {
+        tx.answer(self.count()).await
     }
 
     async fn count(&self) -> Bytes {

@@ -44,6 +44,8 @@ pub(crate) struct ClientState {
     pub pubsub: Option<PubSub>,
     /// `CLIENT TRACKING` and its invalidation inbox, once used (see `tracking`).
     pub tracking: Option<Box<TrackingState>>,
+    /// Its reads go to primaries only (it tracks keys; see [`Dialect::primary_reads`]).
+    pub primary_reads: bool,
     /// The slots this connection's writes went to, for WAIT (see `wait`).
     pub writes: WrittenSlots,
     /// The last command found by name (see [`slotgate_commands::LookupCache`]).
@@ -107,6 +109,7 @@ impl ClientState {
             transaction: TxState::default(),
             pubsub: None,
             tracking: None,
+            primary_reads: false,
             writes: Default::default(),
             lookup: Default::default(),
             budget,
@@ -132,6 +135,7 @@ impl ClientState {
         Dialect {
             proto: self.proto,
             db: self.db,
+            primary_reads: self.primary_reads,
         }
     }
 

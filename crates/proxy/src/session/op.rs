@@ -120,10 +120,10 @@ impl Op {
         let mut op = Op {
             wire,
             route,
-            access: if readonly {
-                Access::Read
-            } else {
-                Access::Write
+            access: match (readonly, dialect.primary_reads) {
+                (false, _) => Access::Write,
+                (true, false) => Access::Read,
+                (true, true) => Access::ReadPrimary,
             },
             proto: dialect.proto,
             db: dialect.db,

@@ -35,6 +35,16 @@ impl TaskTx {
     pub async fn closed(&mut self) {
         self.tx.closed().await
     }
+
+    /// Deliver what `work` answers, unless the client leaves first: then `work` is dropped
+    /// with everything it holds (connections in use included).
+    pub async fn answer(mut self, work: impl Future<Output = Bytes>) {
+        let reply = tokio::select! {
+            reply = work => reply,
+            _ = self.closed() => return,
+        };
+        let _ = self.send(reply);
+    }
 }
 
 /// A reply computed by a task of its own; the entry waits for it without a deadline.

@@ -13,8 +13,9 @@
 //!   (`@connection`: slotgate shares connections between clients) is refused as unsupported.
 //! - A new container (COMMANDLOG) carries its learned subcommands, and each is routed by
 //!   its own description, like a built-in container's.
-//! - COMMANDLOG GET, CLUSTER SLOT-STATS and CLUSTER MYSHARDID have rules of their own
-//!   ([`merged_by_slotgate`]): merged like SLOWLOG GET, or answered by the emulation.
+//! - COMMANDLOG GET, CLUSTER SLOT-STATS, CLUSTER MYSHARDID, CLIENT CAPA and CLIENT
+//!   MAINT_NOTIFICATIONS have rules of their own ([`merged_by_slotgate`]): merged like
+//!   SLOWLOG GET, or answered by slotgate itself.
 //! - A module's command without key specs or tips (FT.SEARCH and other index commands) is
 //!   refused in a cluster, where slotgate cannot know which primaries hold its data; with
 //!   one primary (standalone, sentinel) it goes to that server.
@@ -390,6 +391,12 @@ fn merged_by_slotgate(name: &str) -> Option<(Family, &'static str)> {
         "cluster|myshardid" => Some((
             Family::Local,
             "served: answered by the one-node cluster emulation",
+        )),
+        // What a client says it can handle: slotgate follows redirects and maintenance
+        // itself, so it never sends what the capability announces; answered `+OK`.
+        "client|capa" | "client|maint_notifications" => Some((
+            Family::Local,
+            "served: answered `+OK` by slotgate for the client's connection (slotgate follows redirects and maintenance itself and never sends what it announces)",
         )),
         _ => None,
     }

@@ -117,12 +117,8 @@ struct Job {
 impl Job {
     /// Ask, and send the answer unless the client leaves first; then everything the job
     /// started is dropped, connections in use included.
-    async fn run(self, mut tx: TaskTx) {
-        let answer = tokio::select! {
-            answer = self.answer() => answer,
-            _ = tx.closed() => return,
-        };
-        let _ = tx.send(answer);
+    async fn run(self, tx: TaskTx) {
+        tx.answer(self.answer()).await
     }
 
     async fn answer(&self) -> Bytes {

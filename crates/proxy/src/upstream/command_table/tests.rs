@@ -183,10 +183,10 @@ fn a_new_subcommand_of_a_known_container_is_learned() {
         arr(vec![capa, entry("client|id", 2, &[], &[], &[], vec![])]),
     ]);
     let learned = Learned::from_replies(&[arr(vec![client])]);
-    // Learned, and refused: it would set the capability on a connection clients share.
+    // Learned, and answered by slotgate: never set on a connection clients share.
     assert_eq!(
         learned.get("client|capa").map(|c| c.family),
-        Some(Family::Unsupported)
+        Some(Family::Local)
     );
     assert!(
         learned.get("client|id").is_none(),
