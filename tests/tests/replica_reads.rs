@@ -64,9 +64,8 @@ fn write_then_read(proxy: &Slotgate, prefix: &str, n: usize, reads: usize) {
     }
 }
 
-#[test]
-fn cluster_reads_go_to_replicas_and_writes_to_primaries() {
-    let _turn = COUNTING.lock().unwrap_or_else(|e| e.into_inner());
+/// The shared cluster, and a slotgate reading from its replicas once all are readable.
+fn reading_from_replicas() -> (&'static slotgate_tests::RedisCluster, Slotgate) {
     let cluster = shared_cluster();
     let proxy = ProxyConfig::new(&cluster.seeds())
         .upstream_key("read_from", "replica")
@@ -75,20 +74,25 @@ fn cluster_reads_go_to_replicas_and_writes_to_primaries() {
         .admin()
         .spawn();
     wait_readable(&proxy, cluster.replicas().len());
-    let gets = |ports: Vec<u16>| -> u64 {
-        ports
-            .iter()
-            .map(|&p| {
-                calls(
-                    &cluster
-                        .query(p, &["INFO", "commandstats"])
-                        .unwrap()
-                        .string(),
-                    "get",
-                )
-            })
-            .sum()
-    };
+    (cluster, proxy)
+}
+
+/// GETs the nodes on `ports` have run, by their own `INFO commandstats`.
+fn gets(cluster: &slotgate_tests::RedisCluster, ports: &[u16]) -> u64 {
+    ports
+        .iter()
+        .map(|&p| {
+            let stats = cluster.query(p, &["INFO", "commandstats"]).unwrap();
+            calls(&stats.string(), "get")
+        })
+        .sum()
+}
+
+#[test]
+fn cluster_reads_go_to_replicas_and_writes_to_primaries() {
+    let _turn = COUNTING.lock().unwrap_or_else(|e| e.into_inner());
+    let (cluster, proxy) = reading_from_replicas();
+    let gets = |ports: Vec<u16>| gets(cluster, &ports);
     let before_replicas = gets(cluster.replicas());
     let before_primaries = gets(cluster.primaries());
     write_then_read(&proxy, &unique_key_prefix("replica-reads"), 100, 2);
@@ -169,28 +173,8 @@ fn a_tracking_client_reads_from_primaries() {
     // invalidation the primary already sent: its cache would keep it. Its reads go to the
     // primaries, while other clients' reads still go to replicas.
     let _turn = COUNTING.lock().unwrap_or_else(|e| e.into_inner());
-    let cluster = shared_cluster();
-    let proxy = ProxyConfig::new(&cluster.seeds())
-        .upstream_key("read_from", "replica")
-        .upstream_key("refresh_interval", "1s")
-        .upstream_key("max_replica_lag", "10s")
-        .admin()
-        .spawn();
-    wait_readable(&proxy, cluster.replicas().len());
-    let gets = |ports: Vec<u16>| -> u64 {
-        ports
-            .iter()
-            .map(|&p| {
-                calls(
-                    &cluster
-                        .query(p, &["INFO", "commandstats"])
-                        .unwrap()
-                        .string(),
-                    "get",
-                )
-            })
-            .sum()
-    };
+    let (cluster, proxy) = reading_from_replicas();
+    let gets = |ports: Vec<u16>| gets(cluster, &ports);
     let prefix = unique_key_prefix("tracking-primary");
     let mut con = proxy.connection();
     let _: () = redis::cmd("CLIENT")
