@@ -817,6 +817,59 @@ impl RedisCluster {
         self.wait_healthy(CONVERGE_TIMEOUT);
     }
 
+    /// Moves the one slot `slot` to the primary on `to_port` the way `redis-cli --cluster
+    /// reshard` does it: `SETSLOT IMPORTING` / `MIGRATING`, `MIGRATE` of every key in it
+    /// (`CLUSTER GETKEYSINSLOT`), then `SETSLOT NODE` on every primary, the new owner first; waits until the cluster
+    /// is healthy again. Use it when a test needs a given key's slot to move
+    /// ([`RedisCluster::reshard`] moves whichever slots redis-cli picks).
+    ///
+    /// # Panics
+    /// If the slot is already on `to_port`, or a step fails.
+    pub fn move_slot(&self, slot: u16, to_port: u16) {
+        self.wait_healthy(CONVERGE_TIMEOUT);
+        let from_port = self.node_for_slot(slot);
+        assert_ne!(from_port, to_port, "slot {slot} is already on {to_port}");
+        let (from_id, to_id) = (self.node_id(from_port), self.node_id(to_port));
+        let slot_s = slot.to_string();
+        let setslot = |port: u16, state: &str, id: &str| {
+            let out = self.cli(port, &["CLUSTER", "SETSLOT", &slot_s, state, id]);
+            assert_eq!(out, "OK", "CLUSTER SETSLOT {slot} {state} on {port}");
+        };
+        setslot(to_port, "IMPORTING", &from_id);
+        setslot(from_port, "MIGRATING", &to_id);
+        let to_s = to_port.to_string();
+        loop {
+            let keys = self.cli(from_port, &["CLUSTER", "GETKEYSINSLOT", &slot_s, "100"]);
+            let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+            if keys.is_empty() {
+                break;
+            }
+            let mut migrate = vec!["MIGRATE", "127.0.0.1", &to_s, "", "0", "5000", "KEYS"];
+            migrate.extend(&keys);
+            assert_eq!(self.cli(from_port, &migrate), "OK", "MIGRATE {keys:?}");
+        }
+        // The new owner first, then the old one, then the rest (as redis-cli does).
+        let others = self
+            .primaries()
+            .into_iter()
+            .filter(|&p| p != to_port && p != from_port);
+        for port in [to_port, from_port].into_iter().chain(others) {
+            setslot(port, "NODE", &to_id);
+        }
+        self.wait_healthy(CONVERGE_TIMEOUT);
+        assert_eq!(self.node_for_slot(slot), to_port, "slot {slot} moved");
+    }
+
+    /// [`RedisCluster::move_slot`] to another primary than the one serving `slot` now;
+    /// returns the new owner's port.
+    pub fn move_slot_away(&self, slot: u16) -> u16 {
+        let from = self.node_for_slot(slot);
+        let to = self.primaries().into_iter().find(|&p| p != from);
+        let to = to.expect("another primary");
+        self.move_slot(slot, to);
+        to
+    }
+
     /// `redis-cli --cluster rebalance` (with `--cluster-use-empty-masters` when
     /// `use_empty_masters`: primaries without slots, e.g. one just added with
     /// [`RedisCluster::add_node`], receive their share), then waits until the cluster is

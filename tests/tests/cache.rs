@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use slotgate_tests::raw::RawConn;
 use slotgate_tests::{
     shared_cluster, unique_key_prefix, wait_until, ClusterOptions, ProxyConfig, RedisCluster,
-    Slotgate,
+    Reply, Slotgate,
 };
 
 /// A slotgate with the cache on (and metrics), in front of `cluster`.
@@ -454,8 +454,8 @@ fn a_hit_passes_the_acl_gate_first() {
     assert!(raw_call(&mut anon, &["GET", &mine]).starts_with(b"-NOAUTH"));
 }
 
-/// A node restart, a failover, or slotgate's links to a node killed: what the cache held is
-/// dropped, and a value written meanwhile is read.
+/// A reshard moving the key's slot, a node restart, a failover, or slotgate's links to a node
+/// killed: what the cache held is dropped, and a value written meanwhile is read.
 #[test]
 fn lost_node_state_is_dropped() {
     let cluster = RedisCluster::start(ClusterOptions::default());
@@ -463,24 +463,30 @@ fn lost_node_state_is_dropped() {
     let key = "{lost}k";
     let slot = slotgate_cluster::slot(key.as_bytes());
     let mut c = proxy.connection();
-    let topology = "slotgate_invalidations_total{source=\"topology\"}";
-    let events: [(&str, &dyn Fn()); 3] = [
-        ("killed connections", &|| {
+    // What drops the entry (`slotgate_invalidations_total{source}`): the report of MIGRATE
+    // deleting the key on the old primary, or the node's state being lost.
+    let events: [(&str, &str, &dyn Fn()); 4] = [
+        ("reshard", "server", &|| {
+            cluster.move_slot_away(slot);
+        }),
+        ("killed connections", "topology", &|| {
             let primary = cluster.node_for_slot(slot);
             cluster
                 .query(primary, &["CLIENT", "KILL", "TYPE", "normal"])
                 .unwrap();
         }),
-        ("failover", &|| {
+        ("failover", "topology", &|| {
             let primary = cluster.node_for_slot(slot);
             cluster.failover(cluster.replicas_of(primary)[0]);
         }),
-        ("restart", &|| {
+        ("restart", "topology", &|| {
             cluster.restart_node(cluster.node_for_slot(slot));
             cluster.wait_healthy(Duration::from_secs(30));
         }),
     ];
-    for (i, (what, event)) in events.iter().enumerate() {
+    for (i, (what, source, event)) in events.iter().enumerate() {
+        let series = format!("slotgate_invalidations_total{{source=\"{source}\"}}");
+        let dropped = |proxy: &Slotgate| metric(proxy, &series);
         let old = format!("old{i}");
         assert!(wait_until(Duration::from_secs(15), || {
             redis::cmd("SET")
@@ -490,28 +496,33 @@ fn lost_node_state_is_dropped() {
                 .is_ok()
         }));
         until_cached(&proxy, &mut c, key);
-        let dropped = metric(&proxy, topology);
+        let before = dropped(&proxy);
         event();
         assert!(
-            wait_until(Duration::from_secs(15), || metric(&proxy, topology)
-                > dropped),
+            wait_until(Duration::from_secs(15), || dropped(&proxy) > before),
             "{what}: nothing dropped"
         );
-        // A write on the node (whoever serves the slot now) is read through slotgate.
+        // A write on the node (whoever serves the slot now, once it takes writes again) is
+        // read through slotgate as soon as the node's report can arrive.
         let new = format!("new{i}");
         assert!(
             wait_until(Duration::from_secs(15), || {
                 let port = cluster.node_for_slot(slot);
-                cluster.query(port, &["SET", key, &new]).is_ok()
-                    && redis::cmd("GET")
-                        .arg(key)
-                        .query::<Option<String>>(&mut c)
-                        .ok()
-                        .flatten()
-                        .as_deref()
-                        == Some(new.as_str())
+                cluster.query(port, &["SET", key, &new]) == Ok(Reply::Status("OK".into()))
             }),
-            "{what}: {new} never read"
+            "{what}: {new} cannot be written on the node"
+        );
+        assert!(
+            wait_until(Duration::from_secs(2), || {
+                redis::cmd("GET")
+                    .arg(key)
+                    .query::<Option<String>>(&mut c)
+                    .ok()
+                    .flatten()
+                    .as_deref()
+                    == Some(new.as_str())
+            }),
+            "{what}: {new} written on the node, but not read through slotgate within 2 s"
         );
     }
 }
