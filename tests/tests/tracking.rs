@@ -1187,6 +1187,68 @@ fn reads_never_outlive_writes(t: &Target, on_node: bool) {
     }
 }
 
+/// A write's invalidation comes before the reply of anything sent once the write was
+/// answered (here a PING, which slotgate answers itself at once): on the writing connection
+/// (Redis writes it right after the write's reply, in BCAST mode before the next command),
+/// and on another connection that read the key. A client that applies replies and pushes
+/// in arrival order, such as redis-py with `cache_config` (whose pooled connections share
+/// one cache), then reads its own writes.
+fn told_before_the_next_reply(t: &Target) {
+    let tag = tag("next-reply");
+    let mut writer = t.resp3();
+    let mut reader = t.resp3();
+    let mut bcast = t.resp3();
+    writer.ok(&["CLIENT", "TRACKING", "ON"]);
+    reader.ok(&["CLIENT", "TRACKING", "ON"]);
+    bcast.ok(&["CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", &tag]);
+    for round in 0..50 {
+        let k = format!("{tag}k{round}");
+        writer.call(&["GET", &k]);
+        reader.call(&["GET", &k]);
+        for c in [&mut writer, &mut reader, &mut bcast] {
+            c.pushes.clear();
+        }
+        let value = round.to_string();
+        // The write and a PING in one packet: slotgate answers the PING itself as soon as
+        // the write's reply is written; it must not overtake the invalidation.
+        for (c, other) in [(&mut writer, None), (&mut bcast, Some(&mut reader))] {
+            c.send_pipeline(&[&["SET", &k, &value], &["PING"]]);
+            assert_eq!(c.reply(), simple("OK"));
+            assert_eq!(c.reply(), simple("PONG"));
+            if let Some(other) = other {
+                assert_eq!(other.call(&["PING"]), simple("PONG"));
+            }
+        }
+        for (who, c) in [
+            ("writer", &mut writer),
+            ("reader", &mut reader),
+            ("bcast writer", &mut bcast),
+        ] {
+            assert!(
+                c.pushes
+                    .iter()
+                    .any(|p| invalidation(p).is_some_and(|i| covers(&i, &k))),
+                "{who}, round {round}: the invalidation of {k} came after the next reply \
+                 ({:?})",
+                c.pushes
+            );
+        }
+    }
+}
+
+#[test]
+fn told_before_the_next_reply_redis() {
+    told_before_the_next_reply(&Target::redis());
+}
+
+/// One worker: the writer and the reader are served by the same thread, as two connections
+/// of one application often are (with several, the reader hears of it from the primary's
+/// report, about 0.1 ms later: docs/client-tracking.md).
+#[test]
+fn told_before_the_next_reply_slotgate() {
+    told_before_the_next_reply(&Target::slotgate_with(|config| config.workers(1)));
+}
+
 /// 50 clients read one key; one write invalidates it exactly once for each.
 fn many_clients(t: &Target) {
     let tag = tag("many");
@@ -1487,9 +1549,10 @@ fn expect_dropped(c: &mut Conn, key: &str, what: &str) {
     }
 }
 
-/// When the node a client read from loses its tracking state (a failover to its replica, a
-/// restart, slotgate's connections to it killed), the client gets a flush or the keys it
-/// read there; after a new read, a write is invalidated again.
+/// When the node a client read from loses its tracking state or the key (a reshard moving the
+/// key's slot, a failover to its replica, a restart, slotgate's connections to it killed), the
+/// client gets a flush or the keys it read there; after a new read, a write on whichever node
+/// serves the key now is invalidated again.
 #[test]
 fn lost_node_state_is_invalidated_slotgate() {
     let cluster = RedisCluster::start(ClusterOptions::default());
@@ -1504,7 +1567,11 @@ fn lost_node_state_is_invalidated_slotgate() {
     w.ok(&["SET", &k, "0"]);
     let slot = slotgate_cluster::slot(k.as_bytes());
 
-    let events: [(&str, &dyn Fn()); 3] = [
+    let events: [(&str, &dyn Fn()); 4] = [
+        // The key's slot moves (MIGRATE takes the key from the old primary).
+        ("reshard", &|| {
+            cluster.move_slot_away(slot);
+        }),
         ("failover", &|| {
             let primary = cluster.node_for_slot(slot);
             cluster.failover(cluster.replicas_of(primary)[0]);

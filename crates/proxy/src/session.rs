@@ -236,6 +236,11 @@ where
                     let closes = matches!(&entry, Entry::Close(_))
                         || matches!(&entry, Entry::Muted(inner) if matches!(**inner, Entry::Close(_)));
                     self.queue.push_back(Pending { entry, cmd, start });
+                    // What the command itself made a tracking client's inbox hold (its own
+                    // write: `tracking::note`) follows its reply, not the rest of the batch.
+                    if self.client.tracking.is_some() {
+                        self.take_invalidations();
+                    }
                     if closes {
                         self.reading = false;
                         break;
@@ -486,6 +491,19 @@ where
             Err(_) => return Flow::Stop,
         }
         Flow::Go
+    }
+
+    /// The invalidations already in this client's inbox, queued now.
+    fn take_invalidations(&mut self) {
+        while let Some(msg) = self
+            .client
+            .tracking
+            .as_mut()
+            .and_then(|t| t.inbox.as_mut())
+            .and_then(|inbox| inbox.try_next())
+        {
+            self.on_invalidation(msg);
+        }
     }
 
     /// An invalidation for this client (`CLIENT TRACKING`), queued behind the replies it

@@ -9,9 +9,12 @@
 //! which its session writes behind the replies already queued ([`format`]): a read's reply
 //! always reaches the client before the invalidation of a change that followed it.
 //!
-//! NOLOOP: a default-mode client's own writes through slotgate forget the key for it without
-//! a message, as Redis does. In BCAST mode slotgate cannot tell whose write a report is, so
-//! a NOLOOP client may still hear of its own writes (one more invalidation, never one less).
+//! A tracking client's write through slotgate is told at once to the worker's readers of its
+//! keys, the writer included, behind the replies each is owed: the writer's invalidation
+//! follows the write's reply, where Redis writes it, and cannot come after its next reply.
+//! NOLOOP: a default-mode client's own writes forget the key for it without a message, as
+//! Redis does. In BCAST mode slotgate cannot tell whose write a report is, so a NOLOOP
+//! client may still hear of its own writes (one more invalidation, never one less).
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -22,9 +25,11 @@ use slotgate_commands::{flag, Command, KeyIndices};
 use slotgate_resp::{encode, parse_ll, Request};
 use tokio::time::Instant;
 
+use crate::family::cache;
 use crate::protocol::Protocol;
 use crate::replies;
 use crate::runtime::budget::OutputBudget;
+use crate::runtime::cache::Written;
 use crate::runtime::context::WorkerCtx;
 use crate::runtime::tracking::{InboxRx, Invalidated, Subscriber, TrackingTable};
 use crate::session::entry::Entry;
@@ -379,8 +384,9 @@ fn tracking_info(t: Option<&Tracking>, proto: Protocol) -> Bytes {
 }
 
 /// Before a tracking client's command is routed: remember the keys of a read (as its mode
-/// and `CLIENT CACHING` say), forget those of a NOLOOP client's own write, and end a
-/// `CLIENT CACHING` that applied to this command.
+/// and `CLIENT CACHING` say), tell this worker's readers of a write's keys (the writer too,
+/// unless NOLOOP: `TrackingTable::wrote`), and end a `CLIENT CACHING` that applied to this
+/// command.
 pub(crate) fn note(
     ctx: &WorkerCtx,
     state: &mut Option<Box<TrackingState>>,
@@ -396,17 +402,25 @@ pub(crate) fn note(
     }
     let caching = std::mem::take(&mut t.caching);
     let read = cmd.has_flag(flag::READONLY);
+    if !read && cache::writes(cmd) {
+        match cache::written_keys(cmd, req) {
+            Written::Keys(keys) => ctx.tracking.wrote(id, &keys, t.noloop),
+            Written::All if matches!(cmd.name, "flushall" | "flushdb") => ctx.tracking.flushed(),
+            // A script without declared keys: only the primaries' reports can tell.
+            Written::All => {}
+        }
+        return;
+    }
+    if !read {
+        return;
+    }
     if t.bcast {
-        if read && !ctx.invalidation_links.all_up() {
+        if !ctx.invalidation_links.all_up() {
             ctx.tracking.read_unlinked(id);
         }
         return;
     }
-    let noloop_write = t.noloop && cmd.has_flag(flag::WRITE);
-    if !(read || noloop_write) {
-        return;
-    }
-    if read && ((t.optin && !caching) || (t.optout && caching)) {
+    if (t.optin && !caching) || (t.optout && caching) {
         return;
     }
     let mut keys = KeyIndices::new();
@@ -414,12 +428,7 @@ pub(crate) fn note(
         return;
     }
     for i in keys.iter() {
-        let key = req.arg(i as usize);
-        if read {
-            ctx.tracking.remember(id, key);
-        } else {
-            ctx.tracking.forget(id, key);
-        }
+        ctx.tracking.remember(id, req.arg(i as usize));
     }
 }
 

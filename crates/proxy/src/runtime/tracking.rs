@@ -88,6 +88,16 @@ impl InboxRx {
             Some(msg) => msg,
             None => return std::future::pending().await, // the registry holds a sender
         };
+        self.after_overflow(msg)
+    }
+
+    /// The next message if one is there, as [`InboxRx::next`] gives it.
+    pub fn try_next(&mut self) -> Option<Invalidated> {
+        let msg = self.rx.try_recv().ok()?;
+        Some(self.after_overflow(msg))
+    }
+
+    fn after_overflow(&mut self, msg: Invalidated) -> Invalidated {
         if self.inbox.overflowed.swap(false, Ordering::AcqRel) {
             while self.rx.try_recv().is_ok() {}
             return Invalidated::All;
@@ -237,29 +247,14 @@ impl TrackingTable {
         if inner.keys.len() >= inner.max_keys {
             // Room for the new key: another is invalidated for its readers and forgotten.
             if let Some(old) = inner.keys.keys().next().cloned() {
-                let msgs = inner.take_keys(std::slice::from_ref(&old));
+                let msgs = inner.take_keys(std::slice::from_ref(&old), &self.metrics);
                 drop(inner);
-                self.metrics.tracking_keys(-1);
                 self.send(msgs, Invalidation::Memory);
                 inner = self.inner.borrow_mut();
             }
         }
         inner.keys.insert(Bytes::copy_from_slice(key), vec![id]);
         self.metrics.tracking_keys(1);
-    }
-
-    /// Client `id` changed `key` itself with NOLOOP: forgotten for it without a message, as
-    /// Redis does.
-    pub fn forget(&self, id: u64, key: &[u8]) {
-        let mut inner = self.inner.borrow_mut();
-        let Some(ids) = inner.keys.get_mut(key) else {
-            return;
-        };
-        ids.retain(|&i| i != id);
-        if ids.is_empty() {
-            inner.keys.remove(key);
-            self.metrics.tracking_keys(-1);
-        }
     }
 
     /// A primary reported these keys changed.
@@ -269,19 +264,9 @@ impl TrackingTable {
         }
         let msgs = {
             let mut inner = self.inner.borrow_mut();
-            let before = inner.keys.len();
-            let mut msgs = inner.take_keys(keys);
-            let gone = before - inner.keys.len();
-            self.metrics.tracking_keys(-(gone as i64));
+            let mut msgs = inner.take_keys(keys, &self.metrics);
             for (&id, sub) in &inner.subscribers {
-                let Some(prefixes) = &sub.prefixes else {
-                    continue;
-                };
-                let matching: Vec<Bytes> = keys
-                    .iter()
-                    .filter(|k| prefixes.is_empty() || prefixes.iter().any(|p| k.starts_with(p)))
-                    .cloned()
-                    .collect();
+                let matching = sub.matching(keys);
                 if !matching.is_empty() {
                     msgs.entry(id).or_default().extend(matching);
                 }
@@ -291,12 +276,43 @@ impl TrackingTable {
         self.send(msgs, Invalidation::Server);
     }
 
+    /// Client `id` sends a write of `keys` through slotgate. The worker's readers of them are
+    /// told now, and so is the writer in BCAST mode when a prefix matches — unless it asked
+    /// for NOLOOP (then the keys are forgotten for it without a message, as Redis does).
+    /// Each hears of it behind the replies it is owed, so the writer's invalidation follows
+    /// the write's reply, where Redis writes it. The primary's report comes later, possibly
+    /// after the writer's next reply; it tells the other BCAST clients, and anyone who read
+    /// the keys again meanwhile (one invalidation more, never one less).
+    pub fn wrote(&self, id: u64, keys: &[Bytes], noloop: bool) {
+        let msgs = {
+            let mut inner = self.inner.borrow_mut();
+            if noloop {
+                keys.iter().for_each(|k| inner.forget(id, k, &self.metrics));
+            }
+            let mut msgs = inner.take_keys(keys, &self.metrics);
+            if let Some(sub) = inner.subscribers.get(&id).filter(|_| !noloop) {
+                let matching = sub.matching(keys);
+                if !matching.is_empty() {
+                    msgs.entry(id).or_default().extend(matching);
+                }
+            }
+            msgs
+        };
+        self.send(msgs, Invalidation::OwnWrite);
+    }
+
     /// A primary flushed its data: every tracking client drops everything.
     pub fn flush(&self) {
         if let Some(cache) = &self.cache {
             cache.drop_all(Invalidation::Server);
         }
         self.drop_everything(|_| true, Invalidation::Server, |_| true);
+    }
+
+    /// A tracking client of this worker sent FLUSHALL or FLUSHDB: its tracking clients drop
+    /// everything now, behind the replies they are owed (the primaries' reports follow).
+    pub fn flushed(&self) {
+        self.drop_everything(|_| true, Invalidation::OwnWrite, |_| true);
     }
 
     /// A BCAST client `id` reads while a link is down ([`Subscriber::read_unlinked`]).
@@ -314,7 +330,7 @@ impl TrackingTable {
             cache.set_ready(None);
             cache.drop_all(Invalidation::Topology);
         }
-        self.drop_everything(owns, Invalidation::Topology, |_| true);
+        self.drop_everything(owns, Invalidation::Topology, |s| s.prefixes.is_some());
     }
 
     /// The link to the primary serving the keys for which `owns` is true is up: what was
@@ -324,7 +340,9 @@ impl TrackingTable {
         if let Some(cache) = &self.cache {
             cache.drop_all(Invalidation::Topology);
         }
-        self.drop_everything(owns, Invalidation::Topology, |s| s.read_unlinked);
+        self.drop_everything(owns, Invalidation::Topology, |s| {
+            s.prefixes.is_some() && s.read_unlinked
+        });
         if all_up {
             let mut inner = self.inner.borrow_mut();
             inner
@@ -340,19 +358,16 @@ impl TrackingTable {
         &self,
         owns: impl Fn(&[u8]) -> bool,
         source: Invalidation,
-        bcast_too: impl Fn(&Subscriber) -> bool,
+        everything: impl Fn(&Subscriber) -> bool,
     ) {
         let (msgs, all) = {
             let mut inner = self.inner.borrow_mut();
             let lost: Vec<Bytes> = inner.keys.keys().filter(|k| owns(k)).cloned().collect();
-            let msgs = inner.take_keys(&lost);
-            self.metrics.tracking_keys(-(lost.len() as i64));
+            let msgs = inner.take_keys(&lost, &self.metrics);
             let all: Vec<u64> = inner
                 .subscribers
                 .iter()
-                .filter(|(_, s)| {
-                    source == Invalidation::Server || (s.prefixes.is_some() && bcast_too(s))
-                })
+                .filter(|(_, s)| everything(s))
                 .map(|(&id, _)| id)
                 .collect();
             (msgs, all)
@@ -391,18 +406,47 @@ impl TrackingTable {
     }
 }
 
+impl Subscriber {
+    /// BCAST: which of `keys` its prefixes cover (none in default mode).
+    fn matching(&self, keys: &[Bytes]) -> Vec<Bytes> {
+        let Some(prefixes) = &self.prefixes else {
+            return Vec::new();
+        };
+        keys.iter()
+            .filter(|k| prefixes.is_empty() || prefixes.iter().any(|p| k.starts_with(p)))
+            .cloned()
+            .collect()
+    }
+}
+
 impl Inner {
     /// Remove `keys` from the table: each reader's keys, by reader.
-    fn take_keys(&mut self, keys: &[Bytes]) -> HashMap<u64, Vec<Bytes>> {
+    fn take_keys(&mut self, keys: &[Bytes], metrics: &Metrics) -> HashMap<u64, Vec<Bytes>> {
         let mut msgs: HashMap<u64, Vec<Bytes>> = HashMap::new();
         for key in keys {
-            for id in self.keys.remove(key).unwrap_or_default() {
+            let Some(ids) = self.keys.remove(key) else {
+                continue;
+            };
+            metrics.tracking_keys(-1);
+            for id in ids {
                 if self.subscribers.contains_key(&id) {
                     msgs.entry(id).or_default().push(key.clone());
                 }
             }
         }
         msgs
+    }
+
+    /// Client `id` no longer reads `key`, without a message.
+    fn forget(&mut self, id: u64, key: &[u8], metrics: &Metrics) {
+        let Some(ids) = self.keys.get_mut(key) else {
+            return;
+        };
+        ids.retain(|&i| i != id);
+        if ids.is_empty() {
+            self.keys.remove(key);
+            metrics.tracking_keys(-1);
+        }
     }
 }
 

@@ -160,7 +160,7 @@ fn nothing_is_sent_for_a_key_a_noloop_client_wrote_itself_or_after_it_stopped() 
     let (t, reg) = (table(100), Arc::new(Inboxes::default()));
     let mut a = subscribe(&t, &reg, 1, None);
     t.remember(1, b"k");
-    t.forget(1, b"k");
+    t.wrote(1, &keys(&["k"]), true);
     t.invalidate(&keys(&["k"]));
     assert!(pending(&mut a).is_empty());
     t.remember(1, b"j");
@@ -195,4 +195,58 @@ fn a_redirect_to_a_client_that_left_is_reported_once() {
     t.invalidate(&keys(&["k"]));
     assert!(broken.get());
     assert_eq!(pending(&mut own), [Invalidated::RedirectBroken(7)]);
+}
+
+#[test]
+fn a_write_through_slotgate_is_told_at_once_and_not_again_by_its_report() {
+    let (t, reg) = (table(100), Arc::new(Inboxes::default()));
+    let mut writer = subscribe(&t, &reg, 1, None);
+    let mut reader = subscribe(&t, &reg, 2, None);
+    let mut noloop = subscribe(&t, &reg, 3, None);
+    let mut own_bcast = subscribe(&t, &reg, 4, Some(&["k"]));
+    let mut other_bcast = subscribe(&t, &reg, 5, Some(&["k"]));
+    for id in [1, 2, 3] {
+        t.remember(id, b"k");
+    }
+    t.wrote(1, &keys(&["k", "x"]), false);
+    let k = || vec![Invalidated::Keys(keys(&["k"]))];
+    assert_eq!(pending(&mut writer), k(), "the writer itself");
+    assert_eq!(pending(&mut reader), k(), "another reader");
+    assert_eq!(
+        pending(&mut noloop),
+        k(),
+        "a NOLOOP reader, for another's write"
+    );
+    assert!(pending(&mut other_bcast).is_empty(), "told by the report");
+    // The report: the default-mode readers were told already.
+    t.invalidate(&keys(&["k", "x"]));
+    for rx in [&mut writer, &mut reader, &mut noloop] {
+        assert!(pending(rx).is_empty());
+    }
+    for rx in [&mut own_bcast, &mut other_bcast] {
+        assert_eq!(pending(rx), [Invalidated::Keys(keys(&["k"]))]);
+    }
+    // A BCAST writer hears of its own write at once (and of the report again).
+    t.wrote(4, &keys(&["k2", "y"]), false);
+    assert_eq!(pending(&mut own_bcast), [Invalidated::Keys(keys(&["k2"]))]);
+    assert!(pending(&mut other_bcast).is_empty());
+    // NOLOOP: the writer forgets the key without a message; other readers are told.
+    t.remember(2, b"j");
+    t.remember(3, b"j");
+    t.wrote(3, &keys(&["j"]), true);
+    assert!(pending(&mut noloop).is_empty());
+    assert_eq!(pending(&mut reader), [Invalidated::Keys(keys(&["j"]))]);
+    assert!(t.inner.borrow().keys.is_empty());
+    // A FLUSHALL through slotgate: everyone drops everything.
+    t.remember(2, b"z");
+    t.flushed();
+    for rx in [
+        &mut writer,
+        &mut reader,
+        &mut noloop,
+        &mut own_bcast,
+        &mut other_bcast,
+    ] {
+        assert_eq!(pending(rx), [Invalidated::All]);
+    }
 }
