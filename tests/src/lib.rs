@@ -17,6 +17,7 @@
 
 pub mod admin;
 pub mod bench;
+pub mod clients;
 pub mod cluster;
 pub mod config;
 pub mod load;

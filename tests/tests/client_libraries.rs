@@ -11,11 +11,10 @@
 //! libraries into the build tree (`target/clients/`) the first time, and quickly does
 //! nothing after. Without python3/pip or node/npm the suite fails, saying what to install.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use slotgate_tests::clients::{self, Runtime};
 use slotgate_tests::process::run_captured;
 use slotgate_tests::sentinel::{SentinelGroup, SentinelOptions, MASTER_NAME};
 use slotgate_tests::{shared_cluster, unique_key_prefix, ProxyConfig, Slotgate};
@@ -25,52 +24,6 @@ const USER: &str = "app";
 const PASSWORD: &str = "app-secret";
 /// The longest one client script may run (each of its waits has a 10 s deadline).
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(90);
-/// `pip install` and `npm ci` on a fresh machine.
-const INSTALL_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// `tests/clients/`.
-fn scripts_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("clients")
-}
-
-/// The cargo target directory this test binary was built in (`TARGET/<profile>/deps/`).
-fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let mut dir = exe.parent().expect("test binary directory").to_path_buf();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    dir.pop();
-    dir
-}
-
-/// Runs `tests/clients/install.sh` once per test binary; the directory it installed into.
-///
-/// # Panics
-/// When the install fails (with its output).
-fn installed() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let target = target_dir();
-        let script = scripts_dir().join("install.sh");
-        let out = run_captured(
-            Command::new("bash")
-                .arg(&script)
-                .env("CARGO_TARGET_DIR", &target),
-            INSTALL_TIMEOUT,
-        )
-        .expect("run bash");
-        assert!(
-            out.success(),
-            "{} failed ({:?}):\n{}\n{}",
-            script.display(),
-            out.status,
-            out.stdout,
-            out.stderr
-        );
-        target.join("clients")
-    })
-}
 
 /// slotgate in front of the shared cluster, with the user [`USER`].
 fn cluster_proxy() -> &'static Slotgate {
@@ -82,13 +35,6 @@ fn cluster_proxy() -> &'static Slotgate {
     })
 }
 
-/// Which interpreter runs a client script.
-#[derive(Clone, Copy)]
-enum Runtime {
-    Python,
-    Node,
-}
-
 /// Runs `tests/clients/<script> <args>` against `proxy` and asserts that it exits 0, showing
 /// its output and slotgate's log otherwise. Returns the key prefix the script was given.
 fn run_client(
@@ -98,25 +44,11 @@ fn run_client(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> String {
-    let libs = installed();
-    let path = scripts_dir().join(script);
-    let mut cmd = match runtime {
-        Runtime::Python => {
-            let mut cmd = Command::new("python3");
-            cmd.env("PYTHONPATH", libs.join("python"))
-                .env("PYTHONDONTWRITEBYTECODE", "1");
-            cmd
-        }
-        Runtime::Node => {
-            let mut cmd = Command::new("node");
-            cmd.env("NODE_PATH", libs.join("node/node_modules"));
-            cmd
-        }
-    };
+    let mut cmd = clients::script(runtime, script);
+    let path = clients::scripts_dir().join(script);
     let stem = path.file_stem().expect("script name").to_string_lossy();
     let prefix = unique_key_prefix(&format!("{stem}-{}", args.join("-")));
-    cmd.arg(&path)
-        .args(args)
+    cmd.args(args)
         .env("SLOTGATE_PORT", proxy.port().to_string())
         .env("SLOTGATE_USER", USER)
         .env("SLOTGATE_PASSWORD", PASSWORD)
@@ -127,10 +59,7 @@ fn run_client(
     assert!(
         out.success(),
         "{} {} {}: {}\n--- stdout\n{}--- stderr\n{}--- slotgate log (last lines)\n{}",
-        match runtime {
-            Runtime::Python => "python3",
-            Runtime::Node => "node",
-        },
+        runtime.name(),
         path.display(),
         args.join(" "),
         match out.status {
