@@ -9,8 +9,9 @@
 //! the same node) is tracked, then written on that node after everything else; its
 //! invalidation comes after every earlier one, and whatever arrived before it is the rest.
 //!
-//! The slotgate variants (`<scenario>::slotgate` and the `*_slotgate` tests) are ignored
-//! until slotgate serves tracking; the `redis` variants check each scenario against Redis.
+//! The `redis` variants check each scenario against Redis, so a scenario's expectations are
+//! Redis's own; the slotgate variants (`<scenario>::slotgate`, `*_slotgate`) run it through
+//! slotgate. redis-py's client-side cache runs both ways too (`redis_py_client_side_cache`).
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
@@ -23,11 +24,12 @@ use std::sync::mpsc;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
+use slotgate_tests::clients::{self, Runtime};
 use slotgate_tests::cluster::cluster_server_binary;
-use slotgate_tests::process::GuardedChild;
+use slotgate_tests::process::{run_captured, GuardedChild};
 use slotgate_tests::{
-    shared_cluster, shared_proxy, unique_key_prefix, wait_until, ClusterOptions, ProxyConfig,
-    RedisCluster, Slotgate,
+    free_port, shared_cluster, shared_proxy, unique_key_prefix, wait_until, ClusterOptions,
+    ProxyConfig, RedisCluster, Slotgate,
 };
 
 /// How long an expected invalidation may take to arrive.
@@ -342,9 +344,11 @@ impl Conn {
 
 // === impl Target ===
 
-/// A standalone redis-server on a Unix socket in a directory of its own.
+/// A standalone redis-server on a Unix socket in a directory of its own (and on a TCP port,
+/// for clients that cache only over TCP, as redis-py does).
 struct Reference {
     socket: PathBuf,
+    port: u16,
     process: GuardedChild,
     _dir: tempfile::TempDir,
 }
@@ -356,8 +360,9 @@ impl Reference {
             .tempdir()
             .expect("tempdir");
         let socket = dir.path().join("redis.sock");
+        let port = free_port();
         let mut cmd = Command::new(cluster_server_binary());
-        cmd.args(["--port", "0", "--unixsocket"])
+        cmd.args(["--port", &port.to_string(), "--unixsocket"])
             .arg(&socket)
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .current_dir(dir.path())
@@ -372,6 +377,7 @@ impl Reference {
         );
         Reference {
             socket,
+            port,
             process,
             _dir: dir,
         }
@@ -1247,6 +1253,65 @@ fn told_before_the_next_reply_redis() {
 #[test]
 fn told_before_the_next_reply_slotgate() {
     told_before_the_next_reply(&Target::slotgate_with(|config| config.workers(1)));
+}
+
+/// redis-py's client-side cache (`protocol=3, cache_config=CacheConfig()`,
+/// `tests/clients/python/client_side_cache.py`): its cached reads see writes made directly on
+/// the node, its own writes (pipelined too) and another pooled connection's. redis-py caches
+/// only for Redis 7.4 or later (HELLO's `server` and `version`), so against Redis 7.0 and
+/// Valkey both sides check its refusal; the whole scenario runs against Redis 8.
+fn redis_py_client_side_cache(t: &Target) {
+    let tag = tag("redis-py");
+    let mut direct = t.direct(&tag);
+    let Frame::Map(hello) = direct.call(&["HELLO", "3"]) else {
+        panic!("HELLO 3 on the node");
+    };
+    let field = |name: &str| {
+        hello
+            .iter()
+            .find(|(k, _)| *k == bulk(name))
+            .map(|(_, v)| v.clone())
+    };
+    let version: Vec<u32> = match field("version") {
+        Some(Frame::Bulk(v)) => v.split('.').map(|n| n.parse().unwrap_or(0)).collect(),
+        other => panic!("HELLO version: {other:?}"),
+    };
+    let caches = field("server") == Some(bulk("redis")) && version >= vec![7, 4];
+    let mut cmd = clients::script(Runtime::Python, "python/client_side_cache.py");
+    match &t.kind {
+        Kind::Redis(r) => cmd
+            .env("SLOTGATE_PORT", r.port.to_string())
+            .env("SLOTGATE_DIRECT_PORT", r.port.to_string()),
+        Kind::Slotgate { cluster, .. } => {
+            let node = cluster.node_for_slot(slotgate_cluster::slot(tag.as_bytes()));
+            cmd.env("SLOTGATE_PORT", t.proxy().port().to_string())
+                .env("SLOTGATE_DIRECT_PORT", node.to_string())
+        }
+    };
+    cmd.env("SLOTGATE_PREFIX", &tag)
+        .env("SLOTGATE_EXPECT", if caches { "cached" } else { "refused" });
+    let out = run_captured(&mut cmd, Duration::from_secs(120)).expect("run python3");
+    eprint!("{}", out.stdout);
+    assert!(
+        out.success(),
+        "client_side_cache.py ({}): {:?}\n--- stdout\n{}--- stderr\n{}",
+        t.label("redis-py"),
+        out.status,
+        out.stdout,
+        out.stderr
+    );
+}
+
+#[test]
+fn redis_py_client_side_cache_redis() {
+    redis_py_client_side_cache(&Target::redis());
+}
+
+/// One worker: the pooled connections are served by the same thread (see
+/// [`told_before_the_next_reply_slotgate`]).
+#[test]
+fn redis_py_client_side_cache_slotgate() {
+    redis_py_client_side_cache(&Target::slotgate_with(|config| config.workers(1)));
 }
 
 /// 50 clients read one key; one write invalidates it exactly once for each.
