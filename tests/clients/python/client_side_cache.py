@@ -16,31 +16,20 @@ redis-py seeing it is printed. With "refused": redis-py's own error, as against 
 Exits 0 when all passed, 1 with a message naming the failed step.
 """
 
-import os
 import sys
 import time
 
 import redis
 from redis.cache import CacheConfig, CacheKey
 
+from common import check, env
+
 # How long a direct write may take to reach the client's cache (the node's report).
 WAIT = 2.0
 
 
-def env(name, default=None):
-    value = os.environ.get(name, default)
-    if value is None:
-        sys.exit(f"client_side_cache.py: environment variable {name} is not set")
-    return value
-
-
 PREFIX = env("SLOTGATE_PREFIX")
 EXPECT = env("SLOTGATE_EXPECT")
-
-
-def check(step, got, want):
-    if got != want:
-        raise AssertionError(f"{step}: got {got!r}, want {want!r}")
 
 
 def step(name):

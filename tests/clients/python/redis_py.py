@@ -23,25 +23,15 @@ import traceback
 import redis
 import redis.cluster
 
+from common import check, env
+
 WAIT = 10.0
-
-
-def env(name, default=None):
-    value = os.environ.get(name, default)
-    if value is None:
-        sys.exit(f"redis_py.py: environment variable {name} is not set")
-    return value
 
 
 PORT = int(env("SLOTGATE_PORT"))
 USER = env("SLOTGATE_USER")
 PASSWORD = env("SLOTGATE_PASSWORD")
 PREFIX = env("SLOTGATE_PREFIX", f"redis-py:{os.getpid()}:")
-
-
-def check(step, got, want):
-    if got != want:
-        raise AssertionError(f"{step}: got {got!r}, want {want!r}")
 
 
 def step(name):
