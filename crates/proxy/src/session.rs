@@ -218,6 +218,12 @@ where
         // One deadline for the batch: adding to an `Instant` normalises nanoseconds.
         let deadline = now + self.ctx.cfg.upstream.op_timeout;
         while self.has_room() {
+            // A tracking client's invalidations come before the reply of any command read
+            // after they were sent, and right after the command that sent them (its own
+            // write: `tracking::note`), not behind the rest of its batch.
+            if self.client.tracking.is_some() {
+                self.take_invalidations();
+            }
             match self.decoder.decode(&mut self.rbuf) {
                 Ok(Some(req)) => {
                     let (ctx, client) = (&self.ctx, &mut self.client);
@@ -236,11 +242,6 @@ where
                     let closes = matches!(&entry, Entry::Close(_))
                         || matches!(&entry, Entry::Muted(inner) if matches!(**inner, Entry::Close(_)));
                     self.queue.push_back(Pending { entry, cmd, start });
-                    // What the command itself made a tracking client's inbox hold (its own
-                    // write: `tracking::note`) follows its reply, not the rest of the batch.
-                    if self.client.tracking.is_some() {
-                        self.take_invalidations();
-                    }
                     if closes {
                         self.reading = false;
                         break;
