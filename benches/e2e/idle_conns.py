@@ -21,18 +21,15 @@ docs/benchmarks.md.
 """
 
 import argparse
-import atexit
 import json
 import os
 import resource
 import selectors
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -282,102 +279,79 @@ def print_report(rows, meta):
 
 def main(argv):
     args = parse_args(argv)
-    procs = e2e.Procs()
-    tmp = None
     clients = []
 
-    def cleanup():
+    def close_clients():
         for s in clients:
             s.close()
-        procs.stop_all()
-        if tmp and os.path.isdir(tmp) and not getattr(cleanup, "done", False):
-            cleanup.done = True
-            if args.keep_tmp:
-                e2e.log(f"kept temp dir {tmp}")
-            else:
-                shutil.rmtree(tmp, ignore_errors=True)
 
-    def on_signal(signum, _frame):
-        raise e2e.Interrupted(signum)
+    return e2e.harness_main(args, "slotgate-idle-",
+                            lambda procs, tmp: measure_all(args, procs, tmp, clients),
+                            on_cleanup=close_clients)
 
-    atexit.register(cleanup)
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, on_signal)
 
-    try:
-        check_tools(args)
-        raise_fd_limit(args.clients + FD_SPARE)
-        tmp = tempfile.mkdtemp(prefix="slotgate-idle-")
-        e2e.log(f"temp dir {tmp}")
-        certs = e2e.make_certs(tmp)
-        e2e.log("starting 6-node cluster")
-        nodes = e2e.start_cluster(procs, tmp, args)
-        nodes.sort(key=lambda n: n["role"] != "primary")
-        # Like the slotgate-tls mode of run.py, with room for every client.
-        e2e.MODES[MODE] = dict(
-            e2e.MODES["slotgate-tls"], check_metrics=False,
-            config_extra=e2e.MODES["slotgate-tls"]["config_extra"]
-            + f"limits:\n  max_clients: {args.clients + FD_SPARE}\n")
-        sg = e2e.start_slotgates(procs, tmp, args, nodes, [MODE], certs)[MODE]
-        pid = sg["proc"].pid
-        e2e.log(f"slotgate up on :{sg['port']} (pid {pid}, workers: {args.workers})")
+def measure_all(args, procs, tmp, clients):
+    """The measurements (see the module's doc), with the client sockets kept in `clients`;
+    returns the exit status."""
+    check_tools(args)
+    raise_fd_limit(args.clients + FD_SPARE)
+    certs = e2e.make_certs(tmp)
+    e2e.log("starting 6-node cluster")
+    nodes = e2e.start_cluster(procs, tmp, args)
+    nodes.sort(key=lambda n: n["role"] != "primary")
+    # Like the slotgate-tls mode of run.py, with room for every client.
+    e2e.MODES[MODE] = dict(
+        e2e.MODES["slotgate-tls"], check_metrics=False,
+        config_extra=e2e.MODES["slotgate-tls"]["config_extra"]
+        + f"limits:\n  max_clients: {args.clients + FD_SPARE}\n")
+    sg = e2e.start_slotgates(procs, tmp, args, nodes, [MODE], certs)[MODE]
+    pid = sg["proc"].pid
+    e2e.log(f"slotgate up on :{sg['port']} (pid {pid}, workers: {args.workers})")
 
-        ctx = ssl.create_default_context(cafile=certs["ca"])
-        n = args.clients
-        value = os.urandom(args.value_size // 2).hex().encode()[:args.value_size].ljust(
-            args.value_size, b"x")
-        rows = [measure("before any client", pid, args.settle, None, n)]
-        base = rows[0]["rss_kib"]
+    ctx = ssl.create_default_context(cafile=certs["ca"])
+    n = args.clients
+    value = os.urandom(args.value_size // 2).hex().encode()[:args.value_size].ljust(
+        args.value_size, b"x")
+    rows = [measure("before any client", pid, args.settle, None, n)]
+    base = rows[0]["rss_kib"]
 
-        t0 = time.monotonic()
-        drive((connect(ctx, sg["port"], clients) for _ in range(n)), args.concurrency,
-              timeout=600)
-        e2e.log(f"{n} clients connected and PINGed in {time.monotonic() - t0:.1f}s")
-        rows.append(measure(f"{n} idle clients (handshake + PING)", pid, args.settle, base, n))
+    t0 = time.monotonic()
+    drive((connect(ctx, sg["port"], clients) for _ in range(n)), args.concurrency,
+          timeout=600)
+    e2e.log(f"{n} clients connected and PINGed in {time.monotonic() - t0:.1f}s")
+    rows.append(measure(f"{n} idle clients (handshake + PING)", pid, args.settle, base, n))
 
-        peak = [0]
+    peak = [0]
 
-        def sample(_done):
-            peak[0] = max(peak[0], rss_kib(pid))
+    def sample(_done):
+        peak[0] = max(peak[0], rss_kib(pid))
 
-        t0 = time.monotonic()
-        drive((burst(s, i, value) for i, s in enumerate(clients)), args.concurrency,
-              timeout=1200, on_progress=sample)
-        e2e.log(f"burst done in {time.monotonic() - t0:.1f}s")
-        rows.append(measure(f"{n} idle clients after a {args.value_size}-byte SET + GET each",
-                            pid, args.settle, base, n))
-        if args.malloc_trim:
-            malloc_trim(pid)
-            rows.append(measure("the same after malloc_trim(0)", pid, args.settle, base, n))
+    t0 = time.monotonic()
+    drive((burst(s, i, value) for i, s in enumerate(clients)), args.concurrency,
+          timeout=1200, on_progress=sample)
+    e2e.log(f"burst done in {time.monotonic() - t0:.1f}s")
+    rows.append(measure(f"{n} idle clients after a {args.value_size}-byte SET + GET each",
+                        pid, args.settle, base, n))
+    if args.malloc_trim:
+        malloc_trim(pid)
+        rows.append(measure("the same after malloc_trim(0)", pid, args.settle, base, n))
 
-        for s in clients:
-            s.close()
-        clients.clear()
-        rows.append(measure("every client closed", pid, args.settle, None, n))
+    for s in clients:
+        s.close()
+    clients.clear()
+    rows.append(measure("every client closed", pid, args.settle, None, n))
 
-        meta = {"clients": n, "workers": args.workers, "value_size": args.value_size,
-                "concurrency": args.concurrency, "burst_peak_kib": peak[0],
-                "slotgate_version": e2e.version_of([args.slotgate, "--version"]),
-                "slotgate_binary": args.slotgate,
-                "when": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
-        print_report(rows, meta)
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump({"meta": meta, "rows": rows}, f, indent=2)
-            e2e.log(f"measurements written to {args.json}")
-        return 0
-    except e2e.HarnessError as e:
-        print(f"\nFAIL: {e}", file=sys.stderr, flush=True)
-        if not args.keep_tmp and tmp:
-            print("(re-run with --keep-tmp to keep logs and the config)", file=sys.stderr)
-        return 1
-    except (e2e.Interrupted, KeyboardInterrupt) as e:
-        print(f"\ninterrupted ({e or 'SIGINT'}); stopping everything", file=sys.stderr)
-        return 128 + getattr(e, "signum", signal.SIGINT)
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_IGN)
-        cleanup()
+    meta = {"clients": n, "workers": args.workers, "value_size": args.value_size,
+            "concurrency": args.concurrency, "burst_peak_kib": peak[0],
+            "slotgate_version": e2e.version_of([args.slotgate, "--version"]),
+            "slotgate_binary": args.slotgate,
+            "when": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    print_report(rows, meta)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"meta": meta, "rows": rows}, f, indent=2)
+        e2e.log(f"measurements written to {args.json}")
+    return 0
 
 
 if __name__ == "__main__":

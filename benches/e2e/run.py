@@ -1133,10 +1133,21 @@ def main(argv):
     args = parse_args(argv)
     if args.report:
         return report_saved(args.report)
+    return harness_main(args, "slotgate-e2e-", lambda procs, tmp: benchmark(args, procs, tmp))
+
+
+def harness_main(args, prefix, work, on_cleanup=None):
+    """Runs `work(procs, tmp)` the way every harness here runs: SIGINT, SIGTERM and SIGHUP
+    raise Interrupted; a temp dir named `prefix`…; at the end, whatever happened,
+    `on_cleanup()`, every process in `procs` stopped and the temp dir removed (kept with
+    --keep-tmp). Returns the exit status: work's, 1 on a HarnessError (printed), 128 + the
+    signal when interrupted."""
     procs = Procs()
     tmp = None
 
     def cleanup():
+        if on_cleanup:
+            on_cleanup()
         procs.stop_all()
         if tmp and os.path.isdir(tmp) and not getattr(cleanup, "done", False):
             cleanup.done = True
@@ -1153,102 +1164,12 @@ def main(argv):
         signal.signal(sig, on_signal)
 
     try:
-        check_tools(args)
-        tmp = tempfile.mkdtemp(prefix="slotgate-e2e-")
+        tmp = tempfile.mkdtemp(prefix=prefix)
         log(f"temp dir {tmp}")
-        meta = {
-            "when": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-            "host": platform.node(), "kernel": platform.release(),
-            "cpus": os.cpu_count(), "loadavg_before": " ".join(
-                f"{x:.2f}" for x in os.getloadavg()),
-            "redis_version": version_of([args.redis_server, "--version"]).split(" sha=")[0],
-            "redis_benchmark_version": version_of([args.redis_benchmark, "--version"]),
-            "slotgate_version": version_of([args.slotgate, "--version"]),
-            "slotgate_binary": args.slotgate, "baseline_binary": args.baseline, "clk_tck": CLK_TCK,
-            "args": vars(args),
-        }
-        modes = args.modes
-        certs = None
-        if any(MODES[m]["tls"] for m in modes):
-            certs = make_certs(tmp)
-            log(f"certificates in {certs['dir']} (CA + server certificate, EC P-256)")
-        meta["tls"] = bool(certs)
-        sentinel = None
-        if args.upstream == "sentinel":
-            if certs:
-                raise HarnessError("--upstream sentinel runs plaintext modes only")
-            log("starting a primary and a sentinel")
-            t0 = time.monotonic()
-            nodes, sentinel = start_sentinel_group(procs, tmp, args)
-        else:
-            log("starting 6-node cluster" + (" (with tls-ports)" if certs else ""))
-            t0 = time.monotonic()
-            nodes = start_cluster(procs, tmp, args, certs)
-
-        def names(role):
-            return ", ".join(str(n["port"]) + (f" (tls {n['tls_port']})" if certs else "")
-                             for n in nodes if n["role"] == role)
-
-        log(f"upstream ok after {time.monotonic() - t0:.1f}s: primaries {names('primary')}; "
-            f"replicas {names('replica')}")
-        # redis-benchmark --cluster: point it at a primary.
-        nodes.sort(key=lambda n: n["role"] != "primary")
-        sgs = start_slotgates(procs, tmp, args, nodes, modes, certs, sentinel)
-        for mode, sg in sgs.items():
-            log(f"{mode} up on :{sg['port']} (admin: {sg['admin'] or 'none'}, "
-                f"workers: {args.workers}" + (", client TLS" if sg["tls_cli"] else "") + ")")
-        targets = {m: bench_target(m, nodes, sgs, certs, sentinel is None) for m in modes}
-        if args.preload:
-            plain = [sg for sg in sgs.values() if not sg["tls_cli"]]
-            if not plain:
-                raise HarnessError("--preload needs a plaintext slotgate mode")
-            t0 = time.monotonic()
-            preload(plain[0]["port"], args.keyspace, args.data_size)
-            log(f"preloaded {args.keyspace} keys in {time.monotonic() - t0:.1f}s")
-        meta["ports"] = {"redis": {str(n["port"]): n["role"] for n in nodes},
-                         "slotgate": {m: {"port": sg["port"], "admin": sg["admin"]}
-                                      for m, sg in sgs.items()}}
-        if certs:
-            meta["ports"]["redis_tls"] = {str(n["port"]): n["tls_port"] for n in nodes}
-        meta["modes"] = {m: {"config_extra": MODES[m]["config_extra"],
-                             "bench_args": MODES[m]["bench_args"], "tls": MODES[m]["tls"],
-                             "target": targets[m]} for m in modes}
-        width = max(len(m) for m in modes)
-
-        runs = []
-        for test in args.tests:
-            for pipeline in args.pipelines:
-                n = args.requests_p1 if pipeline == 1 else args.requests_pipelined
-                for rnd in range(1, args.rounds + 1):
-                    # Rotate: round 1 starts with the first mode, round 2 with the
-                    # second, ... so no mode always runs first (or last).
-                    start = (rnd - 1) % len(modes)
-                    order = modes[start:] + modes[:start]
-                    for i, mode in enumerate(order):
-                        r = run_one(mode, test, pipeline, n, args, nodes, sgs,
-                                    targets[mode])
-                        r["round"], r["order"] = rnd, i
-                        runs.append(r)
-                        for w in r["warnings"]:
-                            log(f"note ({mode}): {w}")
-                        log(f"{test} -P {pipeline} round {rnd}/{args.rounds} "
-                            f"{mode:{width}s}: "
-                            + ", ".join(f"{row['test']} {fmt_ops(row['rps'])} ops/s "
-                                        f"p50 {row['p50_ms']:.3f} p99 {row['p99_ms']:.3f}"
-                                        for row in r["rows"])
-                            + f" (wall {r['wall_s']:.2f}s)")
-        meta["loadavg_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
-        checks = metrics_checks(runs, sgs, modes)
-        summary = print_report(runs, meta, modes, checks)
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump({"meta": meta, "summary": summary, "runs": runs,
-                           "metrics_checks": checks}, f, indent=2)
-            log(f"raw data written to {args.json}")
-        return 0
+        return work(procs, tmp)
     except HarnessError as e:
         print(f"\nFAIL: {e}", file=sys.stderr, flush=True)
-        if args.keep_tmp is False and tmp:
+        if not args.keep_tmp and tmp:
             print("(re-run with --keep-tmp to keep logs and configs)", file=sys.stderr)
         return 1
     except (Interrupted, KeyboardInterrupt) as e:
@@ -1259,6 +1180,101 @@ def main(argv):
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)
         cleanup()
+
+
+def benchmark(args, procs, tmp):
+    """The benchmark itself (see the module's doc): returns the exit status."""
+    check_tools(args)
+    meta = {
+        "when": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "host": platform.node(), "kernel": platform.release(),
+        "cpus": os.cpu_count(), "loadavg_before": " ".join(
+            f"{x:.2f}" for x in os.getloadavg()),
+        "redis_version": version_of([args.redis_server, "--version"]).split(" sha=")[0],
+        "redis_benchmark_version": version_of([args.redis_benchmark, "--version"]),
+        "slotgate_version": version_of([args.slotgate, "--version"]),
+        "slotgate_binary": args.slotgate, "baseline_binary": args.baseline, "clk_tck": CLK_TCK,
+        "args": vars(args),
+    }
+    modes = args.modes
+    certs = None
+    if any(MODES[m]["tls"] for m in modes):
+        certs = make_certs(tmp)
+        log(f"certificates in {certs['dir']} (CA + server certificate, EC P-256)")
+    meta["tls"] = bool(certs)
+    sentinel = None
+    if args.upstream == "sentinel":
+        if certs:
+            raise HarnessError("--upstream sentinel runs plaintext modes only")
+        log("starting a primary and a sentinel")
+        t0 = time.monotonic()
+        nodes, sentinel = start_sentinel_group(procs, tmp, args)
+    else:
+        log("starting 6-node cluster" + (" (with tls-ports)" if certs else ""))
+        t0 = time.monotonic()
+        nodes = start_cluster(procs, tmp, args, certs)
+
+    def names(role):
+        return ", ".join(str(n["port"]) + (f" (tls {n['tls_port']})" if certs else "")
+                         for n in nodes if n["role"] == role)
+
+    log(f"upstream ok after {time.monotonic() - t0:.1f}s: primaries {names('primary')}; "
+        f"replicas {names('replica')}")
+    # redis-benchmark --cluster: point it at a primary.
+    nodes.sort(key=lambda n: n["role"] != "primary")
+    sgs = start_slotgates(procs, tmp, args, nodes, modes, certs, sentinel)
+    for mode, sg in sgs.items():
+        log(f"{mode} up on :{sg['port']} (admin: {sg['admin'] or 'none'}, "
+            f"workers: {args.workers}" + (", client TLS" if sg["tls_cli"] else "") + ")")
+    targets = {m: bench_target(m, nodes, sgs, certs, sentinel is None) for m in modes}
+    if args.preload:
+        plain = [sg for sg in sgs.values() if not sg["tls_cli"]]
+        if not plain:
+            raise HarnessError("--preload needs a plaintext slotgate mode")
+        t0 = time.monotonic()
+        preload(plain[0]["port"], args.keyspace, args.data_size)
+        log(f"preloaded {args.keyspace} keys in {time.monotonic() - t0:.1f}s")
+    meta["ports"] = {"redis": {str(n["port"]): n["role"] for n in nodes},
+                     "slotgate": {m: {"port": sg["port"], "admin": sg["admin"]}
+                                  for m, sg in sgs.items()}}
+    if certs:
+        meta["ports"]["redis_tls"] = {str(n["port"]): n["tls_port"] for n in nodes}
+    meta["modes"] = {m: {"config_extra": MODES[m]["config_extra"],
+                         "bench_args": MODES[m]["bench_args"], "tls": MODES[m]["tls"],
+                         "target": targets[m]} for m in modes}
+    width = max(len(m) for m in modes)
+
+    runs = []
+    for test in args.tests:
+        for pipeline in args.pipelines:
+            n = args.requests_p1 if pipeline == 1 else args.requests_pipelined
+            for rnd in range(1, args.rounds + 1):
+                # Rotate: round 1 starts with the first mode, round 2 with the
+                # second, ... so no mode always runs first (or last).
+                start = (rnd - 1) % len(modes)
+                order = modes[start:] + modes[:start]
+                for i, mode in enumerate(order):
+                    r = run_one(mode, test, pipeline, n, args, nodes, sgs,
+                                targets[mode])
+                    r["round"], r["order"] = rnd, i
+                    runs.append(r)
+                    for w in r["warnings"]:
+                        log(f"note ({mode}): {w}")
+                    log(f"{test} -P {pipeline} round {rnd}/{args.rounds} "
+                        f"{mode:{width}s}: "
+                        + ", ".join(f"{row['test']} {fmt_ops(row['rps'])} ops/s "
+                                    f"p50 {row['p50_ms']:.3f} p99 {row['p99_ms']:.3f}"
+                                    for row in r["rows"])
+                        + f" (wall {r['wall_s']:.2f}s)")
+    meta["loadavg_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    checks = metrics_checks(runs, sgs, modes)
+    summary = print_report(runs, meta, modes, checks)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"meta": meta, "summary": summary, "runs": runs,
+                       "metrics_checks": checks}, f, indent=2)
+        log(f"raw data written to {args.json}")
+    return 0
 
 
 if __name__ == "__main__":
