@@ -46,6 +46,14 @@ fn get(c: &mut redis::Connection, key: &str) -> Option<String> {
     redis::cmd("GET").arg(key).query(c).expect("GET")
 }
 
+fn set(c: &mut redis::Connection, key: &str, value: impl redis::ToRedisArgs) {
+    redis::cmd("SET")
+        .arg(key)
+        .arg(value)
+        .query::<()>(c)
+        .expect("SET")
+}
+
 /// Read `key` through `c` until a read is a hit (the links are up and the value filled).
 fn until_cached(proxy: &Slotgate, c: &mut redis::Connection, key: &str) {
     assert!(
@@ -169,11 +177,7 @@ fn a_direct_write_is_seen_after_its_invalidation() {
     let key = format!("{}k", unique_key_prefix("cache-direct"));
     let mut via = proxy.connection();
     let mut node = node_conn(cluster, &key);
-    let _: () = redis::cmd("SET")
-        .arg(&key)
-        .arg("0")
-        .query(&mut node)
-        .unwrap();
+    set(&mut node, &key, "0");
     until_cached(&proxy, &mut via, &key);
     let mut delays = Vec::new();
     for i in 1..=200 {
@@ -181,11 +185,7 @@ fn a_direct_write_is_seen_after_its_invalidation() {
         let _ = get(&mut via, &key);
         let _ = get(&mut via, &key);
         let want = i.to_string();
-        let _: () = redis::cmd("SET")
-            .arg(&key)
-            .arg(&want)
-            .query(&mut node)
-            .unwrap();
+        set(&mut node, &key, &want);
         let written = Instant::now();
         // … until the report drops it.
         loop {
@@ -218,11 +218,7 @@ fn own_writes_are_read_back_immediately() {
     let p = unique_key_prefix("cache-own");
     let (k, h) = (format!("{{{p}}}k"), format!("{{{p}}}h"));
     let mut c = proxy.connection();
-    let _: () = redis::cmd("SET")
-        .arg(&k)
-        .arg("start")
-        .query(&mut c)
-        .unwrap();
+    set(&mut c, &k, "start");
     until_cached(&proxy, &mut c, &k);
     for i in 0..500 {
         let v = i.to_string();
@@ -286,7 +282,7 @@ fn no_client_reads_older_than_what_it_wrote_or_read() {
     let proxy = Arc::new(cached_proxy(cluster, &[]));
     let key = Arc::new(format!("{}counter", unique_key_prefix("cache-mono")));
     let mut c = proxy.connection();
-    let _: () = redis::cmd("SET").arg(&*key).arg("0").query(&mut c).unwrap();
+    set(&mut c, &key, "0");
     until_cached(&proxy, &mut c, &key);
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
@@ -331,11 +327,7 @@ fn flushall_drops_everything() {
     let proxy = cached_proxy(&cluster, &[]);
     let mut c = proxy.connection();
     for i in 0..50 {
-        let _: () = redis::cmd("SET")
-            .arg(format!("f{i}"))
-            .arg(i)
-            .query(&mut c)
-            .unwrap();
+        set(&mut c, &format!("f{i}"), i);
     }
     until_cached(&proxy, &mut c, "f0");
     for i in 0..50 {
@@ -353,11 +345,7 @@ fn flushall_drops_everything() {
     .is_none())));
     // Through slotgate too.
     for i in 0..50 {
-        let _: () = redis::cmd("SET")
-            .arg(format!("f{i}"))
-            .arg(i)
-            .query(&mut c)
-            .unwrap();
+        set(&mut c, &format!("f{i}"), i);
         let _ = get(&mut c, &format!("f{i}"));
     }
     let _: () = redis::cmd("FLUSHALL").query(&mut c).unwrap();
@@ -370,7 +358,7 @@ fn entries_live_at_most_max_ttl() {
     let proxy = cached_proxy(cluster, &[("max_ttl", "1s")]);
     let key = format!("{}k", unique_key_prefix("cache-ttl"));
     let mut c = proxy.connection();
-    let _: () = redis::cmd("SET").arg(&key).arg("v").query(&mut c).unwrap();
+    set(&mut c, &key, "v");
     until_cached(&proxy, &mut c, &key);
     let ttl = "slotgate_invalidations_total{source=\"ttl\"}";
     assert!(
@@ -537,7 +525,7 @@ fn the_cache_off_changes_nothing() {
     let mut c = proxy.connection();
     let mut node = node_conn(cluster, &key);
     for i in 0..100 {
-        let _: () = redis::cmd("SET").arg(&key).arg(i).query(&mut node).unwrap();
+        set(&mut node, &key, i);
         assert_eq!(get(&mut c, &key), Some(i.to_string()));
     }
     let scrape = proxy.scrape();
